@@ -1,0 +1,273 @@
+//! The blob store: large payloads (job graphs, checkpoint metadata) under the HA storage
+//! directory, so the coordination service only holds small pointers.
+//!
+//! Built on the `object_store` crate: one API for a local path (`file://`, always available) and
+//! S3 / GCS / Azure (`s3://`, `gs://`, `az://`, behind the `s3`, `gcs` and `azure` features), the
+//! same crate the Rust data ecosystem (DataFusion, delta-rs) relies on, with atomic local writes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// Errors of the blob store; each names the blob or location concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlobError {
+    /// The blob does not exist.
+    #[error("blob {0:?} not found")]
+    NotFound(String),
+    /// The storage location is not usable.
+    #[error("invalid storage location {location:?}: {reason}")]
+    InvalidLocation {
+        /// The location as configured.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The object store failed.
+    #[error("blob store failure on {name:?}: {reason}")]
+    Store {
+        /// The blob.
+        name: String,
+        /// The store's error.
+        reason: String,
+    },
+}
+
+/// Blobs below one base path of an object store (`<storageDir>/<cluster-id>`).
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    base: Path,
+    location: String,
+}
+
+impl fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobStore({})", self.location)
+    }
+}
+
+impl BlobStore {
+    /// A blob store in memory (embedded mode without a storage directory).
+    pub fn in_memory() -> Self {
+        Self {
+            store: Arc::new(InMemory::new()),
+            base: Path::default(),
+            location: "memory://".into(),
+        }
+    }
+
+    /// Blobs below `base` in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, base: Path, location: impl Into<String>) -> Self {
+        Self {
+            store,
+            base,
+            location: location.into(),
+        }
+    }
+
+    /// Opens the storage directory `dir` (a local path, `file://`, or with the matching feature
+    /// `s3://`, `gs://`, `az://`) and uses `<dir>/<sub>` as the base (`sub` may be empty).
+    pub fn open(dir: &str, sub: &str) -> Result<Self, BlobError> {
+        let invalid = |reason: String| BlobError::InvalidLocation {
+            location: dir.to_owned(),
+            reason,
+        };
+        let url = if dir.contains("://") || dir.starts_with("file:") {
+            url::Url::parse(dir).map_err(|e| invalid(e.to_string()))?
+        } else {
+            let path = std::path::absolute(dir).map_err(|e| invalid(e.to_string()))?;
+            url::Url::from_directory_path(&path)
+                .map_err(|_| invalid("not an absolute local path".into()))?
+        };
+        if url.scheme() == "file" {
+            // Make sure the directory exists so listing and writing work from the start.
+            let path = url
+                .to_file_path()
+                .map_err(|_| invalid("not a local path".into()))?;
+            std::fs::create_dir_all(&path).map_err(|e| invalid(e.to_string()))?;
+        }
+        let (store, path) = object_store::parse_url(&url).map_err(|e| {
+            invalid(format!(
+                "{e} (remote stores need tenure's s3 / gcs / azure features)"
+            ))
+        })?;
+        let mut base = path;
+        for seg in sub.split('/').filter(|s| !s.is_empty()) {
+            base = base.clone().join(seg);
+        }
+        let location = format!("{}/{}", dir.trim_end_matches('/'), sub.trim_matches('/'));
+        Ok(Self::new(Arc::from(store), base, location))
+    }
+
+    /// Where the blobs live, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// A blob store for the sub-directory `sub` of this one.
+    pub fn child(&self, sub: &str) -> BlobStore {
+        Self {
+            store: self.store.clone(),
+            base: self.path(sub),
+            location: format!("{}/{}", self.location.trim_end_matches('/'), sub),
+        }
+    }
+
+    fn path(&self, name: &str) -> Path {
+        let mut p = self.base.clone();
+        for seg in name.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(seg);
+        }
+        p
+    }
+
+    fn err(name: &str, e: object_store::Error) -> BlobError {
+        match e {
+            object_store::Error::NotFound { .. } => BlobError::NotFound(name.to_owned()),
+            other => BlobError::Store {
+                name: name.to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// Writes the blob `name` (replacing an existing one atomically).
+    pub async fn put(&self, name: &str, data: Bytes) -> Result<(), BlobError> {
+        self.store
+            .put(&self.path(name), PutPayload::from_bytes(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| Self::err(name, e))
+    }
+
+    /// Writes the blob `name` only if it does not exist.
+    pub async fn put_new(&self, name: &str, data: Bytes) -> Result<(), BlobError> {
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.path(name), PutPayload::from_bytes(data), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                object_store::Error::AlreadyExists { .. } => BlobError::Store {
+                    name: name.to_owned(),
+                    reason: "already exists".into(),
+                },
+                e => Self::err(name, e),
+            })
+    }
+
+    /// Reads the blob `name`.
+    pub async fn get(&self, name: &str) -> Result<Bytes, BlobError> {
+        let r = self
+            .store
+            .get(&self.path(name))
+            .await
+            .map_err(|e| Self::err(name, e))?;
+        r.bytes().await.map_err(|e| Self::err(name, e))
+    }
+
+    /// Whether the blob `name` exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, BlobError> {
+        match self.store.head(&self.path(name)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Self::err(name, e)),
+        }
+    }
+
+    /// Deletes the blob `name`; a missing blob is not an error.
+    pub async fn delete(&self, name: &str) -> Result<(), BlobError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::err(name, e)),
+        }
+    }
+
+    /// Renames blob `from` to `to` (replacing `to`).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        self.store
+            .rename(&self.path(from), &self.path(to))
+            .await
+            .map_err(|e| Self::err(from, e))
+    }
+
+    /// Names (relative to the base) of all blobs below `prefix` (`""` for all).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        let root = self.path(prefix);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|e| Self::err(prefix, e))?;
+        let mut names: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| {
+                m.location
+                    .prefix_match(&self.base)
+                    .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes every blob below `prefix` (`""`: everything in this store's base).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
+        for name in self.list(prefix).await? {
+            self.delete(&name).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every blob of this store (`close_and_cleanup_all_data`).
+    pub async fn delete_all(&self) -> Result<(), BlobError> {
+        self.delete_prefix("").await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn exercise(store: BlobStore) {
+        store.put("a/b", Bytes::from_static(b"x")).await.unwrap();
+        store.put("c", Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!(store.get("a/b").await.unwrap(), Bytes::from_static(b"x"));
+        assert_eq!(store.list("").await.unwrap(), vec!["a/b", "c"]);
+        assert!(matches!(store.get("nope").await, Err(BlobError::NotFound(_))));
+        store.delete("nope").await.unwrap();
+        store.delete_all().await.unwrap();
+        assert!(store.list("").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_store_round_trips() {
+        exercise(BlobStore::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_directory_round_trips_and_uses_cluster_sub_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().to_str().unwrap(), "default").unwrap();
+        store.put("x", Bytes::from_static(b"1")).await.unwrap();
+        assert!(dir.path().join("default/x").exists());
+        exercise(store).await;
+    }
+
+    #[test]
+    fn unknown_scheme_is_a_clear_error() {
+        let e = BlobStore::open("hdfs://nn/flink", "x").unwrap_err();
+        assert!(e.to_string().contains("hdfs://nn/flink"), "{e}");
+    }
+}

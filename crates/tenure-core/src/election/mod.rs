@@ -1,0 +1,313 @@
+//! Leader election (Flink's `LeaderElectionService` + `LeaderContender`).
+//!
+//! An [`ElectionService`] campaigns on one latch. Components register on it with
+//! [`ElectionService::register`]; every grant of the latch issues a fresh [`LeaderSessionId`] and
+//! goes to every registered component. Each component [`confirm`](LeaderElection::confirm)s its
+//! own address, which publishes the leader information only if that session is still current.
+//!
+//! Two shapes of the same thing:
+//! - Rust shape: [`LeaderElection::leadership`] is a `watch` of [`Leadership`]; each
+//!   [`LeaderTerm`] carries a cancellation token that fires when the term ends.
+//! - Flink shape: [`LeaderElection::run_contender`] drives a [`LeaderContender`] with
+//!   `grant_leadership` / `revoke_leadership` / `handle_error` callbacks.
+//!
+//! ```
+//! # use tenure_core::embedded::EmbeddedCluster;
+//! # use tenure_core::election::ElectionService;
+//! # use tenure_core::ids::ComponentId;
+//! # use tenure_core::layout::Layout;
+//! # use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = Arc::new(EmbeddedCluster::new().connect());
+//! let service = ElectionService::new(backend, Layout::default(), "leader/latch");
+//! let mut election = service.register(ComponentId::Dispatcher).await?;
+//! let term = election.wait_for_leadership().await?;
+//! assert!(election.confirm(term.session_id, "pekko.tcp://flink@host:6123/user/rpc/dispatcher_1").await?);
+//! assert!(election.has_leadership(term.session_id));
+//! election.stop().await?;
+//! assert!(term.is_over());
+//! # Ok(()) }
+//! ```
+
+mod contender;
+mod publish;
+pub mod state;
+mod task;
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+pub use contender::{ContenderHandle, LeaderContender};
+pub use publish::{publish_leader_info, unpublish_leader_info};
+
+use crate::driver::HaBackend;
+use crate::ids::{ComponentId, LeaderSessionId};
+use crate::kv::{FencingToken, KvError};
+use crate::layout::Layout;
+use task::{Command, ElectionTask};
+
+/// Errors of leader election.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElectionError {
+    /// The component already has a contender on this election.
+    #[error("component {0} already has a contender on this election")]
+    AlreadyRegistered(ComponentId),
+    /// The election service has shut down.
+    #[error("the election service is closed")]
+    Closed,
+    /// The latch failed and will not recover by itself.
+    #[error("leader latch failed: {0}")]
+    LatchFailed(String),
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] KvError),
+}
+
+/// One leadership term of one component.
+#[derive(Clone)]
+pub struct LeaderTerm {
+    /// The term's session id (fencing token for RPCs and confirmations).
+    pub session_id: LeaderSessionId,
+    /// The token that fences store writes made in this term.
+    pub fencing_token: FencingToken,
+    cancelled: CancellationToken,
+}
+
+impl LeaderTerm {
+    /// Whether the term is over (revoked, stopped or superseded).
+    pub fn is_over(&self) -> bool {
+        self.cancelled.is_cancelled()
+    }
+
+    /// Completes when the term is over.
+    pub fn over(&self) -> WaitForCancellationFuture<'_> {
+        self.cancelled.cancelled()
+    }
+
+    /// A cancellation token that fires when the term is over; hand it to work that must stop
+    /// with leadership.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancelled.child_token()
+    }
+}
+
+impl fmt::Debug for LeaderTerm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaderTerm")
+            .field("session_id", &self.session_id)
+            .field("fencing_token", &self.fencing_token)
+            .field("over", &self.is_over())
+            .finish()
+    }
+}
+
+/// A component's current leadership.
+#[derive(Clone, Debug, Default)]
+pub enum Leadership {
+    /// Not the leader (yet, or any more).
+    #[default]
+    NotLeader,
+    /// The leader, in this term.
+    Leader(LeaderTerm),
+}
+
+impl Leadership {
+    /// The term, if leader.
+    pub fn term(&self) -> Option<&LeaderTerm> {
+        match self {
+            Leadership::Leader(t) if !t.is_over() => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Campaigns on one latch for any number of components of this process.
+#[derive(Clone, Debug)]
+pub struct ElectionService {
+    commands: mpsc::UnboundedSender<Command>,
+    latch: Arc<str>,
+}
+
+impl ElectionService {
+    /// Starts an election service on the latch directory `latch` (a layout key such as
+    /// [`Layout::cluster_latch`]). It joins the latch when the first component registers and
+    /// leaves it when the last one stops. Must be called inside a tokio runtime.
+    pub fn new(backend: Arc<dyn HaBackend>, layout: Layout, latch: impl Into<String>) -> Self {
+        let latch: String = latch.into();
+        Self {
+            commands: ElectionTask::spawn(backend, layout, latch.clone()),
+            latch: latch.into(),
+        }
+    }
+
+    /// The latch this service campaigns on.
+    pub fn latch(&self) -> &str {
+        &self.latch
+    }
+
+    /// Registers a contender for `component` and starts campaigning for it. If this process
+    /// already leads, the component is granted the current session at once.
+    pub async fn register(&self, component: ComponentId) -> Result<LeaderElection, ElectionError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Register { component, reply })
+            .map_err(|_| ElectionError::Closed)?;
+        let registered = rx.await.map_err(|_| ElectionError::Closed)??;
+        Ok(LeaderElection {
+            confirmer: LeaderConfirmer {
+                component,
+                commands: self.commands.clone(),
+                leadership: registered.leadership,
+            },
+            errors: registered.errors,
+            stopped: false,
+        })
+    }
+}
+
+/// Confirms leadership and answers `has_leadership` for one component; cheap to clone, so a
+/// contender can keep one.
+#[derive(Clone, Debug)]
+pub struct LeaderConfirmer {
+    component: ComponentId,
+    commands: mpsc::UnboundedSender<Command>,
+    leadership: watch::Receiver<Leadership>,
+}
+
+impl LeaderConfirmer {
+    /// The component.
+    pub fn component(&self) -> ComponentId {
+        self.component
+    }
+
+    /// Whether `session` is the current term of this component.
+    pub fn has_leadership(&self, session: LeaderSessionId) -> bool {
+        self.leadership
+            .borrow()
+            .term()
+            .is_some_and(|t| t.session_id == session)
+    }
+
+    /// Confirms leadership of `session` at `address`: publishes the leader information if the
+    /// session is still current. Returns `Ok(false)` (nothing published) for a stale session.
+    pub async fn confirm(
+        &self,
+        session: LeaderSessionId,
+        address: impl Into<String>,
+    ) -> Result<bool, ElectionError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Confirm {
+                component: self.component,
+                session,
+                address: address.into(),
+                reply,
+            })
+            .map_err(|_| ElectionError::Closed)?;
+        rx.await.map_err(|_| ElectionError::Closed)?
+    }
+}
+
+/// One component's contender registration on an [`ElectionService`]. Dropping it stops the
+/// contender (like [`LeaderElection::stop`], without waiting).
+#[derive(Debug)]
+pub struct LeaderElection {
+    confirmer: LeaderConfirmer,
+    errors: mpsc::UnboundedReceiver<ElectionError>,
+    stopped: bool,
+}
+
+impl LeaderElection {
+    /// The component.
+    pub fn component(&self) -> ComponentId {
+        self.confirmer.component
+    }
+
+    /// A `watch` of this component's leadership.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.confirmer.leadership.clone()
+    }
+
+    /// The current leadership.
+    pub fn current(&self) -> Leadership {
+        self.confirmer.leadership.borrow().clone()
+    }
+
+    /// Whether `session` is the current term of this component.
+    pub fn has_leadership(&self, session: LeaderSessionId) -> bool {
+        self.confirmer.has_leadership(session)
+    }
+
+    /// A cloneable handle for confirming and checking leadership.
+    pub fn confirmer(&self) -> LeaderConfirmer {
+        self.confirmer.clone()
+    }
+
+    /// Waits until this component leads and returns the term.
+    pub async fn wait_for_leadership(&mut self) -> Result<LeaderTerm, ElectionError> {
+        let mut rx = self.confirmer.leadership.clone();
+        loop {
+            if let Some(term) = rx.borrow_and_update().term() {
+                return Ok(term.clone());
+            }
+            tokio::select! {
+                changed = rx.changed() => changed.map_err(|_| ElectionError::Closed)?,
+                Some(err) = self.errors.recv() => return Err(err),
+            }
+        }
+    }
+
+    /// See [`LeaderConfirmer::confirm`].
+    pub async fn confirm(
+        &self,
+        session: LeaderSessionId,
+        address: impl Into<String>,
+    ) -> Result<bool, ElectionError> {
+        self.confirmer.confirm(session, address).await
+    }
+
+    /// The next error reported for this contender (backend or latch failures).
+    pub async fn next_error(&mut self) -> Option<ElectionError> {
+        self.errors.recv().await
+    }
+
+    /// Stops the contender: revokes its term, removes its published leader information and, if
+    /// it was the last component on the latch, leaves the latch so the next contender is granted.
+    pub async fn stop(mut self) -> Result<(), ElectionError> {
+        self.stopped = true;
+        let (reply, rx) = oneshot::channel();
+        self.confirmer
+            .commands
+            .send(Command::Unregister {
+                component: self.confirmer.component,
+                reply: Some(reply),
+            })
+            .map_err(|_| ElectionError::Closed)?;
+        rx.await.map_err(|_| ElectionError::Closed)
+    }
+
+    /// Drives a Flink-style [`LeaderContender`] with this election's events.
+    pub fn run_contender(self, contender: Arc<dyn LeaderContender>) -> ContenderHandle {
+        contender::spawn(self, contender)
+    }
+
+    pub(crate) fn take_errors(&mut self) -> mpsc::UnboundedReceiver<ElectionError> {
+        let (_, empty) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.errors, empty)
+    }
+}
+
+impl Drop for LeaderElection {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.confirmer.commands.send(Command::Unregister {
+                component: self.confirmer.component,
+                reply: None,
+            });
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Publishing and removing leader information in the KV, fenced by the leader's term.
+
+use bytes::Bytes;
+
+use crate::codec::encode_leader_info;
+use crate::ids::ComponentId;
+use crate::kv::{CreateOptions, DeleteOptions, FencingToken, KvError, VersionedKv};
+use crate::layout::Layout;
+use crate::leader_info::LeaderInformation;
+
+const ATTEMPTS: usize = 8;
+
+/// Writes `info` to the component's leader-information key as an ephemeral key owned by this
+/// session. A key owned by another session (a deposed leader's) is replaced, never updated in
+/// place, so the information dies with *this* leader's session. Every write is fenced.
+pub async fn publish_leader_info(
+    kv: &dyn VersionedKv,
+    layout: &Layout,
+    component: &ComponentId,
+    info: &LeaderInformation,
+    token: &FencingToken,
+) -> Result<(), KvError> {
+    let key = layout.leader_info(component);
+    let data = Bytes::from(encode_leader_info(info));
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let (result, done) = match kv.get(&key).await? {
+            Some(e) if e.ephemeral_owner == Some(kv.session_id()) => (
+                kv.compare_and_set(&key, data.clone(), e.version, Some(token.clone()))
+                    .await
+                    .map(|_| ()),
+                true,
+            ),
+            // Replace a key owned by another session: delete it, then create ours next round.
+            Some(e) => (
+                kv.delete(
+                    &key,
+                    DeleteOptions {
+                        expected: Some(e.version),
+                        fence: Some(token.clone()),
+                        recursive: false,
+                    },
+                )
+                .await,
+                false,
+            ),
+            None => (
+                kv.create(
+                    &key,
+                    data.clone(),
+                    CreateOptions {
+                        ephemeral: true,
+                        fence: Some(token.clone()),
+                    },
+                )
+                .await
+                .map(|_| ()),
+                true,
+            ),
+        };
+        match result {
+            Ok(()) if done => return Ok(()),
+            Ok(()) => {}
+            Err(
+                e @ (KvError::AlreadyExists { .. }
+                | KvError::NotFound { .. }
+                | KvError::VersionConflict { .. }),
+            ) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(KvError::Backend(format!(
+        "could not publish leader information at {key:?}"
+    ))))
+}
+
+/// Removes the component's leader information (and its leader directory if nothing else is in
+/// it), fenced by the term. Missing keys are fine.
+pub async fn unpublish_leader_info(
+    kv: &dyn VersionedKv,
+    layout: &Layout,
+    component: &ComponentId,
+    token: &FencingToken,
+) -> Result<(), KvError> {
+    let fenced = DeleteOptions {
+        fence: Some(token.clone()),
+        ..Default::default()
+    };
+    for key in [layout.leader_info(component), layout.leader_dir(component)] {
+        match kv.delete(&key, fenced.clone()).await {
+            Ok(()) | Err(KvError::NotFound { .. }) | Err(KvError::NotEmpty { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

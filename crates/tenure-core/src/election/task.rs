@@ -1,0 +1,277 @@
+//! The task that drives one election: it feeds latch events and contender commands to the
+//! [`ElectionState`] and carries out its outputs, one at a time (Flink's single-threaded
+//! leadership executor).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::publish::{publish_leader_info, unpublish_leader_info};
+use super::state::{ElectionState, Input, Output};
+use super::{ElectionError, LeaderTerm, Leadership};
+use crate::driver::{HaBackend, Latch, LatchEvent};
+use crate::ids::{ComponentId, LeaderSessionId};
+use crate::layout::Layout;
+
+/// A request from a contender handle to the election task.
+pub(crate) enum Command {
+    Register {
+        component: ComponentId,
+        reply: oneshot::Sender<Result<Registered, ElectionError>>,
+    },
+    Unregister {
+        component: ComponentId,
+        reply: Option<oneshot::Sender<()>>,
+    },
+    Confirm {
+        component: ComponentId,
+        session: LeaderSessionId,
+        address: String,
+        reply: oneshot::Sender<Result<bool, ElectionError>>,
+    },
+}
+
+/// What a registered contender gets back.
+pub(crate) struct Registered {
+    pub leadership: watch::Receiver<Leadership>,
+    pub errors: mpsc::UnboundedReceiver<ElectionError>,
+}
+
+struct Contender {
+    leadership: watch::Sender<Leadership>,
+    errors: mpsc::UnboundedSender<ElectionError>,
+    term: Option<CancellationToken>,
+}
+
+pub(crate) struct ElectionTask {
+    backend: Arc<dyn HaBackend>,
+    layout: Layout,
+    latch_key: String,
+    state: ElectionState,
+    contenders: HashMap<ComponentId, Contender>,
+    latch: Option<Box<dyn Latch>>,
+    latch_events: Option<mpsc::UnboundedReceiver<LatchEvent>>,
+}
+
+impl ElectionTask {
+    pub fn spawn(
+        backend: Arc<dyn HaBackend>,
+        layout: Layout,
+        latch_key: String,
+    ) -> mpsc::UnboundedSender<Command> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let span = info_span!("election", latch = %latch_key);
+        let task = ElectionTask {
+            backend,
+            layout,
+            latch_key,
+            state: ElectionState::default(),
+            contenders: HashMap::new(),
+            latch: None,
+            latch_events: None,
+        };
+        tokio::spawn(task.run(rx).instrument(span));
+        tx
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd).await,
+                    None => break,
+                },
+                event = recv_opt(&mut self.latch_events) => match event {
+                    Some(event) => self.latch_event(event).await,
+                    None => self.latch_events = None,
+                },
+            }
+        }
+        // Every handle is gone: leave the latch so the next contender is granted.
+        let components: Vec<ComponentId> = self.contenders.keys().copied().collect();
+        for component in components {
+            let _ = self.apply(Input::Unregister(component)).await;
+        }
+        if let Some(latch) = self.latch.take() {
+            let _ = latch.close().await;
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register { component, reply } => {
+                if self.state.is_registered(&component) {
+                    let _ = reply.send(Err(ElectionError::AlreadyRegistered(component)));
+                    return;
+                }
+                let (ltx, lrx) = watch::channel(Leadership::NotLeader);
+                let (etx, erx) = mpsc::unbounded_channel();
+                self.contenders.insert(
+                    component,
+                    Contender {
+                        leadership: ltx,
+                        errors: etx,
+                        term: None,
+                    },
+                );
+                let _ = reply.send(Ok(Registered {
+                    leadership: lrx,
+                    errors: erx,
+                }));
+                let _ = self.apply(Input::Register(component)).await;
+            }
+            Command::Unregister { component, reply } => {
+                let _ = self.apply(Input::Unregister(component)).await;
+                self.contenders.remove(&component);
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            Command::Confirm {
+                component,
+                session,
+                address,
+                reply,
+            } => {
+                let result = self
+                    .apply(Input::Confirm {
+                        component,
+                        session,
+                        address,
+                    })
+                    .await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn latch_event(&mut self, event: LatchEvent) {
+        let input = match event {
+            LatchEvent::Granted(token) => {
+                let session = LeaderSessionId::new_random();
+                info!(%token, %session, "leadership granted");
+                Input::Granted { token, session }
+            }
+            LatchEvent::Revoked => {
+                info!("leadership revoked");
+                Input::Revoked
+            }
+            LatchEvent::Failed(reason) => {
+                warn!(%reason, "latch failed");
+                self.latch_events = None;
+                self.latch = None;
+                Input::LatchFailed(reason)
+            }
+        };
+        let _ = self.apply(input).await;
+    }
+
+    /// Applies an input and carries out the outputs. For a confirmation, returns whether the
+    /// leader information was published.
+    async fn apply(&mut self, input: Input) -> Result<bool, ElectionError> {
+        let outputs = self.state.handle(input);
+        let mut result = Ok(true);
+        for output in outputs {
+            match output {
+                Output::JoinLatch => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    match self.backend.join_latch(&self.latch_key, tx).await {
+                        Ok(latch) => {
+                            self.latch = Some(latch);
+                            self.latch_events = Some(rx);
+                        }
+                        Err(e) => self.broadcast_error(ElectionError::Backend(e)),
+                    }
+                }
+                Output::LeaveLatch => {
+                    self.latch_events = None;
+                    if let Some(latch) = self.latch.take() {
+                        if let Err(e) = latch.close().await {
+                            warn!(error = %e, "leaving the latch failed");
+                        }
+                    }
+                }
+                Output::Grant {
+                    component,
+                    session,
+                    token,
+                } => {
+                    if let Some(c) = self.contenders.get_mut(&component) {
+                        let cancel = CancellationToken::new();
+                        if let Some(old) = c.term.replace(cancel.clone()) {
+                            old.cancel();
+                        }
+                        debug!(%component, %session, "granting");
+                        c.leadership.send_replace(Leadership::Leader(LeaderTerm {
+                            session_id: session,
+                            fencing_token: token,
+                            cancelled: cancel,
+                        }));
+                    }
+                }
+                Output::Revoke { component } => {
+                    if let Some(c) = self.contenders.get_mut(&component) {
+                        if let Some(term) = c.term.take() {
+                            term.cancel();
+                        }
+                        debug!(%component, "revoking");
+                        c.leadership.send_replace(Leadership::NotLeader);
+                    }
+                }
+                Output::Publish {
+                    component,
+                    info,
+                    token,
+                } => {
+                    let kv = self.backend.kv();
+                    match publish_leader_info(&*kv, &self.layout, &component, &info, &token).await
+                    {
+                        Ok(()) => info!(%component, address = %info.address, "leader information published"),
+                        Err(crate::kv::KvError::NotLeader { .. }) => result = Ok(false),
+                        Err(e) => {
+                            let err = ElectionError::Backend(e);
+                            self.send_error(&component, err.clone());
+                            result = Err(err);
+                        }
+                    }
+                }
+                Output::Unpublish { component, token } => {
+                    let kv = self.backend.kv();
+                    if let Err(e) = unpublish_leader_info(&*kv, &self.layout, &component, &token).await {
+                        debug!(%component, error = %e, "removing leader information failed");
+                    }
+                }
+                Output::ConfirmIgnored { component } => {
+                    debug!(%component, "confirmation for a stale session ignored");
+                    result = Ok(false);
+                }
+                Output::Error(reason) => {
+                    self.broadcast_error(ElectionError::LatchFailed(reason));
+                }
+            }
+        }
+        result
+    }
+
+    fn send_error(&self, component: &ComponentId, err: ElectionError) {
+        if let Some(c) = self.contenders.get(component) {
+            let _ = c.errors.send(err);
+        }
+    }
+
+    fn broadcast_error(&self, err: ElectionError) {
+        for c in self.contenders.values() {
+            let _ = c.errors.send(err.clone());
+        }
+    }
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,334 @@
+//! The embedded backend (HA mode `NONE`): an in-process "server" shared by any number of
+//! sessions, with the same versioning, ephemeral-key and fencing semantics as the real backends.
+//!
+//! One [`EmbeddedCluster`] plays the coordination service; each simulated process connects with
+//! [`EmbeddedCluster::connect`] and gets its own [`EmbeddedSession`], which implements
+//! [`HaBackend`] and [`VersionedKv`]. Closing or killing a session ends its ephemeral keys and
+//! latch places, exactly as a ZooKeeper session expiry would.
+
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use crate::connection::{ConnectionState, SuspendedPolicy};
+use crate::driver::{HaBackend, Latch, LatchEvent};
+use crate::kv::{
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
+    validate_key, validate_prefix,
+};
+use state::{Member, State};
+
+/// The in-process coordination service of the embedded backend. Cheap to clone; clones share
+/// the same data.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedCluster {
+    state: Arc<Mutex<State>>,
+}
+
+impl EmbeddedCluster {
+    /// A new, empty embedded cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens a new session (one simulated process) with the default suspended policy.
+    pub fn connect(&self) -> EmbeddedSession {
+        self.connect_with_policy(SuspendedPolicy::default())
+    }
+
+    /// Opens a new session whose leadership follows `policy` when its connection is suspended.
+    pub fn connect_with_policy(&self, policy: SuspendedPolicy) -> EmbeddedSession {
+        let id = lock(&self.state).next_id();
+        let (conn_tx, _) = watch::channel(ConnectionState::Connected);
+        EmbeddedSession {
+            inner: Arc::new(SessionInner {
+                cluster: self.clone(),
+                id,
+                policy,
+                connection: conn_tx,
+            }),
+        }
+    }
+
+    /// Every key in the cluster, for tests that prove cleanup left nothing behind.
+    pub fn all_keys(&self) -> Vec<String> {
+        lock(&self.state).nodes.keys().cloned().collect()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave the maps half-updated in a way later readers
+    // could misuse more than a poisoned lock would; keep serving.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
+struct SessionInner {
+    cluster: EmbeddedCluster,
+    id: u64,
+    policy: SuspendedPolicy,
+    connection: watch::Sender<ConnectionState>,
+}
+
+impl SessionInner {
+    fn alive(&self) -> Result<MutexGuard<'_, State>, KvError> {
+        if *self.connection.borrow() == ConnectionState::Lost {
+            return Err(KvError::Closed);
+        }
+        Ok(lock(&self.cluster.state))
+    }
+
+    fn end(&self) {
+        let mut st = lock(&self.cluster.state);
+        st.end_session(self.id);
+        drop(st);
+        self.connection.send_replace(ConnectionState::Lost);
+    }
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        lock(&self.cluster.state).end_session(self.id);
+    }
+}
+
+/// One process's session on an [`EmbeddedCluster`]. Cheap to clone; the session ends when
+/// [`HaBackend::close`] or [`EmbeddedSession::kill`] is called, or the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSession {
+    inner: Arc<SessionInner>,
+}
+
+impl EmbeddedSession {
+    /// Ends the session abruptly, as a crashed process's session expires: latch places and
+    /// ephemeral keys go, every later operation fails with [`KvError::Closed`].
+    pub fn kill(&self) {
+        self.inner.end();
+    }
+
+    /// Simulates a connection-state change of this session (for tests of the suspended policy).
+    /// `Suspended` revokes held latches under [`SuspendedPolicy::RevokeOnSuspended`]; `Connected`
+    /// after a suspension re-joins the latches; `Lost` ends the session.
+    pub fn simulate_connection(&self, state: ConnectionState) {
+        match state {
+            ConnectionState::Lost => self.inner.end(),
+            ConnectionState::Suspended => {
+                let revoke = self.inner.policy == SuspendedPolicy::RevokeOnSuspended;
+                lock(&self.inner.cluster.state).suspend_session(self.inner.id, revoke);
+                self.inner.connection.send_replace(state);
+            }
+            ConnectionState::Connected => {
+                lock(&self.inner.cluster.state).resume_session(self.inner.id);
+                self.inner.connection.send_replace(state);
+            }
+        }
+    }
+
+    /// The cluster this session belongs to.
+    pub fn cluster(&self) -> &EmbeddedCluster {
+        &self.inner.cluster
+    }
+}
+
+#[async_trait]
+impl VersionedKv for EmbeddedSession {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        validate_key(key)?;
+        let st = self.inner.alive()?;
+        Ok(st.nodes.get(key).map(|n| State::entry(key, n)))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, KvError> {
+        validate_prefix(prefix)?;
+        let st = self.inner.alive()?;
+        Ok(st
+            .keys_below(prefix)
+            .into_iter()
+            .filter_map(|k| st.nodes.get(&k).map(|n| State::entry(&k, n)))
+            .collect())
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<KvWatch, KvError> {
+        validate_prefix(prefix)?;
+        let mut st = self.inner.alive()?;
+        Ok(KvWatch::new(st.add_watcher(self.inner.id, prefix)))
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Bytes,
+        opts: CreateOptions,
+    ) -> Result<Version, KvError> {
+        validate_key(key)?;
+        self.inner.alive()?.create(self.inner.id, key, value, &opts)
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Version,
+        fence: Option<FencingToken>,
+    ) -> Result<Version, KvError> {
+        validate_key(key)?;
+        self.inner
+            .alive()?
+            .compare_and_set(key, value, expected, fence.as_ref())
+    }
+
+    async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError> {
+        validate_key(key)?;
+        self.inner.alive()?.delete(key, &opts)
+    }
+
+    async fn delete_all(&self) -> Result<(), KvError> {
+        let mut st = self.inner.alive()?;
+        for key in st.keys_below("").into_iter().rev() {
+            st.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn session_id(&self) -> u64 {
+        self.inner.id
+    }
+}
+
+#[derive(Debug)]
+struct EmbeddedLatch {
+    session: Arc<SessionInner>,
+    latch: String,
+    member: u64,
+}
+
+#[async_trait]
+impl Latch for EmbeddedLatch {
+    async fn close(&self) -> Result<(), KvError> {
+        let member = self.member;
+        lock(&self.session.cluster.state).leave_latch_where(&self.latch, |m| m.id == member);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HaBackend for EmbeddedSession {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn kv(&self) -> Arc<dyn VersionedKv> {
+        Arc::new(self.clone())
+    }
+
+    fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.connection.subscribe()
+    }
+
+    fn suspended_policy(&self) -> SuspendedPolicy {
+        self.inner.policy
+    }
+
+    async fn join_latch(
+        &self,
+        latch: &str,
+        events: mpsc::UnboundedSender<LatchEvent>,
+    ) -> Result<Box<dyn Latch>, KvError> {
+        validate_key(latch)?;
+        let mut st = self.inner.alive()?;
+        let member = st.next_id();
+        st.latches
+            .entry(latch.to_owned())
+            .or_default()
+            .members
+            .push(Member {
+                id: member,
+                session: self.inner.id,
+                tx: events,
+            });
+        st.grant_next(latch);
+        Ok(Box::new(EmbeddedLatch {
+            session: self.inner.clone(),
+            latch: latch.to_owned(),
+            member,
+        }))
+    }
+
+    async fn close(&self) -> Result<(), KvError> {
+        self.inner.end();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fenced_write_fails_after_the_term_ends() {
+        let cluster = EmbeddedCluster::new();
+        let a = cluster.connect();
+        let b = cluster.connect();
+        let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+        let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+        let _la = a.join_latch("leader/latch", tx_a).await.unwrap();
+        let _lb = b.join_latch("leader/latch", tx_b).await.unwrap();
+        let Some(LatchEvent::Granted(token_a)) = rx_a.recv().await else {
+            panic!("a not granted")
+        };
+        let opts = CreateOptions {
+            fence: Some(token_a.clone()),
+            ..Default::default()
+        };
+        a.create("x", Bytes::from_static(b"1"), opts.clone()).await.unwrap();
+        a.kill();
+        let Some(LatchEvent::Granted(token_b)) = rx_b.recv().await else {
+            panic!("b not granted")
+        };
+        assert_ne!(token_a, token_b);
+        // A stale token is rejected even when sent through a live session.
+        let err = b.create("y", Bytes::new(), opts).await.unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{err}");
+        assert!(b.get("y").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn ephemeral_keys_end_with_the_session() {
+        let cluster = EmbeddedCluster::new();
+        let a = cluster.connect();
+        let b = cluster.connect();
+        let mut w = b.watch("e").await.unwrap();
+        let opts = CreateOptions {
+            ephemeral: true,
+            ..Default::default()
+        };
+        a.create("e/1", Bytes::new(), opts).await.unwrap();
+        assert!(matches!(w.next().await, Some(crate::kv::KvEvent::Put(_))));
+        a.kill();
+        assert_eq!(
+            w.next().await,
+            Some(crate::kv::KvEvent::Deleted { key: "e/1".into() })
+        );
+        assert!(matches!(a.get("e/1").await, Err(KvError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn delete_refuses_keys_with_descendants_unless_recursive() {
+        let s = EmbeddedCluster::new().connect();
+        s.create("a", Bytes::new(), Default::default()).await.unwrap();
+        s.create("a/b", Bytes::new(), Default::default()).await.unwrap();
+        let err = s.delete("a", Default::default()).await.unwrap_err();
+        assert!(matches!(err, KvError::NotEmpty { .. }));
+        let rec = DeleteOptions {
+            recursive: true,
+            ..Default::default()
+        };
+        s.delete("a", rec).await.unwrap();
+        assert!(s.list("").await.unwrap().is_empty());
+    }
+}

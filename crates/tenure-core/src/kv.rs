@@ -1,0 +1,298 @@
+//! The one versioned key-value trait every backend implements.
+//!
+//! Keys are relative paths of `/`-separated, non-empty segments (`jobs/<job-id>/checkpoints`),
+//! resolved inside the cluster's namespace by the backend. A key can hold a value and have
+//! descendants at the same time (as a znode can). Every write may carry the writer's
+//! [`FencingToken`]; the backend checks it *in the same atomic operation* as the write and fails
+//! with [`KvError::NotLeader`] if that leadership term is over.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// The version of one key's value. It changes with every write of that key; backends compare it
+/// in [`VersionedKv::compare_and_set`] and in versioned deletes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Version(pub i64);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Proof of one leadership term, checked atomically by every fenced write.
+///
+/// `lock` names the backend object that holds the term (a ZooKeeper latch node, an etcd leader
+/// key, the embedded election); `epoch` tells that term from every other one on the same lock.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct FencingToken {
+    /// The backend object holding leadership.
+    pub lock: Arc<str>,
+    /// The term on that object (latch node version, create revision, election epoch).
+    pub epoch: i64,
+}
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.lock, self.epoch)
+    }
+}
+
+/// One stored key with its value and version.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Entry {
+    /// The key, relative to the namespace.
+    pub key: String,
+    /// The value.
+    pub value: Bytes,
+    /// The version of the value.
+    pub version: Version,
+    /// The backend session owning the entry if it is ephemeral.
+    pub ephemeral_owner: Option<u64>,
+}
+
+/// A change seen by a [`KvWatch`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum KvEvent {
+    /// A key was created or changed.
+    Put(Entry),
+    /// A key was deleted.
+    Deleted {
+        /// The deleted key.
+        key: String,
+    },
+    /// The watch may have missed events (reconnect, session change): re-read what you follow.
+    Reset,
+}
+
+/// A stream of changes below a prefix. Dropping it ends the watch.
+#[derive(Debug)]
+pub struct KvWatch {
+    rx: mpsc::UnboundedReceiver<KvEvent>,
+}
+
+impl KvWatch {
+    /// A watch fed by `rx`; for backend implementations.
+    pub fn new(rx: mpsc::UnboundedReceiver<KvEvent>) -> Self {
+        Self { rx }
+    }
+
+    /// The next change, or `None` once the backend session is closed.
+    pub async fn next(&mut self) -> Option<KvEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// Options of [`VersionedKv::create`].
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// Delete the key when this process's backend session ends.
+    pub ephemeral: bool,
+    /// Fail with [`KvError::NotLeader`] unless this term is current.
+    pub fence: Option<FencingToken>,
+}
+
+/// Options of [`VersionedKv::delete`].
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// Delete only if the key is at this version.
+    pub expected: Option<Version>,
+    /// Fail with [`KvError::NotLeader`] unless this term is current.
+    pub fence: Option<FencingToken>,
+    /// Delete the key's descendants too; without it a key with descendants fails with
+    /// [`KvError::NotEmpty`].
+    pub recursive: bool,
+}
+
+/// Errors of the versioned KV. Every variant that concerns a key names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// The key does not exist.
+    #[error("key {key:?} not found")]
+    NotFound {
+        /// The key.
+        key: String,
+    },
+    /// The key exists already.
+    #[error("key {key:?} already exists")]
+    AlreadyExists {
+        /// The key.
+        key: String,
+    },
+    /// The key's version is not the expected one.
+    #[error("version conflict on key {key:?}: expected version {expected}, found {actual:?}")]
+    VersionConflict {
+        /// The key.
+        key: String,
+        /// The version the writer expected.
+        expected: Version,
+        /// The version found, if the key exists.
+        actual: Option<Version>,
+    },
+    /// The key has descendants and the delete was not recursive.
+    #[error("key {key:?} has descendants")]
+    NotEmpty {
+        /// The key.
+        key: String,
+    },
+    /// The writer's leadership term is over; nothing was written.
+    #[error("not leader: term {token} is over; nothing was written")]
+    NotLeader {
+        /// The stale token.
+        token: FencingToken,
+    },
+    /// The connection was lost before the result arrived: the write may or may not have happened.
+    /// Read back to find out.
+    #[error("outcome of the operation on key {key:?} is unknown: {reason}")]
+    OutcomeUnknown {
+        /// The key.
+        key: String,
+        /// Why the result was lost.
+        reason: String,
+    },
+    /// The key is not a valid key.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The value stored under a key could not be decoded.
+    #[error("corrupt value under key {key:?}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong with the bytes.
+        reason: String,
+    },
+    /// The value is larger than the backend accepts.
+    #[error("value for key {key:?} is {size} bytes; the backend accepts at most {limit}")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// The value's size.
+        size: usize,
+        /// The backend's limit.
+        limit: usize,
+    },
+    /// This process's backend session is closed.
+    #[error("backend session is closed")]
+    Closed,
+    /// The backend failed (unreachable, refused, timed out before sending).
+    #[error("backend failure: {0}")]
+    Backend(String),
+}
+
+impl KvError {
+    /// Whether this is [`KvError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, KvError::NotFound { .. })
+    }
+}
+
+/// Checks that `key` is a valid key: non-empty `/`-separated segments, none `.` or `..`.
+pub fn validate_key(key: &str) -> Result<(), KvError> {
+    let bad = |reason: &str| {
+        Err(KvError::InvalidKey {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if key.is_empty() {
+        return bad("empty key");
+    }
+    for seg in key.split('/') {
+        if seg.is_empty() {
+            return bad("empty path segment (leading, trailing or double '/')");
+        }
+        if seg == "." || seg == ".." {
+            return bad("'.' and '..' are not allowed as segments");
+        }
+        if seg.chars().any(|c| c.is_control()) {
+            return bad("control characters are not allowed");
+        }
+    }
+    Ok(())
+}
+
+/// Checks a prefix for [`VersionedKv::list`] / [`VersionedKv::watch`]: `""` (everything) or a key.
+pub fn validate_prefix(prefix: &str) -> Result<(), KvError> {
+    if prefix.is_empty() {
+        Ok(())
+    } else {
+        validate_key(prefix)
+    }
+}
+
+/// Whether `key` is below `prefix` (a strict descendant; `""` contains every key).
+pub fn is_below(prefix: &str, key: &str) -> bool {
+    prefix.is_empty()
+        || (key.len() > prefix.len()
+            && key.starts_with(prefix)
+            && key.as_bytes()[prefix.len()] == b'/')
+}
+
+/// The versioned key-value store every backend implements; the typed HA stores are written once
+/// over it.
+#[async_trait]
+pub trait VersionedKv: Send + Sync + fmt::Debug {
+    /// The value under `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Entry>, KvError>;
+
+    /// Every key strictly below `prefix` (all depths), sorted by key. Backends with implicit
+    /// parent nodes (ZooKeeper) list those too, with empty values; callers ignore keys they do
+    /// not recognise.
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, KvError>;
+
+    /// Follows changes strictly below `prefix`. Events after this call returns are delivered;
+    /// read the current state after starting the watch to miss nothing.
+    async fn watch(&self, prefix: &str) -> Result<KvWatch, KvError>;
+
+    /// Creates `key` with `value`; fails with [`KvError::AlreadyExists`] if it exists.
+    async fn create(&self, key: &str, value: Bytes, opts: CreateOptions)
+    -> Result<Version, KvError>;
+
+    /// Replaces the value of `key` if it is at version `expected`.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Version,
+        fence: Option<FencingToken>,
+    ) -> Result<Version, KvError>;
+
+    /// Deletes `key`; [`KvError::NotFound`] if it does not exist.
+    async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError>;
+
+    /// Deletes every key of this cluster's namespace (`close_and_cleanup_all_data`).
+    async fn delete_all(&self) -> Result<(), KvError>;
+
+    /// The id of this process's backend session (owner of its ephemeral keys).
+    fn session_id(&self) -> u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_validated() {
+        assert!(validate_key("jobs/abc/checkpoints").is_ok());
+        for bad in ["", "/a", "a/", "a//b", "a/../b", "a/\n"] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn below_means_strict_descendant() {
+        assert!(is_below("a", "a/b"));
+        assert!(is_below("", "a"));
+        assert!(!is_below("a", "a"));
+        assert!(!is_below("a", "ab/c"));
+    }
+}
