@@ -30,10 +30,10 @@ pub enum SuspendedPolicy {
 impl SuspendedPolicy {
     /// Whether a process in `state` may keep leadership under this policy.
     pub fn keeps_leadership(&self, state: ConnectionState) -> bool {
-        match (self, state) {
-            (_, ConnectionState::Connected) => true,
-            (SuspendedPolicy::TolerateSuspended, ConnectionState::Suspended) => true,
-            _ => false,
-        }
+        matches!(
+            (self, state),
+            (_, ConnectionState::Connected)
+                | (SuspendedPolicy::TolerateSuspended, ConnectionState::Suspended)
+        )
     }
 }

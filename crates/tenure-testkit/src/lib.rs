@@ -1,1 +1,106 @@
-//! placeholder
+//! Conformance suites and test helpers for tenure backends.
+//!
+//! Every backend runs the same suites: implement [`BackendFactory`] (connect a new simulated
+//! process to one test cluster, crash one) and invoke [`conformance_tests!`] in a test file.
+//!
+//! ```no_run
+//! // tests/embedded.rs of a backend crate:
+//! // tenure_testkit::conformance_tests!(tenure_testkit::EmbeddedFactory::new());
+//! ```
+
+#![allow(clippy::unwrap_used)] // test-support code: a failed unwrap is a failed test
+
+pub mod suites;
+mod wait;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tenure_core::driver::HaBackend;
+use tenure_core::embedded::{EmbeddedCluster, EmbeddedSession};
+
+pub use wait::{DEADLINE, wait_for, wait_until};
+
+/// Connects simulated processes to one test cluster of a backend.
+#[async_trait]
+pub trait BackendFactory: Send + Sync {
+    /// Connects a new process (a new backend session) to the cluster.
+    async fn connect(&self) -> Arc<dyn HaBackend>;
+
+    /// Crashes a process: its session ends abruptly, as when the process is killed.
+    async fn crash(&self, backend: &Arc<dyn HaBackend>) {
+        let _ = backend.close().await;
+    }
+}
+
+/// The embedded backend as a [`BackendFactory`]: one [`EmbeddedCluster`], one session per process.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedFactory {
+    cluster: EmbeddedCluster,
+}
+
+impl EmbeddedFactory {
+    /// A factory over a new embedded cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cluster the sessions connect to.
+    pub fn cluster(&self) -> &EmbeddedCluster {
+        &self.cluster
+    }
+}
+
+#[async_trait]
+impl BackendFactory for EmbeddedFactory {
+    async fn connect(&self) -> Arc<dyn HaBackend> {
+        Arc::new(self.cluster.connect())
+    }
+
+    async fn crash(&self, backend: &Arc<dyn HaBackend>) {
+        let _ = backend.close().await;
+    }
+}
+
+/// A fresh session of the embedded backend, typed, for backend-specific tests.
+pub fn embedded_session(cluster: &EmbeddedCluster) -> EmbeddedSession {
+    cluster.connect()
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each with a fresh factory from `$factory`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@cases $factory;
+            kv::create_get_and_versions,
+            kv::compare_and_set_checks_versions,
+            kv::delete_checks_versions_and_descendants,
+            kv::list_is_sorted_and_recursive,
+            kv::ephemeral_keys_die_with_the_session,
+            kv::watch_sees_other_processes_changes,
+            kv::fenced_writes_fail_after_the_term,
+            kv::invalid_keys_are_rejected,
+            election::single_contender_is_granted_and_published,
+            election::fresh_session_id_every_term,
+            election::stopping_leader_hands_over,
+            election::crashed_leader_hands_over,
+            election::deposed_leader_cannot_write,
+            election::stale_confirm_is_ignored,
+            election::process_wide_election_grants_every_component,
+            election::per_component_elections_are_independent,
+            election::contender_callbacks_follow_leadership,
+            election::backend_errors_reach_handle_error,
+            retrieval::retriever_follows_leader_changes,
+            retrieval::job_master_retriever_uses_default_address,
+        );
+    };
+    (@cases $factory:expr; $($suite:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::suites::$suite::$case(&factory).await;
+            }
+        )*
+    };
+}

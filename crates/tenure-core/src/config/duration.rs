@@ -97,7 +97,7 @@ pub fn format_duration(duration: Duration) -> String {
         (1, "ns"),
     ];
     for (size, label) in UNITS {
-        if nanos % size == 0 {
+        if nanos.is_multiple_of(size) {
             return format!("{} {label}", nanos / size);
         }
     }

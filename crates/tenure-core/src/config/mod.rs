@@ -392,15 +392,7 @@ impl Default for EtcdConfig {
     }
 }
 
-/// Which Flink release's names to use for HA data (tenure key `high-availability.tenure.flink-naming`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum NamingEra {
-    /// `"2"` (default): Flink 2.x names (`execution-plans/`, `job-<id>`).
-    #[default]
-    Flink2,
-    /// `"1"`: Flink 1.x names (`jobgraphs/`, bare job id).
-    Flink1,
-}
+pub use crate::layout::NamingEra;
 
 /// The typed, validated HA configuration. Field docs name the Flink key each comes from
 /// (deprecated keys in parentheses are read when the current key is unset).
@@ -448,7 +440,7 @@ fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     }
 }
 
-/// Typed reads: `(key, deprecated keys)`; the default applies when none is set.
+// Typed reads: `(key, deprecated keys)`; the default applies when none is set.
 impl Configuration {
     fn string_or(&self, key: &str, deprecated: &[&str], default: &str) -> String {
         self.lookup(key, deprecated)
@@ -503,8 +495,7 @@ impl Configuration {
                 v,
                 &format!("a duration of at least {}", duration::format_duration(min)),
             )),
-            Err(_) if min.is_zero() => Err(invalid(k, v, DURATION)),
-            Err(_) => Err(invalid(k, v, POSITIVE_DURATION)),
+            Err(_) => Err(invalid(k, v, DURATION)),
         }
     }
 }
@@ -758,12 +749,14 @@ fn read_kubernetes(c: &Configuration) -> Result<KubernetesConfig, ConfigError> {
     let dur = |suffix: &str, default: Duration| {
         c.duration_or(&format!("{le}{suffix}"), &[], default, POSITIVE)
     };
-    let namespace = c
-        .string_or("kubernetes.namespace", &[], &d.namespace)
-        .trim()
-        .to_owned();
+    let raw_namespace = c.string_or("kubernetes.namespace", &[], &d.namespace);
+    let namespace = raw_namespace.trim().to_owned();
     if namespace.is_empty() {
-        return Err(invalid("kubernetes.namespace", "", "a non-empty namespace"));
+        return Err(invalid(
+            "kubernetes.namespace",
+            &raw_namespace,
+            "a non-empty namespace",
+        ));
     }
     Ok(KubernetesConfig {
         namespace,
@@ -980,7 +973,8 @@ mod tests {
 
     #[test]
     fn deprecated_keys_are_fallbacks() {
-        let cases: [(&str, &str, fn(&HaConfig) -> String); 9] = [
+        type Read = fn(&HaConfig) -> String;
+        let cases: [(&str, &str, Read); 9] = [
             (
                 "high-availability.cluster-id",
                 "high-availability.zookeeper.path.namespace",
@@ -1117,7 +1111,17 @@ mod tests {
             err.to_string(),
             "invalid value \"abc\" for high-availability.zookeeper.client.session-timeout: \
              expected a duration such as \"60 s\" or milliseconds"
-                .replace("a duration", "a positive duration")
+        );
+        let err = ha(&[("high-availability.etcd.lease-ttl", "0")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("expected a duration of at least 1 s"),
+            "{err}"
+        );
+        let err = ha(&[("high-availability.zookeeper.client.session-timeout", "0")]).unwrap_err();
+        assert!(
+            err.to_string().contains("expected a positive duration"),
+            "{err}"
         );
         let bad = [
             (

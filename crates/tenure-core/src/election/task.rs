@@ -188,10 +188,10 @@ impl ElectionTask {
                 }
                 Output::LeaveLatch => {
                     self.latch_events = None;
-                    if let Some(latch) = self.latch.take() {
-                        if let Err(e) = latch.close().await {
-                            warn!(error = %e, "leaving the latch failed");
-                        }
+                    if let Some(latch) = self.latch.take()
+                        && let Err(e) = latch.close().await
+                    {
+                        warn!(error = %e, "leaving the latch failed");
                     }
                 }
                 Output::Grant {

@@ -168,14 +168,14 @@ impl State {
         let Some(node) = self.nodes.get(key) else {
             return Err(KvError::NotFound { key: key.to_owned() });
         };
-        if let Some(expected) = opts.expected {
-            if node.version != expected.0 {
-                return Err(KvError::VersionConflict {
-                    key: key.to_owned(),
-                    expected,
-                    actual: Some(Version(node.version)),
-                });
-            }
+        if let Some(expected) = opts.expected
+            && node.version != expected.0
+        {
+            return Err(KvError::VersionConflict {
+                key: key.to_owned(),
+                expected,
+                actual: Some(Version(node.version)),
+            });
         }
         let below = self.keys_below(key);
         if !below.is_empty() && !opts.recursive {
@@ -230,10 +230,10 @@ impl State {
     pub fn leave_latch_where(&mut self, latch: &str, pred: impl Fn(&Member) -> bool) {
         let Some(queue) = self.latches.get_mut(latch) else { return };
         queue.members.retain(|m| !pred(m));
-        if let Some((holder, _)) = queue.holder {
-            if !queue.members.iter().any(|m| m.id == holder) {
-                queue.holder = None;
-            }
+        if let Some((holder, _)) = queue.holder
+            && !queue.members.iter().any(|m| m.id == holder)
+        {
+            queue.holder = None;
         }
         self.grant_next(latch);
     }
@@ -274,11 +274,14 @@ impl State {
             return;
         }
         for queue in self.latches.values_mut() {
-            if let Some((holder, _)) = queue.holder {
-                if let Some(m) = queue.members.iter().find(|m| m.id == holder && m.session == session) {
-                    let _ = m.tx.send(LatchEvent::Revoked);
-                    queue.holder = None;
-                }
+            if let Some((holder, _)) = queue.holder
+                && let Some(m) = queue
+                    .members
+                    .iter()
+                    .find(|m| m.id == holder && m.session == session)
+            {
+                let _ = m.tx.send(LatchEvent::Revoked);
+                queue.holder = None;
             }
         }
     }
