@@ -20,6 +20,9 @@ pub enum BlobError {
     /// The blob does not exist.
     #[error("blob {0:?} not found")]
     NotFound(String),
+    /// The blob exists and was not to be replaced.
+    #[error("blob {0:?} already exists")]
+    AlreadyExists(String),
     /// The storage location is not usable.
     #[error("invalid storage location {location:?}: {reason}")]
     InvalidLocation {
@@ -157,10 +160,9 @@ impl BlobStore {
             .await
             .map(|_| ())
             .map_err(|e| match e {
-                object_store::Error::AlreadyExists { .. } => BlobError::Store {
-                    name: name.to_owned(),
-                    reason: "already exists".into(),
-                },
+                object_store::Error::AlreadyExists { .. } => {
+                    BlobError::AlreadyExists(name.to_owned())
+                }
                 e => Self::err(name, e),
             })
     }
@@ -212,9 +214,12 @@ impl BlobStore {
         let mut names: Vec<String> = metas
             .into_iter()
             .filter_map(|m| {
-                m.location
-                    .prefix_match(&self.base)
-                    .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+                m.location.prefix_match(&self.base).map(|parts| {
+                    parts
+                        .map(|p| p.as_ref().to_owned())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
             })
             .collect();
         names.sort();
@@ -245,7 +250,10 @@ mod tests {
         store.put("c", Bytes::from_static(b"y")).await.unwrap();
         assert_eq!(store.get("a/b").await.unwrap(), Bytes::from_static(b"x"));
         assert_eq!(store.list("").await.unwrap(), vec!["a/b", "c"]);
-        assert!(matches!(store.get("nope").await, Err(BlobError::NotFound(_))));
+        assert!(matches!(
+            store.get("nope").await,
+            Err(BlobError::NotFound(_))
+        ));
         store.delete("nope").await.unwrap();
         store.delete_all().await.unwrap();
         assert!(store.list("").await.unwrap().is_empty());
@@ -262,6 +270,8 @@ mod tests {
         let store = BlobStore::open(dir.path().to_str().unwrap(), "default").unwrap();
         store.put("x", Bytes::from_static(b"1")).await.unwrap();
         assert!(dir.path().join("default/x").exists());
+        store.delete("x").await.unwrap();
+        assert!(!dir.path().join("default/x").exists());
         exercise(store).await;
     }
 

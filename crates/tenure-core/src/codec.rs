@@ -60,7 +60,11 @@ pub fn decode_leader_info(data: &[u8]) -> Result<Option<LeaderInformation>, Lead
     let block_len = match r.u8()? {
         TC_BLOCKDATA => r.u8()? as usize,
         TC_BLOCKDATALONG => r.u32()? as usize,
-        other => return Err(err(&format!("expected a data block, found tag 0x{other:02X}"))),
+        other => {
+            return Err(err(&format!(
+                "expected a data block, found tag 0x{other:02X}"
+            )));
+        }
     };
     let utf_len = r.u16()? as usize;
     if block_len != utf_len + 2 {

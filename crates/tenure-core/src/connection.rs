@@ -33,7 +33,10 @@ impl SuspendedPolicy {
         matches!(
             (self, state),
             (_, ConnectionState::Connected)
-                | (SuspendedPolicy::TolerateSuspended, ConnectionState::Suspended)
+                | (
+                    SuspendedPolicy::TolerateSuspended,
+                    ConnectionState::Suspended
+                )
         )
     }
 }

@@ -289,7 +289,10 @@ mod tests {
     #[test]
     fn checkpoint_id_is_padded_to_19_digits() {
         assert_eq!(CheckpointId(42).padded(), "0000000000000000042");
-        assert_eq!("0000000000000000042".parse::<CheckpointId>().unwrap(), CheckpointId(42));
+        assert_eq!(
+            "0000000000000000042".parse::<CheckpointId>().unwrap(),
+            CheckpointId(42)
+        );
         assert!("-1".parse::<CheckpointId>().is_err());
     }
 
@@ -304,7 +307,10 @@ mod tests {
         ] {
             assert_eq!(ComponentId::parse(&c.name()).unwrap(), c);
         }
-        assert_eq!(ComponentId::parse(&job.to_string()).unwrap(), ComponentId::JobMaster(job));
+        assert_eq!(
+            ComponentId::parse(&job.to_string()).unwrap(),
+            ComponentId::JobMaster(job)
+        );
         assert!(ComponentId::parse("jobmanager").is_err());
     }
 

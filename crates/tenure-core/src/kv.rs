@@ -254,8 +254,12 @@ pub trait VersionedKv: Send + Sync + fmt::Debug {
     async fn watch(&self, prefix: &str) -> Result<KvWatch, KvError>;
 
     /// Creates `key` with `value`; fails with [`KvError::AlreadyExists`] if it exists.
-    async fn create(&self, key: &str, value: Bytes, opts: CreateOptions)
-    -> Result<Version, KvError>;
+    async fn create(
+        &self,
+        key: &str,
+        value: Bytes,
+        opts: CreateOptions,
+    ) -> Result<Version, KvError>;
 
     /// Replaces the value of `key` if it is at version `expected`.
     async fn compare_and_set(

@@ -27,6 +27,10 @@ impl LeaderInformation {
 
 impl fmt::Debug for LeaderInformation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LeaderInformation({} @ {})", self.session_id, self.address)
+        write!(
+            f,
+            "LeaderInformation({} @ {})",
+            self.session_id, self.address
+        )
     }
 }

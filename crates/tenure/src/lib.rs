@@ -1,1 +1,11 @@
-//! placeholder
+#![doc = include_str!("../../../README.md")]
+
+mod connect;
+
+pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
+pub use tenure_core::config::{Configuration, HaConfig, HaMode};
+pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
+pub use tenure_core::{
+    blob, clock, codec, config, connection, driver, election, embedded, ids, kv, layout,
+    leader_info, retrieval, services, store,
+};

@@ -40,7 +40,10 @@ impl ContenderHandle {
     }
 }
 
-pub(super) fn spawn(mut election: LeaderElection, contender: Arc<dyn LeaderContender>) -> ContenderHandle {
+pub(super) fn spawn(
+    mut election: LeaderElection,
+    contender: Arc<dyn LeaderContender>,
+) -> ContenderHandle {
     let confirmer = election.confirmer();
     let mut errors = election.take_errors();
     let mut leadership = election.leadership();

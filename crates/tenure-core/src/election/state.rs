@@ -252,15 +252,24 @@ mod tests {
     #[test]
     fn first_registration_joins_and_grant_reaches_every_component() {
         let mut s = ElectionState::default();
-        assert_eq!(s.handle(Input::Register(ComponentId::Dispatcher)), vec![Output::JoinLatch]);
-        assert_eq!(s.handle(Input::Register(ComponentId::ResourceManager)), vec![]);
+        assert_eq!(
+            s.handle(Input::Register(ComponentId::Dispatcher)),
+            vec![Output::JoinLatch]
+        );
+        assert_eq!(
+            s.handle(Input::Register(ComponentId::ResourceManager)),
+            vec![]
+        );
         let session = LeaderSessionId::new_random();
         let out = s.handle(Input::Granted {
             token: token(1),
             session,
         });
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|o| matches!(o, Output::Grant { session: s, .. } if *s == session)));
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, Output::Grant { session: s, .. } if *s == session))
+        );
         // A component registering while leader is granted the current session at once.
         let job = ComponentId::JobMaster(JobId::new_random());
         assert_eq!(

@@ -227,9 +227,10 @@ impl ElectionTask {
                     token,
                 } => {
                     let kv = self.backend.kv();
-                    match publish_leader_info(&*kv, &self.layout, &component, &info, &token).await
-                    {
-                        Ok(()) => info!(%component, address = %info.address, "leader information published"),
+                    match publish_leader_info(&*kv, &self.layout, &component, &info, &token).await {
+                        Ok(()) => {
+                            info!(%component, address = %info.address, "leader information published")
+                        }
                         Err(crate::kv::KvError::NotLeader { .. }) => result = Ok(false),
                         Err(e) => {
                             let err = ElectionError::Backend(e);
@@ -240,7 +241,9 @@ impl ElectionTask {
                 }
                 Output::Unpublish { component, token } => {
                     let kv = self.backend.kv();
-                    if let Err(e) = unpublish_leader_info(&*kv, &self.layout, &component, &token).await {
+                    if let Err(e) =
+                        unpublish_leader_info(&*kv, &self.layout, &component, &token).await
+                    {
                         debug!(%component, error = %e, "removing leader information failed");
                     }
                 }

@@ -285,7 +285,9 @@ mod tests {
             fence: Some(token_a.clone()),
             ..Default::default()
         };
-        a.create("x", Bytes::from_static(b"1"), opts.clone()).await.unwrap();
+        a.create("x", Bytes::from_static(b"1"), opts.clone())
+            .await
+            .unwrap();
         a.kill();
         let Some(LatchEvent::Granted(token_b)) = rx_b.recv().await else {
             panic!("b not granted")
@@ -320,8 +322,12 @@ mod tests {
     #[tokio::test]
     async fn delete_refuses_keys_with_descendants_unless_recursive() {
         let s = EmbeddedCluster::new().connect();
-        s.create("a", Bytes::new(), Default::default()).await.unwrap();
-        s.create("a/b", Bytes::new(), Default::default()).await.unwrap();
+        s.create("a", Bytes::new(), Default::default())
+            .await
+            .unwrap();
+        s.create("a/b", Bytes::new(), Default::default())
+            .await
+            .unwrap();
         let err = s.delete("a", Default::default()).await.unwrap_err();
         assert!(matches!(err, KvError::NotEmpty { .. }));
         let rec = DeleteOptions {

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::driver::LatchEvent;
-use crate::kv::{CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvEvent, Version, is_below};
+use crate::kv::{
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvEvent, Version, is_below,
+};
 
 #[derive(Debug)]
 pub(crate) struct Node {
@@ -117,7 +119,9 @@ impl State {
     ) -> Result<Version, KvError> {
         self.check_fence(opts.fence.as_ref())?;
         if self.nodes.contains_key(key) {
-            return Err(KvError::AlreadyExists { key: key.to_owned() });
+            return Err(KvError::AlreadyExists {
+                key: key.to_owned(),
+            });
         }
         let version = self.next_revision();
         let node = Node {
@@ -140,7 +144,11 @@ impl State {
     ) -> Result<Version, KvError> {
         self.check_fence(fence)?;
         let actual = match self.nodes.get(key) {
-            None => return Err(KvError::NotFound { key: key.to_owned() }),
+            None => {
+                return Err(KvError::NotFound {
+                    key: key.to_owned(),
+                });
+            }
             Some(n) => n.version,
         };
         if actual != expected.0 {
@@ -157,7 +165,11 @@ impl State {
                 node.version = version;
                 KvEvent::Put(Self::entry(key, node))
             }
-            None => return Err(KvError::NotFound { key: key.to_owned() }),
+            None => {
+                return Err(KvError::NotFound {
+                    key: key.to_owned(),
+                });
+            }
         };
         self.notify(&event);
         Ok(Version(version))
@@ -166,7 +178,9 @@ impl State {
     pub fn delete(&mut self, key: &str, opts: &DeleteOptions) -> Result<(), KvError> {
         self.check_fence(opts.fence.as_ref())?;
         let Some(node) = self.nodes.get(key) else {
-            return Err(KvError::NotFound { key: key.to_owned() });
+            return Err(KvError::NotFound {
+                key: key.to_owned(),
+            });
         };
         if let Some(expected) = opts.expected
             && node.version != expected.0
@@ -179,7 +193,9 @@ impl State {
         }
         let below = self.keys_below(key);
         if !below.is_empty() && !opts.recursive {
-            return Err(KvError::NotEmpty { key: key.to_owned() });
+            return Err(KvError::NotEmpty {
+                key: key.to_owned(),
+            });
         }
         for k in below.into_iter().rev() {
             self.remove(&k);
@@ -203,13 +219,27 @@ impl State {
 
     pub fn remove(&mut self, key: &str) {
         if self.nodes.remove(key).is_some() {
-            self.notify(&KvEvent::Deleted { key: key.to_owned() });
+            self.notify(&KvEvent::Deleted {
+                key: key.to_owned(),
+            });
         }
     }
 
     /// Ends a session: its latch places, ephemeral keys and watchers go.
     pub fn end_session(&mut self, session: u64) {
         let latches: Vec<String> = self.latches.keys().cloned().collect();
+        // A process whose session ends is told it lost leadership (as a ZooKeeper client learns
+        // of its session's expiry), before the next in line is granted.
+        for queue in self.latches.values() {
+            if let Some((holder, _)) = queue.holder
+                && let Some(m) = queue
+                    .members
+                    .iter()
+                    .find(|m| m.id == holder && m.session == session)
+            {
+                let _ = m.tx.send(LatchEvent::Revoked);
+            }
+        }
         for latch in latches {
             self.leave_latch_where(&latch, |m| m.session == session);
         }
@@ -228,7 +258,9 @@ impl State {
 
     /// Removes the latch members matching `pred` and grants the next in line if needed.
     pub fn leave_latch_where(&mut self, latch: &str, pred: impl Fn(&Member) -> bool) {
-        let Some(queue) = self.latches.get_mut(latch) else { return };
+        let Some(queue) = self.latches.get_mut(latch) else {
+            return;
+        };
         queue.members.retain(|m| !pred(m));
         if let Some((holder, _)) = queue.holder
             && !queue.members.iter().any(|m| m.id == holder)
@@ -242,7 +274,9 @@ impl State {
     pub fn grant_next(&mut self, latch: &str) {
         let epoch = self.revision + 1;
         let suspended = self.suspended.clone();
-        let Some(queue) = self.latches.get_mut(latch) else { return };
+        let Some(queue) = self.latches.get_mut(latch) else {
+            return;
+        };
         if queue.holder.is_some() {
             return;
         }

@@ -119,10 +119,8 @@ async fn follow(
     loop {
         let c = *conn.borrow_and_update();
         set(state.connection(c));
-        if c == ConnectionState::Lost {
-            // The session is gone; a new one is a new backend.
-            return;
-        }
+        // Lost: the session is gone. Backends that open a new session by themselves report
+        // `Connected` again, and the key is read afresh then.
         if c == ConnectionState::Connected {
             // Watch first, then read, so nothing between the two is missed.
             let mut watch = match kv.watch(&dir).await {

@@ -132,9 +132,15 @@ mod tests {
     fn suspension_hides_the_leader_until_reread() {
         let mut s = RetrievalState::new(SuspendedPolicy::RevokeOnSuspended, None);
         s.published(Some(info()));
-        assert_eq!(s.connection(ConnectionState::Suspended), LeaderState::Unknown);
+        assert_eq!(
+            s.connection(ConnectionState::Suspended),
+            LeaderState::Unknown
+        );
         // Reconnected: no stale leader is shown before the node is read again.
-        assert_eq!(s.connection(ConnectionState::Connected), LeaderState::Unknown);
+        assert_eq!(
+            s.connection(ConnectionState::Connected),
+            LeaderState::Unknown
+        );
         assert!(s.published(Some(info())).leader().is_some());
     }
 

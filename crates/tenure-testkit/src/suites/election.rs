@@ -45,7 +45,10 @@ async fn retriever_sees(
 pub async fn single_contender_is_granted_and_published(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let service = cluster_service(&a);
-    let mut e = service.register(ComponentId::Dispatcher).await.expect("register");
+    let mut e = service
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("register");
     let term = leader(&mut e).await;
     assert!(e.has_leadership(term.session_id));
     assert!(e.confirm(term.session_id, "addr-a").await.expect("confirm"));
@@ -57,13 +60,19 @@ pub async fn single_contender_is_granted_and_published(f: &dyn BackendFactory) {
 pub async fn fresh_session_id_every_term(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let service = cluster_service(&a);
-    let mut e1 = service.register(ComponentId::Dispatcher).await.expect("register");
+    let mut e1 = service
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("register");
     let t1 = leader(&mut e1).await;
     let checker = e1.confirmer();
     e1.stop().await.expect("stop");
     assert!(t1.is_over());
     assert!(!checker.has_leadership(t1.session_id));
-    let mut e2 = service.register(ComponentId::Dispatcher).await.expect("register again");
+    let mut e2 = service
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("register again");
     let t2 = leader(&mut e2).await;
     assert_ne!(t1.session_id, t2.session_id);
     assert!(e2.has_leadership(t2.session_id));
@@ -74,31 +83,59 @@ pub async fn fresh_session_id_every_term(f: &dyn BackendFactory) {
 pub async fn stopping_leader_hands_over(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let b = f.connect().await;
-    let mut ea = cluster_service(&a).register(ComponentId::ResourceManager).await.expect("a");
+    let mut ea = cluster_service(&a)
+        .register(ComponentId::ResourceManager)
+        .await
+        .expect("a");
     let ta = leader(&mut ea).await;
-    ea.confirm(ta.session_id, "addr-a").await.expect("confirm a");
-    let mut eb = cluster_service(&b).register(ComponentId::ResourceManager).await.expect("b");
+    ea.confirm(ta.session_id, "addr-a")
+        .await
+        .expect("confirm a");
+    let mut eb = cluster_service(&b)
+        .register(ComponentId::ResourceManager)
+        .await
+        .expect("b");
     assert!(matches!(eb.current(), Leadership::NotLeader));
     ea.stop().await.expect("stop a");
     let tb = leader(&mut eb).await;
     assert_ne!(ta.session_id, tb.session_id);
-    assert!(eb.confirm(tb.session_id, "addr-b").await.expect("confirm b"));
+    assert!(
+        eb.confirm(tb.session_id, "addr-b")
+            .await
+            .expect("confirm b")
+    );
     let observer = f.connect().await;
-    retriever_sees(&observer, ComponentId::ResourceManager, "addr-b", tb.session_id).await;
+    retriever_sees(
+        &observer,
+        ComponentId::ResourceManager,
+        "addr-b",
+        tb.session_id,
+    )
+    .await;
 }
 
 /// A leader whose process crashes is replaced; its leader information goes with its session.
 pub async fn crashed_leader_hands_over(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let b = f.connect().await;
-    let mut ea = cluster_service(&a).register(ComponentId::Dispatcher).await.expect("a");
+    let mut ea = cluster_service(&a)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("a");
     let ta = leader(&mut ea).await;
-    ea.confirm(ta.session_id, "addr-a").await.expect("confirm a");
-    let mut eb = cluster_service(&b).register(ComponentId::Dispatcher).await.expect("b");
+    ea.confirm(ta.session_id, "addr-a")
+        .await
+        .expect("confirm a");
+    let mut eb = cluster_service(&b)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("b");
     f.crash(&a).await;
     let tb = leader(&mut eb).await;
     assert_ne!(ta.session_id, tb.session_id);
-    eb.confirm(tb.session_id, "addr-b").await.expect("confirm b");
+    eb.confirm(tb.session_id, "addr-b")
+        .await
+        .expect("confirm b");
     retriever_sees(&b, ComponentId::Dispatcher, "addr-b", tb.session_id).await;
 }
 
@@ -106,23 +143,36 @@ pub async fn crashed_leader_hands_over(f: &dyn BackendFactory) {
 pub async fn deposed_leader_cannot_write(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let b = f.connect().await;
-    let mut ea = cluster_service(&a).register(ComponentId::Dispatcher).await.expect("a");
+    let mut ea = cluster_service(&a)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("a");
     let ta = leader(&mut ea).await;
-    let mut eb = cluster_service(&b).register(ComponentId::Dispatcher).await.expect("b");
+    let mut eb = cluster_service(&b)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("b");
     ea.stop().await.expect("stop a");
     let tb = leader(&mut eb).await;
     let opts = CreateOptions {
         fence: Some(ta.fencing_token.clone()),
         ..Default::default()
     };
-    let err = a.kv().create("deposed", Bytes::from_static(b"x"), opts).await.unwrap_err();
+    let err = a
+        .kv()
+        .create("deposed", Bytes::from_static(b"x"), opts)
+        .await
+        .unwrap_err();
     assert!(matches!(err, KvError::NotLeader { .. }), "{err}");
     assert!(b.kv().get("deposed").await.expect("get").is_none());
     let ok = CreateOptions {
         fence: Some(tb.fencing_token),
         ..Default::default()
     };
-    b.kv().create("current", Bytes::from_static(b"x"), ok).await.expect("leader writes");
+    b.kv()
+        .create("current", Bytes::from_static(b"x"), ok)
+        .await
+        .expect("leader writes");
 }
 
 /// A confirmation with a stale session id publishes nothing.
@@ -132,15 +182,30 @@ pub async fn stale_confirm_is_ignored(f: &dyn BackendFactory) {
     let sa = cluster_service(&a);
     let mut ea = sa.register(ComponentId::RestServer).await.expect("a");
     let ta = leader(&mut ea).await;
-    let mut eb = cluster_service(&b).register(ComponentId::RestServer).await.expect("b");
+    let mut eb = cluster_service(&b)
+        .register(ComponentId::RestServer)
+        .await
+        .expect("b");
     ea.stop().await.expect("stop a");
     let tb = leader(&mut eb).await;
-    eb.confirm(tb.session_id, "http://b").await.expect("confirm b");
+    eb.confirm(tb.session_id, "http://b")
+        .await
+        .expect("confirm b");
     // Process a contends again and tries to confirm with its old session.
     let ea2 = sa.register(ComponentId::RestServer).await.expect("a again");
-    assert!(!ea2.confirm(ta.session_id, "http://stale").await.expect("confirm"));
+    assert!(
+        !ea2.confirm(ta.session_id, "http://stale")
+            .await
+            .expect("confirm")
+    );
     let observer = f.connect().await;
-    retriever_sees(&observer, ComponentId::RestServer, "http://b", tb.session_id).await;
+    retriever_sees(
+        &observer,
+        ComponentId::RestServer,
+        "http://b",
+        tb.session_id,
+    )
+    .await;
 }
 
 /// One process-wide election grants every component the same session; each confirms its own
@@ -163,9 +228,16 @@ pub async fn process_wide_election_grants_every_component(f: &dyn BackendFactory
     for e in &mut elections {
         let t = leader(e).await;
         sessions.push(t.session_id);
-        assert!(e.confirm(t.session_id, format!("addr-{}", e.component())).await.expect("confirm"));
+        assert!(
+            e.confirm(t.session_id, format!("addr-{}", e.component()))
+                .await
+                .expect("confirm")
+        );
     }
-    assert!(sessions.windows(2).all(|w| w[0] == w[1]), "one session for all: {sessions:?}");
+    assert!(
+        sessions.windows(2).all(|w| w[0] == w[1]),
+        "one session for all: {sessions:?}"
+    );
     let observer = f.connect().await;
     for c in components {
         retriever_sees(&observer, c, &format!("addr-{c}"), sessions[0]).await;
@@ -237,7 +309,10 @@ pub async fn contender_callbacks_follow_leadership(f: &dyn BackendFactory) {
         tx: Mutex::new(Some(tx)),
         ..Default::default()
     });
-    let e = cluster_service(&a).register(ComponentId::Dispatcher).await.expect("register");
+    let e = cluster_service(&a)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("register");
     let handle = e.run_contender(rec.clone());
     let granted = next_event(&mut rx).await;
     let session: LeaderSessionId = granted
@@ -246,7 +321,13 @@ pub async fn contender_callbacks_follow_leadership(f: &dyn BackendFactory) {
         .parse()
         .expect("session id");
     assert!(handle.confirmer().has_leadership(session));
-    assert!(handle.confirmer().confirm(session, "cb").await.expect("confirm"));
+    assert!(
+        handle
+            .confirmer()
+            .confirm(session, "cb")
+            .await
+            .expect("confirm")
+    );
     handle.stop().await;
     assert_eq!(next_event(&mut rx).await, "revoke");
 }
@@ -267,7 +348,10 @@ pub async fn backend_errors_reach_handle_error(f: &dyn BackendFactory) {
             let ev = next_event(&mut rx).await;
             assert!(ev.starts_with("error "), "{ev}");
         }
-        Err(err) => assert!(matches!(err, ElectionError::Closed | ElectionError::Backend(_)), "{err}"),
+        Err(err) => assert!(
+            matches!(err, ElectionError::Closed | ElectionError::Backend(_)),
+            "{err}"
+        ),
     }
 }
 

@@ -16,7 +16,11 @@ use crate::DEADLINE;
 pub async fn acquire(
     backend: &Arc<dyn HaBackend>,
     latch: &str,
-) -> (Box<dyn tenure_core::driver::Latch>, FencingToken, mpsc::UnboundedReceiver<LatchEvent>) {
+) -> (
+    Box<dyn tenure_core::driver::Latch>,
+    FencingToken,
+    mpsc::UnboundedReceiver<LatchEvent>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let l = backend.join_latch(latch, tx).await.expect("join latch");
     let token = tokio::time::timeout(DEADLINE, async {

@@ -19,26 +19,42 @@ fn service(backend: &Arc<dyn HaBackend>) -> ElectionService {
 /// A retriever in another process shows no leader, then the leader, then the next leader.
 pub async fn retriever_follows_leader_changes(f: &dyn BackendFactory) {
     let observer = f.connect().await;
-    let r = LeaderRetriever::start(observer.clone(), Layout::default(), ComponentId::Dispatcher, None);
+    let r = LeaderRetriever::start(
+        observer.clone(),
+        Layout::default(),
+        ComponentId::Dispatcher,
+        None,
+    );
     let mut rx = r.leader();
-    wait_for(&mut rx, "no leader", DEADLINE, |s| *s == LeaderState::NoLeader).await;
-
-    let a = f.connect().await;
-    let b = f.connect().await;
-    let ea = service(&a).register(ComponentId::Dispatcher).await.expect("a");
-    let ta = wait_leader(&mut ea.leadership()).await;
-    ea.confirm(ta.session_id, "a:1").await.expect("confirm");
-    wait_for(&mut rx, "leader a", DEADLINE, |s| {
-        s.leader().is_some_and(|l| l.address == "a:1" && l.session_id == ta.session_id)
+    wait_for(&mut rx, "no leader", DEADLINE, |s| {
+        *s == LeaderState::NoLeader
     })
     .await;
 
-    let eb = service(&b).register(ComponentId::Dispatcher).await.expect("b");
+    let a = f.connect().await;
+    let b = f.connect().await;
+    let ea = service(&a)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("a");
+    let ta = wait_leader(&mut ea.leadership()).await;
+    ea.confirm(ta.session_id, "a:1").await.expect("confirm");
+    wait_for(&mut rx, "leader a", DEADLINE, |s| {
+        s.leader()
+            .is_some_and(|l| l.address == "a:1" && l.session_id == ta.session_id)
+    })
+    .await;
+
+    let eb = service(&b)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("b");
     ea.stop().await.expect("stop a");
     let tb = wait_leader(&mut eb.leadership()).await;
     eb.confirm(tb.session_id, "b:1").await.expect("confirm");
     wait_for(&mut rx, "leader b", DEADLINE, |s| {
-        s.leader().is_some_and(|l| l.address == "b:1" && l.session_id == tb.session_id)
+        s.leader()
+            .is_some_and(|l| l.address == "b:1" && l.session_id == tb.session_id)
     })
     .await;
 }
@@ -47,7 +63,12 @@ pub async fn retriever_follows_leader_changes(f: &dyn BackendFactory) {
 pub async fn job_master_retriever_uses_default_address(f: &dyn BackendFactory) {
     let job = ComponentId::JobMaster(JobId::new_random());
     let observer = f.connect().await;
-    let r = LeaderRetriever::start(observer.clone(), Layout::default(), job, Some("jm:6123".into()));
+    let r = LeaderRetriever::start(
+        observer.clone(),
+        Layout::default(),
+        job,
+        Some("jm:6123".into()),
+    );
     let mut rx = r.leader();
     wait_for(&mut rx, "default address", DEADLINE, |s| {
         *s == LeaderState::Leader {

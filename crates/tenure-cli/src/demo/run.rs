@@ -1,0 +1,551 @@
+//! The demo's script: rounds of leadership, each ending in a crash or a step-down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use tenure::config::HaMode;
+use tenure::election::LeaderTerm;
+use tenure::embedded::EmbeddedCluster;
+use tenure::ids::{CheckpointId, JobId};
+use tenure::kv::FencingToken;
+use tenure::store::{
+    ApplicationStatus, CheckpointIdCounter, CompletedCheckpoint, CompletedCheckpointStore,
+    JobGraphStore, JobResultEntry, JobStatus,
+};
+use tenure::{HaConfig, HaServices, HaServicesOptions};
+
+use super::DemoArgs;
+use super::checks::{Ledger, Verdict};
+use super::jobmanager::{JobManager, Parked};
+use super::timeline::Timeline;
+use crate::exit::CliError;
+
+/// How long the demo waits for a leader before giving up.
+const LEADER_DEADLINE: Duration = Duration::from_secs(60);
+/// Job graphs are this large, so they go to the blob store with a pointer in the KV.
+const GRAPH_SIZE: usize = 4096;
+
+/// A deposed leader's stores, still holding its old fencing token.
+struct Zombie {
+    parked: Parked,
+    graphs: JobGraphStore,
+    checkpoints: CompletedCheckpointStore,
+    counter: CheckpointIdCounter,
+    job: JobId,
+}
+
+/// The demo's state.
+pub struct Demo {
+    args: DemoArgs,
+    config: HaConfig,
+    options: HaServicesOptions,
+    cluster: Option<EmbeddedCluster>,
+    ledger: Ledger,
+    jobs: Vec<JobId>,
+    started: u32,
+}
+
+fn short(s: impl ToString) -> String {
+    s.to_string().chars().take(8).collect()
+}
+
+fn store_err(who: &str, what: &str) -> impl Fn(tenure::store::StoreError) -> CliError {
+    let msg = format!("{who}: {what}");
+    move |e| CliError::Other(format!("{msg}: {e}"))
+}
+
+impl Demo {
+    /// Prepares the demo; a bad configuration fails here, before anything starts.
+    pub fn new(args: &DemoArgs, mut config: HaConfig) -> Result<Self, CliError> {
+        if args.config.is_none() {
+            // Retain a few checkpoints so subsumption shows on the timeline.
+            config.num_retained_checkpoints = 3;
+        }
+        let options =
+            HaServicesOptions::from_config(&config).map_err(|e| CliError::Usage(e.to_string()))?;
+        let cluster = match config.mode {
+            HaMode::None => Some(EmbeddedCluster::new()),
+            ref other => {
+                return Err(CliError::Usage(format!(
+                    "the demo cannot use HA mode {other:?}: this build has the embedded backend \
+                     only (high-availability.type: NONE)"
+                )));
+            }
+        };
+        Ok(Self {
+            args: args.clone(),
+            config,
+            options,
+            cluster,
+            ledger: Ledger::default(),
+            jobs: Vec::new(),
+            started: 0,
+        })
+    }
+
+    fn backend_name(&self) -> String {
+        match self.config.mode {
+            HaMode::None => "embedded".into(),
+            ref other => format!("{other:?}").to_lowercase(),
+        }
+    }
+
+    async fn start_job_manager(&mut self, tl: &mut Timeline) -> Result<JobManager, CliError> {
+        self.started += 1;
+        let name = format!("jm-{}", self.started);
+        let (services, session) = match &self.cluster {
+            Some(cluster) => {
+                let session = cluster.connect();
+                let services = HaServices::new(Arc::new(session.clone()), self.options.clone());
+                (services, Some(session))
+            }
+            None => (
+                tenure::connect(&self.config)
+                    .await
+                    .map_err(|e| CliError::Other(format!("{name}: cannot connect: {e}")))?,
+                None,
+            ),
+        };
+        let jm = JobManager::start(name.clone(), services, session).await?;
+        tl.push(
+            &name,
+            "started",
+            "contending for dispatcher, resource manager, rest server",
+        );
+        Ok(jm)
+    }
+
+    /// Runs the whole demo and returns the backend's name and the verdicts.
+    pub async fn run(mut self, tl: &mut Timeline) -> Result<(String, Vec<Verdict>), CliError> {
+        let mut jms = Vec::new();
+        for _ in 0..self.args.job_managers {
+            jms.push(self.start_job_manager(tl).await?);
+        }
+        let mut zombie: Option<Zombie> = None;
+        let mut leader_idx = 0;
+        for round in 0..=self.args.failovers {
+            let (idx, term) = next_leader(&jms).await?;
+            leader_idx = idx;
+            let leaders = jms.iter().filter(|j| j.term().is_some()).count();
+            let epoch = term.fencing_token.epoch;
+            self.ledger.granted(epoch, leaders);
+            tl.push(
+                &jms[idx].name,
+                "granted",
+                format!("leader session {} (fencing epoch {epoch})", term.session_id),
+            );
+            if let Some(z) = zombie.take() {
+                jms.push(self.zombie_writes(z, tl).await?);
+            }
+            self.recover(&jms[idx], &term, tl).await?;
+            if round == 0 {
+                self.submit_jobs(&jms[idx], &term, tl).await?;
+            }
+            for job in self.jobs.clone() {
+                jms[idx].start_job_master(job).await?;
+            }
+            jms[idx].confirm_all(&term).await?;
+            tl.push(
+                &jms[idx].name,
+                "confirmed",
+                format!(
+                    "published addresses of dispatcher, resource manager, rest server and {} job masters",
+                    self.jobs.len()
+                ),
+            );
+            self.run_checkpoints(&jms[idx], &term, tl).await?;
+            if round == self.args.failovers {
+                break;
+            }
+            let jm = jms.remove(idx);
+            if round % 2 == 0 {
+                tl.push(
+                    &jm.name,
+                    "killed",
+                    "process crashed: its backend session ends",
+                );
+                jm.kill().await;
+                drop(jm);
+                jms.push(self.start_job_manager(tl).await?);
+            } else {
+                let job = self.jobs[0];
+                let fence = Some(term.fencing_token.clone());
+                let factory = jm.services.checkpoint_recovery_factory();
+                let retain = self.config.num_retained_checkpoints;
+                let graphs = jm
+                    .services
+                    .job_graph_store(fence.clone())
+                    .map_err(store_err(&jm.name, "job graph store"))?;
+                let checkpoints = factory
+                    .create_completed_checkpoint_store(job, retain, fence.clone())
+                    .map_err(store_err(&jm.name, "checkpoint store"))?;
+                let counter = factory.create_checkpoint_id_counter(job, fence);
+                let name = jm.name.clone();
+                let parked = jm.stop_contending().await;
+                tl.push(
+                    &name,
+                    "stepped down",
+                    "alive, keeps its stores and its old fencing token",
+                );
+                zombie = Some(Zombie {
+                    parked,
+                    graphs,
+                    checkpoints,
+                    counter,
+                    job,
+                });
+            }
+        }
+        self.finish(&jms[leader_idx], tl).await?;
+        let verdicts = self.shutdown(jms, tl).await;
+        Ok((self.backend_name(), verdicts))
+    }
+
+    async fn zombie_writes(
+        &mut self,
+        z: Zombie,
+        tl: &mut Timeline,
+    ) -> Result<JobManager, CliError> {
+        let name = z.parked.name.clone();
+        let graph = z
+            .graphs
+            .put(z.job, Bytes::from_static(b"graph from a deposed leader"))
+            .await;
+        self.ledger.zombie_write("job graph write", graph.is_ok());
+        let cp = CompletedCheckpoint {
+            job_id: z.job,
+            id: CheckpointId(u32::MAX as u64),
+            timestamp_ms: 0,
+            metadata: Bytes::from_static(b"checkpoint from a deposed leader"),
+        };
+        let add = z.checkpoints.add(cp).await;
+        self.ledger.zombie_write("checkpoint", add.is_ok());
+        let inc = z.counter.get_and_increment().await;
+        self.ledger.zombie_write("counter increment", inc.is_ok());
+        let describe = |ok: bool, e: Option<String>| {
+            if ok {
+                "ACCEPTED".to_owned()
+            } else {
+                e.unwrap_or_default()
+            }
+        };
+        tl.push(
+            &name,
+            "zombie writes",
+            format!(
+                "job graph: {}; checkpoint: {}; counter: {}",
+                describe(graph.is_ok(), graph.err().map(|e| reason(&e))),
+                describe(add.is_ok(), add.err().map(|e| reason(&e))),
+                describe(inc.is_ok(), inc.err().map(|e| reason(&e))),
+            ),
+        );
+        let jm = z.parked.rejoin().await?;
+        tl.push(&name, "rejoined", "contending again as a standby");
+        Ok(jm)
+    }
+
+    async fn recover(
+        &mut self,
+        jm: &JobManager,
+        term: &LeaderTerm,
+        tl: &mut Timeline,
+    ) -> Result<(), CliError> {
+        if self.jobs.is_empty() {
+            return Ok(());
+        }
+        let fence = Some(term.fencing_token.clone());
+        let graphs = jm
+            .services
+            .job_graph_store(fence.clone())
+            .map_err(store_err(&jm.name, "job graph store"))?;
+        let mut problems = Vec::new();
+        let ids = graphs
+            .job_ids()
+            .await
+            .map_err(store_err(&jm.name, "listing job graphs"))?;
+        for (job, bytes) in &self.ledger.graphs {
+            if !ids.contains(job) {
+                problems.push(format!("job graph of {job} missing"));
+                continue;
+            }
+            match graphs.recover(*job).await {
+                Ok(b) if b == *bytes => {}
+                Ok(_) => problems.push(format!("job graph of {job} differs")),
+                Err(e) => problems.push(format!("job graph of {job}: {e}")),
+            }
+        }
+        let factory = jm.services.checkpoint_recovery_factory();
+        let retain = self.config.num_retained_checkpoints;
+        let mut summary = Vec::new();
+        for (job, acked) in &self.ledger.checkpoints {
+            let store = factory
+                .create_completed_checkpoint_store(*job, retain, fence.clone())
+                .map_err(store_err(&jm.name, "checkpoint store"))?;
+            let got: Vec<u64> = match store.recover().await {
+                Ok(cps) => cps.iter().map(|c| c.id.0).collect(),
+                Err(e) => {
+                    problems.push(format!("checkpoints of {job}: {e}"));
+                    continue;
+                }
+            };
+            let want: Vec<u64> = acked.iter().rev().take(retain).rev().map(|c| c.0).collect();
+            if got != want {
+                problems.push(format!(
+                    "job {job}: recovered checkpoints {got:?}, acknowledged {want:?}"
+                ));
+            }
+            let next = factory
+                .create_checkpoint_id_counter(*job, fence.clone())
+                .get()
+                .await
+                .map_err(store_err(&jm.name, "counter"))?;
+            if acked.last().is_some_and(|last| next <= *last) {
+                problems.push(format!("job {job}: counter at {next} would reuse an id"));
+            }
+            summary.push(format!("{} -> {:?} next {next}", short(job), got));
+        }
+        tl.push(
+            &jm.name,
+            "recovered",
+            format!(
+                "{} job graphs; checkpoints {}",
+                ids.len(),
+                summary.join(", ")
+            ),
+        );
+        self.ledger.recovered(problems);
+        Ok(())
+    }
+
+    async fn submit_jobs(
+        &mut self,
+        jm: &JobManager,
+        term: &LeaderTerm,
+        tl: &mut Timeline,
+    ) -> Result<(), CliError> {
+        let graphs = jm
+            .services
+            .job_graph_store(Some(term.fencing_token.clone()))
+            .map_err(store_err(&jm.name, "job graph store"))?;
+        let registry = jm
+            .services
+            .running_jobs_registry(Some(term.fencing_token.clone()));
+        for i in 0..self.args.jobs {
+            let job = JobId::new_random();
+            let mut graph = format!("job graph {i} of job {job}\n").into_bytes();
+            graph.resize(GRAPH_SIZE, b'.');
+            let graph = Bytes::from(graph);
+            graphs
+                .put(job, graph.clone())
+                .await
+                .map_err(store_err(&jm.name, "submitting a job"))?;
+            registry
+                .set_running(job)
+                .await
+                .map_err(store_err(&jm.name, "registry"))?;
+            self.ledger
+                .acknowledged(term.fencing_token.epoch, "job graph");
+            self.ledger.graphs.insert(job, graph);
+            self.ledger.checkpoints.insert(job, Vec::new());
+            self.jobs.push(job);
+            tl.push(
+                &jm.name,
+                "job submitted",
+                format!("job {job} ({GRAPH_SIZE} B graph in the blob store)"),
+            );
+        }
+        Ok(())
+    }
+
+    async fn run_checkpoints(
+        &mut self,
+        jm: &JobManager,
+        term: &LeaderTerm,
+        tl: &mut Timeline,
+    ) -> Result<(), CliError> {
+        let fence: Option<FencingToken> = Some(term.fencing_token.clone());
+        let factory = jm.services.checkpoint_recovery_factory();
+        let retain = self.config.num_retained_checkpoints;
+        for job in self.jobs.clone() {
+            let store = factory
+                .create_completed_checkpoint_store(job, retain, fence.clone())
+                .map_err(store_err(&jm.name, "checkpoint store"))?;
+            let counter = factory.create_checkpoint_id_counter(job, fence.clone());
+            counter
+                .start()
+                .await
+                .map_err(store_err(&jm.name, "counter"))?;
+            let mut done = Vec::new();
+            let mut subsumed = Vec::new();
+            for _ in 0..self.args.checkpoints {
+                let id = counter
+                    .get_and_increment()
+                    .await
+                    .map_err(store_err(&jm.name, "counter"))?;
+                let cp = CompletedCheckpoint {
+                    job_id: job,
+                    id,
+                    timestamp_ms: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                    metadata: Bytes::from(format!("metadata of checkpoint {id} of job {job}")),
+                };
+                subsumed.extend(
+                    store
+                        .add(cp)
+                        .await
+                        .map_err(store_err(&jm.name, "adding a checkpoint"))?,
+                );
+                self.ledger
+                    .acknowledged(term.fencing_token.epoch, "checkpoint");
+                self.ledger.checkpoints.entry(job).or_default().push(id);
+                done.push(id.0);
+            }
+            tl.push(
+                &jm.name,
+                "checkpoints",
+                format!(
+                    "job {}: completed {:?}, subsumed {:?}",
+                    short(job),
+                    done,
+                    subsumed.iter().map(|c| c.0).collect::<Vec<_>>()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, jm: &JobManager, tl: &mut Timeline) -> Result<(), CliError> {
+        let term = jm.term().ok_or_else(|| {
+            CliError::Other(format!("{} lost leadership before finishing", jm.name))
+        })?;
+        let fence = Some(term.fencing_token.clone());
+        let results = jm.services.job_result_store();
+        let graphs = jm
+            .services
+            .job_graph_store(fence.clone())
+            .map_err(store_err(&jm.name, "job graph store"))?;
+        let registry = jm.services.running_jobs_registry(fence.clone());
+        let factory = jm.services.checkpoint_recovery_factory();
+        for job in self.jobs.clone() {
+            let entry = JobResultEntry::new(job, ApplicationStatus::Succeeded, 1000);
+            results
+                .create_dirty(&entry)
+                .await
+                .map_err(store_err(&jm.name, "job result"))?;
+            factory
+                .create_completed_checkpoint_store(
+                    job,
+                    self.config.num_retained_checkpoints,
+                    fence.clone(),
+                )
+                .map_err(store_err(&jm.name, "checkpoint store"))?
+                .shutdown(JobStatus::Finished)
+                .await
+                .map_err(store_err(&jm.name, "discarding checkpoints"))?;
+            factory
+                .create_checkpoint_id_counter(job, fence.clone())
+                .shutdown(JobStatus::Finished)
+                .await
+                .map_err(store_err(&jm.name, "removing the counter"))?;
+            graphs
+                .remove(job)
+                .await
+                .map_err(store_err(&jm.name, "removing the job graph"))?;
+            registry
+                .set_done(job)
+                .await
+                .map_err(store_err(&jm.name, "registry"))?;
+            results
+                .mark_clean(job)
+                .await
+                .map_err(store_err(&jm.name, "job result"))?;
+            tl.push(
+                &jm.name,
+                "job finished",
+                format!("job {job}: result recorded, HA data cleaned up"),
+            );
+        }
+        let dirty = results
+            .dirty_results()
+            .await
+            .map_err(store_err(&jm.name, "job results"))?;
+        if !dirty.is_empty() {
+            self.ledger
+                .recovered(vec![format!("{} job results left dirty", dirty.len())]);
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, mut jms: Vec<JobManager>, tl: &mut Timeline) -> Vec<Verdict> {
+        let mut verdicts = self.ledger.verdicts();
+        let last = jms.pop();
+        for jm in jms {
+            let name = jm.name.clone();
+            let parked = jm.stop_contending().await;
+            let _ = parked.services.close().await;
+            tl.push(&name, "closed", "HA services closed, data kept");
+        }
+        let Some(last) = last else { return verdicts };
+        let name = last.name.clone();
+        let parked = last.stop_contending().await;
+        let cleanup = parked.services.close_and_cleanup_all_data().await;
+        let left = self
+            .cluster
+            .as_ref()
+            .map(|c| c.all_keys())
+            .unwrap_or_default();
+        let ok = cleanup.is_ok() && left.is_empty();
+        tl.push(
+            &name,
+            "cleaned up",
+            match &cleanup {
+                Ok(()) => format!("close_and_cleanup_all_data: {} keys left", left.len()),
+                Err(e) => format!("close_and_cleanup_all_data failed: {e}"),
+            },
+        );
+        verdicts.push(Verdict {
+            invariant: "cleanup removes all cluster data",
+            ok,
+            detail: if ok {
+                "no key left in the backend after close_and_cleanup_all_data".into()
+            } else {
+                format!("left: {left:?} {:?}", cleanup.err())
+            },
+        });
+        verdicts
+    }
+}
+
+fn reason(e: &tenure::store::StoreError) -> String {
+    if e.is_not_leader() {
+        "rejected (not leader)".into()
+    } else {
+        format!("rejected ({e})")
+    }
+}
+
+/// Waits until one of the job managers leads; returns its index and term.
+async fn next_leader(jms: &[JobManager]) -> Result<(usize, LeaderTerm), CliError> {
+    let deadline = tokio::time::Instant::now() + LEADER_DEADLINE;
+    loop {
+        let mut rxs: Vec<_> = jms.iter().map(|j| j.dispatcher.leadership()).collect();
+        for (i, rx) in rxs.iter_mut().enumerate() {
+            if let Some(t) = rx.borrow_and_update().term() {
+                return Ok((i, t.clone()));
+            }
+        }
+        let waits = rxs.iter_mut().map(|rx| Box::pin(rx.changed()));
+        match tokio::time::timeout_at(deadline, select_all(waits)).await {
+            Ok(_) => continue,
+            Err(_) => {
+                return Err(CliError::Other(format!(
+                    "no job manager became leader within {LEADER_DEADLINE:?}"
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Tests of the configuration module.
+
+use super::ha::KUBERNETES_FACTORY_CLASS;
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn set_get_override_and_iterate_in_order() {
+    let mut c = Configuration::from_pairs([("b", "2"), ("a", "1"), ("b", "3")]);
+    assert_eq!(c.get("b"), Some("3"));
+    c.set("c", String::from("4"));
+    assert_eq!(
+        c.iter().collect::<Vec<_>>(),
+        vec![("a", "1"), ("b", "3"), ("c", "4")]
+    );
+    assert_eq!(c.len(), 3);
+    assert_eq!(c.remove("a").as_deref(), Some("1"));
+    assert!(!c.contains_key("a"));
+    assert!(Configuration::new().is_empty());
+    let collected: Configuration = [("x", "y")].into_iter().collect();
+    assert_eq!(collected.get("x"), Some("y"));
+}
+
+#[test]
+fn lookup_prefers_the_current_key_then_deprecated_in_order() {
+    let c = Configuration::from_pairs([("old2", "b"), ("old1", "a")]);
+    assert_eq!(c.lookup("new", &["old1", "old2"]), Some(("old1", "a")));
+    let c = Configuration::from_pairs([("old2", "b"), ("new", "n")]);
+    assert_eq!(c.lookup("new", &["old1", "old2"]), Some(("new", "n")));
+    assert_eq!(c.lookup("none", &[]), None);
+}
+
+#[test]
+fn debug_redacts_secrets() {
+    let c = Configuration::from_pairs([
+        ("high-availability.zookeeper.client.digest", "user:hunter2"),
+        ("s3.secret-key", "abc"),
+        ("high-availability.type", "zookeeper"),
+    ]);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("abc"),
+        "{shown}"
+    );
+    assert!(shown.contains("zookeeper"), "{shown}");
+}
+
+#[test]
+fn error_messages() {
+    let e = ConfigError::InvalidValue {
+        key: "k".into(),
+        value: "abc".into(),
+        expected: "a number".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "invalid value \"abc\" for k: expected a number"
+    );
+    let e = ConfigError::Io {
+        path: PathBuf::from("/etc/flink/config.yaml"),
+        message: "not found".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "cannot read /etc/flink/config.yaml: not found"
+    );
+}
+
+fn ha(pairs: &[(&str, &str)]) -> Result<HaConfig, ConfigError> {
+    HaConfig::from_configuration(&Configuration::from_pairs(pairs.iter().copied()))
+}
+
+const ZK_BASE: [(&str, &str); 3] = [
+    ("high-availability.type", "zookeeper"),
+    ("high-availability.zookeeper.quorum", "zk1:2181"),
+    ("high-availability.storageDir", "file:///tmp/ha"),
+];
+
+fn zk(extra: &[(&str, &str)]) -> Result<HaConfig, ConfigError> {
+    ha(&[&ZK_BASE[..], extra].concat())
+}
+
+fn invalid_key(err: ConfigError) -> String {
+    match err {
+        ConfigError::InvalidValue { key, .. } => key,
+        other => panic!("expected InvalidValue, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = ha(&[]).unwrap();
+    assert_eq!(c, HaConfig::embedded());
+    assert_eq!(c, HaConfig::default());
+    assert_eq!(c.mode, HaMode::None);
+    assert!(!c.mode.is_high_availability());
+    assert_eq!(c.cluster_id, "/default");
+    assert_eq!(c.cluster_id_segment(), "default");
+    assert_eq!(
+        (c.storage_dir.clone(), c.job_result_store_path()),
+        (None, None)
+    );
+    assert!(c.job_result_delete_on_commit);
+    assert_eq!(c.num_retained_checkpoints, 1);
+    assert_eq!(c.naming, NamingEra::Flink2);
+    let z = &c.zookeeper;
+    assert_eq!((z.quorum.as_deref(), z.root.as_str()), (None, "/flink"));
+    assert_eq!(z.session_timeout, Duration::from_secs(60));
+    assert_eq!(z.connection_timeout, Duration::from_secs(15));
+    assert_eq!(z.retry_wait, Duration::from_secs(5));
+    assert_eq!(z.max_retry_attempts, 3);
+    assert_eq!(z.acl, ZooKeeperAcl::Open);
+    assert!(!z.tolerate_suspended_connections && z.ensemble_tracker);
+    assert_eq!(
+        (z.job_graphs_path.as_str(), z.digest_auth.as_deref()),
+        ("/jobgraphs", None)
+    );
+    let k = &c.kubernetes;
+    assert_eq!(
+        (k.namespace.as_str(), k.cluster_id.as_deref()),
+        ("default", None)
+    );
+    assert_eq!(k.lease_duration, Duration::from_secs(15));
+    assert_eq!(k.renew_deadline, Duration::from_secs(15));
+    assert_eq!(k.retry_period, Duration::from_secs(5));
+    assert_eq!(k.max_retries, 5);
+    assert!(c.etcd.endpoints.is_empty());
+    assert_eq!(
+        (c.etcd.lease_ttl, c.etcd.root.as_str()),
+        (Duration::from_secs(15), "/flink")
+    );
+}
+
+#[test]
+fn mode_keys_values_and_precedence() {
+    let mode = |pairs: &[(&str, &str)]| ha(pairs).map(|c| c.mode);
+    let ty = "high-availability.type";
+    assert_eq!(mode(&[(ty, "NONE")]).unwrap(), HaMode::None);
+    assert_eq!(
+        mode(&[("high-availability", "standalone")]).unwrap(),
+        HaMode::None
+    );
+    assert_eq!(
+        mode(&[("recovery.mode", "Standalone")]).unwrap(),
+        HaMode::None
+    );
+    assert_eq!(
+        mode(&[
+            (ty, "custom"),
+            ("high-availability", "none"),
+            ("recovery.mode", "none")
+        ])
+        .unwrap(),
+        HaMode::Custom("custom".into())
+    );
+    assert_eq!(
+        mode(&[
+            ("high-availability", "my.Factory"),
+            ("recovery.mode", "none")
+        ])
+        .unwrap(),
+        HaMode::Custom("my.Factory".into())
+    );
+    assert_eq!(HaMode::parse(" ZooKeeper "), Some(HaMode::ZooKeeper));
+    assert_eq!(HaMode::parse("KUBERNETES"), Some(HaMode::Kubernetes));
+    assert_eq!(
+        HaMode::parse(KUBERNETES_FACTORY_CLASS),
+        Some(HaMode::Kubernetes)
+    );
+    assert_eq!(HaMode::parse("Etcd"), Some(HaMode::Etcd));
+    assert_eq!(HaMode::parse("  "), None);
+    assert_eq!(
+        invalid_key(mode(&[("recovery.mode", " ")]).unwrap_err()),
+        "recovery.mode"
+    );
+}
+
+#[test]
+fn deprecated_keys_are_fallbacks() {
+    type Read = fn(&HaConfig) -> String;
+    let cases: [(&str, &str, Read); 9] = [
+        (
+            "high-availability.cluster-id",
+            "high-availability.zookeeper.path.namespace",
+            |c| c.cluster_id.clone(),
+        ),
+        (
+            "high-availability.cluster-id",
+            "recovery.zookeeper.path.namespace",
+            |c| c.cluster_id.clone(),
+        ),
+        (
+            "high-availability.storageDir",
+            "high-availability.zookeeper.storageDir",
+            |c| format!("{:?}", c.storage_dir),
+        ),
+        (
+            "high-availability.storageDir",
+            "recovery.zookeeper.storageDir",
+            |c| format!("{:?}", c.storage_dir),
+        ),
+        (
+            "execution.checkpointing.num-retained",
+            "state.checkpoints.num-retained",
+            |c| c.num_retained_checkpoints.to_string(),
+        ),
+        (
+            "high-availability.zookeeper.quorum",
+            "recovery.zookeeper.quorum",
+            |c| format!("{:?}", c.zookeeper.quorum),
+        ),
+        (
+            "high-availability.zookeeper.path.root",
+            "recovery.zookeeper.path.root",
+            |c| c.zookeeper.root.clone(),
+        ),
+        (
+            "high-availability.zookeeper.client.session-timeout",
+            "recovery.zookeeper.client.session-timeout",
+            |c| format!("{:?}", c.zookeeper.session_timeout),
+        ),
+        (
+            "high-availability.zookeeper.client.max-retry-attempts",
+            "recovery.zookeeper.client.max-retry-attempts",
+            |c| c.zookeeper.max_retry_attempts.to_string(),
+        ),
+    ];
+    for (current, deprecated, read) in cases {
+        let old = read(&ha(&[(deprecated, "7")]).unwrap());
+        let new = read(&ha(&[(current, "7")]).unwrap());
+        let both = read(&ha(&[(current, "7"), (deprecated, "9")]).unwrap());
+        let default = read(&ha(&[]).unwrap());
+        assert_eq!((&old, &both), (&new, &new), "{deprecated} -> {current}");
+        assert_ne!(new, default, "{current}");
+    }
+    let err = ha(&[("recovery.zookeeper.client.connection-timeout", "x")]).unwrap_err();
+    assert_eq!(
+        invalid_key(err),
+        "recovery.zookeeper.client.connection-timeout"
+    );
+}
+
+#[test]
+fn typed_values() {
+    let c = zk(&[
+        (
+            "high-availability.zookeeper.quorum",
+            " zk1:2181, zk2:2181 ;zk3:2181",
+        ),
+        (
+            "high-availability.zookeeper.client.session-timeout",
+            "30000",
+        ),
+        (
+            "high-availability.zookeeper.client.connection-timeout",
+            "3 s",
+        ),
+        ("high-availability.zookeeper.client.retry-wait", "0"),
+        ("high-availability.zookeeper.client.acl", "CREATOR"),
+        (
+            "high-availability.zookeeper.client.tolerate-suspended-connections",
+            "TRUE",
+        ),
+        (
+            "high-availability.zookeeper.client.ensemble-tracker",
+            "False",
+        ),
+        ("high-availability.zookeeper.client.digest", "user:pa:ss"),
+        ("high-availability.tenure.flink-naming", "1"),
+        ("job-result-store.delete-on-commit", "false"),
+        ("kubernetes.namespace", "flink"),
+        (
+            "high-availability.kubernetes.leader-election.lease-duration",
+            "1 min",
+        ),
+        ("kubernetes.transactional-operation.max-retries", "0"),
+        (
+            "high-availability.etcd.endpoints",
+            " http://a:2379, ,http://b:2379;http://c:2379",
+        ),
+        ("high-availability.etcd.lease-ttl", "2s"),
+    ])
+    .unwrap();
+    let z = &c.zookeeper;
+    assert_eq!(z.quorum.as_deref(), Some("zk1:2181,zk2:2181,zk3:2181"));
+    assert_eq!(
+        (z.session_timeout, z.connection_timeout),
+        (Duration::from_secs(30), Duration::from_secs(3))
+    );
+    assert_eq!(
+        (z.retry_wait, z.acl),
+        (Duration::ZERO, ZooKeeperAcl::Creator)
+    );
+    assert!(z.tolerate_suspended_connections && !z.ensemble_tracker);
+    assert_eq!(z.digest_auth.as_deref(), Some("user:pa:ss"));
+    assert!(!format!("{c:?}").contains("pa:ss"));
+    assert_eq!(
+        (c.naming, c.job_result_delete_on_commit),
+        (NamingEra::Flink1, false)
+    );
+    assert_eq!(c.kubernetes.namespace, "flink");
+    assert_eq!(c.kubernetes.lease_duration, Duration::from_secs(60));
+    assert_eq!(c.kubernetes.max_retries, 0);
+    assert_eq!(
+        c.etcd.endpoints,
+        ["http://a:2379", "http://b:2379", "http://c:2379"]
+    );
+    assert_eq!(c.etcd.lease_ttl, Duration::from_secs(2));
+}
+
+#[test]
+fn bad_values_name_key_value_and_expectation() {
+    let err = ha(&[("high-availability.zookeeper.client.session-timeout", "abc")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid value \"abc\" for high-availability.zookeeper.client.session-timeout: \
+         expected a duration such as \"60 s\" or milliseconds"
+    );
+    let err = ha(&[("high-availability.etcd.lease-ttl", "0")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("expected a duration of at least 1 s"),
+        "{err}"
+    );
+    let err = ha(&[("high-availability.zookeeper.client.session-timeout", "0")]).unwrap_err();
+    assert!(
+        err.to_string().contains("expected a positive duration"),
+        "{err}"
+    );
+    let bad = [
+        (
+            "high-availability.zookeeper.client.connection-timeout",
+            "0 s",
+        ),
+        ("high-availability.zookeeper.client.retry-wait", "-1"),
+        (
+            "high-availability.zookeeper.client.max-retry-attempts",
+            "-1",
+        ),
+        ("high-availability.zookeeper.client.acl", "world"),
+        (
+            "high-availability.zookeeper.client.tolerate-suspended-connections",
+            "yes",
+        ),
+        ("high-availability.zookeeper.client.ensemble-tracker", "1"),
+        ("high-availability.tenure.flink-naming", "3"),
+        ("job-result-store.delete-on-commit", ""),
+        ("execution.checkpointing.num-retained", "0"),
+        ("state.checkpoints.num-retained", "many"),
+        ("kubernetes.namespace", " "),
+        (
+            "high-availability.kubernetes.leader-election.retry-period",
+            "0",
+        ),
+        (
+            "kubernetes.transactional-operation.max-retries",
+            "4294967296",
+        ),
+        ("high-availability.etcd.lease-ttl", "999 ms"),
+        ("high-availability.cluster-id", "/"),
+        ("high-availability.cluster-id", "a/../b"),
+        ("recovery.zookeeper.path.namespace", "a//b"),
+    ];
+    for (key, value) in bad {
+        let err = ha(&[(key, value)]).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key: k, value: v, .. } if k == key && v == value),
+            "{err:?}"
+        );
+    }
+    let err = ha(&[(
+        "high-availability.zookeeper.client.digest",
+        "no-colon-secret",
+    )])
+    .unwrap_err();
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert_eq!(
+        invalid_key(err),
+        "high-availability.zookeeper.client.digest"
+    );
+}
+
+#[test]
+fn mode_requirements() {
+    let missing = |r: Result<HaConfig, ConfigError>| match r {
+        Err(ConfigError::Missing { key, .. }) => key,
+        other => panic!("expected Missing, got {other:?}"),
+    };
+    assert!(zk(&[]).is_ok());
+    let no_quorum = ha(&[
+        ZK_BASE[0],
+        ZK_BASE[2],
+        ("high-availability.zookeeper.quorum", " "),
+    ]);
+    assert_eq!(missing(no_quorum), "high-availability.zookeeper.quorum");
+    assert_eq!(missing(ha(&ZK_BASE[..2])), "high-availability.storageDir");
+    let k8s = [
+        ("high-availability.type", "kubernetes"),
+        ("kubernetes.cluster-id", "c1"),
+    ];
+    assert_eq!(missing(ha(&k8s)), "high-availability.storageDir");
+    assert_eq!(missing(ha(&[k8s[0], ZK_BASE[2]])), "kubernetes.cluster-id");
+    assert!(ha(&[k8s[0], k8s[1], ZK_BASE[2]]).is_ok());
+    assert_eq!(
+        missing(ha(&[("high-availability.type", "etcd")])),
+        "high-availability.etcd.endpoints"
+    );
+    assert!(
+        ha(&[
+            ("high-availability.type", "etcd"),
+            ("high-availability.etcd.endpoints", "http://e:2379")
+        ])
+        .is_ok()
+    );
+    assert!(ha(&[("high-availability.type", "my-factory")]).is_ok());
+    // Flink forbids the creator ACL when SASL is disabled; a digest credential makes it usable.
+    let creator = [
+        ("high-availability.zookeeper.client.acl", "creator"),
+        ("zookeeper.sasl.disable", "true"),
+    ];
+    assert_eq!(
+        invalid_key(zk(&creator).unwrap_err()),
+        "high-availability.zookeeper.client.acl"
+    );
+    assert!(
+        zk(&[
+            &creator[..],
+            &[("high-availability.zookeeper.client.digest", "u:p")]
+        ]
+        .concat())
+        .is_ok()
+    );
+}
+
+#[test]
+fn job_result_store_path_defaults_under_storage_dir() {
+    let path = |pairs: &[(&str, &str)]| ha(pairs).unwrap().job_result_store_path();
+    let sd = "high-availability.storageDir";
+    assert_eq!(
+        path(&[(sd, "hdfs:///flink/ha/")]).as_deref(),
+        Some("hdfs:///flink/ha/job-result-store/default")
+    );
+    assert_eq!(
+        path(&[(sd, "s3://b/ha"), ("high-availability.cluster-id", "/c1/")]).as_deref(),
+        Some("s3://b/ha/job-result-store/c1")
+    );
+    assert_eq!(
+        path(&[(sd, "file:///")]).as_deref(),
+        Some("file:///job-result-store/default")
+    );
+    assert_eq!(
+        path(&[(sd, "/")]).as_deref(),
+        Some("/job-result-store/default")
+    );
+    assert_eq!(
+        path(&[(sd, "/ha"), ("job-result-store.storage-path", "/jrs")]).as_deref(),
+        Some("/jrs")
+    );
+    assert_eq!(
+        path(&[("job-result-store.storage-path", "/jrs")]).as_deref(),
+        Some("/jrs")
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn from_configuration_never_panics(
+        pairs in proptest::collection::vec((".*", ".*"), 0..8),
+        known in proptest::collection::vec((0usize..KNOWN_KEYS.len(), ".*"), 0..8),
+    ) {
+        let mut conf = Configuration::from_pairs(pairs);
+        conf.extend(known.into_iter().map(|(i, v)| (KNOWN_KEYS[i], v)));
+        if let Ok(c) = HaConfig::from_configuration(&conf) {
+            let _ = (c.cluster_id_segment(), c.job_result_store_path(), format!("{c:?}"));
+        }
+    }
+}
+
+const KNOWN_KEYS: [&str; 24] = [
+    "high-availability.type",
+    "high-availability",
+    "recovery.mode",
+    "high-availability.cluster-id",
+    "high-availability.storageDir",
+    "job-result-store.storage-path",
+    "job-result-store.delete-on-commit",
+    "execution.checkpointing.num-retained",
+    "high-availability.tenure.flink-naming",
+    "high-availability.zookeeper.quorum",
+    "high-availability.zookeeper.path.root",
+    "high-availability.zookeeper.client.session-timeout",
+    "high-availability.zookeeper.client.connection-timeout",
+    "high-availability.zookeeper.client.retry-wait",
+    "high-availability.zookeeper.client.max-retry-attempts",
+    "high-availability.zookeeper.client.acl",
+    "high-availability.zookeeper.client.tolerate-suspended-connections",
+    "high-availability.zookeeper.client.digest",
+    "zookeeper.sasl.disable",
+    "kubernetes.namespace",
+    "kubernetes.cluster-id",
+    "high-availability.kubernetes.leader-election.lease-duration",
+    "high-availability.etcd.endpoints",
+    "high-availability.etcd.lease-ttl",
+];

@@ -1,0 +1,338 @@
+//! The HA services of one process (Flink's `HighAvailabilityServices`): elections and
+//! retrievals for every component, the HA stores, the blob store, and the two ways to end.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::blob::{BlobError, BlobStore};
+use crate::config::{ConfigError, HaConfig};
+use crate::driver::HaBackend;
+use crate::election::{ElectionError, ElectionService, LeaderElection};
+use crate::ids::{ComponentId, JobId};
+use crate::kv::{FencingToken, KvError};
+use crate::layout::Layout;
+use crate::retrieval::LeaderRetriever;
+use crate::store::{
+    CheckpointRecoveryFactory, FileJobResultStore, JobGraphStore, JobResultStore, KvJobResultStore,
+    PayloadCodec, RunningJobsRegistry, StoreError,
+};
+
+/// Errors of the HA services as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum HaError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend failed.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Election failed.
+    #[error(transparent)]
+    Election(#[from] ElectionError),
+    /// The HA mode cannot be served by this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// How components are elected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ElectionMode {
+    /// One election per process; every component is granted together (Flink 1.15+, default).
+    #[default]
+    ProcessWide,
+    /// One election per component (Flink 1.14 and earlier); components may be led by different
+    /// processes.
+    PerComponent,
+}
+
+/// Where job results are kept.
+#[derive(Clone, Debug)]
+pub enum JobResultStorage {
+    /// In the versioned KV (`job-results/`).
+    Kv,
+    /// As Flink's JSON files in this directory (`job-result-store.storage-path`).
+    Files {
+        /// The directory.
+        dir: BlobStore,
+        /// Delete the file on commit instead of renaming it (`job-result-store.delete-on-commit`).
+        delete_on_commit: bool,
+    },
+}
+
+/// How the services are set up; [`HaServicesOptions::from_config`] derives it from Flink keys.
+#[derive(Clone, Debug)]
+pub struct HaServicesOptions {
+    /// The key layout (Flink naming era).
+    pub layout: Layout,
+    /// Blobs of this cluster (`<storageDir>/<cluster-id>`).
+    pub blobs: BlobStore,
+    /// Where job results go.
+    pub job_results: JobResultStorage,
+    /// Checkpoints retained per job (`execution.checkpointing.num-retained`).
+    pub num_retained_checkpoints: usize,
+    /// Process-wide or per-component elections.
+    pub election_mode: ElectionMode,
+}
+
+impl Default for HaServicesOptions {
+    fn default() -> Self {
+        Self {
+            layout: Layout::default(),
+            blobs: BlobStore::in_memory(),
+            job_results: JobResultStorage::Kv,
+            num_retained_checkpoints: 1,
+            election_mode: ElectionMode::default(),
+        }
+    }
+}
+
+impl HaServicesOptions {
+    /// Options from a configuration: blobs under `<storageDir>/<cluster-id>` (in memory
+    /// without a storage dir), Flink's job result files under `job-result-store.storage-path` or
+    /// `<storageDir>/job-result-store/<cluster-id>` (the KV without either), the naming era and
+    /// the number of retained checkpoints.
+    pub fn from_config(config: &HaConfig) -> Result<Self, HaError> {
+        let blobs = match &config.storage_dir {
+            Some(dir) => BlobStore::open(dir, &config.cluster_id_segment())?,
+            None => BlobStore::in_memory(),
+        };
+        let job_results = match config.job_result_store_path() {
+            Some(path) => JobResultStorage::Files {
+                dir: BlobStore::open(&path, "")?,
+                delete_on_commit: config.job_result_delete_on_commit,
+            },
+            None => JobResultStorage::Kv,
+        };
+        Ok(Self {
+            layout: Layout::new(config.naming),
+            blobs,
+            job_results,
+            num_retained_checkpoints: config.num_retained_checkpoints,
+            election_mode: ElectionMode::default(),
+        })
+    }
+}
+
+/// The HA services of one process.
+pub struct HaServices {
+    backend: Arc<dyn HaBackend>,
+    options: HaServicesOptions,
+    codec: PayloadCodec,
+    owner: String,
+    cluster_election: OnceLock<ElectionService>,
+    job_results: Arc<dyn JobResultStore>,
+}
+
+impl fmt::Debug for HaServices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HaServices")
+            .field("backend", &self.backend.kind())
+            .field("blobs", &self.options.blobs)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+impl HaServices {
+    /// The services of this process on `backend`.
+    pub fn new(backend: Arc<dyn HaBackend>, options: HaServicesOptions) -> Self {
+        let codec = PayloadCodec::new(options.blobs.clone());
+        let kv = backend.kv();
+        let job_results: Arc<dyn JobResultStore> = match &options.job_results {
+            JobResultStorage::Kv => Arc::new(KvJobResultStore::new(kv, options.layout, None)),
+            JobResultStorage::Files {
+                dir,
+                delete_on_commit,
+            } => Arc::new(FileJobResultStore::new(dir.clone(), *delete_on_commit)),
+        };
+        Self {
+            backend,
+            options,
+            codec,
+            owner: uuid::Uuid::new_v4().to_string(),
+            cluster_election: OnceLock::new(),
+            job_results,
+        }
+    }
+
+    /// The backend session of this process.
+    pub fn backend(&self) -> &Arc<dyn HaBackend> {
+        &self.backend
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> Layout {
+        self.options.layout
+    }
+
+    /// The options the services were built with.
+    pub fn options(&self) -> &HaServicesOptions {
+        &self.options
+    }
+
+    /// This process's lock owner id on job graphs.
+    pub fn owner_id(&self) -> &str {
+        &self.owner
+    }
+
+    /// The process-wide election service (created on first use).
+    pub fn cluster_election(&self) -> &ElectionService {
+        self.cluster_election.get_or_init(|| {
+            ElectionService::new(
+                self.backend.clone(),
+                self.options.layout,
+                self.options.layout.cluster_latch(),
+            )
+        })
+    }
+
+    /// Starts campaigning for `component`: on the process-wide election, or on the component's
+    /// own latch in [`ElectionMode::PerComponent`].
+    pub async fn leader_election(
+        &self,
+        component: ComponentId,
+    ) -> Result<LeaderElection, ElectionError> {
+        match self.options.election_mode {
+            ElectionMode::ProcessWide => self.cluster_election().register(component).await,
+            ElectionMode::PerComponent => {
+                let layout = self.options.layout;
+                ElectionService::new(
+                    self.backend.clone(),
+                    layout,
+                    layout.component_latch(&component),
+                )
+                .register(component)
+                .await
+            }
+        }
+    }
+
+    /// Election of the resource manager.
+    pub async fn resource_manager_leader_election(&self) -> Result<LeaderElection, ElectionError> {
+        self.leader_election(ComponentId::ResourceManager).await
+    }
+
+    /// Election of the dispatcher.
+    pub async fn dispatcher_leader_election(&self) -> Result<LeaderElection, ElectionError> {
+        self.leader_election(ComponentId::Dispatcher).await
+    }
+
+    /// Election of the REST endpoint (Flink's cluster REST endpoint / web monitor).
+    pub async fn rest_endpoint_leader_election(&self) -> Result<LeaderElection, ElectionError> {
+        self.leader_election(ComponentId::RestServer).await
+    }
+
+    /// Election of a job's job master.
+    pub async fn job_master_leader_election(
+        &self,
+        job: JobId,
+    ) -> Result<LeaderElection, ElectionError> {
+        self.leader_election(ComponentId::JobMaster(job)).await
+    }
+
+    /// Follows `component`'s leader.
+    pub fn leader_retriever(&self, component: ComponentId) -> LeaderRetriever {
+        LeaderRetriever::start(self.backend.clone(), self.options.layout, component, None)
+    }
+
+    /// Follows the resource manager's leader.
+    pub fn resource_manager_leader_retriever(&self) -> LeaderRetriever {
+        self.leader_retriever(ComponentId::ResourceManager)
+    }
+
+    /// Follows the dispatcher's leader.
+    pub fn dispatcher_leader_retriever(&self) -> LeaderRetriever {
+        self.leader_retriever(ComponentId::Dispatcher)
+    }
+
+    /// Follows the REST endpoint's leader.
+    pub fn rest_endpoint_leader_retriever(&self) -> LeaderRetriever {
+        self.leader_retriever(ComponentId::RestServer)
+    }
+
+    /// Follows a job master's leader; `default_address` is shown while none is published.
+    pub fn job_master_leader_retriever(
+        &self,
+        job: JobId,
+        default_address: Option<String>,
+    ) -> LeaderRetriever {
+        LeaderRetriever::start(
+            self.backend.clone(),
+            self.options.layout,
+            ComponentId::JobMaster(job),
+            default_address,
+        )
+    }
+
+    /// The job graph store of this process (locking as [`HaServices::owner_id`]); writes are
+    /// fenced by `fence` when given.
+    pub fn job_graph_store(
+        &self,
+        fence: Option<FencingToken>,
+    ) -> Result<JobGraphStore, StoreError> {
+        JobGraphStore::new(
+            self.backend.kv(),
+            self.options.layout,
+            self.codec.clone(),
+            self.owner.clone(),
+            fence,
+        )
+    }
+
+    /// The job result store (not fenced: job results are written once per job and read by
+    /// Flink too).
+    pub fn job_result_store(&self) -> Arc<dyn JobResultStore> {
+        self.job_results.clone()
+    }
+
+    /// The running jobs registry; writes are fenced by `fence` when given.
+    pub fn running_jobs_registry(&self, fence: Option<FencingToken>) -> RunningJobsRegistry {
+        RunningJobsRegistry::new(self.backend.kv(), self.options.layout, fence)
+    }
+
+    /// Creates per-job checkpoint stores and counters.
+    pub fn checkpoint_recovery_factory(&self) -> CheckpointRecoveryFactory {
+        CheckpointRecoveryFactory::new(self.backend.kv(), self.options.layout, self.codec.clone())
+    }
+
+    /// The blob store of this cluster.
+    pub fn blob_store(&self) -> &BlobStore {
+        &self.options.blobs
+    }
+
+    /// Closes the services: elections end (leadership is given up), the backend session closes,
+    /// and all HA data is kept for a later recovery.
+    pub async fn close(self) -> Result<(), HaError> {
+        drop(self.cluster_election);
+        self.backend.close().await?;
+        Ok(())
+    }
+
+    /// Closes the services and removes all data of the cluster: every key of the cluster's
+    /// namespace, every blob and every job result. Use when the cluster is globally terminated.
+    pub async fn close_and_cleanup_all_data(self) -> Result<(), HaError> {
+        let mut first_error: Option<HaError> = None;
+        let mut note = |r: Result<(), HaError>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        };
+        note(self.backend.kv().delete_all().await.map_err(HaError::from));
+        note(self.options.blobs.delete_all().await.map_err(HaError::from));
+        if let JobResultStorage::Files { dir, .. } = &self.options.job_results {
+            note(dir.delete_all().await.map_err(HaError::from));
+        }
+        drop(self.cluster_election);
+        note(self.backend.close().await.map_err(HaError::from));
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The completed checkpoint store of one job (Flink's `DefaultCompletedCheckpointStore`): retains
+//! the newest N checkpoints, subsuming and discarding older ones oldest first.
+//!
+//! Each checkpoint is a key `jobs/<job-id>/checkpoints/<%019d id>` whose value is a payload
+//! pointer ([`PayloadCodec`]) to the checkpoint encoded as:
+//!
+//! ```text
+//! "TCP1" <job id: 16 bytes> <checkpoint id: u64 BE> <timestamp ms: u64 BE> <metadata bytes>
+//! ```
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::counter::CheckpointIdCounter;
+use super::payload::{CHECKPOINT_BLOB_PREFIX, Payload, PayloadCodec};
+use super::{JobStatus, StoreError, delete_opts, ignore_not_found, persistent};
+use crate::ids::{CheckpointId, JobId};
+use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, VersionedKv};
+use crate::layout::Layout;
+
+const CHECKPOINT_MAGIC: &[u8; 4] = b"TCP1";
+const HEADER_LEN: usize = 4 + 16 + 8 + 8;
+
+/// One completed checkpoint as the HA store keeps it: its id, when it completed and the
+/// checkpoint metadata (opaque to tenure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletedCheckpoint {
+    /// The job the checkpoint belongs to.
+    pub job_id: JobId,
+    /// The checkpoint id.
+    pub id: CheckpointId,
+    /// Completion time, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The checkpoint metadata.
+    pub metadata: Bytes,
+}
+
+/// Encodes a checkpoint in tenure's format (before it goes through the [`PayloadCodec`]).
+pub fn encode_checkpoint(cp: &CompletedCheckpoint) -> Bytes {
+    let mut out = Vec::with_capacity(HEADER_LEN + cp.metadata.len());
+    out.extend_from_slice(CHECKPOINT_MAGIC);
+    out.extend_from_slice(cp.job_id.as_bytes());
+    out.extend_from_slice(&cp.id.0.to_be_bytes());
+    out.extend_from_slice(&cp.timestamp_ms.to_be_bytes());
+    out.extend_from_slice(&cp.metadata);
+    Bytes::from(out)
+}
+
+/// Decodes a checkpoint read from `key`; [`StoreError::Corrupt`] naming `key` for anything that is
+/// not an encoded checkpoint.
+pub fn decode_checkpoint(key: &str, bytes: &[u8]) -> Result<CompletedCheckpoint, StoreError> {
+    let corrupt = |reason: &str| StoreError::corrupt(key, reason);
+    let rest = bytes
+        .strip_prefix(CHECKPOINT_MAGIC.as_slice())
+        .ok_or_else(|| corrupt("not a tenure checkpoint (missing \"TCP1\" header)"))?;
+    let (job, rest) = rest
+        .split_first_chunk::<16>()
+        .ok_or_else(|| corrupt("truncated checkpoint header"))?;
+    let (id, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| corrupt("truncated checkpoint header"))?;
+    let (ts, metadata) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| corrupt("truncated checkpoint header"))?;
+    Ok(CompletedCheckpoint {
+        job_id: JobId::from_bytes(*job),
+        id: CheckpointId(u64::from_be_bytes(*id)),
+        timestamp_ms: u64::from_be_bytes(*ts),
+        metadata: Bytes::copy_from_slice(metadata),
+    })
+}
+
+/// The retained completed checkpoints of one job.
+#[derive(Clone, Debug)]
+pub struct CompletedCheckpointStore {
+    kv: Arc<dyn VersionedKv>,
+    layout: Layout,
+    codec: PayloadCodec,
+    job: JobId,
+    max_retained: usize,
+    fence: Option<FencingToken>,
+}
+
+impl CompletedCheckpointStore {
+    /// The store of `job`, retaining the newest `max_retained` (at least 1) checkpoints, writing
+    /// fenced by `fence`.
+    pub fn new(
+        kv: Arc<dyn VersionedKv>,
+        layout: Layout,
+        codec: PayloadCodec,
+        job: JobId,
+        max_retained: usize,
+        fence: Option<FencingToken>,
+    ) -> Result<Self, StoreError> {
+        if max_retained < 1 {
+            return Err(StoreError::InvalidArgument(
+                "at least one checkpoint must be retained".into(),
+            ));
+        }
+        Ok(Self {
+            kv,
+            layout,
+            codec,
+            job,
+            max_retained,
+            fence,
+        })
+    }
+
+    /// The job whose checkpoints these are.
+    pub fn job_id(&self) -> JobId {
+        self.job
+    }
+
+    /// How many checkpoints are retained.
+    pub fn max_retained(&self) -> usize {
+        self.max_retained
+    }
+
+    /// The stored checkpoint entries, ascending by id (other keys below the directory ignored).
+    async fn entries(&self) -> Result<Vec<(CheckpointId, Entry)>, StoreError> {
+        let mut out: Vec<(CheckpointId, Entry)> = self
+            .kv
+            .list(&self.layout.checkpoints_dir(&self.job))
+            .await?
+            .into_iter()
+            .filter_map(|e| self.parse_key(&e.key).map(|id| (id, e)))
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
+    /// The id of `<checkpoints dir>/<19 digits>`, else `None`.
+    fn parse_key(&self, key: &str) -> Option<CheckpointId> {
+        let name = key.rsplit_once('/')?.1;
+        if name.len() != 19 || !name.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let id = CheckpointId(name.parse().ok()?);
+        (self.layout.checkpoint(&self.job, id) == key).then_some(id)
+    }
+
+    async fn read(
+        &self,
+        id: CheckpointId,
+        entry: &Entry,
+    ) -> Result<CompletedCheckpoint, StoreError> {
+        let data = self.codec.load(&entry.key, &entry.value).await?;
+        let cp = decode_checkpoint(&entry.key, &data)?;
+        if cp.id != id || cp.job_id != self.job {
+            return Err(StoreError::corrupt(
+                &entry.key,
+                format!("holds checkpoint {} of job {}", cp.id, cp.job_id),
+            ));
+        }
+        Ok(cp)
+    }
+
+    /// All retained checkpoints, ascending by id. Fails, naming the key, if any of them cannot
+    /// be read (as Flink's recovery does) rather than silently recovering from an older one.
+    pub async fn recover(&self) -> Result<Vec<CompletedCheckpoint>, StoreError> {
+        let mut out = Vec::new();
+        for (id, entry) in self.entries().await? {
+            out.push(self.read(id, &entry).await?);
+        }
+        Ok(out)
+    }
+
+    /// The newest checkpoint, if any.
+    pub async fn latest(&self) -> Result<Option<CompletedCheckpoint>, StoreError> {
+        match self.entries().await?.pop() {
+            None => Ok(None),
+            Some((id, entry)) => Ok(Some(self.read(id, &entry).await?)),
+        }
+    }
+
+    /// Adds a checkpoint ([`StoreError::AlreadyExists`] if its id is stored), then subsumes the
+    /// oldest ones while more than `max_retained` are stored, never the newest. Returns the ids
+    /// subsumed and discarded, oldest first. Values that are not tenure pointers (Flink's,
+    /// corrupt ones) are neither counted nor touched; a failed discard is logged and retried at
+    /// the next add.
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job, id = %cp.id))]
+    pub async fn add(&self, cp: CompletedCheckpoint) -> Result<Vec<CheckpointId>, StoreError> {
+        if cp.job_id != self.job {
+            return Err(StoreError::InvalidArgument(format!(
+                "checkpoint of job {} added to the store of job {}",
+                cp.job_id, self.job
+            )));
+        }
+        let key = self.layout.checkpoint(&self.job, cp.id);
+        let pointer = self
+            .codec
+            .store(CHECKPOINT_BLOB_PREFIX, encode_checkpoint(&cp))
+            .await?;
+        if let Err(e) = self
+            .kv
+            .create(&key, pointer.clone(), persistent(&self.fence))
+            .await
+        {
+            if !matches!(e, KvError::OutcomeUnknown { .. })
+                && let Err(d) = self.codec.discard(&key, &pointer).await
+            {
+                tracing::warn!(%key, "could not discard an unwritten checkpoint: {d}");
+            }
+            return Err(match e {
+                KvError::AlreadyExists { .. } => {
+                    StoreError::AlreadyExists(format!("checkpoint {key:?}"))
+                }
+                e => e.into(),
+            });
+        }
+        let mut ours: Vec<(CheckpointId, Entry)> = self
+            .entries()
+            .await?
+            .into_iter()
+            .filter(|(_, e)| Payload::decode(&e.key, &e.value).is_ok())
+            .collect();
+        let mut subsumed = Vec::new();
+        while ours.len() > self.max_retained {
+            let (id, entry) = ours.remove(0);
+            if let Err(e) = self.discard(&entry).await {
+                tracing::warn!(key = %entry.key, "could not discard subsumed checkpoint: {e}");
+                break;
+            }
+            subsumed.push(id);
+        }
+        Ok(subsumed)
+    }
+
+    /// Deletes one checkpoint's key (fenced, only at the version read), then its blob.
+    async fn discard(&self, entry: &Entry) -> Result<(), StoreError> {
+        let opts = DeleteOptions {
+            expected: Some(entry.version),
+            fence: self.fence.clone(),
+            recursive: true,
+        };
+        ignore_not_found(self.kv.delete(&entry.key, opts).await)?;
+        match self.codec.discard(&entry.key, &entry.value).await {
+            Ok(()) | Err(StoreError::Corrupt { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Shuts the store down. A globally terminal job's checkpoints and their blobs are deleted
+    /// (then the directory); a suspended job's are all kept for the next leader. Checkpoints
+    /// written by Flink are never deleted: they are left and reported as [`StoreError::Foreign`].
+    #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job, ?status))]
+    pub async fn shutdown(&self, status: JobStatus) -> Result<(), StoreError> {
+        if !status.is_globally_terminal() {
+            return Ok(());
+        }
+        let mut foreign = None;
+        for (_, entry) in self.entries().await? {
+            match Payload::decode(&entry.key, &entry.value) {
+                Err(e @ StoreError::Foreign { .. }) => foreign = Some(e),
+                _ => self.discard(&entry).await?,
+            }
+        }
+        if let Some(e) = foreign {
+            return Err(e);
+        }
+        let dir = self.layout.checkpoints_dir(&self.job);
+        ignore_not_found(self.kv.delete(&dir, delete_opts(&self.fence, true)).await)?;
+        Ok(())
+    }
+}
+
+/// Creates the per-job checkpoint stores and counters (Flink's `CheckpointRecoveryFactory`).
+#[derive(Clone, Debug)]
+pub struct CheckpointRecoveryFactory {
+    kv: Arc<dyn VersionedKv>,
+    layout: Layout,
+    codec: PayloadCodec,
+}
+
+impl CheckpointRecoveryFactory {
+    /// A factory for stores on `kv` with `layout`, large payloads through `codec`.
+    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, codec: PayloadCodec) -> Self {
+        Self { kv, layout, codec }
+    }
+
+    /// The completed checkpoint store of `job`.
+    pub fn create_completed_checkpoint_store(
+        &self,
+        job: JobId,
+        max_retained: usize,
+        fence: Option<FencingToken>,
+    ) -> Result<CompletedCheckpointStore, StoreError> {
+        CompletedCheckpointStore::new(
+            self.kv.clone(),
+            self.layout,
+            self.codec.clone(),
+            job,
+            max_retained,
+            fence,
+        )
+    }
+
+    /// The checkpoint id counter of `job`.
+    pub fn create_checkpoint_id_counter(
+        &self,
+        job: JobId,
+        fence: Option<FencingToken>,
+    ) -> CheckpointIdCounter {
+        CheckpointIdCounter::new(self.kv.clone(), self.layout, job, fence)
+    }
+}
+
+#[cfg(test)]
+#[path = "checkpoint_tests.rs"]
+mod tests;

@@ -1,0 +1,279 @@
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::blob::BlobStore;
+use crate::embedded::{EmbeddedCluster, EmbeddedSession};
+use crate::store::test_util::{kv, lead, stale_token};
+
+fn factory(session: &EmbeddedSession, blobs: &BlobStore) -> CheckpointRecoveryFactory {
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(16);
+    CheckpointRecoveryFactory::new(kv(session), Layout::default(), codec)
+}
+
+fn cp(job: JobId, id: u64) -> CompletedCheckpoint {
+    CompletedCheckpoint {
+        job_id: job,
+        id: CheckpointId(id),
+        timestamp_ms: 1_700_000_000_000 + id,
+        metadata: Bytes::from(format!(
+            "metadata of checkpoint {id}, large enough for a blob"
+        )),
+    }
+}
+
+#[tokio::test]
+async fn retains_the_newest_and_discards_oldest_first() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    let store = factory(&s, &blobs)
+        .create_completed_checkpoint_store(job, 3, None)
+        .unwrap();
+    assert_eq!(store.latest().await.unwrap(), None);
+    let mut subsumed = Vec::new();
+    for id in 1..=5 {
+        subsumed.extend(store.add(cp(job, id)).await.unwrap());
+    }
+    assert_eq!(subsumed, vec![CheckpointId(1), CheckpointId(2)]);
+    let recovered = store.recover().await.unwrap();
+    assert_eq!(recovered, vec![cp(job, 3), cp(job, 4), cp(job, 5)]);
+    assert_eq!(store.latest().await.unwrap(), Some(cp(job, 5)));
+    assert_eq!(
+        blobs.list("").await.unwrap().len(),
+        3,
+        "subsumed blobs are gone"
+    );
+    assert!(
+        blobs
+            .list("")
+            .await
+            .unwrap()
+            .iter()
+            .all(|n| n.starts_with("completedCheckpoint"))
+    );
+    let mut keys = cluster.all_keys();
+    keys.sort();
+    assert_eq!(
+        keys,
+        (3..=5)
+            .map(|i| Layout::default().checkpoint(&job, CheckpointId(i)))
+            .collect::<Vec<_>>()
+    );
+
+    // A second store instance (another process, a later leader) sees the same.
+    let other = factory(&cluster.connect(), &blobs)
+        .create_completed_checkpoint_store(job, 3, None)
+        .unwrap();
+    assert_eq!(other.recover().await.unwrap(), recovered);
+}
+
+#[tokio::test]
+async fn add_refuses_an_existing_id_and_a_foreign_job() {
+    let s = EmbeddedCluster::new().connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    let store = factory(&s, &blobs)
+        .create_completed_checkpoint_store(job, 1, None)
+        .unwrap();
+    store.add(cp(job, 7)).await.unwrap();
+    let err = store.add(cp(job, 7)).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    assert_eq!(
+        blobs.list("").await.unwrap().len(),
+        1,
+        "the duplicate's blob is discarded"
+    );
+    let err = store.add(cp(JobId::new_random(), 8)).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidArgument(_)), "{err}");
+    // Retaining 1: an older id added later never subsumes the newest.
+    assert_eq!(store.add(cp(job, 3)).await.unwrap(), vec![CheckpointId(3)]);
+    assert_eq!(store.recover().await.unwrap(), vec![cp(job, 7)]);
+    let zero = factory(&s, &blobs).create_completed_checkpoint_store(job, 0, None);
+    assert!(matches!(zero, Err(StoreError::InvalidArgument(_))));
+}
+
+#[tokio::test]
+async fn shutdown_keeps_a_suspended_job_and_cleans_a_terminal_one() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    let f = factory(&s, &blobs);
+    let store = f.create_completed_checkpoint_store(job, 2, None).unwrap();
+    let counter = f.create_checkpoint_id_counter(job, None);
+    counter.start().await.unwrap();
+    for id in 1..=2 {
+        assert_eq!(counter.get_and_increment().await.unwrap(), CheckpointId(id));
+        store.add(cp(job, id)).await.unwrap();
+    }
+    // Flink's ZooKeeper backend has an explicit directory key.
+    s.create(
+        &Layout::default().checkpoints_dir(&job),
+        Bytes::new(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    for status in [JobStatus::Suspended] {
+        store.shutdown(status).await.unwrap();
+        counter.shutdown(status).await.unwrap();
+        assert_eq!(store.recover().await.unwrap().len(), 2);
+        assert_eq!(counter.get().await.unwrap(), CheckpointId(3));
+    }
+    for status in [JobStatus::Finished, JobStatus::Failed, JobStatus::Canceled] {
+        assert!(status.is_globally_terminal());
+    }
+    assert!(!JobStatus::Suspended.is_globally_terminal());
+    store.shutdown(JobStatus::Failed).await.unwrap();
+    counter.shutdown(JobStatus::Failed).await.unwrap();
+    assert!(cluster.all_keys().is_empty(), "{:?}", cluster.all_keys());
+    assert!(blobs.list("").await.unwrap().is_empty());
+    store.shutdown(JobStatus::Failed).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreadable_checkpoint_fails_recovery_naming_its_key() {
+    let s = EmbeddedCluster::new().connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    let store = factory(&s, &blobs)
+        .create_completed_checkpoint_store(job, 5, None)
+        .unwrap();
+    store.add(cp(job, 1)).await.unwrap();
+    store.add(cp(job, 2)).await.unwrap();
+    // Keys that are not checkpoints are ignored.
+    let dir = Layout::default().checkpoints_dir(&job);
+    for other in [
+        format!("{dir}/abc"),
+        format!("{dir}/0000000000000000001/locks/x"),
+    ] {
+        s.create(&other, Bytes::from_static(b"?"), Default::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.recover().await.unwrap().len(), 2);
+    // The blob of checkpoint 1 vanishes.
+    let key1 = Layout::default().checkpoint(&job, CheckpointId(1));
+    let value = s.get(&key1).await.unwrap().unwrap().value;
+    let Payload::Blob { name, .. } = Payload::decode(&key1, &value).unwrap() else {
+        panic!("checkpoint 1 is not in a blob")
+    };
+    blobs.delete(&name).await.unwrap();
+    let err = store.recover().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { key, .. } if *key == key1),
+        "{err}"
+    );
+    // A checkpoint stored under another id's key is corrupt too.
+    let key3 = Layout::default().checkpoint(&job, CheckpointId(3));
+    let wrong = Payload::Inline(encode_checkpoint(&cp(job, 4))).encode();
+    s.create(&key3, wrong, Default::default()).await.unwrap();
+    let err = store.latest().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { key, .. } if *key == key3),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn flink_checkpoints_are_left_alone() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    let store = factory(&s, &blobs)
+        .create_completed_checkpoint_store(job, 1, None)
+        .unwrap();
+    let flink_key = Layout::default().checkpoint(&job, CheckpointId(1));
+    let mut flink = vec![0xAC, 0xED, 0x00, 0x05, 0x74, 0x00, 0x16];
+    flink.extend_from_slice(b"file:/ha/completedChk1");
+    s.create(&flink_key, Bytes::from(flink), Default::default())
+        .await
+        .unwrap();
+    let err = store.recover().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Foreign { key, detail } if *key == flink_key && detail.contains("file:/ha/completedChk1")),
+        "{err}"
+    );
+    assert_eq!(store.add(cp(job, 2)).await.unwrap(), vec![]);
+    assert_eq!(store.add(cp(job, 3)).await.unwrap(), vec![CheckpointId(2)]);
+    let err = store.shutdown(JobStatus::Canceled).await.unwrap_err();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+    assert_eq!(cluster.all_keys(), vec![flink_key]);
+    assert!(blobs.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn stale_fence_writes_nothing() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let stale = stale_token(&cluster).await;
+    let (good, _latch) = lead(&s, "leader/latch").await;
+    let job = JobId::new_random();
+    let f = factory(&s, &blobs);
+    let fenced = f
+        .create_completed_checkpoint_store(job, 1, Some(stale))
+        .unwrap();
+    assert!(fenced.add(cp(job, 1)).await.unwrap_err().is_not_leader());
+    assert!(cluster.all_keys().is_empty());
+    assert!(blobs.list("").await.unwrap().is_empty());
+    let leader = f
+        .create_completed_checkpoint_store(job, 1, Some(good))
+        .unwrap();
+    leader.add(cp(job, 1)).await.unwrap();
+    assert!(
+        fenced
+            .shutdown(JobStatus::Finished)
+            .await
+            .unwrap_err()
+            .is_not_leader()
+    );
+    assert_eq!(leader.recover().await.unwrap(), vec![cp(job, 1)]);
+    assert_eq!(blobs.list("").await.unwrap().len(), 1);
+}
+
+#[test]
+fn checkpoint_golden_bytes() {
+    let job = JobId::from_bytes([0x11; 16]);
+    let c = CompletedCheckpoint {
+        job_id: job,
+        id: CheckpointId(42),
+        timestamp_ms: 0x0102,
+        metadata: Bytes::from_static(b"md"),
+    };
+    let bytes = encode_checkpoint(&c);
+    let mut expected = b"TCP1".to_vec();
+    expected.extend_from_slice(&[0x11; 16]);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 42]);
+    expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+    expected.extend_from_slice(b"md");
+    assert_eq!(&bytes[..], &expected[..]);
+    assert_eq!(decode_checkpoint("k", &bytes).unwrap(), c);
+    let err = decode_checkpoint("the/key", &bytes[..20]).unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { key, .. } if key == "the/key"));
+}
+
+proptest! {
+    #[test]
+    fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let _ = decode_checkpoint("k", &bytes);
+        let mut with_magic = b"TCP1".to_vec();
+        with_magic.extend_from_slice(&bytes);
+        let _ = decode_checkpoint("k", &with_magic);
+    }
+
+    #[test]
+    fn checkpoints_round_trip(id: u64, ts: u64, md in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let c = CompletedCheckpoint {
+            job_id: JobId::from_bytes([7; 16]),
+            id: CheckpointId(id),
+            timestamp_ms: ts,
+            metadata: Bytes::from(md),
+        };
+        prop_assert_eq!(decode_checkpoint("k", &encode_checkpoint(&c)).unwrap(), c);
+    }
+}

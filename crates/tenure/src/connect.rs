@@ -1,0 +1,88 @@
+//! Choosing and connecting a backend from a configuration (Flink's
+//! `HighAvailabilityServicesUtils.createHighAvailabilityServices`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tenure_core::config::{HaConfig, HaMode};
+use tenure_core::driver::HaBackend;
+use tenure_core::embedded::EmbeddedCluster;
+use tenure_core::services::{HaError, HaServices, HaServicesOptions};
+
+/// Connects a user-provided backend; register one under a name and select it with
+/// `high-availability.type: <name>` (the Rust counterpart of Flink's factory-class option).
+#[async_trait]
+pub trait BackendFactory: Send + Sync {
+    /// Opens this process's session on the backend.
+    async fn connect(&self, config: &HaConfig) -> Result<Arc<dyn HaBackend>, HaError>;
+}
+
+/// Named user-provided backend factories.
+#[derive(Clone, Default)]
+pub struct BackendRegistry {
+    factories: HashMap<String, Arc<dyn BackendFactory>>,
+}
+
+impl fmt::Debug for BackendRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendRegistry")
+            .field("names", &self.factories.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl BackendRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `factory` under `name` (matched case-sensitively against
+    /// `high-availability.type`).
+    pub fn register(&mut self, name: impl Into<String>, factory: Arc<dyn BackendFactory>) {
+        self.factories.insert(name.into(), factory);
+    }
+
+    /// The factory registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn BackendFactory>> {
+        self.factories.get(name)
+    }
+}
+
+/// Opens the HA services this configuration selects, with no custom backends.
+pub async fn connect(config: &HaConfig) -> Result<HaServices, HaError> {
+    connect_with(config, &BackendRegistry::new()).await
+}
+
+/// Opens the HA services this configuration selects; custom mode names are looked up in
+/// `registry`.
+///
+/// `NONE` starts a new in-process embedded cluster for this process alone. To let several
+/// in-process "processes" share one embedded cluster, build [`HaServices::new`] on sessions of
+/// one [`EmbeddedCluster`].
+pub async fn connect_with(
+    config: &HaConfig,
+    registry: &BackendRegistry,
+) -> Result<HaServices, HaError> {
+    let options = HaServicesOptions::from_config(config)?;
+    let backend: Arc<dyn HaBackend> = match &config.mode {
+        HaMode::None => Arc::new(EmbeddedCluster::new().connect()),
+        HaMode::Custom(name) => match registry.get(name) {
+            Some(factory) => factory.connect(config).await?,
+            None => {
+                return Err(HaError::Unsupported(format!(
+                    "high-availability.type {name:?} names no registered backend factory \
+                     (expected NONE, ZOOKEEPER, KUBERNETES, ETCD or a registered name)"
+                )));
+            }
+        },
+        other => {
+            return Err(HaError::Unsupported(format!(
+                "HA mode {other:?} is not built into this tenure build"
+            )));
+        }
+    };
+    Ok(HaServices::new(backend, options))
+}
