@@ -92,6 +92,17 @@ macro_rules! conformance_tests {
             election::backend_errors_reach_handle_error,
             retrieval::retriever_follows_leader_changes,
             retrieval::job_master_retriever_uses_default_address,
+            stores::job_graph_locks_protect_other_processes,
+            stores::crashed_process_locks_vanish,
+            stores::job_graph_watch_sees_other_processes,
+            stores::checkpoint_retention_and_recovery,
+            stores::checkpoint_shutdown_keeps_or_discards,
+            stores::counter_hands_out_each_id_once,
+            stores::deposed_leader_store_writes_are_rejected,
+            stores::job_results_go_from_dirty_to_clean,
+            stores::running_jobs_registry_tracks_status,
+            cleanup::close_keeps_data_for_recovery,
+            cleanup::cleanup_removes_all_data,
         );
     };
     (@cases $factory:expr; $($suite:ident :: $case:ident),* $(,)?) => {

@@ -34,6 +34,8 @@ pub struct Ledger {
     zombie_violations: Vec<String>,
     recoveries: usize,
     loss_violations: Vec<String>,
+    retrievals: usize,
+    retrieval_violations: Vec<String>,
 }
 
 impl Ledger {
@@ -83,6 +85,12 @@ impl Ledger {
         self.loss_violations.extend(problems);
     }
 
+    /// A retriever was checked against the new leader; `problem` says what it saw instead.
+    pub fn retrieved(&mut self, problem: Option<String>) {
+        self.retrievals += 1;
+        self.retrieval_violations.extend(problem);
+    }
+
     /// The verdicts.
     pub fn verdicts(&self) -> Vec<Verdict> {
         let verdict = |invariant, violations: &Vec<String>, ok_detail: String| Verdict {
@@ -109,6 +117,14 @@ impl Ledger {
                 format!(
                     "{} writes by deposed leaders, all rejected",
                     self.zombie_attempts
+                ),
+            ),
+            verdict(
+                "retrievers follow the leader",
+                &self.retrieval_violations,
+                format!(
+                    "a task manager saw each of the {} leaders' confirmed address and session",
+                    self.retrievals
                 ),
             ),
             verdict(

@@ -8,8 +8,10 @@ use futures::future::select_all;
 use tenure::config::HaMode;
 use tenure::election::LeaderTerm;
 use tenure::embedded::EmbeddedCluster;
+use tenure::ids::ComponentId;
 use tenure::ids::{CheckpointId, JobId};
 use tenure::kv::FencingToken;
+use tenure::retrieval::{LeaderRetriever, LeaderState};
 use tenure::store::{
     ApplicationStatus, CheckpointIdCounter, CompletedCheckpoint, CompletedCheckpointStore,
     JobGraphStore, JobResultEntry, JobStatus,
@@ -119,6 +121,7 @@ impl Demo {
 
     /// Runs the whole demo and returns the backend's name and the verdicts.
     pub async fn run(mut self, tl: &mut Timeline) -> Result<(String, Vec<Verdict>), CliError> {
+        let (observer_services, observer) = self.start_observer(tl).await?;
         let mut jms = Vec::new();
         for _ in 0..self.args.job_managers {
             jms.push(self.start_job_manager(tl).await?);
@@ -155,6 +158,7 @@ impl Demo {
                     self.jobs.len()
                 ),
             );
+            self.observe(&observer, &jms[idx], &term, tl).await;
             self.run_checkpoints(&jms[idx], &term, tl).await?;
             if round == self.args.failovers {
                 break;
@@ -199,8 +203,66 @@ impl Demo {
             }
         }
         self.finish(&jms[leader_idx], tl).await?;
+        drop(observer);
+        let _ = observer_services.close().await;
         let verdicts = self.shutdown(jms, tl).await;
         Ok((self.backend_name(), verdicts))
+    }
+
+    /// A task manager's view: a separate session following the dispatcher's leader.
+    async fn start_observer(
+        &mut self,
+        tl: &mut Timeline,
+    ) -> Result<(HaServices, LeaderRetriever), CliError> {
+        let services = match &self.cluster {
+            Some(cluster) => HaServices::new(Arc::new(cluster.connect()), self.options.clone()),
+            None => tenure::connect(&self.config)
+                .await
+                .map_err(|e| CliError::Other(format!("tm-1: cannot connect: {e}")))?,
+        };
+        let retriever = services.leader_retriever(ComponentId::Dispatcher);
+        tl.push(
+            "tm-1",
+            "started",
+            "task manager following the dispatcher's leader",
+        );
+        Ok((services, retriever))
+    }
+
+    /// Waits until the observer sees `jm` lead with `term`'s session.
+    async fn observe(
+        &mut self,
+        observer: &LeaderRetriever,
+        jm: &JobManager,
+        term: &LeaderTerm,
+        tl: &mut Timeline,
+    ) {
+        let mut rx = observer.leader();
+        let want = term.session_id;
+        let seen = tokio::time::timeout(
+            LEADER_DEADLINE,
+            rx.wait_for(
+                |s| matches!(s, LeaderState::Leader { session_id, .. } if *session_id == want),
+            ),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok().map(|state| state.clone()));
+        match seen {
+            Some(state) => {
+                let address = state.leader().map(|l| l.address).unwrap_or_default();
+                tl.push("tm-1", "sees leader", format!("{} at {address}", jm.name));
+                self.ledger.retrieved(None);
+            }
+            _ => {
+                let now = format!("{:?}", *rx.borrow());
+                tl.push("tm-1", "stale leader", now.clone());
+                self.ledger.retrieved(Some(format!(
+                    "task manager did not see {} lead (saw {now})",
+                    jm.name
+                )));
+            }
+        }
     }
 
     async fn zombie_writes(

@@ -1,8 +1,10 @@
 //! The conformance suites. Each case is an `async fn(&dyn BackendFactory)` that panics on failure.
 
+pub mod cleanup;
 pub mod election;
 pub mod kv;
 pub mod retrieval;
+pub mod stores;
 
 use std::sync::Arc;
 
