@@ -292,6 +292,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn key_validation_never_panics(key in ".*", prefix in ".*") {
+            let _ = validate_key(&key);
+            let _ = validate_prefix(&prefix);
+            let _ = is_below(&prefix, &key);
+        }
+    }
+
     #[test]
     fn below_means_strict_descendant() {
         assert!(is_below("a", "a/b"));

@@ -216,4 +216,11 @@ mod tests {
             Some(JobSchedulingStatus::Done)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32)) {
+            let _ = JobSchedulingStatus::decode("running_job_registry/x", &bytes);
+        }
+    }
 }
