@@ -230,16 +230,7 @@ impl State {
         let latches: Vec<String> = self.latches.keys().cloned().collect();
         // A process whose session ends is told it lost leadership (as a ZooKeeper client learns
         // of its session's expiry), before the next in line is granted.
-        for queue in self.latches.values() {
-            if let Some((holder, _)) = queue.holder
-                && let Some(m) = queue
-                    .members
-                    .iter()
-                    .find(|m| m.id == holder && m.session == session)
-            {
-                let _ = m.tx.send(LatchEvent::Revoked);
-            }
-        }
+        self.revoke_held_by(session);
         for latch in latches {
             self.leave_latch_where(&latch, |m| m.session == session);
         }
@@ -298,15 +289,9 @@ impl State {
         self.revision = epoch;
     }
 
-    /// A session's connection was suspended: its held latches are revoked (Curator's default
-    /// policy) but its place stays, blocking the line as a live latch node does.
-    pub fn suspend_session(&mut self, session: u64, revoke: bool) {
-        if !self.suspended.contains(&session) {
-            self.suspended.push(session);
-        }
-        if !revoke {
-            return;
-        }
+    /// Tells `session`'s members that hold a latch that they lost it, and frees the latch (the
+    /// caller decides who is granted next).
+    fn revoke_held_by(&mut self, session: u64) {
         for queue in self.latches.values_mut() {
             if let Some((holder, _)) = queue.holder
                 && let Some(m) = queue
@@ -318,6 +303,18 @@ impl State {
                 queue.holder = None;
             }
         }
+    }
+
+    /// A session's connection was suspended: its held latches are revoked (Curator's default
+    /// policy) but its place stays, blocking the line as a live latch node does.
+    pub fn suspend_session(&mut self, session: u64, revoke: bool) {
+        if !self.suspended.contains(&session) {
+            self.suspended.push(session);
+        }
+        if !revoke {
+            return;
+        }
+        self.revoke_held_by(session);
     }
 
     /// A suspended session reconnected. Members that lost leadership re-join at the back of the
