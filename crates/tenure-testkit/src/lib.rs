@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)] // test-support code: a failed unwrap is a failed test
 
+pub mod history;
+pub mod proxy;
 pub mod suites;
 mod wait;
 
