@@ -67,15 +67,9 @@ impl Demo {
         }
         let options =
             HaServicesOptions::from_config(&config).map_err(|e| CliError::Usage(e.to_string()))?;
-        let cluster = match config.mode {
-            HaMode::None => Some(EmbeddedCluster::new()),
-            ref other => {
-                return Err(CliError::Usage(format!(
-                    "the demo cannot use HA mode {other:?}: this build has the embedded backend \
-                     only (high-availability.type: NONE)"
-                )));
-            }
-        };
+        // NONE: every simulated job manager is a session of one in-process cluster. Other
+        // modes: every job manager opens its own session on the configured backend.
+        let cluster = (config.mode == HaMode::None).then(EmbeddedCluster::new);
         Ok(Self {
             args: args.clone(),
             config,
@@ -103,12 +97,7 @@ impl Demo {
                 let services = HaServices::new(Arc::new(session.clone()), self.options.clone());
                 (services, Some(session))
             }
-            None => (
-                tenure::connect(&self.config)
-                    .await
-                    .map_err(|e| CliError::Other(format!("{name}: cannot connect: {e}")))?,
-                None,
-            ),
+            None => (connect(&self.config, &name).await?, None),
         };
         let jm = JobManager::start(name.clone(), services, session).await?;
         tl.push(
@@ -216,9 +205,7 @@ impl Demo {
     ) -> Result<(HaServices, LeaderRetriever), CliError> {
         let services = match &self.cluster {
             Some(cluster) => HaServices::new(Arc::new(cluster.connect()), self.options.clone()),
-            None => tenure::connect(&self.config)
-                .await
-                .map_err(|e| CliError::Other(format!("tm-1: cannot connect: {e}")))?,
+            None => connect(&self.config, "tm-1").await?,
         };
         let retriever = services.leader_retriever(ComponentId::Dispatcher);
         tl.push(
@@ -555,11 +542,20 @@ impl Demo {
         let name = last.name.clone();
         let parked = last.stop_contending().await;
         let cleanup = parked.services.close_and_cleanup_all_data().await;
-        let left = self
-            .cluster
-            .as_ref()
-            .map(|c| c.all_keys())
-            .unwrap_or_default();
+        let left = match &self.cluster {
+            Some(c) => c.all_keys(),
+            None => match connect(&self.config, "checker").await {
+                Ok(s) => {
+                    let keys = s.backend().kv().list("").await;
+                    let _ = s.close().await;
+                    match keys {
+                        Ok(entries) => entries.into_iter().map(|e| e.key).collect(),
+                        Err(e) => vec![format!("<cannot list: {e}>")],
+                    }
+                }
+                Err(e) => vec![format!("<cannot connect: {e}>")],
+            },
+        };
         let ok = cleanup.is_ok() && left.is_empty();
         tl.push(
             &name,
@@ -580,6 +576,16 @@ impl Demo {
         });
         verdicts
     }
+}
+
+/// Opens one simulated process's HA services on the configured backend.
+async fn connect(config: &HaConfig, who: &str) -> Result<HaServices, CliError> {
+    tenure::connect(config).await.map_err(|e| match e {
+        tenure::HaError::Unsupported(_) | tenure::HaError::Config(_) => {
+            CliError::Usage(e.to_string())
+        }
+        other => CliError::Other(format!("{who}: cannot connect: {other}")),
+    })
 }
 
 fn reason(e: &tenure::store::StoreError) -> String {
