@@ -14,6 +14,7 @@ pub mod history;
 pub mod proxy;
 pub mod suites;
 mod wait;
+pub mod zookeeper;
 
 use std::sync::Arc;
 

@@ -1,0 +1,448 @@
+//! A real ZooKeeper server for tests (like Curator's `TestingServer`), and the ZooKeeper backend
+//! as a [`BackendFactory`].
+//!
+//! [`ZooKeeperServer::start`] runs the Debian `zookeeper` package's server in its own JVM on a
+//! free loopback port with a temporary data directory, and waits until it answers `ruok`. It is
+//! stopped by its process id ([`ZooKeeperServer::stop`], or when dropped) and can be restarted on
+//! the same port and data. Each test starts its own server, so tests are parallel-safe and
+//! leave nothing running.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use tenure_testkit::zookeeper::ZooKeeperFactory;
+//! let factory = ZooKeeperFactory::start().await;
+//! let backend = factory.connect_zk().await;
+//! # }
+//! ```
+
+use std::fs;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tenure_core::connection::SuspendedPolicy;
+use tenure_core::driver::HaBackend;
+use tenure_zookeeper::{ZooKeeperBackend, ZooKeeperSettings, zk};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::BackendFactory;
+use crate::proxy::FaultProxy;
+
+/// The ZooKeeper server jar of the Debian package.
+pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+/// The Debian package's configuration directory (its logging configuration is used).
+pub const ZOOKEEPER_CONF_DIR: &str = "/etc/zookeeper/conf";
+/// The server's tick: short, so sessions of a few seconds are allowed and expire promptly.
+pub const TICK: Duration = Duration::from_millis(200);
+/// How long a server may take to answer `ruok` after its JVM was started.
+pub const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One ZooKeeper server process on a free loopback port. Dropping it kills the process.
+#[derive(Debug)]
+pub struct ZooKeeperServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn check_installed() {
+    let java = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("java").is_file()))
+        .unwrap_or(false);
+    if !Path::new(ZOOKEEPER_JAR).is_file() || !java {
+        panic!(
+            "a real ZooKeeper server is needed: {ZOOKEEPER_JAR} {} and `java` {} on PATH; \
+             install the Debian package `zookeeper` (apt-get install -y zookeeper)",
+            if Path::new(ZOOKEEPER_JAR).is_file() {
+                "exists"
+            } else {
+                "is missing"
+            },
+            if java { "is" } else { "is not" },
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The last `max` bytes of a log file, for failure messages.
+fn log_tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::from("<no log>");
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
+
+/// Sends a four-letter-word command and returns the answer (within 2 s).
+pub async fn four_letter_word(port: u16, cmd: &str) -> std::io::Result<String> {
+    four_letter_word_within(port, cmd, Duration::from_secs(2)).await
+}
+
+async fn four_letter_word_within(
+    port: u16,
+    cmd: &str,
+    timeout: Duration,
+) -> std::io::Result<String> {
+    let io = async {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+        s.write_all(cmd.as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, io).await.unwrap_or_else(|_| {
+        Err(std::io::Error::other(format!(
+            "no answer within {timeout:?}"
+        )))
+    })
+}
+
+impl ZooKeeperServer {
+    /// Starts a standalone server on a free loopback port with a fresh data directory and waits
+    /// until it answers `ruok` with `imok`. Panics, with the server's log, if it does not.
+    pub async fn start() -> Self {
+        check_installed();
+        let dir = tempfile::Builder::new()
+            .prefix("tenure-zk-")
+            .tempdir()
+            .expect("temporary directory");
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+        };
+        let mut last = String::new();
+        // The free port may be taken by someone else before the JVM binds it: try another.
+        for _ in 0..3 {
+            server.port = free_port();
+            match server.launch().await {
+                Ok(()) => return server,
+                Err(e) => {
+                    last = e;
+                    server.kill();
+                }
+            }
+        }
+        panic!("ZooKeeper did not start: {last}");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("zookeeper.log")
+    }
+
+    fn write_config(&self) -> PathBuf {
+        let data = self.dir.path().join("data");
+        fs::create_dir_all(&data).expect("create the data directory");
+        let cfg = self.dir.path().join("zoo.cfg");
+        let text = format!(
+            "tickTime={tick}\n\
+             initLimit=10\n\
+             syncLimit=5\n\
+             dataDir={data}\n\
+             clientPort={port}\n\
+             clientPortAddress=127.0.0.1\n\
+             maxClientCnxns=0\n\
+             minSessionTimeout={min}\n\
+             maxSessionTimeout=60000\n\
+             admin.enableServer=false\n\
+             4lw.commands.whitelist=*\n",
+            tick = TICK.as_millis(),
+            data = data.display(),
+            port = self.port,
+            min = (TICK * 2).as_millis(),
+        );
+        fs::write(&cfg, text).expect("write zoo.cfg");
+        cfg
+    }
+
+    async fn launch(&mut self) -> Result<(), String> {
+        let cfg = self.write_config();
+        let log_path = self.log_path();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open the server log");
+        let log2 = log.try_clone().expect("clone the log handle");
+        let classpath = format!("{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}:/usr/share/java/*");
+        let child = Command::new("java")
+            .args([
+                "-Xms32m",
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Djava.net.preferIPv4Stack=true",
+                "-Dzookeeper.admin.enableServer=false",
+                "-Dzookeeper.root.logger=INFO,CONSOLE",
+                "-cp",
+                &classpath,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            ])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot run java: {e}"))?;
+        self.child = Some(child);
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!(
+                    "the server on port {} exited ({status}); log:\n{}",
+                    self.port,
+                    log_tail(&self.log_path(), 4000)
+                ));
+            }
+            // A server still starting may accept the connection and not answer yet: ask again
+            // soon rather than wait long on one connection.
+            let ruok = four_letter_word_within(self.port, "ruok", Duration::from_millis(300));
+            if let Ok(answer) = ruok.await
+                && answer == "imok"
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the server on port {} did not answer ruok within {START_DEADLINE:?}; log:\n{}",
+                    self.port,
+                    log_tail(&self.log_path(), 4000)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `127.0.0.1:<port>`, the quorum string of this server.
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The client address, `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the server process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // By process id, never by name.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server abruptly (SIGKILL of its process). Its data stays for [`Self::restart`];
+    /// clients see their connection drop and their sessions live on until they expire.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the server is running");
+        // By process id, never by name.
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed: {status}");
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is answered, as with a
+    /// network black hole. [`Self::resume`] continues it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Continues a server frozen by [`Self::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Starts the server again on the same port with the same data. Sessions that have not
+    /// expired (by the server's clock, which restarts) can reconnect.
+    pub async fn restart(&mut self) {
+        self.kill();
+        if let Err(e) = self.launch().await {
+            self.kill();
+            panic!("ZooKeeper did not restart: {e}");
+        }
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        log_tail(&self.log_path(), 64 * 1024)
+    }
+}
+
+impl Drop for ZooKeeperServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Expires a session on demand: opens a second connection with the session's id and password
+/// and closes it, which ends the session on the server; the session's own client finds it
+/// expired when it next reaches the server.
+///
+/// The session's own client must be cut off from the server first (e.g. by
+/// [`FaultProxy::black_hole`] and [`FaultProxy::cut`]): a connected client takes its session straight back when the
+/// second connection attaches, and the two keep taking it from each other.
+pub async fn expire_session(connect_string: &str, session: zk::SessionInfo) {
+    let client = tokio::time::timeout(
+        crate::DEADLINE,
+        zk::Client::connector()
+            .with_session(session)
+            .connect(connect_string),
+    )
+    .await
+    .expect("connect with the session in time")
+    .expect("connect with the session");
+    let mut states = client.state_watcher();
+    drop(client);
+    tokio::time::timeout(crate::DEADLINE, async {
+        while !states.state().is_terminated() {
+            states.changed().await;
+        }
+    })
+    .await
+    .expect("the session closed in time");
+}
+
+/// Short timeouts for tests: a 4 s session, quick retries.
+pub fn test_settings(server: &ZooKeeperServer, cluster_id: &str) -> ZooKeeperSettings {
+    ZooKeeperSettings::new(server.connect_string(), "/flink", cluster_id)
+        .with_session_timeout(Duration::from_secs(4))
+        .with_connection_timeout(Duration::from_secs(5))
+        .with_retry(Duration::from_millis(100), 10)
+}
+
+/// The ZooKeeper backend as a [`BackendFactory`]: its own server, a unique cluster id, one new
+/// session per simulated process; a crash closes the session so its ephemeral znodes go at once.
+#[derive(Debug)]
+pub struct ZooKeeperFactory {
+    server: ZooKeeperServer,
+    cluster_id: String,
+    policy: SuspendedPolicy,
+}
+
+impl ZooKeeperFactory {
+    /// Starts a server and picks a unique cluster id.
+    pub async fn start() -> Self {
+        Self {
+            server: ZooKeeperServer::start().await,
+            cluster_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
+            policy: SuspendedPolicy::RevokeOnSuspended,
+        }
+    }
+
+    /// The same, with sessions following `policy` when suspended.
+    pub async fn start_with_policy(policy: SuspendedPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::start().await
+        }
+    }
+
+    /// The server.
+    pub fn server(&self) -> &ZooKeeperServer {
+        &self.server
+    }
+
+    /// The server, to stop or restart it.
+    pub fn server_mut(&mut self) -> &mut ZooKeeperServer {
+        &mut self.server
+    }
+
+    /// The cluster id of this factory's sessions.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The settings new sessions use.
+    pub fn settings(&self) -> ZooKeeperSettings {
+        test_settings(&self.server, &self.cluster_id).with_suspended_policy(self.policy)
+    }
+
+    /// A new session, typed.
+    pub async fn connect_zk(&self) -> ZooKeeperBackend {
+        self.connect_with(self.settings()).await
+    }
+
+    /// A new session with other settings (same server).
+    pub async fn connect_with(&self, settings: ZooKeeperSettings) -> ZooKeeperBackend {
+        ZooKeeperBackend::connect(settings)
+            .await
+            .expect("connect to the test ZooKeeper")
+    }
+
+    /// A [`FaultProxy`] in front of the server.
+    pub async fn start_proxy(&self) -> FaultProxy {
+        FaultProxy::start(self.server.addr())
+            .await
+            .expect("start a fault proxy")
+    }
+
+    /// The settings of new sessions, connecting through `proxy`.
+    pub fn settings_via(&self, proxy: &FaultProxy) -> ZooKeeperSettings {
+        ZooKeeperSettings {
+            quorum: proxy.addr().to_string(),
+            ..self.settings()
+        }
+    }
+
+    /// A raw client of the server (no namespace), for inspecting znodes.
+    pub async fn raw_client(&self) -> zk::Client {
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&self.server.connect_string())
+            .await
+            .expect("raw ZooKeeper client")
+    }
+}
+
+#[async_trait]
+impl BackendFactory for ZooKeeperFactory {
+    async fn connect(&self) -> Arc<dyn HaBackend> {
+        Arc::new(self.connect_zk().await)
+    }
+
+    async fn crash(&self, backend: &Arc<dyn HaBackend>) {
+        let _ = backend.close().await;
+    }
+}

@@ -1,0 +1,106 @@
+//! Mapping of ZooKeeper client errors to the KV's errors.
+
+use tenure_core::kv::KvError;
+use zookeeper_client as zk;
+
+/// Whether the operation wrote (its outcome matters when the connection drops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Read,
+    Write,
+}
+
+/// Whether `e` is a definite answer: the server refused the request (nothing was written) or
+/// it was never sent (session expired or closed before). Anything else (connection lost, no
+/// response in time, I/O errors) leaves a write's outcome unknown.
+pub(crate) fn is_definite(e: &zk::Error) -> bool {
+    matches!(
+        e,
+        zk::Error::NoNode
+            | zk::Error::NoAuth
+            | zk::Error::BadVersion
+            | zk::Error::NoChildrenForEphemerals
+            | zk::Error::NodeExists
+            | zk::Error::NotEmpty
+            | zk::Error::InvalidAcl
+            | zk::Error::AuthFailed
+            | zk::Error::SessionMoved
+            | zk::Error::SessionExpired
+            | zk::Error::ClientClosed
+            | zk::Error::NotReadOnly
+            | zk::Error::NoWatcher
+            | zk::Error::QuotaExceeded
+            | zk::Error::Throttled
+            | zk::Error::MarshallingError
+            | zk::Error::Unimplemented
+            | zk::Error::ReconfigDisabled
+            | zk::Error::RuntimeInconsistent
+            | zk::Error::BadArguments(_)
+            | zk::Error::UnexpectedErrorCode(_)
+    )
+}
+
+/// Maps a client error for `key`. `BadVersion` needs the versions and is mapped by the caller;
+/// here it becomes a generic backend message.
+pub(crate) fn map(e: zk::Error, key: &str, op: Op) -> KvError {
+    let key_s = || key.to_owned();
+    match e {
+        zk::Error::NoNode => KvError::NotFound { key: key_s() },
+        zk::Error::NodeExists => KvError::AlreadyExists { key: key_s() },
+        zk::Error::NotEmpty => KvError::NotEmpty { key: key_s() },
+        zk::Error::ClientClosed => KvError::Closed,
+        zk::Error::SessionExpired => KvError::Backend(format!(
+            "{key:?}: the ZooKeeper session expired; nothing was written (a new session is being opened)"
+        )),
+        zk::Error::BadArguments(reason) => KvError::InvalidKey {
+            key: key_s(),
+            reason: format!("not a valid znode path: {reason}"),
+        },
+        zk::Error::NoChildrenForEphemerals => KvError::Backend(format!(
+            "{key:?}: its parent is an ephemeral znode, which cannot have children"
+        )),
+        zk::Error::NoAuth => KvError::Backend(format!(
+            "{key:?}: not authorized by the znode's ACL (check high-availability.zookeeper.client.acl and the digest credentials)"
+        )),
+        e if op == Op::Write && !is_definite(&e) => KvError::OutcomeUnknown {
+            key: key_s(),
+            reason: format!("the reply was lost with the ZooKeeper connection ({e})"),
+        },
+        zk::Error::ConnectionLoss => KvError::Backend(format!(
+            "reading {key:?}: the ZooKeeper connection was lost"
+        )),
+        other => KvError::Backend(format!("{key:?}: ZooKeeper error: {other}")),
+    }
+}
+
+/// Whether `e` is about the session or the connection (retry once connected again) rather than
+/// about the request.
+pub(crate) fn is_transient(e: &zk::Error) -> bool {
+    !is_definite(e)
+        || matches!(
+            e,
+            zk::Error::SessionExpired | zk::Error::SessionMoved | zk::Error::Throttled
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_loss_on_a_write_is_outcome_unknown() {
+        let e = map(zk::Error::ConnectionLoss, "jobs/x", Op::Write);
+        assert!(
+            matches!(e, KvError::OutcomeUnknown { ref key, .. } if key == "jobs/x"),
+            "{e}"
+        );
+        let e = map(zk::Error::Timeout, "jobs/x", Op::Write);
+        assert!(matches!(e, KvError::OutcomeUnknown { .. }), "{e}");
+        let e = map(zk::Error::SessionExpired, "jobs/x", Op::Write);
+        assert!(matches!(e, KvError::Backend(_)), "{e}");
+        let e = map(zk::Error::ConnectionLoss, "jobs/x", Op::Read);
+        assert!(matches!(e, KvError::Backend(_)), "{e}");
+        assert_eq!(map(zk::Error::ClientClosed, "k", Op::Read), KvError::Closed);
+        assert!(map(zk::Error::NoNode, "k", Op::Read).is_not_found());
+    }
+}

@@ -1,0 +1,177 @@
+//! The ZooKeeper backend of tenure (Flink's HA mode `ZOOKEEPER`), compatible with Flink's znode
+//! layout and Curator's leader latch.
+//!
+//! One [`ZooKeeperBackend`] is one ZooKeeper session of a process (Flink's one Curator client),
+//! shared by every election, retrieval and store of that process. It implements
+//! [`HaBackend`] (latches, connection state) and [`VersionedKv`] (znodes below the cluster
+//! namespace `<path.root>/<cluster-id>`), so the core's elections, retrievals and stores run on
+//! it unchanged.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tenure_core::election::ElectionService;
+//! use tenure_core::ids::ComponentId;
+//! use tenure_core::layout::Layout;
+//! use tenure_zookeeper::{ZooKeeperBackend, ZooKeeperSettings};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = ZooKeeperSettings::new("127.0.0.1:2181", "/flink", "/default");
+//! let backend = Arc::new(ZooKeeperBackend::connect(settings).await?);
+//! let layout = Layout::default();
+//! let service = ElectionService::new(backend.clone(), layout, layout.cluster_latch());
+//! let mut election = service.register(ComponentId::Dispatcher).await?;
+//! let term = election.wait_for_leadership().await?;
+//! election.confirm(term.session_id, "pekko.tcp://flink@host:6123/user/rpc/dispatcher_1").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Why `zookeeper-client`
+//!
+//! The client is [`zookeeper-client`](https://docs.rs/zookeeper-client) (re-exported as
+//! [`zk`]): it is maintained, async and pure Rust (no C library, no JVM), runs on tokio (its
+//! `tokio` feature), and has what this backend needs: `multi` with `check` operations (fenced
+//! writes in one atomic request), persistent recursive watches (KV watches), typed session
+//! states that tell a lost connection from an expired session, session re-establishment with a
+//! known session id, and a Curator-compatible protected-mode naming of lock nodes. The older
+//! `zookeeper` crate has a blocking API with callback watchers.
+//!
+//! # Mapping
+//!
+//! - Layout: keys are znode paths below the namespace (Flink's `generateZookeeperPath(root,
+//!   cluster-id)`), so `leader/latch`, `leader/<component>/connection_info`, ... are the very
+//!   znodes Flink uses. See [`store`] for versions, fencing and errors, [`latch`] for the leader
+//!   latch and [`watch`] for watches.
+//! - Connection state: `Disconnected` is [`ConnectionState::Suspended`], an expired session is
+//!   [`ConnectionState::Lost`]; after that the backend opens a new session by itself (the
+//!   state returns to `Connected`), latches join again and watches report
+//!   [`KvEvent::Reset`](tenure_core::kv::KvEvent::Reset).
+//!
+//! [`ConnectionState::Suspended`]: tenure_core::connection::ConnectionState::Suspended
+//! [`ConnectionState::Lost`]: tenure_core::connection::ConnectionState::Lost
+
+mod error;
+pub mod latch;
+pub mod paths;
+mod session;
+pub mod settings;
+pub mod store;
+pub mod watch;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tenure_core::config::HaConfig;
+use tenure_core::connection::{ConnectionState, SuspendedPolicy};
+use tenure_core::driver::{HaBackend, Latch, LatchEvent};
+use tenure_core::kv::{KvError, VersionedKv, validate_key};
+use tokio::sync::{mpsc, watch as tokio_watch};
+
+pub use settings::{ConnectError, ZooKeeperSettings};
+pub use store::MAX_VALUE_BYTES;
+/// The ZooKeeper client crate this backend is built on.
+pub use zookeeper_client as zk;
+
+use session::Shared;
+
+/// One process's ZooKeeper session, implementing [`HaBackend`] and [`VersionedKv`] below one
+/// cluster namespace. Cheap to clone; clones share the session. The session closes with
+/// [`HaBackend::close`] or when the last clone (and every election, retriever and store using
+/// it) is dropped.
+#[derive(Clone)]
+pub struct ZooKeeperBackend {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ZooKeeperBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZooKeeperBackend")
+            .field("quorum", &self.shared.settings.quorum)
+            .field("namespace", &self.shared.paths.namespace())
+            .field("session", &format_args!("{:#x}", self.shared.session_id()))
+            .finish()
+    }
+}
+
+impl ZooKeeperBackend {
+    /// Opens a session with `settings`: up to `1 + max_retry_attempts` attempts, each bounded by
+    /// the connection timeout, `retry_wait` (doubling) apart.
+    pub async fn connect(settings: ZooKeeperSettings) -> Result<Self, ConnectError> {
+        Ok(Self {
+            shared: Shared::connect(settings).await?,
+        })
+    }
+
+    /// Opens a session from an HA configuration (`high-availability.zookeeper.*`,
+    /// `high-availability.cluster-id`).
+    pub async fn from_config(config: &HaConfig) -> Result<Self, ConnectError> {
+        Self::connect(ZooKeeperSettings::from_ha_config(config)?).await
+    }
+
+    /// The settings the backend was opened with.
+    pub fn settings(&self) -> &ZooKeeperSettings {
+        &self.shared.settings
+    }
+
+    /// The namespace znode (`/flink/<cluster-id>`).
+    pub fn namespace(&self) -> &str {
+        self.shared.paths.namespace()
+    }
+
+    /// The znode path of a key.
+    pub fn znode_path(&self, key: &str) -> Result<String, KvError> {
+        validate_key(key)?;
+        Ok(self.shared.paths.path(key))
+    }
+
+    /// The current session's client, for tools and tests that need raw znode access. Holding
+    /// it keeps the session open past [`HaBackend::close`] until it is dropped.
+    pub fn client(&self) -> Result<zk::Client, KvError> {
+        self.shared.client()
+    }
+
+    /// The current session's id and password (to expire it from another connection in tests).
+    pub fn session_info(&self) -> Result<zk::SessionInfo, KvError> {
+        self.shared.client().map(|c| c.session().clone())
+    }
+
+    /// How many sessions this backend has had (1 until the first session expired).
+    pub fn session_generation(&self) -> u64 {
+        self.shared.status().generation
+    }
+}
+
+#[async_trait]
+impl HaBackend for ZooKeeperBackend {
+    fn kind(&self) -> &'static str {
+        "zookeeper"
+    }
+
+    fn kv(&self) -> Arc<dyn VersionedKv> {
+        Arc::new(self.clone())
+    }
+
+    fn connection_state(&self) -> tokio_watch::Receiver<ConnectionState> {
+        self.shared.subscribe_connection()
+    }
+
+    fn suspended_policy(&self) -> SuspendedPolicy {
+        self.shared.settings.suspended_policy
+    }
+
+    async fn join_latch(
+        &self,
+        latch: &str,
+        events: mpsc::UnboundedSender<LatchEvent>,
+    ) -> Result<Box<dyn Latch>, KvError> {
+        validate_key(latch)?;
+        let dir = self.shared.paths.path(latch);
+        Ok(Box::new(latch::join(&self.shared, dir, events)?))
+    }
+
+    async fn close(&self) -> Result<(), KvError> {
+        self.shared.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! The one ZooKeeper session of a process: opening it, following its state, and opening a new
+//! one by itself after the old one expired.
+//!
+//! ZooKeeper's states map to the core's: `SyncConnected` ⇒ `Connected`, `Disconnected` (the
+//! client lost its connection; the session may live) ⇒ `Suspended`, `Expired` / `AuthFailed` /
+//! `Closed` ⇒ `Lost`. After `Lost` a supervisor task opens a new session (a new
+//! [`zk::Client`]) and reports `Connected` again; latches re-join and watches re-register there.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tenure_core::config::ZooKeeperAcl;
+use tenure_core::connection::ConnectionState;
+use tenure_core::kv::KvError;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use zookeeper_client as zk;
+
+use crate::paths::Paths;
+use crate::settings::{ConnectError, ZooKeeperSettings};
+
+/// What background tasks follow: the state of the current session, which session it is, and how
+/// many times the connection was suspended (so a quick suspend/reconnect is never missed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub state: ConnectionState,
+    /// Increases with every new session.
+    pub generation: u64,
+    /// Increases every time the connection is suspended.
+    pub suspensions: u64,
+}
+
+struct Current {
+    client: zk::Client,
+    generation: u64,
+}
+
+/// State shared by the backend handles and (weakly) by its background tasks.
+pub(crate) struct Shared {
+    pub settings: ZooKeeperSettings,
+    pub paths: Paths,
+    slot: RwLock<Option<Current>>,
+    status: watch::Sender<Status>,
+    conn: watch::Sender<ConnectionState>,
+    /// Fires when the backend is closed (explicitly or by dropping the last handle).
+    pub closed: CancellationToken,
+    session_id: AtomicI64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
+}
+
+impl Shared {
+    /// Connects (with the configured retries) and starts the supervisor.
+    pub async fn connect(settings: ZooKeeperSettings) -> Result<Arc<Self>, ConnectError> {
+        settings.validate()?;
+        let attempts = settings.max_retry_attempts.saturating_add(1);
+        let mut last = String::new();
+        let mut client = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(settings.retry_wait, attempt - 1)).await;
+            }
+            match open_client(&settings).await {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    warn!(quorum = %settings.quorum, attempt, error = %e, "connecting to ZooKeeper failed");
+                    last = e.to_string();
+                }
+            }
+        }
+        let Some(client) = client else {
+            return Err(ConnectError::Unreachable {
+                quorum: settings.quorum.clone(),
+                attempts,
+                reason: last,
+            });
+        };
+        let state_watcher = client.state_watcher();
+        let session_id = client.session_id().0;
+        info!(session = %client.session_id(), timeout = ?client.session_timeout(), namespace = %settings.namespace, "ZooKeeper session established");
+        let (status, _) = watch::channel(Status {
+            state: ConnectionState::Connected,
+            generation: 1,
+            suspensions: 0,
+        });
+        let (conn, _) = watch::channel(ConnectionState::Connected);
+        let shared = Arc::new(Shared {
+            paths: Paths::new(&settings.namespace),
+            settings,
+            slot: RwLock::new(Some(Current {
+                client,
+                generation: 1,
+            })),
+            status,
+            conn,
+            closed: CancellationToken::new(),
+            session_id: AtomicI64::new(session_id),
+        });
+        tokio::spawn(supervise(
+            Arc::downgrade(&shared),
+            shared.closed.clone(),
+            state_watcher,
+        ));
+        Ok(shared)
+    }
+
+    /// The current session's client and its generation.
+    pub fn client_gen(&self) -> Result<(zk::Client, u64), KvError> {
+        if self.closed.is_cancelled() {
+            return Err(KvError::Closed);
+        }
+        let slot = self.slot.read().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .map(|c| (c.client.clone(), c.generation))
+            .ok_or(KvError::Closed)
+    }
+
+    /// The current session's client.
+    pub fn client(&self) -> Result<zk::Client, KvError> {
+        self.client_gen().map(|(c, _)| c)
+    }
+
+    pub fn status(&self) -> Status {
+        *self.status.borrow()
+    }
+
+    pub fn subscribe_status(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    pub fn subscribe_connection(&self) -> watch::Receiver<ConnectionState> {
+        self.conn.subscribe()
+    }
+
+    pub fn session_id(&self) -> i64 {
+        self.session_id.load(Ordering::SeqCst)
+    }
+
+    /// The ACL of created znodes.
+    pub fn acls(&self) -> zk::Acls<'static> {
+        match self.settings.acl {
+            ZooKeeperAcl::Open => zk::Acls::anyone_all(),
+            ZooKeeperAcl::Creator => zk::Acls::creator_all(),
+        }
+    }
+
+    fn set_state(&self, state: ConnectionState, suspended: bool) {
+        self.status.send_modify(|s| {
+            s.state = state;
+            if suspended {
+                s.suspensions += 1;
+            }
+        });
+        self.conn.send_if_modified(|c| {
+            let changed = *c != state;
+            *c = state;
+            changed
+        });
+    }
+
+    /// Installs a new session; `false` (and the client is dropped) if the backend was closed.
+    fn install(&self, client: zk::Client) -> bool {
+        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        if self.closed.is_cancelled() {
+            return false;
+        }
+        let generation = self.status().generation + 1;
+        self.session_id
+            .store(client.session_id().0, Ordering::SeqCst);
+        info!(session = %client.session_id(), generation, "new ZooKeeper session established");
+        *slot = Some(Current { client, generation });
+        drop(slot);
+        self.status.send_modify(|s| {
+            s.generation = generation;
+            s.state = ConnectionState::Connected;
+        });
+        self.conn.send_replace(ConnectionState::Connected);
+        true
+    }
+
+    /// Closes the session: background tasks stop, the client is dropped (which closes the
+    /// session on the server, removing its ephemeral znodes), and this waits until the client
+    /// reports the session closed.
+    pub async fn close(&self) {
+        let first = !self.closed.is_cancelled();
+        self.closed.cancel();
+        let current = self.slot.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.set_state(ConnectionState::Lost, false);
+        let Some(Current { client, .. }) = current else {
+            return;
+        };
+        if first {
+            debug!(session = %client.session_id(), "closing the ZooKeeper session");
+        }
+        let mut sw = client.state_watcher();
+        drop(client);
+        // Background tasks drop their clones as they stop; the session closes with the last.
+        let wait = self
+            .settings
+            .connection_timeout
+            .min(Duration::from_secs(10));
+        let closed = tokio::time::timeout(wait, async {
+            while !sw.state().is_terminated() {
+                sw.changed().await;
+            }
+        })
+        .await;
+        if closed.is_err() {
+            warn!("the ZooKeeper session did not report closed in {wait:?}");
+        }
+    }
+}
+
+/// Opens one new session (one attempt, bounded by the connection timeout).
+pub(crate) async fn open_client(settings: &ZooKeeperSettings) -> Result<zk::Client, String> {
+    let mut connector = zk::Client::connector().with_session_timeout(settings.session_timeout);
+    if let Some(digest) = &settings.digest_auth {
+        connector = connector.with_auth("digest", digest.as_bytes());
+    }
+    match tokio::time::timeout(
+        settings.connection_timeout,
+        connector.connect(&settings.quorum),
+    )
+    .await
+    {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no session established within the connection timeout of {:?}",
+            settings.connection_timeout
+        )),
+    }
+}
+
+/// Exponential backoff: `base * 2^attempt`, at least 50 ms, at most 30 s.
+pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.min(10);
+    base.saturating_mul(factor)
+        .clamp(Duration::from_millis(50), Duration::from_secs(30))
+}
+
+/// Follows the session state; after the session is lost, opens a new one until closed.
+async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::StateWatcher) {
+    loop {
+        loop {
+            let state = tokio::select! {
+                _ = closed.cancelled() => return,
+                s = sw.changed() => s,
+            };
+            let Some(shared) = weak.upgrade() else { return };
+            match state {
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    info!("ZooKeeper connection re-established");
+                    shared.set_state(ConnectionState::Connected, false);
+                }
+                zk::SessionState::Disconnected => {
+                    warn!("ZooKeeper connection suspended");
+                    shared.set_state(ConnectionState::Suspended, true);
+                }
+                terminal => {
+                    if closed.is_cancelled() {
+                        return;
+                    }
+                    warn!(state = %terminal, "ZooKeeper session lost");
+                    shared.set_state(ConnectionState::Lost, false);
+                    break;
+                }
+            }
+        }
+        let mut attempt = 0u32;
+        loop {
+            let Some(shared) = weak.upgrade() else { return };
+            let settings = shared.settings.clone();
+            drop(shared);
+            let opened = tokio::select! {
+                _ = closed.cancelled() => return,
+                r = open_client(&settings) => r,
+            };
+            match opened {
+                Ok(client) => {
+                    let Some(shared) = weak.upgrade() else { return };
+                    sw = client.state_watcher();
+                    if !shared.install(client) {
+                        return;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    warn!(attempt, error = %e, "opening a new ZooKeeper session failed");
+                    let wait = backoff(settings.retry_wait, attempt);
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        _ = closed.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let b = Duration::from_millis(100);
+        assert_eq!(backoff(b, 0), Duration::from_millis(100));
+        assert_eq!(backoff(b, 3), Duration::from_millis(800));
+        assert_eq!(backoff(b, 40), Duration::from_secs(30));
+        assert_eq!(backoff(Duration::ZERO, 0), Duration::from_millis(50));
+    }
+}

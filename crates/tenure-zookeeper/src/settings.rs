@@ -1,0 +1,318 @@
+//! The ZooKeeper client settings, from Flink's `high-availability.zookeeper.*` keys.
+
+use std::fmt;
+use std::time::Duration;
+
+use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperConfig};
+use tenure_core::connection::SuspendedPolicy;
+
+use crate::paths::generate_zookeeper_path;
+
+/// The config key of the quorum, named in errors.
+pub const QUORUM_KEY: &str = "high-availability.zookeeper.quorum";
+
+/// Why a backend could not be set up or connected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// A setting is invalid; `key` is the Flink config key.
+    #[error("invalid value for {key}: {reason}")]
+    InvalidConfig {
+        /// The config key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No session could be established within the configured attempts.
+    #[error("cannot connect to ZooKeeper at {quorum} after {attempts} attempt(s): {reason}")]
+    Unreachable {
+        /// The quorum tried.
+        quorum: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
+    },
+}
+
+impl From<ConnectError> for tenure_core::kv::KvError {
+    fn from(e: ConnectError) -> Self {
+        tenure_core::kv::KvError::Backend(e.to_string())
+    }
+}
+
+/// Everything needed to open ZooKeeper sessions for one cluster id.
+///
+/// `high-availability.zookeeper.client.ensemble-tracker` has no equivalent: the client connects
+/// to the servers of the quorum string as given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ZooKeeperSettings {
+    /// `host:port,host:port[/chroot]`, whitespace removed.
+    pub quorum: String,
+    /// The cluster namespace, `<path.root>/<cluster-id>` as Flink's `generateZookeeperPath`
+    /// builds it (`/flink/default`).
+    pub namespace: String,
+    /// The session timeout asked for (the server may negotiate it into its min/max bounds).
+    pub session_timeout: Duration,
+    /// How long one attempt to establish a session may take (Curator's connection timeout).
+    /// A connection that stops answering is given up after 2/5 of the session timeout, the
+    /// client's own rule, which plays the part of Curator's SUSPENDED detection.
+    pub connection_timeout: Duration,
+    /// Base sleep between connection attempts (doubled after each failed attempt, at most
+    /// 30 s); also paces the attempts to open a new session after one expired.
+    pub retry_wait: Duration,
+    /// Connection attempts after the first one before [`ZooKeeperBackend::connect`] gives up.
+    ///
+    /// [`ZooKeeperBackend::connect`]: crate::ZooKeeperBackend::connect
+    pub max_retry_attempts: u32,
+    /// ACL of the znodes created.
+    pub acl: ZooKeeperAcl,
+    /// `user:password` for ZooKeeper digest authentication.
+    pub digest_auth: Option<String>,
+    /// Whether a suspended connection revokes leadership.
+    pub suspended_policy: SuspendedPolicy,
+}
+
+impl fmt::Debug for ZooKeeperSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZooKeeperSettings")
+            .field("quorum", &self.quorum)
+            .field("namespace", &self.namespace)
+            .field("session_timeout", &self.session_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("retry_wait", &self.retry_wait)
+            .field("max_retry_attempts", &self.max_retry_attempts)
+            .field("acl", &self.acl)
+            .field(
+                "digest_auth",
+                &self.digest_auth.as_ref().map(|_| "<redacted>"),
+            )
+            .field("suspended_policy", &self.suspended_policy)
+            .finish()
+    }
+}
+
+impl ZooKeeperSettings {
+    /// Settings with Flink's defaults for `quorum` and the namespace `<root>/<cluster_id>`.
+    pub fn new(quorum: impl Into<String>, root: &str, cluster_id: &str) -> Self {
+        let d = ZooKeeperConfig::default();
+        Self {
+            quorum: quorum.into(),
+            namespace: generate_zookeeper_path(&[root, cluster_id]),
+            session_timeout: d.session_timeout,
+            connection_timeout: d.connection_timeout,
+            retry_wait: d.retry_wait,
+            max_retry_attempts: d.max_retry_attempts,
+            acl: d.acl,
+            digest_auth: d.digest_auth,
+            suspended_policy: SuspendedPolicy::RevokeOnSuspended,
+        }
+    }
+
+    /// Settings from the ZooKeeper keys and the cluster id (`high-availability.cluster-id`).
+    pub fn from_config(zk: &ZooKeeperConfig, cluster_id: &str) -> Result<Self, ConnectError> {
+        let quorum = zk
+            .quorum
+            .clone()
+            .ok_or_else(|| ConnectError::InvalidConfig {
+                key: QUORUM_KEY,
+                reason: "not set; ZooKeeper HA needs the servers as host:port,host:port".into(),
+            })?;
+        let settings = Self {
+            quorum,
+            namespace: generate_zookeeper_path(&[&zk.root, cluster_id]),
+            session_timeout: zk.session_timeout,
+            connection_timeout: zk.connection_timeout,
+            retry_wait: zk.retry_wait,
+            max_retry_attempts: zk.max_retry_attempts,
+            acl: zk.acl,
+            digest_auth: zk.digest_auth.clone(),
+            suspended_policy: if zk.tolerate_suspended_connections {
+                SuspendedPolicy::TolerateSuspended
+            } else {
+                SuspendedPolicy::RevokeOnSuspended
+            },
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings from a whole HA configuration.
+    pub fn from_ha_config(ha: &HaConfig) -> Result<Self, ConnectError> {
+        Self::from_config(&ha.zookeeper, &ha.cluster_id)
+    }
+
+    /// Sets the session timeout.
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Sets the connection timeout.
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Sets the retry wait and the number of retries of the first connection.
+    pub fn with_retry(mut self, wait: Duration, max_retry_attempts: u32) -> Self {
+        self.retry_wait = wait;
+        self.max_retry_attempts = max_retry_attempts;
+        self
+    }
+
+    /// Sets the suspended policy.
+    pub fn with_suspended_policy(mut self, policy: SuspendedPolicy) -> Self {
+        self.suspended_policy = policy;
+        self
+    }
+
+    /// Sets the ACL and digest credentials (`user:password`).
+    pub fn with_acl(mut self, acl: ZooKeeperAcl, digest_auth: Option<String>) -> Self {
+        self.acl = acl;
+        self.digest_auth = digest_auth;
+        self
+    }
+
+    /// Checks the quorum string and the timeouts; errors name the Flink key.
+    pub fn validate(&self) -> Result<(), ConnectError> {
+        validate_quorum(&self.quorum)?;
+        let ms = |d: Duration| d.as_millis();
+        if self.session_timeout.is_zero() || ms(self.session_timeout) > i32::MAX as u128 {
+            return Err(ConnectError::InvalidConfig {
+                key: "high-availability.zookeeper.client.session-timeout",
+                reason: format!(
+                    "{:?} is not a positive number of milliseconds that fits in 32 bits",
+                    self.session_timeout
+                ),
+            });
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(ConnectError::InvalidConfig {
+                key: "high-availability.zookeeper.client.connection-timeout",
+                reason: "must be positive".into(),
+            });
+        }
+        if let Some(d) = &self.digest_auth
+            && d.split_once(':').is_none_or(|(user, _)| user.is_empty())
+        {
+            return Err(ConnectError::InvalidConfig {
+                key: "high-availability.zookeeper.client.digest",
+                reason: "expected \"user:password\" with a non-empty user".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks `host:port,host:port[/chroot]` (Java client syntax; a missing port means 2181).
+pub fn validate_quorum(quorum: &str) -> Result<(), ConnectError> {
+    let bad = |reason: String| ConnectError::InvalidConfig {
+        key: QUORUM_KEY,
+        reason,
+    };
+    if quorum.trim().is_empty() {
+        return Err(bad("empty".into()));
+    }
+    if quorum.chars().any(char::is_whitespace) {
+        return Err(bad(format!("{quorum:?} contains whitespace")));
+    }
+    let entries: Vec<&str> = quorum.split(',').collect();
+    let last = entries.len() - 1;
+    for (i, entry) in entries.into_iter().enumerate() {
+        let mut hostport = entry;
+        if i == last
+            && let Some(slash) = entry.find('/')
+        {
+            let chroot = &entry[slash..];
+            if chroot.len() > 1 && (chroot.ends_with('/') || chroot.contains("//")) {
+                return Err(bad(format!("invalid chroot {chroot:?}")));
+            }
+            hostport = &entry[..slash];
+        }
+        if hostport.is_empty() {
+            return Err(bad(format!("{quorum:?} has an empty server entry")));
+        }
+        let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+            match rest.split_once(']') {
+                Some((h, p)) => (h, p.strip_prefix(':').unwrap_or(p)),
+                None => return Err(bad(format!("unclosed '[' in {hostport:?}"))),
+            }
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, p),
+                None => (hostport, ""),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad(format!("missing host in {hostport:?}")));
+        }
+        if !port.is_empty() && !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(bad(format!("invalid port {port:?} in {hostport:?}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tenure_core::config::Configuration;
+
+    #[test]
+    fn from_flink_keys() {
+        let c = Configuration::from_pairs([
+            ("high-availability.type", "zookeeper"),
+            ("high-availability.storageDir", "file:///tmp/ha"),
+            ("high-availability.zookeeper.quorum", "zk1:2181, zk2:2181"),
+            ("high-availability.zookeeper.path.root", "/flink/"),
+            ("high-availability.cluster-id", "/peer1"),
+            ("high-availability.zookeeper.client.session-timeout", "4 s"),
+            (
+                "high-availability.zookeeper.client.tolerate-suspended-connections",
+                "true",
+            ),
+        ]);
+        let ha = HaConfig::from_configuration(&c).unwrap();
+        let s = ZooKeeperSettings::from_ha_config(&ha).unwrap();
+        assert_eq!(s.quorum, "zk1:2181,zk2:2181");
+        assert_eq!(s.namespace, "/flink/peer1");
+        assert_eq!(s.session_timeout, Duration::from_secs(4));
+        assert_eq!(s.suspended_policy, SuspendedPolicy::TolerateSuspended);
+        assert_eq!(s.connection_timeout, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn bad_quorums_name_the_key() {
+        for q in [
+            "",
+            ",",
+            "h:0",
+            "h:x",
+            ":2181",
+            "h:2181,,g:2181",
+            "[::1:2181",
+            "h:99999",
+        ] {
+            let err = validate_quorum(q).unwrap_err();
+            assert!(err.to_string().contains(QUORUM_KEY), "{q:?}: {err}");
+        }
+        for q in [
+            "h",
+            "h:2181",
+            "a:1,b:2",
+            "a:1,b:2/chroot/x",
+            "[::1]:2181",
+            "127.0.0.1:2181",
+        ] {
+            validate_quorum(q).unwrap();
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_digest() {
+        let s = ZooKeeperSettings::new("h:1", "/flink", "c")
+            .with_acl(ZooKeeperAcl::Creator, Some("u:secret".into()));
+        assert!(!format!("{s:?}").contains("secret"));
+    }
+}

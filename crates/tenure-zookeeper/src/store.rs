@@ -1,0 +1,577 @@
+//! The versioned KV over znodes.
+//!
+//! - Key `a/b/c` is the znode `<namespace>/a/b/c`; creating it creates missing parents as
+//!   persistent znodes with empty data, so [`VersionedKv::list`] also returns those implicit
+//!   parents (with empty values).
+//! - [`Version`] is the znode's `stat.version` (ZooKeeper's per-znode data version, widened to
+//!   `i64`). It starts at 0 and restarts at 0 when a znode is deleted and created again.
+//! - A write with a [`FencingToken`] is ONE ZooKeeper `multi` whose first operation is
+//!   `check(<latch node>, version 0)`: the latch node is never modified, so the check holds
+//!   exactly while the node (the leadership term) exists. A failed check is
+//!   [`KvError::NotLeader`] and nothing is written.
+//! - A write whose reply was lost with the connection is [`KvError::OutcomeUnknown`]; reads are
+//!   retried.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::join_all;
+use tenure_core::kv::{
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
+    validate_key, validate_prefix,
+};
+use zookeeper_client as zk;
+
+use crate::ZooKeeperBackend;
+use crate::error::{Op, is_definite, map};
+use crate::paths::{child_path, parent_path};
+
+/// The largest value accepted: ZooKeeper's default `jute.maxbuffer` (1 MiB) less a margin for
+/// the request's path and headers.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024 - 1024;
+
+/// How many times a write whose parent vanished concurrently is retried.
+const PARENT_RACE_ATTEMPTS: usize = 5;
+
+/// Operations per `multi` when deleting a tree.
+const DELETE_BATCH: usize = 500;
+
+/// How many times an interrupted read is retried.
+const READ_ATTEMPTS: usize = 3;
+
+fn entry(key: &str, data: Vec<u8>, stat: &zk::Stat) -> Entry {
+    Entry {
+        key: key.to_owned(),
+        value: Bytes::from(data),
+        version: Version(i64::from(stat.version)),
+        ephemeral_owner: (stat.ephemeral_owner != 0).then_some(stat.ephemeral_owner as u64),
+    }
+}
+
+fn check_size(key: &str, value: &Bytes) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::TooLarge {
+            key: key.to_owned(),
+            size: value.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// A ZooKeeper data version from a KV version, if one can exist.
+fn zk_version(v: Version) -> Option<i32> {
+    i32::try_from(v.0).ok()
+}
+
+/// Whether a fencing token can name a latch node of this backend at all.
+fn fence_path(token: &FencingToken) -> Result<&str, KvError> {
+    if token.lock.starts_with('/') && !token.lock.ends_with('/') {
+        Ok(&token.lock)
+    } else {
+        Err(KvError::NotLeader {
+            token: token.clone(),
+        })
+    }
+}
+
+/// Outcome of a `multi` guarded by a fence.
+enum MultiFailure {
+    /// The fence check (op 0) failed: the term is over.
+    NotLeader(FencingToken),
+    /// Operation `index` (counted without the check) failed.
+    Op { index: usize, error: zk::Error },
+    /// The request failed as a whole.
+    Request(zk::Error),
+}
+
+/// Commits the operations `build` adds as ONE `multi`, preceded by the fence check
+/// `check(<latch node>, 0)` when `fence` is given.
+async fn commit(
+    client: &zk::Client,
+    fence: Option<&FencingToken>,
+    build: impl FnOnce(&mut zk::MultiWriter<'_>) -> Result<(), zk::Error>,
+) -> Result<Vec<zk::MultiWriteResult>, MultiFailure> {
+    let not_leader = |t: &FencingToken| MultiFailure::NotLeader(t.clone());
+    let mut w = client.new_multi_writer();
+    if let Some(token) = fence {
+        let lock = fence_path(token).map_err(|_| not_leader(token))?;
+        w.add_check_version(lock, 0)
+            .map_err(|_| not_leader(token))?;
+    }
+    build(&mut w).map_err(MultiFailure::Request)?;
+    let offset = usize::from(fence.is_some());
+    match w.commit().await {
+        Ok(mut results) => {
+            if offset == 1 && !results.is_empty() {
+                results.remove(0);
+            }
+            Ok(results)
+        }
+        Err(zk::MultiWriteError::OperationFailed { index, source }) => match fence {
+            Some(token) if index == 0 => Err(not_leader(token)),
+            _ => Err(MultiFailure::Op {
+                index: index - offset,
+                error: source,
+            }),
+        },
+        Err(zk::MultiWriteError::RequestFailed { source }) => Err(MultiFailure::Request(source)),
+    }
+}
+
+impl ZooKeeperBackend {
+    fn path(&self, key: &str) -> String {
+        self.shared.paths.path(key)
+    }
+
+    async fn current_version(&self, client: &zk::Client, key: &str) -> Option<Version> {
+        match client.check_stat(&self.path(key)).await {
+            Ok(Some(stat)) => Some(Version(i64::from(stat.version))),
+            _ => None,
+        }
+    }
+
+    async fn conflict(&self, client: &zk::Client, key: &str, expected: Version) -> KvError {
+        KvError::VersionConflict {
+            key: key.to_owned(),
+            expected,
+            actual: self.current_version(client, key).await,
+        }
+    }
+
+    /// Creates the missing ancestors of `path` inside and above the namespace (persistent,
+    /// empty data). Nothing of the key itself is written.
+    async fn make_parents(
+        &self,
+        client: &zk::Client,
+        key: &str,
+        path: &str,
+    ) -> Result<(), KvError> {
+        let Some(parent) = parent_path(path) else {
+            return Ok(());
+        };
+        if parent == "/" {
+            return Ok(());
+        }
+        let opts = zk::CreateMode::Persistent.with_acls(self.shared.acls());
+        match client.mkdir(parent, &opts).await {
+            Ok(()) => Ok(()),
+            Err(e) if !is_definite(&e) => Err(KvError::Backend(format!(
+                "{key:?}: the connection was lost while creating its parent znodes; the key was not written ({e})"
+            ))),
+            Err(e) => Err(map(e, key, Op::Read)),
+        }
+    }
+
+    async fn read_retrying<T, F, Fut>(&self, key: &str, mut f: F) -> Result<T, KvError>
+    where
+        F: FnMut(zk::Client) -> Fut,
+        Fut: Future<Output = Result<T, zk::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match f(self.client()?).await {
+                Err(e) if !is_definite(&e) && attempt < READ_ATTEMPTS => continue,
+                Err(e) => return Err(map(e, key, Op::Read)),
+                Ok(v) => return Ok(v),
+            }
+        }
+    }
+
+    /// Every znode strictly below `path`, leaves last (parents before children), as paths.
+    async fn descendants(
+        &self,
+        client: &zk::Client,
+        key: &str,
+        path: &str,
+    ) -> Result<Vec<String>, KvError> {
+        let mut out = Vec::new();
+        let mut frontier = vec![path.to_owned()];
+        while !frontier.is_empty() {
+            let lists = join_all(frontier.iter().map(|p| client.list_children(p))).await;
+            let mut next = Vec::new();
+            for (parent, children) in frontier.iter().zip(lists) {
+                match children {
+                    Ok(children) => {
+                        for c in children {
+                            next.push(child_path(parent, &c));
+                        }
+                    }
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(map(e, key, Op::Read)),
+                }
+            }
+            out.extend(next.iter().cloned());
+            frontier = next;
+        }
+        Ok(out)
+    }
+
+    /// Deletes `path` and its descendants: deepest first, in `multi` batches that each start
+    /// with the fence check (and the expected version of `path`, when given).
+    async fn delete_tree(
+        &self,
+        client: &zk::Client,
+        key: &str,
+        path: &str,
+        expected: Option<i32>,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), KvError> {
+        if let Some(token) = fence {
+            fence_path(token)?;
+        }
+        let mut last_err = None;
+        for _ in 0..PARENT_RACE_ATTEMPTS {
+            let stat = match client.check_stat(path).await {
+                Ok(Some(stat)) => stat,
+                Ok(None) => {
+                    return Err(KvError::NotFound {
+                        key: key.to_owned(),
+                    });
+                }
+                Err(e) => return Err(map(e, key, Op::Read)),
+            };
+            if let Some(v) = expected
+                && stat.version != v
+            {
+                return Err(KvError::VersionConflict {
+                    key: key.to_owned(),
+                    expected: Version(i64::from(v)),
+                    actual: Some(Version(i64::from(stat.version))),
+                });
+            }
+            let mut doomed = self.descendants(client, key, path).await?;
+            doomed.reverse();
+            doomed.push(path.to_owned());
+            let batches: Vec<&[String]> = doomed.chunks(DELETE_BATCH).collect();
+            let n = batches.len();
+            let mut retry = false;
+            for (i, batch) in batches.into_iter().enumerate() {
+                let last = i + 1 == n;
+                let result = commit(client, fence, |w| {
+                    if let Some(v) = expected {
+                        w.add_check_version(path, v)?;
+                    }
+                    for (j, p) in batch.iter().enumerate() {
+                        let v = if last && j + 1 == batch.len() {
+                            expected
+                        } else {
+                            None
+                        };
+                        w.add_delete(p, v)?;
+                    }
+                    Ok(())
+                })
+                .await;
+                match result {
+                    Ok(_) => {}
+                    Err(MultiFailure::NotLeader(token)) => {
+                        return Err(KvError::NotLeader { token });
+                    }
+                    // A node was added or removed meanwhile: list again.
+                    Err(MultiFailure::Op {
+                        error: e @ (zk::Error::NotEmpty | zk::Error::NoNode),
+                        index,
+                    }) => {
+                        if e == zk::Error::NoNode && index == 0 && expected.is_some() {
+                            return Err(KvError::NotFound {
+                                key: key.to_owned(),
+                            });
+                        }
+                        last_err = Some(map(e, key, Op::Write));
+                        retry = true;
+                        break;
+                    }
+                    Err(MultiFailure::Op {
+                        error: zk::Error::BadVersion,
+                        ..
+                    }) => {
+                        let expected = Version(i64::from(expected.unwrap_or_default()));
+                        return Err(self.conflict(client, key, expected).await);
+                    }
+                    Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
+                        return Err(map(error, key, Op::Write));
+                    }
+                }
+            }
+            if !retry {
+                return Ok(());
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            KvError::Backend(format!("{key:?}: recursive delete did not settle"))
+        }))
+    }
+
+    /// Deletes every znode of the namespace, then the namespace node and its ancestors while
+    /// they are empty (Flink's `tryDeleteEmptyParentZNodes`).
+    pub(crate) async fn delete_namespace(&self) -> Result<(), KvError> {
+        let client = self.client()?;
+        let ns = self.shared.paths.namespace().to_owned();
+        if ns == "/" {
+            // No namespace: delete the cluster's top-level znodes, never ZooKeeper's own.
+            let children = match client.list_children("/").await {
+                Ok(c) => c,
+                Err(e) => return Err(map(e, "", Op::Read)),
+            };
+            for c in children.into_iter().filter(|c| c.as_str() != "zookeeper") {
+                match self
+                    .delete_tree(&client, &c, &format!("/{c}"), None, None)
+                    .await
+                {
+                    Ok(()) | Err(KvError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
+        match self.delete_tree(&client, "", &ns, None, None).await {
+            Ok(()) | Err(KvError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        for ancestor in self.shared.paths.namespace_ancestors() {
+            match client.delete(&ancestor, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(zk::Error::NotEmpty) => break,
+                Err(e) => return Err(map(e, &ancestor, Op::Write)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl VersionedKv for ZooKeeperBackend {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        validate_key(key)?;
+        let path = self.path(key);
+        let got = self
+            .read_retrying(key, |c| {
+                let path = path.clone();
+                async move { c.get_data(&path).await }
+            })
+            .await;
+        match got {
+            Ok((data, stat)) => Ok(Some(entry(key, data, &stat))),
+            Err(KvError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, KvError> {
+        validate_prefix(prefix)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.list_once(prefix).await {
+                Err(KvError::Backend(_))
+                    if attempt < READ_ATTEMPTS && !self.shared.closed.is_cancelled() => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<KvWatch, KvError> {
+        validate_prefix(prefix)?;
+        crate::watch::start(&self.shared, prefix).await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Bytes,
+        opts: CreateOptions,
+    ) -> Result<Version, KvError> {
+        validate_key(key)?;
+        check_size(key, &value)?;
+        let client = self.client()?;
+        let path = self.path(key);
+        let mode = if opts.ephemeral {
+            zk::CreateMode::Ephemeral
+        } else {
+            zk::CreateMode::Persistent
+        };
+        let acls = self.shared.acls();
+        let create_opts = mode.with_acls(acls);
+        let fence = opts.fence.as_ref();
+        for _ in 0..PARENT_RACE_ATTEMPTS {
+            let result = match fence {
+                None => client.create(&path, &value, &create_opts).await.map(|_| ()),
+                Some(token) => match commit(&client, Some(token), |w| {
+                    w.add_create(&path, &value, &create_opts)
+                })
+                .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(MultiFailure::NotLeader(token)) => {
+                        return Err(KvError::NotLeader { token });
+                    }
+                    Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
+                        Err(error)
+                    }
+                },
+            };
+            match result {
+                // A created znode's data version is always 0.
+                Ok(()) => return Ok(Version(0)),
+                Err(zk::Error::NoNode) => self.make_parents(&client, key, &path).await?,
+                Err(e) => return Err(map(e, key, Op::Write)),
+            }
+        }
+        Err(KvError::Backend(format!(
+            "{key:?}: its parent znode kept disappearing while creating it"
+        )))
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Version,
+        fence: Option<FencingToken>,
+    ) -> Result<Version, KvError> {
+        validate_key(key)?;
+        check_size(key, &value)?;
+        let client = self.client()?;
+        let path = self.path(key);
+        let fence = fence.as_ref();
+        let Some(v) = zk_version(expected) else {
+            // No znode version is outside i32; only the existence question remains.
+            return match client.check_stat(&path).await {
+                Ok(None) => Err(KvError::NotFound {
+                    key: key.to_owned(),
+                }),
+                Ok(Some(_)) => Err(self.conflict(&client, key, expected).await),
+                Err(e) => Err(map(e, key, Op::Read)),
+            };
+        };
+        let result = match fence {
+            None => client.set_data(&path, &value, Some(v)).await,
+            Some(token) => match commit(&client, Some(token), |w| {
+                w.add_set_data(&path, &value, Some(v))
+            })
+            .await
+            {
+                Ok(mut results) => match results.pop() {
+                    Some(zk::MultiWriteResult::SetData { stat }) => Ok(stat),
+                    _ => Err(zk::Error::UnexpectedError(
+                        "multi returned no SetData result".into(),
+                    )),
+                },
+                Err(MultiFailure::NotLeader(token)) => return Err(KvError::NotLeader { token }),
+                Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
+                    Err(error)
+                }
+            },
+        };
+        match result {
+            Ok(stat) => Ok(Version(i64::from(stat.version))),
+            Err(zk::Error::BadVersion) => Err(self.conflict(&client, key, expected).await),
+            Err(e) => Err(map(e, key, Op::Write)),
+        }
+    }
+
+    async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError> {
+        validate_key(key)?;
+        let client = self.client()?;
+        let path = self.path(key);
+        let expected = match opts.expected {
+            None => None,
+            Some(v) => match zk_version(v) {
+                Some(v) => Some(v),
+                None => {
+                    return match client.check_stat(&path).await {
+                        Ok(None) => Err(KvError::NotFound {
+                            key: key.to_owned(),
+                        }),
+                        Ok(Some(_)) => Err(self.conflict(&client, key, v).await),
+                        Err(e) => Err(map(e, key, Op::Read)),
+                    };
+                }
+            },
+        };
+        if opts.recursive {
+            return self
+                .delete_tree(&client, key, &path, expected, opts.fence.as_ref())
+                .await;
+        }
+        let result = match opts.fence.as_ref() {
+            None => client.delete(&path, expected).await,
+            Some(token) => {
+                match commit(&client, Some(token), |w| w.add_delete(&path, expected)).await {
+                    Ok(_) => Ok(()),
+                    Err(MultiFailure::NotLeader(token)) => {
+                        return Err(KvError::NotLeader { token });
+                    }
+                    Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
+                        Err(error)
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(zk::Error::BadVersion) => {
+                let expected = opts.expected.unwrap_or(Version(-1));
+                Err(self.conflict(&client, key, expected).await)
+            }
+            Err(e) => Err(map(e, key, Op::Write)),
+        }
+    }
+
+    async fn delete_all(&self) -> Result<(), KvError> {
+        self.delete_namespace().await
+    }
+
+    fn session_id(&self) -> u64 {
+        self.shared.session_id() as u64
+    }
+}
+
+impl ZooKeeperBackend {
+    async fn list_once(&self, prefix: &str) -> Result<Vec<Entry>, KvError> {
+        let client = self.client()?;
+        let root = self.shared.paths.prefix_path(prefix);
+        let paths = &self.shared.paths;
+        let mut out = Vec::new();
+        let mut frontier: Vec<String> = match client.list_children(&root).await {
+            Ok(children) => children.iter().map(|c| child_path(&root, c)).collect(),
+            Err(zk::Error::NoNode) => return Ok(out),
+            Err(e) => return Err(map(e, prefix, Op::Read)),
+        };
+        if root == "/" {
+            frontier.retain(|p| p != "/zookeeper");
+        }
+        while !frontier.is_empty() {
+            // Requests are sent when created, so these are pipelined on the one connection.
+            let reads = join_all(frontier.iter().map(|p| client.get_data(p))).await;
+            let mut parents = Vec::new();
+            for (path, read) in frontier.iter().zip(reads) {
+                match read {
+                    Ok((data, stat)) => {
+                        if let Some(key) = paths.key(path) {
+                            out.push(entry(key, data, &stat));
+                        }
+                        if stat.num_children > 0 {
+                            parents.push(path.clone());
+                        }
+                    }
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(map(e, prefix, Op::Read)),
+                }
+            }
+            let lists = join_all(parents.iter().map(|p| client.list_children(p))).await;
+            let mut next = Vec::new();
+            for (parent, children) in parents.iter().zip(lists) {
+                match children {
+                    Ok(children) => next.extend(children.iter().map(|c| child_path(parent, c))),
+                    Err(zk::Error::NoNode) => {}
+                    Err(e) => return Err(map(e, prefix, Op::Read)),
+                }
+            }
+            frontier = next;
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}

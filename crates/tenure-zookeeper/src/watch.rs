@@ -1,0 +1,197 @@
+//! KV watches as ZooKeeper persistent recursive watches.
+//!
+//! One `addWatch(<prefix znode>, PERSISTENT_RECURSIVE)` per [`KvWatch`]. `NodeCreated` and
+//! `NodeDataChanged` are re-read to give a [`KvEvent::Put`] with the entry; `NodeDeleted` is
+//! [`KvEvent::Deleted`]. After a reconnect (events may have been missed, ZOOKEEPER-4698) and in
+//! a new session the watch is registered again, then [`KvEvent::Reset`] is delivered, so a
+//! consumer that re-reads on `Reset` misses nothing.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use tenure_core::connection::ConnectionState;
+use tenure_core::kv::{Entry, KvError, KvEvent, KvWatch, Version, is_below};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use zookeeper_client as zk;
+
+use crate::error::{Op, map};
+use crate::session::Shared;
+
+/// Registers the watch and starts the task that turns its events into [`KvEvent`]s.
+pub(crate) async fn start(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
+    let (client, generation) = shared.client_gen()?;
+    let path = shared.paths.prefix_path(prefix);
+    let watcher = client
+        .watch(&path, zk::AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(|e| map(e, prefix, Op::Read))?;
+    drop(client);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pump = Pump {
+        shared: Arc::downgrade(shared),
+        closed: shared.closed.clone(),
+        prefix: prefix.to_owned(),
+        path,
+        tx,
+    };
+    tokio::spawn(pump.run(watcher, generation));
+    Ok(KvWatch::new(rx))
+}
+
+struct Pump {
+    shared: Weak<Shared>,
+    closed: CancellationToken,
+    prefix: String,
+    path: String,
+    tx: mpsc::UnboundedSender<KvEvent>,
+}
+
+/// The next event of `w`, or `None` if the client dropped the watch without a terminal event
+/// (the client panics in that case; treat it as the session's end).
+async fn next_event(w: &mut zk::PersistentWatcher) -> Option<zk::WatchedEvent> {
+    AssertUnwindSafe(w.changed()).catch_unwind().await.ok()
+}
+
+impl Pump {
+    async fn run(self, first: zk::PersistentWatcher, mut generation: u64) {
+        let mut watcher = first;
+        loop {
+            // Follow one session's watch until that session ends.
+            let mut disconnected = false;
+            loop {
+                let event = tokio::select! {
+                    _ = self.closed.cancelled() => return,
+                    _ = self.tx.closed() => return,
+                    ev = next_event(&mut watcher) => ev,
+                };
+                let Some(event) = event else { break };
+                match event.event_type {
+                    zk::EventType::Session => match event.session_state {
+                        zk::SessionState::Disconnected => disconnected = true,
+                        zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                            // zookeeper-client 0.11.2 leaves persistent watches out of the
+                            // `SetWatches` it sends on reconnect, so the server forgot this
+                            // one: register it again (the old local watcher is dropped after
+                            // the new one exists, so the server-side watch is never removed).
+                            // If that fails the next reconnect tries again.
+                            if disconnected && let Some(w) = self.reregister().await {
+                                watcher = w;
+                                disconnected = false;
+                                self.send(KvEvent::Reset);
+                            }
+                        }
+                        // Terminal: the watch is gone with the session; never poll it again.
+                        _ => break,
+                    },
+                    zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
+                        if let Some(key) = self.key(&event.path) {
+                            let created = event.event_type == zk::EventType::NodeCreated;
+                            self.put(key, &event.path, created).await;
+                        }
+                    }
+                    zk::EventType::NodeDeleted => {
+                        if let Some(key) = self.key(&event.path) {
+                            self.send(KvEvent::Deleted { key });
+                        }
+                    }
+                    zk::EventType::NodeChildrenChanged => {}
+                }
+            }
+            drop(watcher);
+            match self.rewatch(generation).await {
+                Some((w, g)) => {
+                    watcher = w;
+                    generation = g;
+                    self.send(KvEvent::Reset);
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn send(&self, event: KvEvent) {
+        let _ = self.tx.send(event);
+    }
+
+    fn key(&self, path: &str) -> Option<String> {
+        let shared = self.shared.upgrade()?;
+        let key = shared.paths.key(path)?;
+        is_below(&self.prefix, key).then(|| key.to_owned())
+    }
+
+    /// Re-reads a created or changed znode. A znode created and deleted before it could be read
+    /// is reported as created with an empty value (its `Deleted` follows), so a watcher sees
+    /// every creation; a changed znode that is gone is skipped (its `Deleted` follows).
+    async fn put(&self, key: String, path: &str, created: bool) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let Ok(client) = shared.client() else { return };
+        drop(shared);
+        match client.get_data(path).await {
+            Ok((data, stat)) => self.send(KvEvent::Put(Entry {
+                key,
+                value: Bytes::from(data),
+                version: Version(i64::from(stat.version)),
+                ephemeral_owner: (stat.ephemeral_owner != 0).then_some(stat.ephemeral_owner as u64),
+            })),
+            Err(zk::Error::NoNode) if created => self.send(KvEvent::Put(Entry {
+                key,
+                value: Bytes::new(),
+                version: Version(0),
+                ephemeral_owner: None,
+            })),
+            Err(zk::Error::NoNode) => {}
+            Err(e) => {
+                debug!(%key, error = %e, "re-reading a watched znode failed");
+                self.send(KvEvent::Reset);
+            }
+        }
+    }
+
+    /// Registers the watch again in the current session.
+    async fn reregister(&self) -> Option<zk::PersistentWatcher> {
+        let client = self.shared.upgrade()?.client().ok()?;
+        match client
+            .watch(&self.path, zk::AddWatchMode::PersistentRecursive)
+            .await
+        {
+            Ok(w) => Some(w),
+            Err(e) => {
+                debug!(path = %self.path, error = %e, "re-registering a watch failed");
+                None
+            }
+        }
+    }
+
+    /// Waits for a newer session than `generation` and registers the watch there.
+    async fn rewatch(&self, generation: u64) -> Option<(zk::PersistentWatcher, u64)> {
+        let mut status = self.shared.upgrade()?.subscribe_status();
+        loop {
+            let s = *status.borrow_and_update();
+            if s.generation > generation && s.state == ConnectionState::Connected {
+                let shared = self.shared.upgrade()?;
+                let (client, g) = shared.client_gen().ok()?;
+                drop(shared);
+                match client
+                    .watch(&self.path, zk::AddWatchMode::PersistentRecursive)
+                    .await
+                {
+                    Ok(w) => return Some((w, g)),
+                    Err(e) => {
+                        debug!(path = %self.path, error = %e, "re-registering a watch failed")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.closed.cancelled() => return None,
+                _ = self.tx.closed() => return None,
+                changed = status.changed() => changed.ok()?,
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Helpers shared by the ZooKeeper backend's tests.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tenure_core::driver::LatchEvent;
+use tenure_core::kv::FencingToken;
+use tenure_testkit::DEADLINE;
+use tenure_testkit::zookeeper::four_letter_word;
+use tokio::sync::mpsc;
+
+/// The next latch event, within the deadline.
+pub async fn next_event(rx: &mut mpsc::UnboundedReceiver<LatchEvent>) -> LatchEvent {
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("a latch event in time")
+        .expect("the latch is alive")
+}
+
+/// Waits for a grant and returns its token.
+pub async fn granted(rx: &mut mpsc::UnboundedReceiver<LatchEvent>) -> FencingToken {
+    match next_event(rx).await {
+        LatchEvent::Granted(t) => t,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+/// The server's watches by session (`wchc`): session id ⇒ watched paths.
+pub async fn watches_by_session(port: u16) -> BTreeMap<i64, Vec<String>> {
+    let text = four_letter_word(port, "wchc").await.unwrap();
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(hex) = line.strip_prefix("0x") {
+            let id = u64::from_str_radix(hex.trim(), 16).unwrap() as i64;
+            current = Some(id);
+            out.entry(id).or_default();
+        } else if let (Some(id), path) = (current, line.trim())
+            && !path.is_empty()
+        {
+            out.entry(id).or_default().push(path.to_owned());
+        }
+    }
+    out
+}
+
+/// Polls `wchc` until `pred` holds (watches have no change notification).
+pub async fn wait_for_watches(
+    port: u16,
+    what: &str,
+    pred: impl Fn(&BTreeMap<i64, Vec<String>>) -> bool,
+) -> BTreeMap<i64, Vec<String>> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let w = watches_by_session(port).await;
+        if pred(&w) {
+            return w;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waiting for {what}: watches are {w:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
