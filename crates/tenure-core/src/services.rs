@@ -38,6 +38,12 @@ pub enum HaError {
     /// The HA mode cannot be served by this build.
     #[error("{0}")]
     Unsupported(String),
+    /// A backend setting is invalid (the message names the key).
+    #[error("{0}")]
+    InvalidSetting(String),
+    /// The backend could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// How components are elected.

@@ -78,6 +78,19 @@ pub async fn connect_with(
                 )));
             }
         },
+        #[cfg(feature = "zookeeper")]
+        HaMode::ZooKeeper => {
+            use tenure_zookeeper::{ConnectError, ZooKeeperBackend};
+            match ZooKeeperBackend::from_config(config).await {
+                Ok(backend) => Arc::new(backend),
+                Err(e @ ConnectError::InvalidConfig { .. }) => {
+                    return Err(HaError::InvalidSetting(e.to_string()));
+                }
+                Err(e @ ConnectError::Unreachable { .. }) => {
+                    return Err(HaError::Unreachable(e.to_string()));
+                }
+            }
+        }
         other => {
             return Err(HaError::Unsupported(format!(
                 "HA mode {other:?} is not built into this tenure build"
