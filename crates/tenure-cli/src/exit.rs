@@ -1,6 +1,21 @@
 //! Exit codes and one-line error reports.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success |
+//! | 1 | any other failure (an HA invariant broke in `demo`, corrupt data, I/O) |
+//! | 2 | bad arguments or configuration; a destructive command without `--yes` |
+//! | 3 | the job, checkpoint, result or other entry named does not exist |
+//! | 4 | the backend is unreachable (or the session was closed under us) |
+//! | 5 | not leader, or refused because a live leader or contender would race the write |
 
 use std::process::ExitCode;
+
+use tenure::HaError;
+use tenure::blob::BlobError;
+use tenure::election::ElectionError;
+use tenure::kv::KvError;
+use tenure::store::StoreError;
 
 /// An error that ends the command, with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -8,6 +23,15 @@ pub enum CliError {
     /// Bad arguments or configuration (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The entry named does not exist (exit 3).
+    #[error("{0}")]
+    NotFound(String),
+    /// The backend cannot be reached (exit 4).
+    #[error("{0}")]
+    Unreachable(String),
+    /// Not leader, or refused because a live leader would race the write (exit 5).
+    #[error("{0}")]
+    Refused(String),
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
@@ -19,19 +43,115 @@ pub const OK: u8 = 0;
 pub const FAILED: u8 = 1;
 /// Exit code for bad arguments or configuration.
 pub const USAGE: u8 = 2;
+/// Exit code when the entry named does not exist.
+pub const NOT_FOUND: u8 = 3;
+/// Exit code when the backend is unreachable.
+pub const UNREACHABLE: u8 = 4;
+/// Exit code when not leader, or refused because a live leader would race.
+pub const REFUSED: u8 = 5;
 
 impl CliError {
     /// The exit code.
     pub fn code(&self) -> u8 {
         match self {
             CliError::Usage(_) => USAGE,
+            CliError::NotFound(_) => NOT_FOUND,
+            CliError::Unreachable(_) => UNREACHABLE,
+            CliError::Refused(_) => REFUSED,
             CliError::Other(_) => FAILED,
         }
     }
 
     /// Prints the one-line error to stderr and returns the exit code.
     pub fn report(&self) -> ExitCode {
-        eprintln!("tenure: error: {self}");
+        let text = self.to_string().replace('\n', " ");
+        eprintln!("tenure: error: {text}");
         ExitCode::from(self.code())
+    }
+
+    /// The error of a KV operation, prefixed with what was being done.
+    pub fn kv(context: &str, e: KvError) -> Self {
+        let msg = format!("{context}: {e}");
+        match e {
+            KvError::NotFound { .. } => CliError::NotFound(msg),
+            KvError::NotLeader { .. } => CliError::Refused(msg),
+            KvError::Backend(_) | KvError::Closed => CliError::Unreachable(msg),
+            KvError::InvalidKey { .. } => CliError::Usage(msg),
+            _ => CliError::Other(msg),
+        }
+    }
+
+    /// The error of a store operation, prefixed with what was being done.
+    pub fn store(context: &str, e: StoreError) -> Self {
+        match e {
+            StoreError::Kv(kv) => Self::kv(context, kv),
+            StoreError::Blob(b) => Self::blob(context, b),
+            StoreError::NotFound(_) => CliError::NotFound(format!("{context}: {e}")),
+            StoreError::InvalidArgument(_) => CliError::Usage(format!("{context}: {e}")),
+            other => CliError::Other(format!("{context}: {other}")),
+        }
+    }
+
+    /// The error of a blob store operation, prefixed with what was being done.
+    pub fn blob(context: &str, e: BlobError) -> Self {
+        let msg = format!("{context}: {e}");
+        match e {
+            BlobError::NotFound(_) => CliError::NotFound(msg),
+            BlobError::InvalidLocation { .. } => CliError::Usage(msg),
+            _ => CliError::Other(msg),
+        }
+    }
+
+    /// The error of an election, prefixed with what was being done.
+    pub fn election(context: &str, e: ElectionError) -> Self {
+        match e {
+            ElectionError::Backend(kv) => Self::kv(context, kv),
+            ElectionError::Closed => CliError::Unreachable(format!("{context}: {e}")),
+            other => CliError::Other(format!("{context}: {other}")),
+        }
+    }
+
+    /// The error of the HA services as a whole, prefixed with what was being done.
+    pub fn ha(context: &str, e: HaError) -> Self {
+        match e {
+            HaError::Config(c) => CliError::Usage(format!("{context}: {c}")),
+            HaError::Unsupported(m) | HaError::InvalidSetting(m) => {
+                CliError::Usage(format!("{context}: {m}"))
+            }
+            HaError::Unreachable(m) => CliError::Unreachable(format!("{context}: {m}")),
+            HaError::Kv(kv) => Self::kv(context, kv),
+            HaError::Blob(b) => Self::blob(context, b),
+            HaError::Store(s) => Self::store(context, s),
+            HaError::Election(el) => Self::election(context, el),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_their_exit_codes() {
+        let backend = CliError::kv("listing", KvError::Backend("connection refused".into()));
+        assert_eq!(backend.code(), UNREACHABLE);
+        assert!(backend.to_string().starts_with("listing: "));
+        let nf = CliError::store("reading", StoreError::NotFound("job graph x".into()));
+        assert_eq!(nf.code(), NOT_FOUND);
+        let nl = CliError::store(
+            "writing",
+            StoreError::Kv(KvError::NotLeader {
+                token: tenure::kv::FencingToken {
+                    lock: "leader/latch".into(),
+                    epoch: 3,
+                },
+            }),
+        );
+        assert_eq!(nl.code(), REFUSED);
+        let cfg = CliError::ha("connecting", HaError::Unsupported("no zookeeper".into()));
+        assert_eq!(cfg.code(), USAGE);
+        let down = CliError::ha("connecting", HaError::Unreachable("no session".into()));
+        assert_eq!(down.code(), UNREACHABLE);
+        assert_eq!(CliError::Other("x".into()).code(), FAILED);
     }
 }

@@ -1,45 +1,220 @@
 //! `tenure`: the demo and operator tools of tenure's HA services.
+//!
+//! Every operator command reads the HA data of one cluster on any backend through the same
+//! configuration (a Flink configuration file and/or flags), prints a table or stable JSON
+//! (`--output json`, documented in the crate's README.md), and exits with a code that says what
+//! happened (see [`exit`]).
 
+mod cmd;
+mod conn;
 mod demo;
 mod exit;
+mod inspect;
+mod metrics;
 mod output;
+mod signals;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::exit::CliError;
+use crate::cmd::checkpoints::CheckpointsCmd;
+use crate::cmd::cleanup::CleanupArgs;
+use crate::cmd::counter::CounterCmd;
+use crate::cmd::jobs::JobsCmd;
+use crate::cmd::leaders::LeadersArgs;
+use crate::cmd::results::ResultsCmd;
+use crate::cmd::run::RunArgs;
+use crate::conn::ConnArgs;
+use crate::exit::{CliError, USAGE};
 use crate::output::OutputFormat;
+
+const AFTER_HELP: &str = "Connection options (--config, --ha-type, --zookeeper-quorum, --cluster-id, --storage-dir,
+--zookeeper-root, -D key=value) and --output go before or after the command.
+
+Exit codes: 0 ok, 1 failure, 2 bad arguments or configuration (or a destructive command without
+--yes), 3 not found, 4 backend unreachable, 5 not leader / refused because a live leader would race.
+
+Examples:
+  tenure leaders --config /opt/flink/conf
+  tenure jobs list --ha-type zookeeper --zookeeper-quorum zk1:2181 --storage-dir s3://ha --cluster-id /peer1
+  tenure results list --dirty --output json
+  tenure run --component dispatcher -- ./serve.sh
+  tenure completions bash > /etc/bash_completion.d/tenure
+
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=tenure=debug) for more.";
 
 /// High-availability services for distributed data systems (Flink-compatible): demo and tools.
 #[derive(Debug, Parser)]
 #[command(name = "tenure", version, about, long_about = None)]
-#[command(after_help = "Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=tenure=debug) for more.")]
+#[command(after_help = AFTER_HELP)]
 struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
 
+    #[command(flatten)]
+    conn: ConnArgs,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// `tenure demo` with the options this binary adds.
+#[derive(Debug, Args)]
+struct DemoCommand {
+    #[command(flatten)]
+    args: demo::DemoArgs,
+    /// Serve Prometheus metrics on GET /metrics of this address while the demo runs.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Simulated job managers fail over while running jobs; checks the HA invariants.
     #[command(after_help = demo::EXAMPLES)]
-    Demo(demo::DemoArgs),
+    Demo(DemoCommand),
+    /// Shows every component's leader (address, session id) and the latch contenders.
+    #[command(after_help = cmd::leaders::EXAMPLES)]
+    Leaders(LeadersArgs),
+    /// Job graphs: list, show one, remove one.
+    #[command(subcommand, after_help = cmd::jobs::EXAMPLES)]
+    Jobs(JobsCmd),
+    /// A job's retained completed checkpoints and checkpoint id counter.
+    #[command(subcommand, after_help = cmd::checkpoints::EXAMPLES)]
+    Checkpoints(CheckpointsCmd),
+    /// The job result store: list results, mark a dirty one clean.
+    #[command(subcommand, after_help = cmd::results::EXAMPLES)]
+    Results(ResultsCmd),
+    /// A job's checkpoint id counter: get or set the next id.
+    #[command(subcommand, after_help = cmd::counter::EXAMPLES)]
+    Counter(CounterCmd),
+    /// The running jobs registry (PENDING / RUNNING / DONE per job).
+    #[command(after_help = cmd::registry::EXAMPLES)]
+    Registry,
+    /// Removes all HA data of a cluster whose processes are gone.
+    #[command(after_help = cmd::cleanup::EXAMPLES)]
+    Cleanup(CleanupArgs),
+    /// Runs a command only while this process leads a component (like `etcdctl elect`).
+    #[command(after_help = cmd::run::EXAMPLES)]
+    Run(RunArgs),
+    /// Prints a shell completion script.
+    #[command(after_help = "Examples:
+  tenure completions bash > /etc/bash_completion.d/tenure
+  tenure completions zsh > \"${fpath[1]}/_tenure\"
+  tenure completions fish > ~/.config/fish/completions/tenure.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    fn metrics_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Command::Demo(d) => d.metrics_addr,
+            Command::Leaders(l) => l.metrics_addr,
+            Command::Run(r) => r.metrics_addr,
+            _ => None,
+        }
+    }
+}
+
+/// Parses the command line; errors are reported on one line with exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                Err(ExitCode::SUCCESS)
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                Err(ExitCode::from(USAGE))
+            }
+            _ => {
+                let text = e.render().to_string();
+                let mut parts = Vec::new();
+                for line in text.lines() {
+                    let line = line.trim();
+                    if line.is_empty() {
+                        break;
+                    }
+                    parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+                }
+                Err(CliError::Usage(format!("{} (see --help)", parts.join(" "))).report())
+            }
+        },
+    }
+}
+
+fn init_tracing(with_metrics: bool) {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")));
+    let metrics = with_metrics.then(|| {
+        metrics::MetricsLayer
+            .with_filter(Targets::new().with_target("tenure_core", tracing::Level::DEBUG))
+    });
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(metrics)
+        .init();
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, CliError> {
+    let format = cli.output;
+    let conn = cli.conn;
+    match cli.command {
+        Command::Demo(mut d) => {
+            if conn.has_overrides() {
+                return Err(CliError::Usage(
+                    "the demo takes only --config (its simulated cluster is in-process)".into(),
+                ));
+            }
+            if d.args.config.is_none() {
+                d.args.config = conn.config;
+            }
+            if let Some(addr) = d.metrics_addr {
+                metrics::serve(addr).await?;
+            }
+            let code = demo::run(d.args, format).await?;
+            Ok(if code == ExitCode::SUCCESS {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
+        }
+        Command::Leaders(args) => cmd::leaders::run(args, &conn, format).await,
+        Command::Jobs(c) => cmd::jobs::run(c, &conn, format).await,
+        Command::Checkpoints(c) => cmd::checkpoints::run(c, &conn, format).await,
+        Command::Results(c) => cmd::results::run(c, &conn, format).await,
+        Command::Counter(c) => cmd::counter::run(c, &conn, format).await,
+        Command::Registry => cmd::registry::run(&conn, format).await,
+        Command::Cleanup(args) => cmd::cleanup::run(args, &conn, format).await,
+        Command::Run(args) => cmd::run::run(args, &conn, format).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tenure", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    init_tracing(cli.command.metrics_addr().is_some());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,13 +223,21 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return CliError::Other(format!("cannot start the runtime: {e}")).report(),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => demo::run(args, cli.output).await,
-        }
-    });
+    let result = runtime.block_on(dispatch(cli));
+    // Background tasks (watches, the metrics server) must not keep the process alive.
+    runtime.shutdown_background();
     match result {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
         Err(e) => e.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

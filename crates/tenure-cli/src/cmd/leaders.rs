@@ -1,0 +1,452 @@
+//! `tenure leaders [--watch]`: every component's published leader and the latch contenders.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use clap::Args;
+use futures::FutureExt as _;
+use serde::Serialize;
+use tenure::connection::ConnectionState;
+use tenure::kv::{KvEvent, VersionedKv};
+use tenure::layout::{LEADER_DIR, Layout};
+
+use crate::conn::{ConnArgs, Connection, Storage, connect};
+use crate::exit::CliError;
+use crate::inspect::{ComponentLeader, Contender, LeaderSnapshot};
+use crate::metrics::metrics;
+use crate::output::{
+    OutputFormat, Table, or_dash, print_json, print_json_line, print_line, unix_ms,
+};
+use crate::signals::StopSignals;
+
+/// Examples shown by `tenure leaders --help`.
+pub const EXAMPLES: &str = "Examples:
+  tenure leaders --config conf/config.yaml
+  tenure leaders --ha-type zookeeper --zookeeper-quorum zk1:2181 --storage-dir /tmp/ha --cluster-id /peer1
+  tenure leaders --output json | jq '.components[] | select(.state == \"leader\")'
+  tenure leaders --watch --output json          one JSON object per change, until Ctrl-C
+  tenure leaders --watch --metrics-addr 127.0.0.1:9249";
+
+/// Options of `tenure leaders`.
+#[derive(Debug, Clone, Args)]
+pub struct LeadersArgs {
+    /// Keep running and print one line (one JSON object) per change.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: stop after this many changes.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+    /// With --watch: serve Prometheus metrics on GET /metrics of this address.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The JSON document of `tenure leaders`.
+#[derive(Debug, Serialize)]
+pub struct LeadersReport<'a> {
+    /// The cluster id.
+    pub cluster_id: &'a str,
+    /// The backend (`zookeeper`, `embedded`, ...).
+    pub backend: &'a str,
+    /// Every component.
+    pub components: &'a [ComponentLeader],
+    /// Every latch participant.
+    pub contenders: &'a [Contender],
+}
+
+/// Runs `tenure leaders`.
+pub async fn run(args: LeadersArgs, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
+    let conn = connect(conn, Storage::Optional).await?;
+    let result = if args.watch {
+        if let Some(addr) = args.metrics_addr {
+            crate::metrics::serve(addr).await?;
+        }
+        watch(&conn, format, args.count).await
+    } else {
+        let snap = LeaderSnapshot::read(
+            conn.services.backend().kv().as_ref(),
+            conn.services.layout(),
+        )
+        .await?;
+        print_snapshot(&conn, &snap, format)
+    };
+    conn.close().await;
+    result.map(|()| crate::exit::OK)
+}
+
+fn print_snapshot(
+    conn: &Connection,
+    snap: &LeaderSnapshot,
+    format: OutputFormat,
+) -> Result<(), CliError> {
+    let backend = conn.backend();
+    let report = LeadersReport {
+        cluster_id: &conn.config.cluster_id,
+        backend: &backend,
+        components: &snap.components,
+        contenders: &snap.contenders,
+    };
+    match format {
+        OutputFormat::Json => print_json(&report),
+        OutputFormat::Table => {
+            print_tables(snap);
+            Ok(())
+        }
+    }
+}
+
+fn state_text(c: &ComponentLeader) -> &'static str {
+    match c.state {
+        "leader" => "leader",
+        "no_leader" => "no leader",
+        _ => "unreadable",
+    }
+}
+
+fn print_tables(snap: &LeaderSnapshot) {
+    let mut t = Table::new(&["COMPONENT", "STATE", "SESSION", "ADDRESS"]);
+    for c in &snap.components {
+        t.row(vec![
+            c.component.clone(),
+            state_text(c).into(),
+            or_dash(c.session_id.as_ref()),
+            match &c.error {
+                Some(e) => e.clone(),
+                None => or_dash(c.address.as_ref()),
+            },
+        ]);
+    }
+    t.print();
+    println!();
+    if snap.contenders.is_empty() {
+        println!("no latch contenders");
+        return;
+    }
+    let mut t = Table::new(&["LATCH", "CONTENDER", "SEQUENCE", "LEADS", "SESSION"]);
+    for c in &snap.contenders {
+        t.row(vec![
+            c.latch.clone(),
+            c.node.clone(),
+            or_dash(c.sequence),
+            if c.leader { "yes" } else { "no" }.into(),
+            or_dash(c.owner_session.as_ref()),
+        ]);
+    }
+    t.print();
+}
+
+/// One change seen by `leaders --watch`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Change {
+    /// The state of a component's leader changed (or a job master appeared).
+    Component {
+        /// When it was seen, ms since the Unix epoch.
+        unix_ms: u64,
+        /// The component's new state.
+        #[serde(flatten)]
+        leader: ComponentLeader,
+    },
+    /// A job master's leader data disappeared.
+    ComponentRemoved {
+        /// When it was seen.
+        unix_ms: u64,
+        /// The component.
+        component: String,
+    },
+    /// A latch node appeared.
+    ContenderJoined {
+        /// When it was seen.
+        unix_ms: u64,
+        /// The contender.
+        #[serde(flatten)]
+        contender: Contender,
+    },
+    /// A latch node disappeared.
+    ContenderLeft {
+        /// When it was seen.
+        unix_ms: u64,
+        /// The contender.
+        #[serde(flatten)]
+        contender: Contender,
+    },
+    /// The backend session's connection state changed.
+    Connection {
+        /// When it was seen.
+        unix_ms: u64,
+        /// `connected`, `suspended` or `lost`.
+        state: ConnectionState,
+    },
+}
+
+/// The changes from `old` to `new`, components first.
+pub fn diff(old: &LeaderSnapshot, new: &LeaderSnapshot) -> Vec<Change> {
+    let now = unix_ms();
+    let mut out = Vec::new();
+    let before: BTreeMap<&str, &ComponentLeader> = old
+        .components
+        .iter()
+        .map(|c| (c.component.as_str(), c))
+        .collect();
+    let after: BTreeMap<&str, &ComponentLeader> = new
+        .components
+        .iter()
+        .map(|c| (c.component.as_str(), c))
+        .collect();
+    for c in &new.components {
+        if before.get(c.component.as_str()) != Some(&c) {
+            out.push(Change::Component {
+                unix_ms: now,
+                leader: c.clone(),
+            });
+        }
+    }
+    for c in &old.components {
+        if !after.contains_key(c.component.as_str()) {
+            out.push(Change::ComponentRemoved {
+                unix_ms: now,
+                component: c.component.clone(),
+            });
+        }
+    }
+    let key = |c: &Contender| (c.latch.clone(), c.node.clone());
+    let before: BTreeMap<_, &Contender> = old.contenders.iter().map(|c| (key(c), c)).collect();
+    let after: BTreeMap<_, &Contender> = new.contenders.iter().map(|c| (key(c), c)).collect();
+    for c in &old.contenders {
+        if !after.contains_key(&key(c)) {
+            out.push(Change::ContenderLeft {
+                unix_ms: now,
+                contender: c.clone(),
+            });
+        }
+    }
+    for c in &new.contenders {
+        match before.get(&key(c)) {
+            Some(prev) if *prev == c => {}
+            _ => out.push(Change::ContenderJoined {
+                unix_ms: now,
+                contender: c.clone(),
+            }),
+        }
+    }
+    out
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a Unix time in ms.
+fn clock(unix_ms: u64) -> String {
+    let ms = unix_ms % 1000;
+    let s = (unix_ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}.{ms:03}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+fn change_line(change: &Change) -> String {
+    match change {
+        Change::Component { unix_ms, leader } => {
+            let what = match leader.state {
+                "leader" => format!(
+                    "leader {} at {}",
+                    or_dash(leader.session_id.as_ref()),
+                    or_dash(leader.address.as_ref())
+                ),
+                "no_leader" => "no leader".into(),
+                _ => format!("unreadable: {}", or_dash(leader.error.as_ref())),
+            };
+            format!("{}  {}  {what}", clock(*unix_ms), leader.component)
+        }
+        Change::ComponentRemoved { unix_ms, component } => {
+            format!("{}  {component}  removed", clock(*unix_ms))
+        }
+        Change::ContenderJoined { unix_ms, contender } => format!(
+            "{}  {}  contender {} joined{}",
+            clock(*unix_ms),
+            contender.latch,
+            contender.node,
+            if contender.leader { " (leads)" } else { "" }
+        ),
+        Change::ContenderLeft { unix_ms, contender } => format!(
+            "{}  {}  contender {} left",
+            clock(*unix_ms),
+            contender.latch,
+            contender.node
+        ),
+        Change::Connection { unix_ms, state } => {
+            format!("{}  connection  {state:?}", clock(*unix_ms)).to_lowercase()
+        }
+    }
+}
+
+fn emit(change: &Change, format: OutputFormat) -> Result<(), CliError> {
+    if let Change::Component { leader, .. } = change {
+        metrics().published(&leader.component, leader.state == "leader", true);
+    }
+    match format {
+        OutputFormat::Json => print_json_line(change),
+        OutputFormat::Table => print_line(&change_line(change)),
+    }
+}
+
+/// Re-reads the leader data; a failure (the connection is down) is logged and skipped.
+async fn reread(kv: &dyn VersionedKv, layout: Layout) -> Option<LeaderSnapshot> {
+    match LeaderSnapshot::read(kv, layout).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(error = %e, "re-reading the leader data failed; waiting for the next event");
+            None
+        }
+    }
+}
+
+/// Follows `leader/` and prints every change until interrupted, the session ends, or `count`
+/// changes were printed.
+async fn watch(
+    conn: &Connection,
+    format: OutputFormat,
+    count: Option<u64>,
+) -> Result<(), CliError> {
+    let mut signals = StopSignals::new();
+    let backend = conn.services.backend();
+    let kv = backend.kv();
+    let layout = conn.services.layout();
+    let mut conn_state = backend.connection_state();
+    metrics().connection(*conn_state.borrow_and_update());
+    // Watch first, then read, so nothing between the two is missed.
+    let mut watch = kv
+        .watch(LEADER_DIR)
+        .await
+        .map_err(|e| CliError::kv("watching the leader data", e))?;
+    let mut snap = LeaderSnapshot::read(kv.as_ref(), layout).await?;
+    for c in &snap.components {
+        metrics().published(&c.component, c.state == "leader", false);
+    }
+    match format {
+        OutputFormat::Json => {
+            let backend = conn.backend();
+            #[derive(Serialize)]
+            struct Snapshot<'a> {
+                event: &'static str,
+                unix_ms: u64,
+                #[serde(flatten)]
+                report: LeadersReport<'a>,
+            }
+            print_json_line(&Snapshot {
+                event: "snapshot",
+                unix_ms: unix_ms(),
+                report: LeadersReport {
+                    cluster_id: &conn.config.cluster_id,
+                    backend: &backend,
+                    components: &snap.components,
+                    contenders: &snap.contenders,
+                },
+            })?;
+        }
+        OutputFormat::Table => {
+            print_tables(&snap);
+            println!();
+            print_line("watching for changes (Ctrl-C to stop)")?;
+        }
+    }
+    let mut printed = 0u64;
+    let done = |printed: u64| count.is_some_and(|n| printed >= n);
+    if done(printed) {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            ev = watch.next() => {
+                if ev.is_none() {
+                    return Err(CliError::Unreachable(
+                        "the backend session ended while watching the leader data".into(),
+                    ));
+                }
+                let mut reset = matches!(ev, Some(KvEvent::Reset));
+                // Coalesce a burst of events into one re-read.
+                while let Some(more) = watch.next().now_or_never() {
+                    match more {
+                        None => break,
+                        Some(e) => reset |= matches!(e, KvEvent::Reset),
+                    }
+                }
+                if reset {
+                    tracing::debug!("watch reset; re-reading the leader data");
+                }
+                // While disconnected the read fails; the reconnect re-reads.
+                let Some(new) = reread(kv.as_ref(), layout).await else { continue };
+                for change in diff(&snap, &new) {
+                    emit(&change, format)?;
+                    printed += 1;
+                    if done(printed) {
+                        return Ok(());
+                    }
+                }
+                snap = new;
+            }
+            changed = conn_state.changed() => {
+                if changed.is_err() {
+                    return Err(CliError::Unreachable(
+                        "the backend session ended while watching the leader data".into(),
+                    ));
+                }
+                let state = *conn_state.borrow_and_update();
+                metrics().connection(state);
+                emit(&Change::Connection { unix_ms: unix_ms(), state }, format)?;
+                printed += 1;
+                if done(printed) {
+                    return Ok(());
+                }
+                if state == ConnectionState::Connected {
+                    let Some(new) = reread(kv.as_ref(), layout).await else { continue };
+                    for change in diff(&snap, &new) {
+                        emit(&change, format)?;
+                        printed += 1;
+                        if done(printed) {
+                            return Ok(());
+                        }
+                    }
+                    snap = new;
+                }
+            }
+            stop = signals.recv() => {
+                tracing::debug!(?stop, "stopping the watch");
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::LeaderSnapshot;
+
+    #[test]
+    fn diff_reports_leader_changes_and_contenders() {
+        let old = LeaderSnapshot::from_entries(&[], Layout::default());
+        let mut new = old.clone();
+        new.components[1].state = "leader";
+        new.components[1].address = Some("a".into());
+        new.contenders.push(Contender {
+            latch: "leader/latch".into(),
+            component: None,
+            node: "_c_x-latch-0000000001".into(),
+            sequence: Some(1),
+            leader: true,
+            owner_session: None,
+        });
+        let changes = diff(&old, &new);
+        assert_eq!(changes.len(), 2);
+        let json = serde_json::to_value(&changes[0]).expect("json");
+        assert_eq!(json["event"], "component");
+        assert_eq!(json["component"], "dispatcher");
+        assert_eq!(json["state"], "leader");
+        let json = serde_json::to_value(&changes[1]).expect("json");
+        assert_eq!(json["event"], "contender_joined");
+        assert_eq!(json["node"], "_c_x-latch-0000000001");
+        assert!(diff(&new, &new).is_empty());
+        let back = diff(&new, &old);
+        assert_eq!(
+            serde_json::to_value(&back[1]).expect("json")["event"],
+            "contender_left"
+        );
+        assert_eq!(clock(3_600_000 + 61_001), "01:01:01.001");
+    }
+}

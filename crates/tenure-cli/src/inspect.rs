@@ -1,0 +1,399 @@
+//! Read-only views of the leader data below `leader/`: every component's published leader
+//! (decoded from Flink's bytes), the latch contenders, and whether a live leader would race a
+//! write.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tenure::codec::decode_leader_info;
+use tenure::ids::ComponentId;
+use tenure::kv::{Entry, VersionedKv};
+use tenure::layout::{LEADER_DIR, Layout};
+
+use crate::exit::CliError;
+
+/// The components every cluster has, listed even when nothing is published for them.
+const FIXED: [ComponentId; 3] = [
+    ComponentId::ResourceManager,
+    ComponentId::Dispatcher,
+    ComponentId::RestServer,
+];
+
+/// What is published for one component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentLeader {
+    /// The component's name as stored (`dispatcher`, `job-<id>`, or a bare job id in Flink 1.x).
+    pub component: String,
+    /// The job id, for a job master.
+    pub job_id: Option<String>,
+    /// `leader`, `no_leader` or `unreadable`.
+    pub state: &'static str,
+    /// The leader's address.
+    pub address: Option<String>,
+    /// The leader's session id.
+    pub session_id: Option<String>,
+    /// The key read.
+    pub key: String,
+    /// Why the bytes could not be decoded (`unreadable` only).
+    pub error: Option<String>,
+}
+
+/// One participant of a leader latch (a Curator latch node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contender {
+    /// The latch directory (`leader/latch`, or `leader/<component>/latch`).
+    pub latch: String,
+    /// The component of a per-component latch; `null` for the process-wide latch.
+    pub component: Option<String>,
+    /// The latch node's name (`_c_<uuid>-latch-<seq>`).
+    pub node: String,
+    /// Its sequence number, if the name carries one.
+    pub sequence: Option<u64>,
+    /// Whether it is first in line (the latch's leader).
+    pub leader: bool,
+    /// The backend session owning the node, in hex (ephemeral nodes).
+    pub owner_session: Option<String>,
+}
+
+/// Everything below `leader/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LeaderSnapshot {
+    /// Every component, the fixed ones first, then job masters by name.
+    pub components: Vec<ComponentLeader>,
+    /// Every latch participant, by latch and sequence.
+    pub contenders: Vec<Contender>,
+}
+
+impl LeaderSnapshot {
+    /// Reads the snapshot from `kv`.
+    pub async fn read(kv: &dyn VersionedKv, layout: Layout) -> Result<Self, CliError> {
+        let entries = kv
+            .list(LEADER_DIR)
+            .await
+            .map_err(|e| CliError::kv("listing the leader data", e))?;
+        Ok(Self::from_entries(&entries, layout))
+    }
+
+    /// Builds the snapshot from the entries below `leader/`.
+    pub fn from_entries(entries: &[Entry], layout: Layout) -> Self {
+        let mut comps: BTreeMap<(u8, String), ComponentLeader> = BTreeMap::new();
+        for (i, c) in FIXED.iter().enumerate() {
+            let name = layout.component_name(c);
+            comps.insert(
+                (i as u8, name.clone()),
+                no_leader(&name, None, format!("{LEADER_DIR}/{name}/connection_info")),
+            );
+        }
+        let mut latches: BTreeMap<String, Vec<Contender>> = BTreeMap::new();
+        for e in entries {
+            let Some(rest) = e
+                .key
+                .strip_prefix(LEADER_DIR)
+                .and_then(|r| r.strip_prefix('/'))
+            else {
+                continue;
+            };
+            let segs: Vec<&str> = rest.split('/').collect();
+            match segs.as_slice() {
+                ["latch", node] => latches
+                    .entry(format!("{LEADER_DIR}/latch"))
+                    .or_default()
+                    .push(contender(e, None, node)),
+                [name, "latch", node] if component_of(name).is_some() => latches
+                    .entry(format!("{LEADER_DIR}/{name}/latch"))
+                    .or_default()
+                    .push(contender(e, Some(name), node)),
+                [name] | [name, "connection_info"] if *name != "latch" => {
+                    let Some(c) = component_of(name) else {
+                        tracing::debug!(key = %e.key, "not a component's leader data; ignored");
+                        continue;
+                    };
+                    let slot = (rank(&c), (*name).to_owned());
+                    let key = format!("{LEADER_DIR}/{name}/connection_info");
+                    let job = match c {
+                        ComponentId::JobMaster(job) => Some(job.to_string()),
+                        _ => None,
+                    };
+                    let current = comps
+                        .entry(slot)
+                        .or_insert_with(|| no_leader(name, job.clone(), key.clone()));
+                    if segs.len() == 2 {
+                        *current = decode(name, job, key, &e.value);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let components = comps.into_values().collect();
+        let mut contenders = Vec::new();
+        for (_, mut line) in latches {
+            line.sort_by(|a, b| a.sequence.cmp(&b.sequence).then(a.node.cmp(&b.node)));
+            if let Some(first) = line.first_mut() {
+                first.leader = true;
+            }
+            contenders.extend(line);
+        }
+        Self {
+            components,
+            contenders,
+        }
+    }
+
+    /// The components with a published leader.
+    pub fn leaders(&self) -> impl Iterator<Item = &ComponentLeader> {
+        self.components.iter().filter(|c| c.state == "leader")
+    }
+
+    /// Whether a live process may be leading or contending: a latch node exists, or a leader is
+    /// published (leader information is ephemeral: it exists only while its session lives).
+    pub fn is_live(&self) -> bool {
+        !self.contenders.is_empty() || self.leaders().next().is_some()
+    }
+
+    /// Why the cluster looks live, in one sentence fragment.
+    pub fn liveness(&self) -> String {
+        let mut parts = Vec::new();
+        let leaders: Vec<String> = self
+            .leaders()
+            .map(|c| {
+                format!(
+                    "{} led by session {} at {}",
+                    c.component,
+                    c.session_id.as_deref().unwrap_or("?"),
+                    c.address.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !leaders.is_empty() {
+            parts.push(format!("published leaders: {}", leaders.join(", ")));
+        }
+        if !self.contenders.is_empty() {
+            let mut by_latch: BTreeMap<&str, usize> = BTreeMap::new();
+            for c in &self.contenders {
+                *by_latch.entry(c.latch.as_str()).or_default() += 1;
+            }
+            let latches: Vec<String> = by_latch
+                .iter()
+                .map(|(l, n)| format!("{n} on {l}"))
+                .collect();
+            parts.push(format!("latch contenders: {}", latches.join(", ")));
+        }
+        parts.join("; ")
+    }
+
+    /// Refuses (exit 5) a write that a live leader would race, unless `force`; `what` names the
+    /// write (`removing job graph …`).
+    pub fn guard(&self, what: &str, force: bool) -> Result<(), CliError> {
+        if !self.is_live() {
+            return Ok(());
+        }
+        if force {
+            eprintln!(
+                "tenure: warning: {what} although the cluster looks live ({}): --force given",
+                self.liveness()
+            );
+            return Ok(());
+        }
+        Err(CliError::Refused(format!(
+            "{what} refused: the cluster looks live and its leader could race this write ({}); \
+             stop the cluster's processes first, or pass --force",
+            self.liveness()
+        )))
+    }
+}
+
+/// Reads the leader data and refuses a write a live leader would race (see
+/// [`LeaderSnapshot::guard`]).
+pub async fn guard(
+    kv: &dyn VersionedKv,
+    layout: Layout,
+    what: &str,
+    force: bool,
+) -> Result<LeaderSnapshot, CliError> {
+    let snap = LeaderSnapshot::read(kv, layout).await?;
+    snap.guard(what, force)?;
+    Ok(snap)
+}
+
+fn component_of(name: &str) -> Option<ComponentId> {
+    ComponentId::parse(name).ok()
+}
+
+fn rank(c: &ComponentId) -> u8 {
+    FIXED
+        .iter()
+        .position(|f| f == c)
+        .map_or(FIXED.len() as u8, |i| i as u8)
+}
+
+fn no_leader(name: &str, job_id: Option<String>, key: String) -> ComponentLeader {
+    ComponentLeader {
+        component: name.to_owned(),
+        job_id,
+        state: "no_leader",
+        address: None,
+        session_id: None,
+        key,
+        error: None,
+    }
+}
+
+/// Decodes one component's `connection_info` bytes (Flink's format).
+pub fn decode(name: &str, job_id: Option<String>, key: String, bytes: &[u8]) -> ComponentLeader {
+    match decode_leader_info(bytes) {
+        Ok(Some(info)) => ComponentLeader {
+            component: name.to_owned(),
+            job_id,
+            state: "leader",
+            address: Some(info.address),
+            session_id: Some(info.session_id.to_string()),
+            key,
+            error: None,
+        },
+        Ok(None) => no_leader(name, job_id, key),
+        Err(e) => ComponentLeader {
+            state: "unreadable",
+            error: Some(e.to_string()),
+            ..no_leader(name, job_id, key)
+        },
+    }
+}
+
+fn contender(e: &Entry, component: Option<&str>, node: &str) -> Contender {
+    let latch = match component {
+        Some(c) => format!("{LEADER_DIR}/{c}/latch"),
+        None => format!("{LEADER_DIR}/latch"),
+    };
+    Contender {
+        latch,
+        component: component.map(str::to_owned),
+        node: node.to_owned(),
+        sequence: latch_sequence(node),
+        leader: false,
+        owner_session: e.ephemeral_owner.map(|o| format!("{o:#x}")),
+    }
+}
+
+/// The sequence number of a Curator latch node (`…-latch-0000000003` ⇒ 3); else the trailing
+/// digits of the name, if any.
+pub fn latch_sequence(node: &str) -> Option<u64> {
+    let tail = match node.rsplit_once("-latch-") {
+        Some((_, t)) => t,
+        None => {
+            let start = node
+                .rfind(|c: char| !c.is_ascii_digit())
+                .map_or(0, |i| i + 1);
+            &node[start..]
+        }
+    };
+    if tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    tail.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tenure::kv::Version;
+
+    use super::*;
+
+    fn entry(key: &str, value: &[u8], owner: Option<u64>) -> Entry {
+        Entry {
+            key: key.into(),
+            value: Bytes::copy_from_slice(value),
+            version: Version(0),
+            ephemeral_owner: owner,
+        }
+    }
+
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// Flink 2.2.0's bytes of `leader/rest_server/connection_info` (reference §9).
+    pub(crate) const FLINK_REST: &str = "aced000577180016687474703a2f2f3132372e302e302e313a33383038317372000e6a6176612e7574696c2e55554944bc9903f7986d852f
+0200024a000c6c65617374536967426974734a000b6d6f73745369674269747378708196a44563d07febda34a7de6e4b411d";
+
+    #[test]
+    fn decodes_flink_bytes_and_orders_latch_nodes_by_sequence() {
+        let job = "58c7b669261b7be65fa686cc039885b6";
+        let entries = vec![
+            entry("leader/dispatcher", b"", None),
+            entry("leader/job-58c7b669261b7be65fa686cc039885b6", b"", None),
+            entry(
+                "leader/job-58c7b669261b7be65fa686cc039885b6/connection_info",
+                b"garbage",
+                Some(7),
+            ),
+            entry("leader/latch", b"", None),
+            entry("leader/latch/_c_b-latch-0000000012", b"", Some(2)),
+            entry("leader/latch/_c_a-latch-0000000003", b"", Some(1)),
+            entry("leader/rest_server", b"", None),
+            entry(
+                "leader/rest_server/connection_info",
+                &hex(FLINK_REST),
+                Some(1),
+            ),
+            entry("leader/whatever/else", b"", None),
+        ];
+        let snap = LeaderSnapshot::from_entries(&entries, Layout::default());
+        let names: Vec<&str> = snap
+            .components
+            .iter()
+            .map(|c| c.component.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "resource_manager",
+                "dispatcher",
+                "rest_server",
+                &format!("job-{job}")
+            ]
+        );
+        let rest = &snap.components[2];
+        assert_eq!(rest.state, "leader");
+        assert_eq!(rest.address.as_deref(), Some("http://127.0.0.1:38081"));
+        assert_eq!(
+            rest.session_id.as_deref(),
+            Some("da34a7de-6e4b-411d-8196-a44563d07feb")
+        );
+        assert_eq!(snap.components[1].state, "no_leader");
+        let jm = &snap.components[3];
+        assert_eq!(jm.state, "unreadable");
+        assert_eq!(jm.job_id.as_deref(), Some(job));
+        assert!(jm.error.as_deref().unwrap_or("").contains("header"));
+        assert_eq!(snap.contenders.len(), 2);
+        assert_eq!(snap.contenders[0].sequence, Some(3));
+        assert!(snap.contenders[0].leader && !snap.contenders[1].leader);
+        assert_eq!(snap.contenders[0].owner_session.as_deref(), Some("0x1"));
+        assert!(snap.is_live());
+        let refused = snap.guard("removing x", false).expect_err("live");
+        assert_eq!(refused.code(), crate::exit::REFUSED);
+        assert!(refused.to_string().contains("rest_server led by session"));
+        assert!(snap.guard("removing x", true).is_ok());
+    }
+
+    #[test]
+    fn an_empty_cluster_is_not_live() {
+        let snap = LeaderSnapshot::from_entries(&[], Layout::default());
+        assert_eq!(snap.components.len(), 3);
+        assert!(snap.components.iter().all(|c| c.state == "no_leader"));
+        assert!(!snap.is_live());
+        assert!(snap.guard("x", false).is_ok());
+    }
+
+    #[test]
+    fn latch_sequences() {
+        assert_eq!(latch_sequence("_c_3f2a-latch-0000000042"), Some(42));
+        assert_eq!(latch_sequence("member-0000000007"), Some(7));
+        assert_eq!(latch_sequence("abc"), None);
+        assert_eq!(latch_sequence("x-latch-"), None);
+    }
+}

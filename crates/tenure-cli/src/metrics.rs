@@ -1,0 +1,468 @@
+//! Prometheus metrics for the long-running commands (`run`, `leaders --watch`, `demo`), served
+//! in the OpenMetrics text format on `GET /metrics` of `--metrics-addr`.
+//!
+//! Election and store metrics come from the `tracing` events and spans the core emits (the
+//! election task's `granting` / `revoking` / `leader information published` events and the
+//! store operations' spans), through [`MetricsLayer`], so they cover every election and store of
+//! the process, the demo's simulated job managers included. Connection state and the published
+//! leaders seen by `leaders --watch` are set by the commands.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use tenure::connection::ConnectionState;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::exit::CliError;
+
+/// Labels naming a component.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    /// The component (`dispatcher`, `job-<id>`, ...).
+    pub component: String,
+}
+
+/// Labels naming a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// The operation (`job_graph.put`, `checkpoint.add`, ...).
+    pub op: String,
+}
+
+/// Labels naming a connection state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// `connected`, `suspended` or `lost`.
+    pub state: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The metrics of this process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    leadership: Family<ComponentLabels, Gauge>,
+    granted: Family<ComponentLabels, Counter>,
+    revoked: Family<ComponentLabels, Counter>,
+    confirm_latency: Histogram,
+    store_ops: HistogramFamily<OpLabels>,
+    connection: Family<StateLabels, Gauge>,
+    published: Family<ComponentLabels, Gauge>,
+    leader_changes: Family<ComponentLabels, Counter>,
+    grants: Mutex<HashMap<String, Instant>>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("tenure");
+        let leadership = Family::<ComponentLabels, Gauge>::default();
+        registry.register(
+            "leadership",
+            "Contenders of this process currently leading the component (0 or 1 outside the demo)",
+            leadership.clone(),
+        );
+        let granted = Family::<ComponentLabels, Counter>::default();
+        registry.register(
+            "terms_granted",
+            "Leadership terms granted to this process, per component",
+            granted.clone(),
+        );
+        let revoked = Family::<ComponentLabels, Counter>::default();
+        registry.register(
+            "terms_revoked",
+            "Leadership terms of this process revoked or ended, per component",
+            revoked.clone(),
+        );
+        let confirm_latency = latency_histogram();
+        registry.register_with_unit(
+            "confirm_latency",
+            "Time from a grant to the component's leader information being published",
+            Unit::Seconds,
+            confirm_latency.clone(),
+        );
+        let store_ops: HistogramFamily<OpLabels> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "store_op_duration",
+            "Duration of HA store operations",
+            Unit::Seconds,
+            store_ops.clone(),
+        );
+        let connection = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "connection_state",
+            "1 for the backend session's current connection state",
+            connection.clone(),
+        );
+        let published = Family::<ComponentLabels, Gauge>::default();
+        registry.register(
+            "published_leader",
+            "1 while a leader is published for the component (leaders --watch)",
+            published.clone(),
+        );
+        let leader_changes = Family::<ComponentLabels, Counter>::default();
+        registry.register(
+            "leader_changes",
+            "Changes of the component's published leader seen (leaders --watch)",
+            leader_changes.clone(),
+        );
+        Self {
+            registry,
+            leadership,
+            granted,
+            revoked,
+            confirm_latency,
+            store_ops,
+            connection,
+            published,
+            leader_changes,
+            grants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn labels(component: &str) -> ComponentLabels {
+        ComponentLabels {
+            component: component.to_owned(),
+        }
+    }
+
+    /// A term was granted to this process for `component`.
+    pub fn granted(&self, component: &str) {
+        let l = Self::labels(component);
+        self.granted.get_or_create(&l).inc();
+        self.leadership.get_or_create(&l).inc();
+        if let Ok(mut g) = self.grants.lock() {
+            g.insert(component.to_owned(), Instant::now());
+        }
+    }
+
+    /// This process's term for `component` ended.
+    pub fn revoked(&self, component: &str) {
+        let l = Self::labels(component);
+        self.revoked.get_or_create(&l).inc();
+        let gauge = self.leadership.get_or_create(&l);
+        if gauge.get() > 0 {
+            gauge.dec();
+        }
+    }
+
+    /// `component`'s leader information was published after its grant.
+    pub fn confirmed(&self, component: &str) {
+        let start = self
+            .grants
+            .lock()
+            .ok()
+            .and_then(|mut g| g.remove(component));
+        if let Some(start) = start {
+            self.confirm_latency.observe(start.elapsed().as_secs_f64());
+        }
+    }
+
+    /// A store operation took `d`.
+    pub fn store_op(&self, op: &str, d: Duration) {
+        self.store_ops
+            .get_or_create(&OpLabels { op: op.to_owned() })
+            .observe(d.as_secs_f64());
+    }
+
+    /// The backend session is now in `state`.
+    pub fn connection(&self, state: ConnectionState) {
+        for (s, name) in [
+            (ConnectionState::Connected, "connected"),
+            (ConnectionState::Suspended, "suspended"),
+            (ConnectionState::Lost, "lost"),
+        ] {
+            self.connection
+                .get_or_create(&StateLabels { state: name.into() })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Whether a leader is published for `component` (seen by a watcher); `changed` counts a
+    /// change of leader.
+    pub fn published(&self, component: &str, leader: bool, changed: bool) {
+        let l = Self::labels(component);
+        self.published.get_or_create(&l).set(i64::from(leader));
+        if changed {
+            self.leader_changes.get_or_create(&l).inc();
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            let _ = writeln!(out, "# encoding failed");
+        }
+        out
+    }
+}
+
+static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
+
+/// The process's metrics.
+pub fn metrics() -> &'static Arc<Metrics> {
+    METRICS.get_or_init(|| Arc::new(Metrics::new()))
+}
+
+/// Turns the core's election events and store spans into metrics.
+#[derive(Debug, Default)]
+pub struct MetricsLayer;
+
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    component: Option<String>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message = Some(value.to_owned()),
+            "component" => self.component = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = Some(format!("{value:?}")),
+            "component" => self.component = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+struct SpanStart(Instant);
+
+/// The metric name of a store span: `<module>.<function>` (`job_graph.put`).
+fn store_op_name(target: &str, name: &str) -> Option<String> {
+    let module = target.strip_prefix("tenure_core::store::")?;
+    Some(format!("{module}.{name}"))
+}
+
+impl<S> Layer<S> for MetricsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let meta = attrs.metadata();
+        if store_op_name(meta.target(), meta.name()).is_some()
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(SpanStart(Instant::now()));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let meta = span.metadata();
+        let Some(op) = store_op_name(meta.target(), meta.name()) else {
+            return;
+        };
+        if let Some(start) = span.extensions().get::<SpanStart>() {
+            metrics().store_op(&op, start.0.elapsed());
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if !event
+            .metadata()
+            .target()
+            .starts_with("tenure_core::election")
+        {
+            return;
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let (Some(message), Some(component)) = (f.message, f.component) else {
+            return;
+        };
+        match message.as_str() {
+            "granting" => metrics().granted(&component),
+            "revoking" => metrics().revoked(&component),
+            "leader information published" => metrics().confirmed(&component),
+            _ => {}
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `addr` in the background; returns the address bound (useful with
+/// port 0) and prints it on stderr.
+pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, CliError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| CliError::Other(format!("metrics listener: {e}")))?;
+    eprintln!("tenure: metrics on http://{bound}/metrics");
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(respond(stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(bound)
+}
+
+/// Answers one HTTP/1.x request: the metrics for `GET /metrics`, 404 for any other path.
+async fn respond(mut stream: TcpStream) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        return;
+    }
+    let request = String::from_utf8_lossy(&head);
+    let mut first = request.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics().render(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_spans_are_named_by_module_and_function() {
+        assert_eq!(
+            store_op_name("tenure_core::store::job_graph", "put").as_deref(),
+            Some("job_graph.put")
+        );
+        assert_eq!(store_op_name("tenure_core::election::task", "x"), None);
+    }
+
+    #[test]
+    fn the_layer_turns_election_events_and_store_spans_into_metrics() {
+        use tenure::embedded::EmbeddedCluster;
+        use tenure::ids::JobId;
+        use tenure::{HaServices, HaServicesOptions};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let subscriber = tracing_subscriber::registry().with(
+            MetricsLayer.with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("tenure_core", tracing::Level::DEBUG),
+            ),
+        );
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let cluster = EmbeddedCluster::new();
+            let services =
+                HaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
+            let mut e = services
+                .rest_endpoint_leader_election()
+                .await
+                .expect("election");
+            let term = e.wait_for_leadership().await.expect("leader");
+            assert!(
+                e.confirm(term.session_id, "http://x")
+                    .await
+                    .expect("confirm")
+            );
+            services
+                .checkpoint_recovery_factory()
+                .create_checkpoint_id_counter(JobId::new_random(), None)
+                .get_and_increment()
+                .await
+                .expect("counter");
+            e.stop().await.expect("stop");
+        });
+        let text = metrics().render();
+        for needle in [
+            "tenure_terms_granted_total{component=\"rest_server\"} 1",
+            "tenure_terms_revoked_total{component=\"rest_server\"} 1",
+            "tenure_leadership{component=\"rest_server\"} 0",
+            "tenure_confirm_latency_seconds_count 1",
+            "tenure_store_op_duration_seconds_count{op=\"counter.get_and_increment\"} 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn rendered_metrics_carry_the_documented_names() {
+        let m = Metrics::new();
+        m.granted("dispatcher");
+        m.confirmed("dispatcher");
+        m.revoked("dispatcher");
+        m.store_op("job_graph.put", Duration::from_millis(3));
+        m.connection(ConnectionState::Suspended);
+        m.published("rest_server", true, true);
+        let text = m.render();
+        for needle in [
+            "tenure_leadership{component=\"dispatcher\"} 0",
+            "tenure_terms_granted_total{component=\"dispatcher\"} 1",
+            "tenure_terms_revoked_total{component=\"dispatcher\"} 1",
+            "tenure_confirm_latency_seconds_count 1",
+            "tenure_store_op_duration_seconds_count{op=\"job_graph.put\"} 1",
+            "tenure_connection_state{state=\"suspended\"} 1",
+            "tenure_connection_state{state=\"connected\"} 0",
+            "tenure_published_leader{component=\"rest_server\"} 1",
+            "tenure_leader_changes_total{component=\"rest_server\"} 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+}
