@@ -141,7 +141,11 @@ async fn demo_runs_against_a_real_zookeeper() {
         .output()
         .await
         .expect("run tenure");
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["backend"], "zookeeper");
     assert_eq!(report["ok"], true, "{report:#}");

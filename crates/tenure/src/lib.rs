@@ -4,11 +4,11 @@ mod connect;
 
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
-/// The ZooKeeper backend (feature `zookeeper`, on by default).
-#[cfg(feature = "zookeeper")]
-pub use tenure_zookeeper as zookeeper;
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::{
     blob, clock, codec, config, connection, driver, election, embedded, ids, kv, layout,
     leader_info, retrieval, services, store,
 };
+/// The ZooKeeper backend (feature `zookeeper`, on by default).
+#[cfg(feature = "zookeeper")]
+pub use tenure_zookeeper as zookeeper;
