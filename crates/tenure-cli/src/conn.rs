@@ -84,6 +84,15 @@ impl ConnArgs {
         for (k, v) in &self.define {
             c.set(k.clone(), v.clone());
         }
+        // A quorum on the command line means ZooKeeper unless a mode is given somewhere.
+        let mode_keys = [
+            "high-availability.type",
+            "high-availability",
+            "recovery.mode",
+        ];
+        if self.zookeeper_quorum.is_some() && !mode_keys.iter().any(|k| c.contains_key(k)) {
+            c.set("high-availability.type", "zookeeper");
+        }
         Ok(c)
     }
 
@@ -241,5 +250,20 @@ mod tests {
             parse_define("a.b=c=d").expect("ok"),
             ("a.b".into(), "c=d".into())
         );
+    }
+
+    #[test]
+    fn a_quorum_flag_implies_zookeeper_unless_a_mode_is_set() {
+        let args = ConnArgs {
+            zookeeper_quorum: Some("zk1:2181".into()),
+            storage_dir: Some("/tmp/ha".into()),
+            ..Default::default()
+        };
+        assert_eq!(args.ha_config().expect("valid").mode, HaMode::ZooKeeper);
+        let explicit = ConnArgs {
+            ha_type: Some("none".into()),
+            ..args
+        };
+        assert_eq!(explicit.ha_config().expect("valid").mode, HaMode::None);
     }
 }
