@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used)] // test-support code: a failed unwrap is a failed test
 
+pub mod ensemble;
 pub mod history;
 pub mod proxy;
 pub mod suites;

@@ -6,6 +6,8 @@
 //! stopped by its process id ([`ZooKeeperServer::stop`], or when dropped) and can be restarted on
 //! the same port and data. Each test starts its own server, so tests are parallel-safe and
 //! leave nothing running.
+//! [`ZooKeeperEnsemble`](crate::ensemble::ZooKeeperEnsemble) runs several such servers as one
+//! quorum, with the same command and settings.
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
@@ -51,7 +53,8 @@ pub struct ZooKeeperServer {
     dir: tempfile::TempDir,
 }
 
-fn check_installed() {
+/// Panics with an install hint unless the Debian `zookeeper` package and `java` are there.
+pub(crate) fn check_installed() {
     let java = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join("java").is_file()))
         .unwrap_or(false);
@@ -69,13 +72,14 @@ fn check_installed() {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
     listener.local_addr().expect("local address").port()
 }
 
 /// The last `max` bytes of a log file, for failure messages.
-fn log_tail(path: &Path, max: u64) -> String {
+pub(crate) fn log_tail(path: &Path, max: u64) -> String {
     let Ok(mut f) = fs::File::open(path) else {
         return String::from("<no log>");
     };
@@ -91,7 +95,8 @@ pub async fn four_letter_word(port: u16, cmd: &str) -> std::io::Result<String> {
     four_letter_word_within(port, cmd, Duration::from_secs(2)).await
 }
 
-async fn four_letter_word_within(
+/// Sends a four-letter-word command and returns the answer, within `timeout`.
+pub(crate) async fn four_letter_word_within(
     port: u16,
     cmd: &str,
     timeout: Duration,
@@ -108,6 +113,112 @@ async fn four_letter_word_within(
             "no answer within {timeout:?}"
         )))
     })
+}
+
+/// The `zoo.cfg` settings every test server shares: a short tick (so sessions of a few seconds
+/// are allowed and expire promptly), loopback only, no admin server, every 4lw command.
+pub(crate) fn zoo_cfg(data: &Path, client_port: u16) -> String {
+    format!(
+        "tickTime={tick}\n\
+         initLimit=10\n\
+         syncLimit=5\n\
+         dataDir={data}\n\
+         clientPort={port}\n\
+         clientPortAddress=127.0.0.1\n\
+         maxClientCnxns=0\n\
+         minSessionTimeout={min}\n\
+         maxSessionTimeout=60000\n\
+         admin.enableServer=false\n\
+         4lw.commands.whitelist=*\n",
+        tick = TICK.as_millis(),
+        data = data.display(),
+        port = client_port,
+        min = (TICK * 2).as_millis(),
+    )
+}
+
+/// Starts one server JVM (the Debian package's jars) on `cfg`, its output appended to `log_path`.
+pub(crate) fn spawn_server(cfg: &Path, log_path: &Path) -> Result<Child, String> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("open the server log");
+    let log2 = log.try_clone().expect("clone the log handle");
+    let classpath = format!("{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}:/usr/share/java/*");
+    Command::new("java")
+        .args([
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dzookeeper.admin.enableServer=false",
+            "-Dzookeeper.root.logger=INFO,CONSOLE",
+            "-cp",
+            &classpath,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+        ])
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("cannot run java: {e}"))
+}
+
+/// Polls the four-letter word `cmd` on `port` until `accept` takes the answer, for at most
+/// [`START_DEADLINE`]; fails early, with the log, if the server process exits.
+pub(crate) async fn wait_answer(
+    child: &mut Option<Child>,
+    port: u16,
+    log_path: &Path,
+    cmd: &str,
+    accept: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            return Err(format!(
+                "the server on port {port} exited ({status}); log:\n{}",
+                log_tail(log_path, 4000)
+            ));
+        }
+        // A server still starting may accept the connection and not answer yet: ask again
+        // soon rather than wait long on one connection.
+        let last = match four_letter_word_within(port, cmd, Duration::from_millis(300)).await {
+            Ok(answer) if accept(&answer) => return Ok(()),
+            Ok(answer) => answer,
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the server on port {port} did not answer {cmd} as expected within \
+                 {START_DEADLINE:?} (last answer: {last:?}); log:\n{}",
+                log_tail(log_path, 4000)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills a server process (SIGKILL, by its process id, never by name) and reaps it.
+pub(crate) fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Sends `signal` (e.g. `-STOP`) to one process, by its id.
+pub(crate) fn signal_pid(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed: {status}");
 }
 
 impl ZooKeeperServer {
@@ -147,89 +258,18 @@ impl ZooKeeperServer {
         let data = self.dir.path().join("data");
         fs::create_dir_all(&data).expect("create the data directory");
         let cfg = self.dir.path().join("zoo.cfg");
-        let text = format!(
-            "tickTime={tick}\n\
-             initLimit=10\n\
-             syncLimit=5\n\
-             dataDir={data}\n\
-             clientPort={port}\n\
-             clientPortAddress=127.0.0.1\n\
-             maxClientCnxns=0\n\
-             minSessionTimeout={min}\n\
-             maxSessionTimeout=60000\n\
-             admin.enableServer=false\n\
-             4lw.commands.whitelist=*\n",
-            tick = TICK.as_millis(),
-            data = data.display(),
-            port = self.port,
-            min = (TICK * 2).as_millis(),
-        );
-        fs::write(&cfg, text).expect("write zoo.cfg");
+        fs::write(&cfg, zoo_cfg(&data, self.port)).expect("write zoo.cfg");
         cfg
     }
 
     async fn launch(&mut self) -> Result<(), String> {
         let cfg = self.write_config();
         let log_path = self.log_path();
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("open the server log");
-        let log2 = log.try_clone().expect("clone the log handle");
-        let classpath = format!("{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}:/usr/share/java/*");
-        let child = Command::new("java")
-            .args([
-                "-Xms32m",
-                "-Xmx256m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Djava.net.preferIPv4Stack=true",
-                "-Dzookeeper.admin.enableServer=false",
-                "-Dzookeeper.root.logger=INFO,CONSOLE",
-                "-cp",
-                &classpath,
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            ])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("cannot run java: {e}"))?;
-        self.child = Some(child);
-        self.wait_ready().await
-    }
-
-    async fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                return Err(format!(
-                    "the server on port {} exited ({status}); log:\n{}",
-                    self.port,
-                    log_tail(&self.log_path(), 4000)
-                ));
-            }
-            // A server still starting may accept the connection and not answer yet: ask again
-            // soon rather than wait long on one connection.
-            let ruok = four_letter_word_within(self.port, "ruok", Duration::from_millis(300));
-            if let Ok(answer) = ruok.await
-                && answer == "imok"
-            {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "the server on port {} did not answer ruok within {START_DEADLINE:?}; log:\n{}",
-                    self.port,
-                    log_tail(&self.log_path(), 4000)
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.child = Some(spawn_server(&cfg, &log_path)?);
+        wait_answer(&mut self.child, self.port, &log_path, "ruok", |a| {
+            a == "imok"
+        })
+        .await
     }
 
     /// `127.0.0.1:<port>`, the quorum string of this server.
@@ -260,11 +300,7 @@ impl ZooKeeperServer {
     }
 
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // By process id, never by name.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Stops the server abruptly (SIGKILL of its process). Its data stays for [`Self::restart`];
@@ -274,13 +310,7 @@ impl ZooKeeperServer {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.pid().expect("the server is running");
-        // By process id, never by name.
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {pid} failed: {status}");
+        signal_pid(self.pid().expect("the server is running"), signal);
     }
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing is answered, as with a
