@@ -42,9 +42,24 @@ async fn a_leader_stopped_past_its_session_is_deposed_and_cannot_write_after_res
     // The zombie wakes up still believing it leads: it learns it lost leadership.
     let resumed = now_ms();
     a.sigcont();
-    let h = wait_histories(&[&a, &b], "a to log its revocation", |h| {
-        !h.of("a").since(EventKind::Revoked, resumed).is_empty()
-    })
+    // Its loop wakes with its write timer due, before the news of the lost session, so it tries
+    // a write with the old token; the revocation is logged as soon as the term ends, possibly
+    // before that write's outcome. Wait for both.
+    let h = wait_histories(
+        &[&a, &b],
+        "a to log its revocation and its write's outcome",
+        |h| {
+            let a = h.of("a");
+            !a.since(EventKind::Revoked, resumed).is_empty()
+                && a.events().iter().any(|e| {
+                    matches!(
+                        e.event,
+                        EventKind::Write | EventKind::WriteRejected | EventKind::WriteFailed
+                    ) && e.epoch == first.epoch
+                        && e.t_ms >= resumed
+                })
+        },
+    )
     .await;
     let old = h.of("a");
     let revoked = old.since(EventKind::Revoked, resumed)[0].t_ms;
@@ -66,7 +81,6 @@ async fn a_leader_stopped_past_its_session_is_deposed_and_cannot_write_after_res
         })
         .collect();
     println!("the zombie's writes refused after the resume: {refused:?}");
-    // Its loop woke with its write timer due, before the news of the lost session: it tried.
     assert!(
         !refused.is_empty(),
         "the zombie tried no write after resuming"

@@ -114,7 +114,12 @@ async fn commit(
                 error: source,
             }),
         },
-        Err(zk::MultiWriteError::RequestFailed { source }) => Err(MultiFailure::Request(source)),
+        // A fenced write on an expired session: its latch node went with the session, so the
+        // term is over, and an expired session writes nothing.
+        Err(zk::MultiWriteError::RequestFailed { source }) => match (fence, source) {
+            (Some(token), zk::Error::SessionExpired) => Err(not_leader(token)),
+            (_, source) => Err(MultiFailure::Request(source)),
+        },
     }
 }
 

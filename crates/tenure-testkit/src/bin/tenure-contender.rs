@@ -231,6 +231,14 @@ enum Outcome {
     Failed(String),
 }
 
+/// How a term ended for [`Contender::lead`].
+struct LeadEnd {
+    /// Shutdown was requested.
+    stop: bool,
+    /// `revoked` was logged already (the term ended during a write).
+    revoked_logged: bool,
+}
+
 impl Contender<'_> {
     /// Campaigns until shutdown: every term is logged and written in.
     async fn campaign(&self, election: &mut LeaderElection) -> Result<(), Failure> {
@@ -252,10 +260,12 @@ impl Contender<'_> {
             };
             self.log
                 .log(&self.log.term_event(EventKind::Granted, &term));
-            let stop = self.lead(election, &term).await;
-            self.log
-                .log(&self.log.term_event(EventKind::Revoked, &term));
-            if stop {
+            let end = self.lead(election, &term).await;
+            if !end.revoked_logged {
+                self.log
+                    .log(&self.log.term_event(EventKind::Revoked, &term));
+            }
+            if end.stop {
                 return Ok(());
             }
             // Do not report the same term again: wait until it is over (it is, unless shutdown).
@@ -264,8 +274,11 @@ impl Contender<'_> {
     }
 
     /// Leads for one term: confirms, then writes every interval until the term is over.
-    /// Returns whether shutdown was requested.
-    async fn lead(&self, election: &LeaderElection, term: &LeaderTerm) -> bool {
+    async fn lead(&self, election: &LeaderElection, term: &LeaderTerm) -> LeadEnd {
+        let end = |stop| LeadEnd {
+            stop,
+            revoked_logged: false,
+        };
         let mut shutdown = self.shutdown.clone();
         match election
             .confirm(term.session_id, self.address.clone())
@@ -283,31 +296,46 @@ impl Contender<'_> {
             Err(e) => {
                 eprintln!("tenure-contender: cannot open the checkpoint store: {e}");
                 tokio::select! {
-                    _ = term.over() => return false,
-                    _ = shutdown.wait_for(|s| *s) => return true,
+                    _ = term.over() => return end(false),
+                    _ = shutdown.wait_for(|s| *s) => return end(true),
                 }
             }
         };
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => return true,
-                _ = term.over() => return false,
+                _ = shutdown.wait_for(|s| *s) => return end(true),
+                _ = term.over() => return end(false),
                 _ = tokio::time::sleep(self.interval) => {}
             }
             // A term that ended while this process was stopped is not checked here on purpose:
             // the write goes out with the old token and must be rejected by the backend.
             let start_ms = now_ms();
             let mut id = None;
-            let attempt = self.write(&counter, &store, &mut id);
-            let grace = async {
-                let mut s = self.shutdown.clone();
-                let _ = s.wait_for(|s| *s).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            };
-            let outcome = tokio::select! {
-                outcome = attempt => outcome,
-                _ = grace => Outcome::Failed("outcome unknown: interrupted by shutdown".into()),
+            let mut revoked_logged = false;
+            let outcome = {
+                let attempt = self.write(&counter, &store, &mut id);
+                let grace = async {
+                    let mut s = self.shutdown.clone();
+                    let _ = s.wait_for(|s| *s).await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                };
+                tokio::pin!(attempt, grace);
+                // The end of the term is logged when it happens, even while a write is in flight
+                // (a write held by a disconnected client can take longer than the session).
+                let outcome = loop {
+                    tokio::select! {
+                        outcome = &mut attempt => break outcome,
+                        _ = &mut grace => {
+                            break Outcome::Failed("outcome unknown: interrupted by shutdown".into());
+                        }
+                        _ = term.over(), if !revoked_logged => {
+                            self.log.log(&self.log.term_event(EventKind::Revoked, term));
+                            revoked_logged = true;
+                        }
+                    }
+                };
+                outcome
             };
             let mut event = self.log.term_event(
                 match outcome {
@@ -323,6 +351,12 @@ impl Contender<'_> {
                 event.error = Some(e);
             }
             self.log.log(&event);
+            if revoked_logged {
+                return LeadEnd {
+                    stop: false,
+                    revoked_logged,
+                };
+            }
         }
     }
 
