@@ -323,7 +323,7 @@ impl Contender<'_> {
                 tokio::pin!(attempt, grace);
                 // The end of the term is logged when it happens, even while a write is in flight
                 // (a write held by a disconnected client can take longer than the session).
-                let outcome = loop {
+                loop {
                     tokio::select! {
                         outcome = &mut attempt => break outcome,
                         _ = &mut grace => {
@@ -334,8 +334,7 @@ impl Contender<'_> {
                             revoked_logged = true;
                         }
                     }
-                };
-                outcome
+                }
             };
             let mut event = self.log.term_event(
                 match outcome {
