@@ -12,6 +12,7 @@
 
 pub mod ensemble;
 pub mod history;
+pub mod kube_fake;
 pub mod proxy;
 pub mod suites;
 mod wait;

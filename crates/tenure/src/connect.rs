@@ -91,6 +91,19 @@ pub async fn connect_with(
                 }
             }
         }
+        #[cfg(feature = "kubernetes")]
+        HaMode::Kubernetes => {
+            use tenure_kubernetes::{ConnectError, KubernetesBackend};
+            match KubernetesBackend::from_config(config).await {
+                Ok(backend) => Arc::new(backend),
+                Err(e @ ConnectError::InvalidConfig { .. }) => {
+                    return Err(HaError::InvalidSetting(e.to_string()));
+                }
+                Err(e @ (ConnectError::NoClientConfig(_) | ConnectError::Unreachable { .. })) => {
+                    return Err(HaError::Unreachable(e.to_string()));
+                }
+            }
+        }
         other => {
             return Err(HaError::Unsupported(format!(
                 "HA mode {other:?} is not built into this tenure build"

@@ -9,6 +9,9 @@ pub use tenure_core::{
     blob, clock, codec, config, connection, driver, election, embedded, ids, kv, layout,
     leader_info, retrieval, services, store,
 };
+/// The Kubernetes backend (feature `kubernetes`).
+#[cfg(feature = "kubernetes")]
+pub use tenure_kubernetes as kubernetes;
 /// The ZooKeeper backend (feature `zookeeper`, on by default).
 #[cfg(feature = "zookeeper")]
 pub use tenure_zookeeper as zookeeper;

@@ -1,0 +1,261 @@
+//! One shared watch per process over every HA ConfigMap of the cluster (Flink's
+//! `KubernetesConfigMapSharedWatcher`), turned into KV events.
+//!
+//! The watcher lists the ConfigMaps with the cluster's labels, then watches from the list's
+//! resource version with bookmarks, re-watching from the last version seen when a stream ends,
+//! and listing afresh when the server answers `410 Gone` or the stream fails. It caches every
+//! ConfigMap's decoded entries and reports the difference between the old and new entries of
+//! each changed ConfigMap as [`KvEvent::Put`] / [`KvEvent::Deleted`], so a re-list after missed
+//! events reports exactly what changed meanwhile. It also feeds the session reaper (the
+//! cache) and wakes latches when their ConfigMap changes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::WatchEvent;
+use tenure_core::kv::{Entry, KvEvent, KvWatch, is_below};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::api::{ApiError, ConfigMaps};
+use crate::cm;
+use crate::names::Names;
+
+/// How long the server keeps one watch request open.
+const WATCH_TIMEOUT_SECS: u32 = 60;
+
+struct Sub {
+    prefix: String,
+    tx: mpsc::UnboundedSender<KvEvent>,
+}
+
+struct Cached {
+    cm: ConfigMap,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// The shared watch's state.
+pub(crate) struct Watcher {
+    names: Names,
+    subs: Mutex<Vec<Sub>>,
+    cache: Mutex<BTreeMap<String, Cached>>,
+    synced: watch::Sender<bool>,
+    changes: broadcast::Sender<String>,
+    last_rv: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Watcher {
+    pub fn new(names: Names, last_rv: Arc<AtomicI64>) -> Arc<Self> {
+        Arc::new(Self {
+            names,
+            subs: Mutex::new(Vec::new()),
+            cache: Mutex::new(BTreeMap::new()),
+            synced: watch::channel(false).0,
+            changes: broadcast::channel(1024).0,
+            last_rv,
+        })
+    }
+
+    /// Waits until the first list has been applied.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// A KV watch of the keys below `prefix`.
+    pub fn subscribe(&self, prefix: &str) -> KvWatch {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.subs).push(Sub {
+            prefix: prefix.to_owned(),
+            tx,
+        });
+        KvWatch::new(rx)
+    }
+
+    /// Ends every KV watch (the session is closed).
+    pub fn close_subscriptions(&self) {
+        lock(&self.subs).clear();
+    }
+
+    /// Names of ConfigMaps as they change.
+    pub fn changes(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    /// The cached ConfigMaps.
+    pub fn snapshot(&self) -> Vec<ConfigMap> {
+        lock(&self.cache).values().map(|c| c.cm.clone()).collect()
+    }
+
+    fn note_rv(&self, cm: &ConfigMap) {
+        self.last_rv.fetch_max(cm::rv_num(cm), Ordering::SeqCst);
+    }
+
+    /// Applies the new state of ConfigMap `name` (`None`: deleted) and reports the differences.
+    fn apply(&self, name: &str, new: Option<ConfigMap>) {
+        if let Some(cm) = &new {
+            self.note_rv(cm);
+        }
+        let new_entries = new
+            .as_ref()
+            .map(|cm| cm::lenient_entries(&self.names, cm))
+            .unwrap_or_default();
+        let old = {
+            let mut cache = lock(&self.cache);
+            match new {
+                Some(cm) => cache.insert(
+                    name.to_owned(),
+                    Cached {
+                        cm,
+                        entries: new_entries.clone(),
+                    },
+                ),
+                None => cache.remove(name),
+            }
+        };
+        let old_entries = old.map(|c| c.entries).unwrap_or_default();
+        let mut events = Vec::new();
+        for (k, e) in &new_entries {
+            if old_entries.get(k) != Some(e) {
+                events.push(KvEvent::Put(e.clone()));
+            }
+        }
+        for k in old_entries.keys() {
+            if !new_entries.contains_key(k) {
+                events.push(KvEvent::Deleted { key: k.clone() });
+            }
+        }
+        if !events.is_empty() {
+            let mut subs = lock(&self.subs);
+            for ev in events {
+                let key = match &ev {
+                    KvEvent::Put(e) => e.key.as_str(),
+                    KvEvent::Deleted { key } => key.as_str(),
+                    KvEvent::Reset => "",
+                };
+                subs.retain(|s| !is_below(&s.prefix, key) || s.tx.send(ev.clone()).is_ok());
+            }
+        }
+        let _ = self.changes.send(name.to_owned());
+    }
+
+    /// Applies a full list: every listed ConfigMap, and deletion of cached ones not listed.
+    fn resync(&self, items: Vec<ConfigMap>) {
+        let listed: Vec<String> = items
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        let gone: Vec<String> = lock(&self.cache)
+            .keys()
+            .filter(|k| !listed.contains(k))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.apply(&name, None);
+        }
+        for cm in items {
+            if let Some(name) = cm.metadata.name.clone() {
+                self.apply(&name, Some(cm));
+            }
+        }
+        self.synced.send_replace(true);
+    }
+}
+
+/// Runs the shared watch until `cancel` fires.
+pub(crate) async fn run(
+    api: ConfigMaps,
+    watcher: Arc<Watcher>,
+    cancel: CancellationToken,
+    retry: Duration,
+) {
+    let selector = watcher.names.label_selector();
+    let pause = retry.min(Duration::from_secs(1));
+    'list: loop {
+        let listed = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = api.list(&selector) => r,
+        };
+        let (items, mut rv) = match listed {
+            Ok(l) => l,
+            Err(e) => {
+                debug!(error = %e, "listing ConfigMaps failed; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => continue 'list,
+                }
+            }
+        };
+        watcher.resync(items);
+        loop {
+            let started = tokio::select! {
+                _ = cancel.cancelled() => return,
+                s = api.watch(&selector, &rv, WATCH_TIMEOUT_SECS) => s,
+            };
+            let stream = match started {
+                Ok(s) => s,
+                Err(ApiError::Gone) => continue 'list,
+                Err(e) => {
+                    debug!(error = %e, "watch failed; listing again");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => continue 'list,
+                    }
+                }
+            };
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let ev = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = stream.next() => ev,
+                };
+                match ev {
+                    // The server ended the watch: resume from the last version seen.
+                    None => break,
+                    Some(Ok(WatchEvent::Added(cm) | WatchEvent::Modified(cm))) => {
+                        if let Some(v) = cm::rv(&cm) {
+                            rv = v.to_owned();
+                        }
+                        if let Some(name) = cm.metadata.name.clone() {
+                            watcher.apply(&name, Some(cm));
+                        }
+                    }
+                    Some(Ok(WatchEvent::Deleted(cm))) => {
+                        if let Some(v) = cm::rv(&cm) {
+                            rv = v.to_owned();
+                        }
+                        if let Some(name) = cm.metadata.name.clone() {
+                            watcher.apply(&name, None);
+                        }
+                    }
+                    Some(Ok(WatchEvent::Bookmark(b))) => rv = b.metadata.resource_version,
+                    Some(Ok(WatchEvent::Error(s))) => {
+                        if s.code != 410 {
+                            warn!(code = s.code, message = %s.message, "watch error; listing again");
+                        }
+                        continue 'list;
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "watch stream failed; listing again");
+                        continue 'list;
+                    }
+                }
+            }
+        }
+    }
+}
