@@ -168,3 +168,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_against_the_fake_kubernetes_api_server() {
+    use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup};
+    let factory = KubernetesFactory::start().await;
+    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
+    let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
+    let out = cmd
+        .args(["demo", "--output", "json", "--failovers", "2", "--config"])
+        .arg(&setup.config)
+        .output()
+        .await
+        .expect("run tenure");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["backend"], "kubernetes");
+    assert_eq!(report["ok"], true, "{report:#}");
+    let left = walk(&setup.storage_dir);
+    assert!(left.is_empty(), "files left: {left:?}");
+}

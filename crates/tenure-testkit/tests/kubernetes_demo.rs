@@ -15,7 +15,7 @@ use tenure_testkit::history::History;
 use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup, Resource};
 use tenure_testkit::wait_until;
 
-const CONTENDER: &str = env!("CARGO_BIN_EXE_tenure-kube-contender");
+const CONTENDER: &str = env!("CARGO_BIN_EXE_tenure-contender");
 const JOB: &str = "0000000000000000000000000000beef";
 
 fn data<'a>(cm: &'a Value, key: &str) -> Option<&'a str> {

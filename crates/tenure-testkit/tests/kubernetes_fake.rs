@@ -1,4 +1,4 @@
-//! The fake Kubernetes API server checked against request/response pairs recorded from the
+//! The fake Kubernetes API server checked against request/response pairs transcribed from the
 //! Kubernetes API reference (`src/kube_fake/fixtures/*.json`), sent as raw HTTP/1.1 so no client
 //! library's behaviour is assumed; and its fault knobs.
 //!

@@ -1,4 +1,4 @@
-//! Fault tests of the Kubernetes backend with separate `tenure-kube-contender` processes (the
+//! Fault tests of the Kubernetes backend with separate `tenure-contender` processes (the
 //! `tenure-contender` of the other fault suites, connecting as the facade's `KUBERNETES` arm
 //! does) against the fake API server: SIGKILL of the leader, SIGSTOP of the leader past its lease (the zombie),
 //! and API server errors, delays and dropped watches. Every history passes the same checker as
@@ -18,7 +18,7 @@ use tenure_testkit::history::{EventKind, History, check};
 use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup, Resource};
 use tenure_testkit::wait_until;
 
-const CONTENDER: &str = env!("CARGO_BIN_EXE_tenure-kube-contender");
+const CONTENDER: &str = env!("CARGO_BIN_EXE_tenure-contender");
 const JOB: &str = "0000000000000000000000000000cafe";
 const DEADLINE: Duration = Duration::from_secs(30);
 

@@ -33,11 +33,10 @@
 //! (every open watch stream ends), [`FakeApiServer::compact`] (watches from an older resource
 //! version get 410).
 //!
-//! The fake is checked against request/response pairs recorded from the Kubernetes API
+//! The fake is checked against request/response pairs transcribed from the Kubernetes API
 //! reference (`kube_fake/fixtures/*.json`, run by `tests/kubernetes_fake.rs`), so it is not
 //! tuned to one client.
 
-pub mod contender;
 mod factory;
 mod http;
 mod process;
