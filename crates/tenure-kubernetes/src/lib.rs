@@ -376,8 +376,32 @@ impl KubernetesBackend {
     /// Connects from an HA configuration (`kubernetes.namespace`, `kubernetes.cluster-id`, the
     /// leader-election timings), finding the client configuration as
     /// [`connect_inferred`](Self::connect_inferred) does.
+    /// `kubernetes.config.file` and `kubernetes.context` choose another kubeconfig or context.
     pub async fn from_config(config: &HaConfig) -> Result<Self, ConnectError> {
-        Self::connect_inferred(KubernetesSettings::from_ha_config(config)?).await
+        let settings = KubernetesSettings::from_ha_config(config)?;
+        let k = &config.kubernetes;
+        if k.config_file.is_none() && k.context.is_none() {
+            return Self::connect_inferred(settings).await;
+        }
+        let options = kube::config::KubeConfigOptions {
+            context: k.context.clone(),
+            ..Default::default()
+        };
+        let no_config = |e: kube::config::KubeconfigError| {
+            ConnectError::NoClientConfig(match &k.config_file {
+                Some(path) => format!("kubernetes.config.file {path:?}: {e}"),
+                None => e.to_string(),
+            })
+        };
+        let client_config = match &k.config_file {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(no_config)?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options).await
+            }
+            None => kube::Config::from_kubeconfig(&options).await,
+        }
+        .map_err(no_config)?;
+        Self::connect_with_config(settings, client_config).await
     }
 
     /// The settings.

@@ -169,3 +169,24 @@ async fn a_kubernetes_configured_process_writes_flinks_layout() {
         .count();
     assert_eq!(sessions, 0, "the session ConfigMap is deleted on close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_config_file_selects_the_kubeconfig() {
+    let f = KubernetesFactory::start().await;
+    let s = f.settings();
+    let setup = ProcessSetup::new(f.server(), &s, "");
+    let mut conf = tenure::Configuration::from_file(&setup.config).unwrap();
+    conf.set("kubernetes.config.file", setup.kubeconfig.to_str().unwrap());
+    conf.set("kubernetes.context", "fake");
+    let config = tenure::HaConfig::from_configuration(&conf).unwrap();
+    let services = tenure::connect(&config)
+        .await
+        .expect("connects to the fake");
+    assert_eq!(services.backend().kind(), "kubernetes");
+    services.close().await.unwrap();
+
+    conf.set("kubernetes.config.file", "/nonexistent/kubeconfig");
+    let config = tenure::HaConfig::from_configuration(&conf).unwrap();
+    let err = tenure::connect(&config).await.expect_err("no such file");
+    assert!(err.to_string().contains("kubernetes.config.file"), "{err}");
+}

@@ -147,6 +147,11 @@ pub struct KubernetesConfig {
     pub retry_period: Duration,
     /// `kubernetes.transactional-operation.max-retries` of a compare-and-swap update, default 5.
     pub max_retries: u32,
+    /// `kubernetes.config.file`: the kubeconfig to use instead of `$KUBECONFIG`,
+    /// `~/.kube/config` or the in-cluster service account.
+    pub config_file: Option<String>,
+    /// `kubernetes.context`: the kubeconfig context to use instead of the current one.
+    pub context: Option<String>,
 }
 
 impl Default for KubernetesConfig {
@@ -158,6 +163,8 @@ impl Default for KubernetesConfig {
             renew_deadline: Duration::from_secs(15),
             retry_period: Duration::from_secs(5),
             max_retries: 5,
+            config_file: None,
+            context: None,
         }
     }
 }
@@ -563,6 +570,8 @@ fn read_kubernetes(c: &Configuration) -> Result<KubernetesConfig, ConfigError> {
             &[],
             d.max_retries,
         )?,
+        config_file: c.non_blank("kubernetes.config.file", &[]),
+        context: c.non_blank("kubernetes.context", &[]),
     })
 }
 

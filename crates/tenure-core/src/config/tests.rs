@@ -504,3 +504,15 @@ const KNOWN_KEYS: [&str; 24] = [
     "high-availability.etcd.endpoints",
     "high-availability.etcd.lease-ttl",
 ];
+
+#[test]
+fn kubernetes_client_config_keys_are_read() {
+    let c = Configuration::from_pairs([
+        ("kubernetes.config.file", "/etc/kube/config"),
+        ("kubernetes.context", "prod"),
+    ]);
+    let k = HaConfig::from_configuration(&c).expect("valid").kubernetes;
+    assert_eq!(k.config_file.as_deref(), Some("/etc/kube/config"));
+    assert_eq!(k.context.as_deref(), Some("prod"));
+    assert_eq!(KubernetesConfig::default().config_file, None);
+}
