@@ -1,0 +1,61 @@
+//! The `tenure` binary against the fake Kubernetes API server: the same commands as on
+//! ZooKeeper read Flink's ConfigMap layout.
+
+use std::sync::Arc;
+
+use tenure::election::ElectionService;
+use tenure::ids::ComponentId;
+use tenure::layout::Layout;
+use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_reads_a_kubernetes_clusters_leader() {
+    let factory = KubernetesFactory::start().await;
+    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
+    let backend = Arc::new(factory.connect_k8s().await);
+    let layout = Layout::default();
+    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
+        .register(ComponentId::RestServer)
+        .await
+        .expect("register");
+    let mut rx = election.leadership();
+    let term = rx
+        .wait_for(|l| l.term().is_some())
+        .await
+        .expect("granted")
+        .term()
+        .cloned()
+        .expect("leader");
+    assert!(
+        election
+            .confirm(term.session_id, "http://10.0.0.5:8081")
+            .await
+            .expect("confirm")
+    );
+
+    let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
+    let out = cmd
+        .args(["leaders", "--output", "json", "--config"])
+        .arg(&setup.config)
+        .output()
+        .await
+        .expect("run tenure");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["backend"], "kubernetes");
+    let rest = json["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["component"] == "rest_server")
+        .expect("rest_server listed")
+        .clone();
+    assert_eq!(rest["state"], "leader", "{json:#}");
+    assert_eq!(rest["address"], "http://10.0.0.5:8081");
+    assert_eq!(rest["session_id"], term.session_id.to_string());
+    election.stop().await.expect("stop");
+}
