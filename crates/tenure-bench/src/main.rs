@@ -1,0 +1,244 @@
+//! `tenure-bench`: measures tenure's ZooKeeper backend against what users would pick instead —
+//! the same ZooKeeper operations made directly with the raw client (the floor), Apache
+//! Curator's `LeaderLatch` (Java) and kazoo (Python) — in one run, against ZooKeeper servers it
+//! starts on loopback, and writes `results/*.json`, `results/report.md` and SVG plots.
+//!
+//! ```text
+//! scripts/bench-setup                                # peers: Curator, kazoo (optional)
+//! cargo run --release -p tenure-bench -- all         # default sizes, < 15 min on 2 cores
+//! cargo run --release -p tenure-bench -- --quick all # < 2 min
+//! cargo run --release -p tenure-bench -- election    # one scenario; `report` rebuilds the report
+//! ```
+
+mod bench;
+mod child;
+mod clock;
+mod peers;
+mod progress;
+mod report;
+mod results;
+mod scenarios;
+mod stats;
+mod svg;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::bench::{Ctx, Mode, Sizes};
+use crate::peers::Peers;
+use crate::progress::Progress;
+use crate::results::{Load, Machine, read_json, write_json};
+
+/// Benchmarks tenure against the raw ZooKeeper client, Apache Curator and kazoo.
+#[derive(Debug, Parser)]
+#[command(name = "tenure-bench", version)]
+struct Cli {
+    /// Small sizes: the whole run in under two minutes.
+    #[arg(long, global = true, conflicts_with = "smoke")]
+    quick: bool,
+    /// Tiny sizes, only to check that the harness works (CI); the figures mean nothing.
+    #[arg(long, global = true)]
+    smoke: bool,
+    /// Directory of the results (JSON, report.md, plots/).
+    #[arg(long, global = true, default_value = "results", value_name = "DIR")]
+    out: PathBuf,
+    /// Which peers to run: those installed (`auto`), or none.
+    #[arg(long, global = true, value_enum, default_value_t = PeerChoice::Auto)]
+    peers: PeerChoice,
+    /// Tokio worker threads of the measuring process (0: a current-thread runtime).
+    #[arg(long, global = true, default_value_t = 2)]
+    workers: usize,
+    /// The workspace root (holding bench/ and target/bench/).
+    #[arg(long, global = true, hide = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which peers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PeerChoice {
+    /// Every peer that is installed; missing ones are noted in the report.
+    Auto,
+    /// No peer.
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every scenario, then the report.
+    All,
+    /// Loopback round trip of each client.
+    Rtt,
+    /// 1. Uncontended election.
+    Election,
+    /// 2. Graceful handover.
+    Handover,
+    /// 3. Crash failover (SIGKILL of the leader process) for each session timeout.
+    Failover,
+    /// 4. Confirm-to-retrieval across processes.
+    Retrieval,
+    /// 5. Store throughput and latency.
+    Store,
+    /// 6. Scale: many elections on one session; job masters under one process-wide election.
+    Scale,
+    /// Rebuilds report.md and the plots from the JSON results.
+    Report,
+    /// A child process of a scenario (internal).
+    #[command(hide = true)]
+    Child(child::ChildArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Opt-in logs of tenure itself (for profiling a slow figure): TENURE_BENCH_LOG=debug.
+    if let Ok(filter) = std::env::var("TENURE_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    if let Command::Child(args) = cli.command {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("tenure-bench child: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match rt.block_on(child::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tenure-bench child: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let built = if cli.workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.workers)
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tenure-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tenure-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command; `Ok(false)` when a scenario failed (the report is written anyway).
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    let scenarios: Vec<&str> = match &cli.command {
+        Command::Report => {
+            report::write(&cli.out)?;
+            eprintln!("wrote {}", cli.out.join("report.md").display());
+            return Ok(true);
+        }
+        Command::All => scenarios::ALL.to_vec(),
+        Command::Rtt => vec!["rtt"],
+        Command::Election => vec!["election"],
+        Command::Handover => vec!["handover"],
+        Command::Failover => vec!["failover"],
+        Command::Retrieval => vec!["retrieval"],
+        Command::Store => vec!["store"],
+        Command::Scale => vec!["scale"],
+        Command::Child(_) => unreachable!("handled in main"),
+    };
+    let mode = if cli.smoke {
+        Mode::Smoke
+    } else if cli.quick {
+        Mode::Quick
+    } else {
+        Mode::Default
+    };
+    let mut machine = Machine::probe(mode.name());
+    let started = Instant::now();
+    let peers = match cli.peers {
+        PeerChoice::Auto => Peers::detect(&cli.root).await,
+        PeerChoice::None => Peers::none(),
+    };
+    let ctx = Ctx {
+        mode,
+        sizes: Sizes::of(mode),
+        peers,
+        progress: Progress::new(0),
+        blob_dir: tempfile::Builder::new()
+            .prefix("tenure-bench-blobs-")
+            .tempdir()?,
+        versions: Mutex::new(BTreeMap::new()),
+    };
+    ctx.version(
+        "measuring process",
+        if cli.workers == 0 {
+            "tokio current-thread runtime".to_owned()
+        } else {
+            format!("tokio multi-thread runtime, {} worker threads", cli.workers)
+        },
+    );
+    for s in &scenarios {
+        ctx.progress.add_steps(scenarios::steps(&ctx, s));
+    }
+    for missing in &ctx.peers.missing {
+        ctx.progress.println(&format!("note: {missing}"));
+    }
+    let mut ok = true;
+    for s in &scenarios {
+        match scenarios::run(&ctx, s).await {
+            Ok(result) => {
+                write_json(&cli.out.join(format!("{s}.json")), &result)?;
+            }
+            Err(e) => {
+                ok = false;
+                ctx.progress
+                    .println(&format!("error: scenario {s} failed: {e:#}"));
+            }
+        }
+    }
+    ctx.progress.finish();
+    machine.load_after = Load::now();
+    machine.seconds = started.elapsed().as_secs_f64();
+    machine.scenarios = scenarios.iter().map(|s| (*s).to_owned()).collect();
+    machine.versions.extend(
+        ctx.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    );
+    let machine_path = cli.out.join("machine.json");
+    // A single scenario keeps the machine record of the last full run, if there is one.
+    if matches!(cli.command, Command::All) || read_json::<Machine>(&machine_path).is_err() {
+        write_json(&machine_path, &machine)?;
+    }
+    report::write(&cli.out)?;
+    eprintln!(
+        "wrote {} ({:.0} s)",
+        cli.out.join("report.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ok)
+}

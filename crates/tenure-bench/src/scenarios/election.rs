@@ -1,0 +1,106 @@
+//! Uncontended election: campaign on an open session until "I am leader" is known.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use tenure::services::ElectionMode;
+
+use crate::bench::{self, Ctx, Zk, cluster_id, znode};
+use crate::clock::us;
+use crate::results::{Group, Row, ScenarioResult, who};
+
+use super::peer_row_us;
+
+/// Measures uncontended elections.
+pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result<()> {
+    out.title = "1. Uncontended election".into();
+    out.method = "On an open session, from the call that starts campaigning until the contender \
+        knows it leads; then it stops (untimed) and the next trial starts. **tenure**: \
+        `HaServices::dispatcher_leader_election()` + `wait_for_leadership()` (process-wide latch \
+        `leader/latch`, Curator-compatible node names). **floor**: the same ZooKeeper operations \
+        made directly with zookeeper-client: one create (ephemeral sequential, protected name) and \
+        one get-children. **Curator**: `new LeaderLatch` + `start()` + `await()`. **kazoo**: \
+        `Lock.acquire()` (kazoo's `Election` runs the same `Lock`)."
+        .into();
+    let n = ctx.sizes.election;
+    let warmup = ctx.sizes.warmup;
+    let mut group = Group::new("election", "Uncontended election", "µs").with_cdf();
+
+    ctx.progress.begin("election: tenure");
+    let cid = cluster_id("election");
+    let services = zk
+        .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
+        .await?;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + warmup {
+        ctx.progress
+            .detail(&format!("election: tenure trial {}/{}", i + 1, n + warmup));
+        let t0 = Instant::now();
+        let mut election = services.dispatcher_leader_election().await?;
+        election.wait_for_leadership().await?;
+        let dt = t0.elapsed();
+        election.stop().await?;
+        if i >= warmup {
+            samples.push(us(dt));
+        }
+    }
+    services.close().await?;
+    group.rows.push(Row::new(
+        who::TENURE,
+        "register + wait_for_leadership",
+        samples,
+    ));
+    ctx.progress.end();
+
+    ctx.progress.begin("election: floor");
+    let client = zk.raw().await?;
+    let cid = cluster_id("election-floor");
+    let dir = znode(&cid, "raw/latch");
+    client.mkdir(&dir, &bench::persistent()).await?;
+    let prefix = format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4());
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + warmup {
+        let t0 = Instant::now();
+        let (_, seq) = client
+            .create(&prefix, &[], &bench::ephemeral_sequential())
+            .await?;
+        let line = bench::sorted_line(client.list_children(&dir).await?);
+        let dt = t0.elapsed();
+        if line.first().and_then(|c| bench::sequence(c)) != Some(seq.into_i64()) {
+            bail!("the floor contender is not first: {line:?}");
+        }
+        client.delete(&format!("{prefix}{seq}"), None).await?;
+        if i >= warmup {
+            samples.push(us(dt));
+        }
+    }
+    group.rows.push(Row::new(
+        who::FLOOR,
+        "create ephemeral-sequential + get-children",
+        samples,
+    ));
+    ctx.progress.end();
+
+    let args = [("n", n.to_string()), ("warmup", warmup.to_string())];
+    if let Some(p) = &ctx.peers.curator {
+        let r = ctx
+            .peer(p, "acquire", &zk.connect_string(), &args, &mut out.notes)
+            .await;
+        group.rows.extend(peer_row_us(
+            who::CURATOR,
+            "LeaderLatch start + await",
+            &r,
+            "acquire",
+        ));
+    }
+    if let Some(p) = &ctx.peers.kazoo {
+        let r = ctx
+            .peer(p, "acquire", &zk.connect_string(), &args, &mut out.notes)
+            .await;
+        group
+            .rows
+            .extend(peer_row_us(who::KAZOO, "Lock.acquire", &r, "acquire"));
+    }
+    out.groups.push(group);
+    Ok(())
+}

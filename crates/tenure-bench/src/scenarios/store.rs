@@ -1,0 +1,404 @@
+//! Store throughput and latency: fenced checkpoint adds (retain 3), job graph puts (graph in the
+//! blob store, pointer in ZooKeeper), checkpoint counter increments; one after the other, and
+//! from 16 concurrent workers on the one session.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tenure::services::ElectionMode;
+use tenure_core::ids::{CheckpointId, JobId};
+use tenure_core::kv::FencingToken;
+use tenure_core::layout::Layout;
+use tenure_core::store::{CompletedCheckpoint, Payload, encode_checkpoint, fnv1a64};
+use tenure_zookeeper::zk;
+
+use crate::bench::{self, Ctx, Zk, cluster_id, znode};
+use crate::clock::us;
+use crate::results::{Group, Row, ScenarioResult, who};
+
+/// Bytes of checkpoint metadata (stored inline in the znode, as small metadata is).
+const CHECKPOINT_METADATA: usize = 256;
+/// Bytes of a job graph (above the 1 KiB inline threshold: it goes to the blob store).
+const JOB_GRAPH: usize = 16 * 1024;
+/// Checkpoints retained.
+const RETAIN: usize = 3;
+
+type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// Latencies of timed operations and the wall time they took together.
+struct Series {
+    latencies: Vec<f64>,
+    wall: Duration,
+}
+
+impl Series {
+    fn row(self, implementation: &str, what: &str) -> Row {
+        let n = self.latencies.len() as f64;
+        let throughput = n / self.wall.as_secs_f64();
+        Row::new(implementation, what, self.latencies).with("throughput_ops_s", throughput)
+    }
+}
+
+/// Runs `warmup` untimed then `per_worker` timed operations on every worker (one op function
+/// each), the workers concurrently.
+async fn measure(ops: Vec<Op>, warmup: usize, per_worker: usize) -> anyhow::Result<Series> {
+    let warm: Vec<_> = ops
+        .iter()
+        .cloned()
+        .map(|op| {
+            tokio::spawn(async move {
+                for i in 0..warmup {
+                    op(i).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for w in warm {
+        w.await??;
+    }
+    let start = Instant::now();
+    let timed: Vec<_> = ops
+        .into_iter()
+        .map(|op| {
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_worker);
+                for i in warmup..warmup + per_worker {
+                    let t0 = Instant::now();
+                    op(i).await?;
+                    lat.push(us(t0.elapsed()));
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in timed {
+        latencies.extend(t.await??);
+    }
+    Ok(Series {
+        latencies,
+        wall: start.elapsed(),
+    })
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Checkpoint,
+    JobGraph,
+    Counter,
+}
+
+impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Checkpoint => "checkpoint",
+            Kind::JobGraph => "jobgraph",
+            Kind::Counter => "counter",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Kind::Checkpoint => "Fenced checkpoint add (retain 3)",
+            Kind::JobGraph => "Fenced job graph put (16 KiB graph → blob + pointer)",
+            Kind::Counter => "Fenced checkpoint id counter increment",
+        }
+    }
+
+    fn tenure_what(self) -> &'static str {
+        match self {
+            Kind::Checkpoint => "CompletedCheckpointStore::add",
+            Kind::JobGraph => "JobGraphStore::put (new job)",
+            Kind::Counter => "CheckpointIdCounter::get_and_increment",
+        }
+    }
+
+    fn floor_what(self) -> &'static str {
+        match self {
+            Kind::Checkpoint => "multi(check, create) [+ multi(check, delete oldest)]",
+            Kind::JobGraph => "blob file write + multi(check, create graph, locks, lock)",
+            Kind::Counter => "getData + multi(check, setData@version)",
+        }
+    }
+}
+
+/// What the workers share.
+struct Setup {
+    services: Arc<tenure::HaServices>,
+    client: zk::Client,
+    token: FencingToken,
+    cid: String,
+    blob_dir: PathBuf,
+    metadata: Bytes,
+    graph: Bytes,
+}
+
+fn tenure_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
+    let fence = Some(s.token.clone());
+    let job = JobId::new_random();
+    Ok(match kind {
+        Kind::Checkpoint => {
+            let store = s
+                .services
+                .checkpoint_recovery_factory()
+                .create_completed_checkpoint_store(job, RETAIN, fence)?;
+            let metadata = s.metadata.clone();
+            Arc::new(move |i| {
+                let (store, metadata) = (store.clone(), metadata.clone());
+                Box::pin(async move {
+                    store
+                        .add(CompletedCheckpoint {
+                            job_id: job,
+                            id: CheckpointId(i as u64 + 1),
+                            timestamp_ms: i as u64,
+                            metadata,
+                        })
+                        .await?;
+                    Ok(())
+                })
+            })
+        }
+        Kind::JobGraph => {
+            let graphs = s.services.job_graph_store(fence)?;
+            let graph = s.graph.clone();
+            Arc::new(move |_| {
+                let (graphs, graph) = (graphs.clone(), graph.clone());
+                Box::pin(async move {
+                    graphs.put(JobId::new_random(), graph).await?;
+                    Ok(())
+                })
+            })
+        }
+        Kind::Counter => {
+            let counter = s
+                .services
+                .checkpoint_recovery_factory()
+                .create_checkpoint_id_counter(job, fence);
+            Arc::new(move |_| {
+                let counter = counter.clone();
+                Box::pin(async move {
+                    counter.get_and_increment().await?;
+                    Ok(())
+                })
+            })
+        }
+    })
+}
+
+/// Commits one multi that starts with the fence check.
+async fn fenced(
+    client: &zk::Client,
+    lock: &str,
+    build: impl FnOnce(&mut zk::MultiWriter<'_>) -> Result<(), zk::Error>,
+) -> anyhow::Result<()> {
+    let mut w = client.new_multi_writer();
+    w.add_check_version(lock, 0)?;
+    build(&mut w)?;
+    w.commit().await.context("fenced multi")?;
+    Ok(())
+}
+
+async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
+    let layout = Layout::default();
+    let job = JobId::new_random();
+    let client = s.client.clone();
+    let lock: Arc<str> = s.token.lock.clone();
+    let cid = s.cid.clone();
+    Ok(match kind {
+        Kind::Checkpoint => {
+            client
+                .mkdir(
+                    &znode(&cid, &layout.checkpoints_dir(&job)),
+                    &bench::persistent(),
+                )
+                .await?;
+            let retained = Arc::new(Mutex::new(VecDeque::<String>::new()));
+            let metadata = s.metadata.clone();
+            Arc::new(move |i| {
+                let (client, lock, retained, cid) =
+                    (client.clone(), lock.clone(), retained.clone(), cid.clone());
+                let cp = CompletedCheckpoint {
+                    job_id: job,
+                    id: CheckpointId(i as u64 + 1),
+                    timestamp_ms: i as u64,
+                    metadata: metadata.clone(),
+                };
+                Box::pin(async move {
+                    let path = znode(&cid, &layout.checkpoint(&job, cp.id));
+                    let value = Payload::Inline(encode_checkpoint(&cp)).encode();
+                    fenced(&client, &lock, |w| {
+                        w.add_create(&path, &value, &bench::persistent())
+                    })
+                    .await?;
+                    let oldest = {
+                        let mut r = retained.lock().unwrap_or_else(|p| p.into_inner());
+                        r.push_back(path);
+                        if r.len() > RETAIN {
+                            r.pop_front()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(old) = oldest {
+                        fenced(&client, &lock, |w| w.add_delete(&old, None)).await?;
+                    }
+                    Ok(())
+                })
+            })
+        }
+        Kind::JobGraph => {
+            client
+                .mkdir(&znode(&cid, layout.job_graphs_dir()), &bench::persistent())
+                .await?;
+            let dir = s.blob_dir.join(format!("{cid}-floor"));
+            std::fs::create_dir_all(&dir)?;
+            let graph = s.graph.clone();
+            let owner = uuid::Uuid::new_v4().to_string();
+            Arc::new(move |_| {
+                let (client, lock, cid, dir, graph, owner) = (
+                    client.clone(),
+                    lock.clone(),
+                    cid.clone(),
+                    dir.clone(),
+                    graph.clone(),
+                    owner.clone(),
+                );
+                Box::pin(async move {
+                    let job = JobId::new_random();
+                    let name = format!(
+                        "submittedExecutionPlan{}",
+                        &uuid::Uuid::new_v4().simple().to_string()[..12]
+                    );
+                    let pointer = Payload::Blob {
+                        name: name.clone(),
+                        size: graph.len() as u64,
+                        checksum: fnv1a64(&graph),
+                    }
+                    .encode();
+                    tokio::fs::write(dir.join(&name), &graph).await?;
+                    let node = znode(&cid, &layout.job_graph(&job));
+                    let locks = znode(&cid, &layout.job_graph_locks(&job));
+                    let mine = znode(&cid, &layout.job_graph_lock(&job, &owner));
+                    fenced(&client, &lock, |w| {
+                        w.add_create(&node, &pointer, &bench::persistent())?;
+                        w.add_create(&locks, &[], &bench::persistent())?;
+                        w.add_create(&mine, &[], &bench::ephemeral())
+                    })
+                    .await
+                })
+            })
+        }
+        Kind::Counter => {
+            let node = znode(&cid, &layout.checkpoint_counter(&job));
+            let parent = node.rsplit_once('/').map_or("/", |(p, _)| p).to_owned();
+            client.mkdir(&parent, &bench::persistent()).await?;
+            client
+                .create(&node, &1i32.to_be_bytes(), &bench::persistent())
+                .await?;
+            Arc::new(move |_| {
+                let (client, lock, node) = (client.clone(), lock.clone(), node.clone());
+                Box::pin(async move {
+                    let (data, stat) = client.get_data(&node).await?;
+                    let v = <[u8; 4]>::try_from(data.as_slice())
+                        .map(i32::from_be_bytes)
+                        .map_err(|_| anyhow::anyhow!("counter is not 4 bytes"))?;
+                    let next = (v + 1).to_be_bytes();
+                    fenced(&client, &lock, |w| {
+                        w.add_set_data(&node, &next, Some(stat.version))
+                    })
+                    .await
+                })
+            })
+        }
+    })
+}
+
+/// Measures the stores.
+pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result<()> {
+    out.title = "5. Store throughput and latency".into();
+    out.method = format!(
+        "One session; the writer leads the process-wide election and every write is fenced by \
+        its term (a ZooKeeper `multi` that starts with `check(latch node, version 0)`). \
+        Sequential: one operation after the other; concurrent: {c} workers on the one session, \
+        each on its own job. Throughput = operations ÷ wall time of the series. \
+        **tenure**: the typed stores of `HaServices` (blobs in a local storage directory). \
+        **floor**: the ZooKeeper writes a store needs at the least, made directly: a checkpoint \
+        add is one fenced create and, past {RETAIN} retained, one fenced delete of the oldest \
+        (ids kept in memory, as Flink's store does); a job graph put is the blob file plus one \
+        fenced multi creating the graph pointer, its `locks` node and this process's lock; a \
+        counter increment is a read plus a fenced versioned set. Checkpoint metadata \
+        {CHECKPOINT_METADATA} B (inline), job graph {} KiB (blob). No peer: Curator and kazoo \
+        have no HA stores.",
+        JOB_GRAPH / 1024,
+        c = ctx.sizes.concurrency,
+    );
+    let cid = cluster_id("store");
+    let services = Arc::new(
+        zk.services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
+            .await?,
+    );
+    let mut election = services.dispatcher_leader_election().await?;
+    let term = election.wait_for_leadership().await?;
+    let setup = Setup {
+        services: services.clone(),
+        client: zk.raw().await?,
+        token: term.fencing_token.clone(),
+        cid: cid.clone(),
+        blob_dir: ctx.blob_dir.path().to_path_buf(),
+        metadata: Bytes::from(vec![7u8; CHECKPOINT_METADATA]),
+        graph: Bytes::from((0..JOB_GRAPH).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+    };
+    let warmup = ctx.sizes.warmup;
+    let conc = ctx.sizes.concurrency;
+    let seq_n = ctx.sizes.store_sequential;
+    let per_worker = ctx.sizes.store_concurrent.div_ceil(conc);
+    for kind in [Kind::Checkpoint, Kind::JobGraph, Kind::Counter] {
+        ctx.progress
+            .begin(&format!("store: {} sequential", kind.key()));
+        let mut seq = Group::new(
+            &format!("{}-seq", kind.key()),
+            format!("{}, sequential", kind.title()),
+            "µs",
+        )
+        .with_cdf();
+        let t = measure(vec![tenure_op(&setup, kind)?], warmup, seq_n).await?;
+        seq.rows.push(t.row(who::TENURE, kind.tenure_what()));
+        let f = measure(vec![floor_op(&setup, kind).await?], warmup, seq_n).await?;
+        seq.rows.push(f.row(who::FLOOR, kind.floor_what()));
+        out.groups.push(seq);
+        ctx.progress.end();
+
+        ctx.progress
+            .begin(&format!("store: {} concurrency {conc}", kind.key()));
+        let mut par = Group::new(
+            &format!("{}-c{conc}", kind.key()),
+            format!("{}, {conc} concurrent workers", kind.title()),
+            "µs",
+        );
+        let ops = (0..conc)
+            .map(|_| tenure_op(&setup, kind))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let t = measure(ops, warmup.min(3), per_worker).await?;
+        par.rows.push(t.row(who::TENURE, kind.tenure_what()));
+        let mut ops = Vec::with_capacity(conc);
+        for _ in 0..conc {
+            ops.push(floor_op(&setup, kind).await?);
+        }
+        let f = measure(ops, warmup.min(3), per_worker).await?;
+        par.rows.push(f.row(who::FLOOR, kind.floor_what()));
+        out.groups.push(par);
+        ctx.progress.end();
+    }
+    election.stop().await?;
+    drop(setup);
+    if let Ok(services) = Arc::try_unwrap(services) {
+        services.close().await?;
+    }
+    Ok(())
+}
