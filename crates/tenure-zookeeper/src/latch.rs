@@ -160,23 +160,25 @@ impl LatchTask {
             let connected = st.state == ConnectionState::Connected;
             // Wait for whatever the last step asked for (or only for a status change while not
             // connected).
-            let wake = {
-                let waiting = async {
-                    match std::mem::replace(&mut wait, Wait::Again) {
-                        _ if !connected => std::future::pending::<()>().await,
-                        Wait::Again => {}
-                        Wait::Watch(w) => fired(w).await,
-                        Wait::Pause(d) => tokio::time::sleep(d).await,
-                    }
-                };
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => Wake::Stop,
-                    _ = closed.cancelled() => Wake::Closed,
-                    cmd = commands.recv() => cmd.map_or(Wake::Stop, Wake::Close),
-                    changed = status.changed() => if changed.is_ok() { Wake::Status } else { Wake::Closed },
-                    _ = waiting => Wake::Ready,
+            // The wait (possibly a watch on our own node) stays alive until this round is over:
+            // leaving the latch deletes the node while the watch is still set, so the client
+            // sends no RemoveWatches request ahead of the delete.
+            let current = std::mem::replace(&mut wait, Wait::Again);
+            let mut waiting = Box::pin(async move {
+                match current {
+                    _ if !connected => std::future::pending::<()>().await,
+                    Wait::Again => {}
+                    Wait::Watch(w) => fired(w).await,
+                    Wait::Pause(d) => tokio::time::sleep(d).await,
                 }
+            });
+            let wake = tokio::select! {
+                biased;
+                _ = stop.cancelled() => Wake::Stop,
+                _ = closed.cancelled() => Wake::Closed,
+                cmd = commands.recv() => cmd.map_or(Wake::Stop, Wake::Close),
+                changed = status.changed() => if changed.is_ok() { Wake::Status } else { Wake::Closed },
+                _ = &mut waiting => Wake::Ready,
             };
             let wake = match wake {
                 Wake::Ready => {
@@ -194,6 +196,7 @@ impl LatchTask {
             match wake {
                 Wake::Stop => {
                     self.leave().await;
+                    drop(waiting);
                     return;
                 }
                 Wake::Closed => {
@@ -202,6 +205,7 @@ impl LatchTask {
                 }
                 Wake::Close(reply) => {
                     self.leave().await;
+                    drop(waiting);
                     let _ = reply.send(Ok(()));
                     return;
                 }

@@ -22,17 +22,32 @@ pub async fn publish_leader_info(
 ) -> Result<(), KvError> {
     let key = layout.leader_info(component);
     let data = Bytes::from(encode_leader_info(info));
+    let create = CreateOptions {
+        ephemeral: true,
+        fence: Some(token.clone()),
+    };
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let (result, done) = match kv.get(&key).await? {
-            Some(e) if e.ephemeral_owner == Some(kv.session_id()) => (
-                kv.compare_and_set(&key, data.clone(), e.version, Some(token.clone()))
+        // The common case (a new term's first publication) is one create.
+        let existing = match kv.create(&key, data.clone(), create.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(KvError::AlreadyExists { .. }) => kv.get(&key).await?,
+            Err(e) => return Err(e),
+        };
+        let result = match existing {
+            // Ours already (a new confirmation in this session): update in place.
+            Some(e) if e.ephemeral_owner == Some(kv.session_id()) => {
+                match kv
+                    .compare_and_set(&key, data.clone(), e.version, Some(token.clone()))
                     .await
-                    .map(|_| ()),
-                true,
-            ),
-            // Replace a key owned by another session: delete it, then create ours next round.
-            Some(e) => (
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            // Owned by another session (a deposed leader's): delete it, create ours next round,
+            // so the information dies with this leader's session.
+            Some(e) => {
                 kv.delete(
                     &key,
                     DeleteOptions {
@@ -41,29 +56,15 @@ pub async fn publish_leader_info(
                         recursive: false,
                     },
                 )
-                .await,
-                false,
-            ),
-            None => (
-                kv.create(
-                    &key,
-                    data.clone(),
-                    CreateOptions {
-                        ephemeral: true,
-                        fence: Some(token.clone()),
-                    },
-                )
                 .await
-                .map(|_| ()),
-                true,
-            ),
+            }
+            None => Ok(()),
         };
         match result {
-            Ok(()) if done => return Ok(()),
             Ok(()) => {}
             Err(
-                e @ (KvError::AlreadyExists { .. }
-                | KvError::NotFound { .. }
+                e @ (KvError::NotFound { .. }
+                | KvError::AlreadyExists { .. }
                 | KvError::VersionConflict { .. }),
             ) => last = Some(e),
             Err(e) => return Err(e),

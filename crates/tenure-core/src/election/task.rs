@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -54,6 +55,9 @@ pub(crate) struct ElectionTask {
     contenders: HashMap<ComponentId, Contender>,
     latch: Option<Box<dyn Latch>>,
     latch_events: Option<mpsc::UnboundedReceiver<LatchEvent>>,
+    /// Publications in flight, at most one per component, so they stay in order per component
+    /// while thousands of components (job masters) publish at once.
+    publishing: HashMap<ComponentId, JoinHandle<()>>,
 }
 
 impl ElectionTask {
@@ -72,6 +76,7 @@ impl ElectionTask {
             contenders: HashMap::new(),
             latch: None,
             latch_events: None,
+            publishing: HashMap::new(),
         };
         tokio::spawn(task.run(rx).instrument(span));
         tx
@@ -93,7 +98,7 @@ impl ElectionTask {
         // Every handle is gone: leave the latch so the next contender is granted.
         let components: Vec<ComponentId> = self.contenders.keys().copied().collect();
         for component in components {
-            let _ = self.apply(Input::Unregister(component)).await;
+            self.apply(Input::Unregister(component)).await;
         }
         if let Some(latch) = self.latch.take() {
             let _ = latch.close().await;
@@ -121,10 +126,10 @@ impl ElectionTask {
                     leadership: lrx,
                     errors: erx,
                 }));
-                let _ = self.apply(Input::Register(component)).await;
+                self.apply(Input::Register(component)).await;
             }
             Command::Unregister { component, reply } => {
-                let _ = self.apply(Input::Unregister(component)).await;
+                self.apply(Input::Unregister(component)).await;
                 self.contenders.remove(&component);
                 if let Some(reply) = reply {
                     let _ = reply.send(());
@@ -136,14 +141,34 @@ impl ElectionTask {
                 address,
                 reply,
             } => {
-                let result = self
-                    .apply(Input::Confirm {
-                        component,
-                        session,
-                        address,
-                    })
-                    .await;
-                let _ = reply.send(result);
+                let outputs = self.state.handle(Input::Confirm {
+                    component,
+                    session,
+                    address,
+                });
+                let mut reply = Some(reply);
+                for output in outputs {
+                    match output {
+                        Output::Publish {
+                            component,
+                            info,
+                            token,
+                        } => {
+                            if let Some(reply) = reply.take() {
+                                self.publish(component, info, token, reply).await;
+                            }
+                        }
+                        Output::ConfirmIgnored { component } => {
+                            debug!(%component, "confirmation for a stale session ignored");
+                            if let Some(reply) = reply.take() {
+                                let _ = reply.send(Ok(false));
+                            }
+                        }
+                        other => {
+                            self.execute(other).await;
+                        }
+                    }
+                }
             }
         }
     }
@@ -166,103 +191,135 @@ impl ElectionTask {
                 Input::LatchFailed(reason)
             }
         };
-        let _ = self.apply(input).await;
+        self.apply(input).await;
     }
 
-    /// Applies an input and carries out the outputs. For a confirmation, returns whether the
-    /// leader information was published.
-    async fn apply(&mut self, input: Input) -> Result<bool, ElectionError> {
-        let outputs = self.state.handle(input);
-        let mut result = Ok(true);
-        for output in outputs {
-            match output {
-                Output::JoinLatch => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    match self.backend.join_latch(&self.latch_key, tx).await {
-                        Ok(latch) => {
-                            self.latch = Some(latch);
-                            self.latch_events = Some(rx);
-                        }
-                        Err(e) => self.broadcast_error(ElectionError::Backend(e)),
+    /// Applies an input and carries out the outputs in order.
+    async fn apply(&mut self, input: Input) {
+        for output in self.state.handle(input) {
+            self.execute(output).await;
+        }
+    }
+
+    /// Carries out one output of the state machine.
+    async fn execute(&mut self, output: Output) {
+        match output {
+            Output::JoinLatch => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                match self.backend.join_latch(&self.latch_key, tx).await {
+                    Ok(latch) => {
+                        self.latch = Some(latch);
+                        self.latch_events = Some(rx);
                     }
-                }
-                Output::LeaveLatch => {
-                    self.latch_events = None;
-                    if let Some(latch) = self.latch.take()
-                        && let Err(e) = latch.close().await
-                    {
-                        warn!(error = %e, "leaving the latch failed");
-                    }
-                }
-                Output::Grant {
-                    component,
-                    session,
-                    token,
-                } => {
-                    if let Some(c) = self.contenders.get_mut(&component) {
-                        let cancel = CancellationToken::new();
-                        if let Some(old) = c.term.replace(cancel.clone()) {
-                            old.cancel();
-                        }
-                        debug!(%component, %session, "granting");
-                        c.leadership.send_replace(Leadership::Leader(LeaderTerm {
-                            session_id: session,
-                            fencing_token: token,
-                            cancelled: cancel,
-                        }));
-                    }
-                }
-                Output::Revoke { component } => {
-                    if let Some(c) = self.contenders.get_mut(&component) {
-                        if let Some(term) = c.term.take() {
-                            term.cancel();
-                        }
-                        debug!(%component, "revoking");
-                        c.leadership.send_replace(Leadership::NotLeader);
-                    }
-                }
-                Output::Publish {
-                    component,
-                    info,
-                    token,
-                } => {
-                    let kv = self.backend.kv();
-                    match publish_leader_info(&*kv, &self.layout, &component, &info, &token).await {
-                        Ok(()) => {
-                            info!(%component, address = %info.address, "leader information published")
-                        }
-                        Err(crate::kv::KvError::NotLeader { .. }) => result = Ok(false),
-                        Err(e) => {
-                            let err = ElectionError::Backend(e);
-                            self.send_error(&component, err.clone());
-                            result = Err(err);
-                        }
-                    }
-                }
-                Output::Unpublish { component, token } => {
-                    let kv = self.backend.kv();
-                    if let Err(e) =
-                        unpublish_leader_info(&*kv, &self.layout, &component, &token).await
-                    {
-                        debug!(%component, error = %e, "removing leader information failed");
-                    }
-                }
-                Output::ConfirmIgnored { component } => {
-                    debug!(%component, "confirmation for a stale session ignored");
-                    result = Ok(false);
-                }
-                Output::Error(reason) => {
-                    self.broadcast_error(ElectionError::LatchFailed(reason));
+                    Err(e) => self.broadcast_error(ElectionError::Backend(e)),
                 }
             }
+            Output::LeaveLatch => {
+                // Publications of the ending term finish (or fail fenced) before the latch goes.
+                for (_, task) in self.publishing.drain() {
+                    let _ = task.await;
+                }
+                self.latch_events = None;
+                if let Some(latch) = self.latch.take()
+                    && let Err(e) = latch.close().await
+                {
+                    warn!(error = %e, "leaving the latch failed");
+                }
+            }
+            Output::Grant {
+                component,
+                session,
+                token,
+            } => {
+                if let Some(c) = self.contenders.get_mut(&component) {
+                    let cancel = CancellationToken::new();
+                    if let Some(old) = c.term.replace(cancel.clone()) {
+                        old.cancel();
+                    }
+                    debug!(%component, %session, "granting");
+                    c.leadership.send_replace(Leadership::Leader(LeaderTerm {
+                        session_id: session,
+                        fencing_token: token,
+                        cancelled: cancel,
+                    }));
+                }
+            }
+            Output::Revoke { component } => {
+                if let Some(c) = self.contenders.get_mut(&component) {
+                    if let Some(term) = c.term.take() {
+                        term.cancel();
+                    }
+                    debug!(%component, "revoking");
+                    c.leadership.send_replace(Leadership::NotLeader);
+                }
+            }
+            Output::Publish {
+                component,
+                info,
+                token,
+            } => {
+                let (reply, _) = oneshot::channel();
+                self.publish(component, info, token, reply).await;
+            }
+            Output::Unpublish { component, token } => {
+                // A publication of this component still in flight lands first.
+                if let Some(task) = self.publishing.remove(&component) {
+                    let _ = task.await;
+                }
+                let kv = self.backend.kv();
+                if let Err(e) = unpublish_leader_info(&*kv, &self.layout, &component, &token).await
+                {
+                    debug!(%component, error = %e, "removing leader information failed");
+                }
+            }
+            Output::ConfirmIgnored { component } => {
+                debug!(%component, "confirmation for a stale session ignored");
+            }
+            Output::Error(reason) => {
+                self.broadcast_error(ElectionError::LatchFailed(reason));
+            }
         }
-        result
     }
 
-    fn send_error(&self, component: &ComponentId, err: ElectionError) {
-        if let Some(c) = self.contenders.get(component) {
-            let _ = c.errors.send(err);
-        }
+    /// Publishes confirmed leader information in its own task, after the component's previous
+    /// publication; `reply` gets whether it was published.
+    async fn publish(
+        &mut self,
+        component: ComponentId,
+        info: crate::leader_info::LeaderInformation,
+        token: crate::kv::FencingToken,
+        reply: oneshot::Sender<Result<bool, ElectionError>>,
+    ) {
+        let previous = self.publishing.remove(&component);
+        let kv = self.backend.kv();
+        let layout = self.layout;
+        let errors = self.contenders.get(&component).map(|c| c.errors.clone());
+        let task = tokio::spawn(
+            async move {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
+                let result = match publish_leader_info(&*kv, &layout, &component, &info, &token)
+                    .await
+                {
+                    Ok(()) => {
+                        info!(%component, address = %info.address, "leader information published");
+                        Ok(true)
+                    }
+                    Err(crate::kv::KvError::NotLeader { .. }) => Ok(false),
+                    Err(e) => {
+                        let err = ElectionError::Backend(e);
+                        if let Some(errors) = errors {
+                            let _ = errors.send(err.clone());
+                        }
+                        Err(err)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            .in_current_span(),
+        );
+        self.publishing.insert(component, task);
     }
 
     fn broadcast_error(&self, err: ElectionError) {
