@@ -8,7 +8,7 @@
 //! "TCP1" <job id: 16 bytes> <checkpoint id: u64 BE> <timestamp ms: u64 BE> <metadata bytes>
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -80,6 +80,10 @@ pub struct CompletedCheckpointStore {
     job: JobId,
     max_retained: usize,
     fence: Option<FencingToken>,
+    /// tenure's own retained checkpoints as this store last saw them, ascending, so an add needs
+    /// no listing (Flink's store lists only at recovery, too). Only the leader writes (fenced),
+    /// so the view stays exact; without a fence a stale view only ever retains too many.
+    retained: Arc<Mutex<Option<Vec<(CheckpointId, Entry)>>>>,
 }
 
 impl CompletedCheckpointStore {
@@ -105,7 +109,29 @@ impl CompletedCheckpointStore {
             job,
             max_retained,
             fence,
+            retained: Arc::new(Mutex::new(None)),
         })
+    }
+
+    fn cached(&self) -> Option<Vec<(CheckpointId, Entry)>> {
+        self.retained
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_cached(&self, value: Option<Vec<(CheckpointId, Entry)>>) {
+        *self.retained.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+
+    /// tenure's own stored checkpoints (not Flink's, not corrupt ones), ascending by id.
+    async fn ours(&self) -> Result<Vec<(CheckpointId, Entry)>, StoreError> {
+        Ok(self
+            .entries()
+            .await?
+            .into_iter()
+            .filter(|(_, e)| Payload::decode(&e.key, &e.value).is_ok())
+            .collect())
     }
 
     /// The job whose checkpoints these are.
@@ -161,9 +187,11 @@ impl CompletedCheckpointStore {
     /// be read (as Flink's recovery does) rather than silently recovering from an older one.
     pub async fn recover(&self) -> Result<Vec<CompletedCheckpoint>, StoreError> {
         let mut out = Vec::new();
-        for (id, entry) in self.entries().await? {
-            out.push(self.read(id, &entry).await?);
+        let entries = self.entries().await?;
+        for (id, entry) in &entries {
+            out.push(self.read(*id, entry).await?);
         }
+        self.set_cached(Some(entries));
         Ok(out)
     }
 
@@ -193,49 +221,74 @@ impl CompletedCheckpointStore {
             .codec
             .store(CHECKPOINT_BLOB_PREFIX, encode_checkpoint(&cp))
             .await?;
-        if let Err(e) = self
+        let known = self.cached();
+        let version = match self
             .kv
             .create(&key, pointer.clone(), persistent(&self.fence))
             .await
         {
-            if !matches!(e, KvError::OutcomeUnknown { .. })
-                && let Err(d) = self.codec.discard(&key, &pointer).await
-            {
-                tracing::warn!(%key, "could not discard an unwritten checkpoint: {d}");
-            }
-            return Err(match e {
-                KvError::AlreadyExists { .. } => {
-                    StoreError::AlreadyExists(format!("checkpoint {key:?}"))
+            Ok(v) => v,
+            Err(e) => {
+                if !matches!(e, KvError::OutcomeUnknown { .. })
+                    && let Err(d) = self.codec.discard(&key, &pointer).await
+                {
+                    tracing::warn!(%key, "could not discard an unwritten checkpoint: {d}");
                 }
-                e => e.into(),
-            });
-        }
-        let mut ours: Vec<(CheckpointId, Entry)> = self
-            .entries()
-            .await?
-            .into_iter()
-            .filter(|(_, e)| Payload::decode(&e.key, &e.value).is_ok())
-            .collect();
+                self.set_cached(None);
+                return Err(match e {
+                    KvError::AlreadyExists { .. } => {
+                        StoreError::AlreadyExists(format!("checkpoint {key:?}"))
+                    }
+                    e => e.into(),
+                });
+            }
+        };
+        let mut ours = match known {
+            Some(mut ours) => {
+                ours.push((
+                    cp.id,
+                    Entry {
+                        key,
+                        value: pointer,
+                        version,
+                        ephemeral_owner: None,
+                    },
+                ));
+                ours.sort_by_key(|(id, _)| *id);
+                ours
+            }
+            None => self.ours().await?,
+        };
         let mut subsumed = Vec::new();
         while ours.len() > self.max_retained {
             let (id, entry) = ours.remove(0);
             if let Err(e) = self.discard(&entry).await {
                 tracing::warn!(key = %entry.key, "could not discard subsumed checkpoint: {e}");
+                ours.insert(0, (id, entry));
                 break;
             }
             subsumed.push(id);
         }
+        self.set_cached(Some(ours));
         Ok(subsumed)
     }
 
     /// Deletes one checkpoint's key (fenced, only at the version read), then its blob.
     async fn discard(&self, entry: &Entry) -> Result<(), StoreError> {
-        let opts = DeleteOptions {
+        let mut opts = DeleteOptions {
             expected: Some(entry.version),
             fence: self.fence.clone(),
-            recursive: true,
+            recursive: false,
         };
-        ignore_not_found(self.kv.delete(&entry.key, opts).await)?;
+        // tenure's checkpoints have no children; one written with lock children is deleted
+        // recursively.
+        match self.kv.delete(&entry.key, opts.clone()).await {
+            Err(KvError::NotEmpty { .. }) => {
+                opts.recursive = true;
+                ignore_not_found(self.kv.delete(&entry.key, opts).await)?;
+            }
+            other => ignore_not_found(other)?,
+        }
         match self.codec.discard(&entry.key, &entry.value).await {
             Ok(()) | Err(StoreError::Corrupt { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -250,6 +303,7 @@ impl CompletedCheckpointStore {
         if !status.is_globally_terminal() {
             return Ok(());
         }
+        self.set_cached(None);
         let mut foreign = None;
         for (_, entry) in self.entries().await? {
             match Payload::decode(&entry.key, &entry.value) {
