@@ -83,8 +83,11 @@ pub struct CompletedCheckpointStore {
     /// tenure's own retained checkpoints as this store last saw them, ascending, so an add needs
     /// no listing (Flink's store lists only at recovery, too). Only the leader writes (fenced),
     /// so the view stays exact; without a fence a stale view only ever retains too many.
-    retained: Arc<Mutex<Option<Vec<(CheckpointId, Entry)>>>>,
+    retained: Arc<Mutex<Option<Retained>>>,
 }
+
+/// tenure's own retained checkpoint entries, ascending by id.
+type Retained = Vec<(CheckpointId, Entry)>;
 
 impl CompletedCheckpointStore {
     /// The store of `job`, retaining the newest `max_retained` (at least 1) checkpoints, writing
@@ -113,19 +116,19 @@ impl CompletedCheckpointStore {
         })
     }
 
-    fn cached(&self) -> Option<Vec<(CheckpointId, Entry)>> {
+    fn cached(&self) -> Option<Retained> {
         self.retained
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn set_cached(&self, value: Option<Vec<(CheckpointId, Entry)>>) {
+    fn set_cached(&self, value: Option<Retained>) {
         *self.retained.lock().unwrap_or_else(|p| p.into_inner()) = value;
     }
 
     /// tenure's own stored checkpoints (not Flink's, not corrupt ones), ascending by id.
-    async fn ours(&self) -> Result<Vec<(CheckpointId, Entry)>, StoreError> {
+    async fn ours(&self) -> Result<Retained, StoreError> {
         Ok(self
             .entries()
             .await?
