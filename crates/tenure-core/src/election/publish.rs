@@ -4,14 +4,15 @@ use bytes::Bytes;
 
 use crate::codec::encode_leader_info;
 use crate::ids::ComponentId;
-use crate::kv::{CreateOptions, DeleteOptions, FencingToken, KvError, VersionedKv};
+use crate::kv::{CreateOptions, DeleteOptions, FencingToken, KvError, Version, VersionedKv};
 use crate::layout::Layout;
 use crate::leader_info::LeaderInformation;
 
 const ATTEMPTS: usize = 8;
 
 /// Writes `info` to the component's leader-information key as an ephemeral key owned by this
-/// session. A key owned by another session (a deposed leader's) is replaced, never updated in
+/// session and returns the version written. `known` is the version this session wrote last in
+/// the same term, if any: the update is then one compare-and-set. A key owned by another session (a deposed leader's) is replaced, never updated in
 /// place, so the information dies with *this* leader's session. Every write is fenced.
 pub async fn publish_leader_info(
     kv: &dyn VersionedKv,
@@ -19,9 +20,17 @@ pub async fn publish_leader_info(
     component: &ComponentId,
     info: &LeaderInformation,
     token: &FencingToken,
-) -> Result<(), KvError> {
+    known: Option<Version>,
+) -> Result<Version, KvError> {
     let key = layout.leader_info(component);
     let data = Bytes::from(encode_leader_info(info));
+    if let Some(version) = known
+        && let Ok(v) = kv
+            .compare_and_set(&key, data.clone(), version, Some(token.clone()))
+            .await
+    {
+        return Ok(v);
+    }
     let create = CreateOptions {
         ephemeral: true,
         fence: Some(token.clone()),
@@ -30,7 +39,7 @@ pub async fn publish_leader_info(
     for _ in 0..ATTEMPTS {
         // The common case (a new term's first publication) is one create.
         let existing = match kv.create(&key, data.clone(), create.clone()).await {
-            Ok(_) => return Ok(()),
+            Ok(v) => return Ok(v),
             Err(KvError::AlreadyExists { .. }) => kv.get(&key).await?,
             Err(e) => return Err(e),
         };
@@ -41,7 +50,7 @@ pub async fn publish_leader_info(
                     .compare_and_set(&key, data.clone(), e.version, Some(token.clone()))
                     .await
                 {
-                    Ok(_) => return Ok(()),
+                    Ok(v) => return Ok(v),
                     Err(e) => Err(e),
                 }
             }

@@ -3,7 +3,7 @@
 //! leadership executor).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -15,6 +15,7 @@ use super::state::{ElectionState, Input, Output};
 use super::{ElectionError, LeaderTerm, Leadership};
 use crate::driver::{HaBackend, Latch, LatchEvent};
 use crate::ids::{ComponentId, LeaderSessionId};
+use crate::kv::{FencingToken, KvError, Version};
 use crate::layout::Layout;
 
 /// A request from a contender handle to the election task.
@@ -58,6 +59,9 @@ pub(crate) struct ElectionTask {
     /// Publications in flight, at most one per component, so they stay in order per component
     /// while thousands of components (job masters) publish at once.
     publishing: HashMap<ComponentId, JoinHandle<()>>,
+    /// What each component last published in which term, so a new confirmation in the same
+    /// term is one compare-and-set.
+    published: Arc<Mutex<HashMap<ComponentId, (FencingToken, Version)>>>,
 }
 
 impl ElectionTask {
@@ -77,6 +81,7 @@ impl ElectionTask {
             latch: None,
             latch_events: None,
             publishing: HashMap::new(),
+            published: Arc::new(Mutex::new(HashMap::new())),
         };
         tokio::spawn(task.run(rx).instrument(span));
         tx
@@ -266,6 +271,7 @@ impl ElectionTask {
                 if let Some(task) = self.publishing.remove(&component) {
                     let _ = task.await;
                 }
+                lock(&self.published).remove(&component);
                 let kv = self.backend.kv();
                 if let Err(e) = unpublish_leader_info(&*kv, &self.layout, &component, &token).await
                 {
@@ -294,19 +300,28 @@ impl ElectionTask {
         let kv = self.backend.kv();
         let layout = self.layout;
         let errors = self.contenders.get(&component).map(|c| c.errors.clone());
+        let published = self.published.clone();
         let task = tokio::spawn(
             async move {
                 if let Some(previous) = previous {
                     let _ = previous.await;
                 }
-                let result = match publish_leader_info(&*kv, &layout, &component, &info, &token)
-                    .await
-                {
-                    Ok(()) => {
+                let known = lock(&published)
+                    .get(&component)
+                    .filter(|(t, _)| *t == token)
+                    .map(|(_, v)| *v);
+                let outcome =
+                    publish_leader_info(&*kv, &layout, &component, &info, &token, known).await;
+                match &outcome {
+                    Ok(v) => lock(&published).insert(component, (token.clone(), *v)),
+                    Err(_) => lock(&published).remove(&component),
+                };
+                let result = match outcome {
+                    Ok(_) => {
                         info!(%component, address = %info.address, "leader information published");
                         Ok(true)
                     }
-                    Err(crate::kv::KvError::NotLeader { .. }) => Ok(false),
+                    Err(KvError::NotLeader { .. }) => Ok(false),
                     Err(e) => {
                         let err = ElectionError::Backend(e);
                         if let Some(errors) = errors {
@@ -327,6 +342,10 @@ impl ElectionTask {
             let _ = c.errors.send(err.clone());
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
