@@ -13,7 +13,7 @@ use tenure_core::kv::{
 };
 
 use crate::api::ApiError;
-use crate::codec::{Claim, KeyMeta};
+use crate::codec::{Claim, KeyMeta, KvMeta};
 use crate::names::{CmKind, Scope};
 use crate::{KubernetesBackend, Shared, cm};
 
@@ -268,7 +268,7 @@ impl Shared {
     ) -> Result<(), KvError> {
         let is_job = matches!(self.names.classify(name), CmKind::Job(_));
         self.update(name, key, fence, |cur| {
-            let Some(mut c) = cur else {
+            let Some(c) = cur else {
                 return Ok(Plan::Keep(()));
             };
             let doomed = select(&c);
@@ -276,22 +276,28 @@ impl Shared {
                 return Ok(Plan::Keep(()));
             }
             let mut meta = cm::kv_meta(&c)?;
-            for dk in &doomed {
-                cm::remove(&mut c, &mut meta, dk);
-            }
-            cm::store_kv_meta(&mut c, &meta);
-            if is_job && cm::has_no_data(&c) {
-                let rv = cm::rv(&c).unwrap_or("").to_owned();
-                return Ok(Plan::DeleteCm { rv, result: () });
-            }
-            Ok(Plan::Write {
-                cm: Box::new(c),
-                create: false,
-                result: (),
-                landed: Landed::Removed(doomed),
-            })
+            Ok(removal(c, &mut meta, doomed, is_job))
         })
         .await
+    }
+}
+
+/// The plan that removes the data keys `doomed` from `c`: a replace, or the deletion of a
+/// per-job ConfigMap left without data.
+fn removal(mut c: ConfigMap, meta: &mut KvMeta, doomed: Vec<String>, is_job: bool) -> Plan<()> {
+    for dk in &doomed {
+        cm::remove(&mut c, meta, dk);
+    }
+    cm::store_kv_meta(&mut c, meta);
+    if is_job && cm::has_no_data(&c) {
+        let rv = cm::rv(&c).unwrap_or("").to_owned();
+        return Plan::DeleteCm { rv, result: () };
+    }
+    Plan::Write {
+        cm: Box::new(c),
+        create: false,
+        result: (),
+        landed: Landed::Removed(doomed),
     }
 }
 
@@ -496,7 +502,7 @@ impl VersionedKv for KubernetesBackend {
         }
         let is_job = matches!(sh.names.classify(&loc.cm), CmKind::Job(_));
         sh.update(&loc.cm, key, opts.fence.as_ref(), |cur| {
-            let mut c = cur.ok_or_else(not_found)?;
+            let c = cur.ok_or_else(not_found)?;
             let mut meta = cm::kv_meta(&c)?;
             let current = cm::entry(&c, &meta, key, &loc)?.ok_or_else(not_found)?;
             if let Some(expected) = opts.expected
@@ -520,20 +526,7 @@ impl VersionedKv for KubernetesBackend {
             }
             let mut doomed = below;
             doomed.push(loc.data_key.clone());
-            for dk in &doomed {
-                cm::remove(&mut c, &mut meta, dk);
-            }
-            cm::store_kv_meta(&mut c, &meta);
-            if is_job && cm::has_no_data(&c) {
-                let rv = cm::rv(&c).unwrap_or("").to_owned();
-                return Ok(Plan::DeleteCm { rv, result: () });
-            }
-            Ok(Plan::Write {
-                cm: Box::new(c),
-                create: false,
-                result: (),
-                landed: Landed::Removed(doomed),
-            })
+            Ok(removal(c, &mut meta, doomed, is_job))
         })
         .await
     }
