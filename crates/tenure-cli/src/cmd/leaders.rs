@@ -275,6 +275,26 @@ fn change_line(change: &Change) -> String {
     }
 }
 
+/// Prints the changes from `snap` to `new` and keeps `new`; `true` once `done` says the watch
+/// has printed enough.
+fn print_changes(
+    snap: &mut LeaderSnapshot,
+    new: LeaderSnapshot,
+    format: OutputFormat,
+    printed: &mut u64,
+    done: &impl Fn(u64) -> bool,
+) -> Result<bool, CliError> {
+    for change in diff(snap, &new) {
+        emit(&change, format)?;
+        *printed += 1;
+        if done(*printed) {
+            return Ok(true);
+        }
+    }
+    *snap = new;
+    Ok(false)
+}
+
 fn emit(change: &Change, format: OutputFormat) -> Result<(), CliError> {
     if let Change::Component { leader, .. } = change {
         metrics().published(&leader.component, leader.state == "leader", true);
@@ -371,14 +391,9 @@ async fn watch(
                 }
                 // While disconnected the read fails; the reconnect re-reads.
                 let Some(new) = reread(kv.as_ref(), layout).await else { continue };
-                for change in diff(&snap, &new) {
-                    emit(&change, format)?;
-                    printed += 1;
-                    if done(printed) {
-                        return Ok(());
-                    }
+                if print_changes(&mut snap, new, format, &mut printed, &done)? {
+                    return Ok(());
                 }
-                snap = new;
             }
             changed = conn_state.changed() => {
                 if changed.is_err() {
@@ -395,14 +410,9 @@ async fn watch(
                 }
                 if state == ConnectionState::Connected {
                     let Some(new) = reread(kv.as_ref(), layout).await else { continue };
-                    for change in diff(&snap, &new) {
-                        emit(&change, format)?;
-                        printed += 1;
-                        if done(printed) {
-                            return Ok(());
-                        }
+                    if print_changes(&mut snap, new, format, &mut printed, &done)? {
+                        return Ok(());
                     }
-                    snap = new;
                 }
             }
             stop = signals.recv() => {
