@@ -4,6 +4,7 @@
 
 mod checks;
 mod jobmanager;
+mod jobs;
 mod run;
 mod timeline;
 

@@ -10,11 +10,9 @@ use tenure::election::LeaderTerm;
 use tenure::embedded::EmbeddedCluster;
 use tenure::ids::ComponentId;
 use tenure::ids::{CheckpointId, JobId};
-use tenure::kv::FencingToken;
 use tenure::retrieval::{LeaderRetriever, LeaderState};
 use tenure::store::{
-    ApplicationStatus, CheckpointIdCounter, CompletedCheckpoint, CompletedCheckpointStore,
-    JobGraphStore, JobResultEntry, JobStatus,
+    CheckpointIdCounter, CompletedCheckpoint, CompletedCheckpointStore, JobGraphStore,
 };
 use tenure::{HaConfig, HaServices, HaServicesOptions};
 
@@ -27,7 +25,7 @@ use crate::exit::CliError;
 /// How long the demo waits for a leader before giving up.
 const LEADER_DEADLINE: Duration = Duration::from_secs(60);
 /// Job graphs are this large, so they go to the blob store with a pointer in the KV.
-const GRAPH_SIZE: usize = 4096;
+pub(super) const GRAPH_SIZE: usize = 4096;
 
 /// A deposed leader's stores, still holding its old fencing token.
 struct Zombie {
@@ -40,20 +38,20 @@ struct Zombie {
 
 /// The demo's state.
 pub struct Demo {
-    args: DemoArgs,
-    config: HaConfig,
-    options: HaServicesOptions,
-    cluster: Option<EmbeddedCluster>,
-    ledger: Ledger,
-    jobs: Vec<JobId>,
-    started: u32,
+    pub(super) args: DemoArgs,
+    pub(super) config: HaConfig,
+    pub(super) options: HaServicesOptions,
+    pub(super) cluster: Option<EmbeddedCluster>,
+    pub(super) ledger: Ledger,
+    pub(super) jobs: Vec<JobId>,
+    pub(super) started: u32,
 }
 
-fn short(s: impl ToString) -> String {
+pub(super) fn short(s: impl ToString) -> String {
     s.to_string().chars().take(8).collect()
 }
 
-fn store_err(who: &str, what: &str) -> impl Fn(tenure::store::StoreError) -> CliError {
+pub(super) fn store_err(who: &str, what: &str) -> impl Fn(tenure::store::StoreError) -> CliError {
     let msg = format!("{who}: {what}");
     move |e| CliError::Other(format!("{msg}: {e}"))
 }
@@ -293,240 +291,6 @@ impl Demo {
         let jm = z.parked.rejoin().await?;
         tl.push(&name, "rejoined", "contending again as a standby");
         Ok(jm)
-    }
-
-    async fn recover(
-        &mut self,
-        jm: &JobManager,
-        term: &LeaderTerm,
-        tl: &mut Timeline,
-    ) -> Result<(), CliError> {
-        if self.jobs.is_empty() {
-            return Ok(());
-        }
-        let fence = Some(term.fencing_token.clone());
-        let graphs = jm
-            .services
-            .job_graph_store(fence.clone())
-            .map_err(store_err(&jm.name, "job graph store"))?;
-        let mut problems = Vec::new();
-        let ids = graphs
-            .job_ids()
-            .await
-            .map_err(store_err(&jm.name, "listing job graphs"))?;
-        for (job, bytes) in &self.ledger.graphs {
-            if !ids.contains(job) {
-                problems.push(format!("job graph of {job} missing"));
-                continue;
-            }
-            match graphs.recover(*job).await {
-                Ok(b) if b == *bytes => {}
-                Ok(_) => problems.push(format!("job graph of {job} differs")),
-                Err(e) => problems.push(format!("job graph of {job}: {e}")),
-            }
-        }
-        let factory = jm.services.checkpoint_recovery_factory();
-        let retain = self.config.num_retained_checkpoints;
-        let mut summary = Vec::new();
-        for (job, acked) in &self.ledger.checkpoints {
-            let store = factory
-                .create_completed_checkpoint_store(*job, retain, fence.clone())
-                .map_err(store_err(&jm.name, "checkpoint store"))?;
-            let got: Vec<u64> = match store.recover().await {
-                Ok(cps) => cps.iter().map(|c| c.id.0).collect(),
-                Err(e) => {
-                    problems.push(format!("checkpoints of {job}: {e}"));
-                    continue;
-                }
-            };
-            let want: Vec<u64> = acked.iter().rev().take(retain).rev().map(|c| c.0).collect();
-            if got != want {
-                problems.push(format!(
-                    "job {job}: recovered checkpoints {got:?}, acknowledged {want:?}"
-                ));
-            }
-            let next = factory
-                .create_checkpoint_id_counter(*job, fence.clone())
-                .get()
-                .await
-                .map_err(store_err(&jm.name, "counter"))?;
-            if acked.last().is_some_and(|last| next <= *last) {
-                problems.push(format!("job {job}: counter at {next} would reuse an id"));
-            }
-            summary.push(format!("{} -> {:?} next {next}", short(job), got));
-        }
-        tl.push(
-            &jm.name,
-            "recovered",
-            format!(
-                "{} job graphs; checkpoints {}",
-                ids.len(),
-                summary.join(", ")
-            ),
-        );
-        self.ledger.recovered(problems);
-        Ok(())
-    }
-
-    async fn submit_jobs(
-        &mut self,
-        jm: &JobManager,
-        term: &LeaderTerm,
-        tl: &mut Timeline,
-    ) -> Result<(), CliError> {
-        let graphs = jm
-            .services
-            .job_graph_store(Some(term.fencing_token.clone()))
-            .map_err(store_err(&jm.name, "job graph store"))?;
-        let registry = jm
-            .services
-            .running_jobs_registry(Some(term.fencing_token.clone()));
-        for i in 0..self.args.jobs {
-            let job = JobId::new_random();
-            let mut graph = format!("job graph {i} of job {job}\n").into_bytes();
-            graph.resize(GRAPH_SIZE, b'.');
-            let graph = Bytes::from(graph);
-            graphs
-                .put(job, graph.clone())
-                .await
-                .map_err(store_err(&jm.name, "submitting a job"))?;
-            registry
-                .set_running(job)
-                .await
-                .map_err(store_err(&jm.name, "registry"))?;
-            self.ledger
-                .acknowledged(term.fencing_token.epoch, "job graph");
-            self.ledger.graphs.insert(job, graph);
-            self.ledger.checkpoints.insert(job, Vec::new());
-            self.jobs.push(job);
-            tl.push(
-                &jm.name,
-                "job submitted",
-                format!("job {job} ({GRAPH_SIZE} B graph in the blob store)"),
-            );
-        }
-        Ok(())
-    }
-
-    async fn run_checkpoints(
-        &mut self,
-        jm: &JobManager,
-        term: &LeaderTerm,
-        tl: &mut Timeline,
-    ) -> Result<(), CliError> {
-        let fence: Option<FencingToken> = Some(term.fencing_token.clone());
-        let factory = jm.services.checkpoint_recovery_factory();
-        let retain = self.config.num_retained_checkpoints;
-        for job in self.jobs.clone() {
-            let store = factory
-                .create_completed_checkpoint_store(job, retain, fence.clone())
-                .map_err(store_err(&jm.name, "checkpoint store"))?;
-            let counter = factory.create_checkpoint_id_counter(job, fence.clone());
-            counter
-                .start()
-                .await
-                .map_err(store_err(&jm.name, "counter"))?;
-            let mut done = Vec::new();
-            let mut subsumed = Vec::new();
-            for _ in 0..self.args.checkpoints {
-                let id = counter
-                    .get_and_increment()
-                    .await
-                    .map_err(store_err(&jm.name, "counter"))?;
-                let cp = CompletedCheckpoint {
-                    job_id: job,
-                    id,
-                    timestamp_ms: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0),
-                    metadata: Bytes::from(format!("metadata of checkpoint {id} of job {job}")),
-                };
-                subsumed.extend(
-                    store
-                        .add(cp)
-                        .await
-                        .map_err(store_err(&jm.name, "adding a checkpoint"))?,
-                );
-                self.ledger
-                    .acknowledged(term.fencing_token.epoch, "checkpoint");
-                self.ledger.checkpoints.entry(job).or_default().push(id);
-                done.push(id.0);
-            }
-            tl.push(
-                &jm.name,
-                "checkpoints",
-                format!(
-                    "job {}: completed {:?}, subsumed {:?}",
-                    short(job),
-                    done,
-                    subsumed.iter().map(|c| c.0).collect::<Vec<_>>()
-                ),
-            );
-        }
-        Ok(())
-    }
-
-    async fn finish(&mut self, jm: &JobManager, tl: &mut Timeline) -> Result<(), CliError> {
-        let term = jm.term().ok_or_else(|| {
-            CliError::Other(format!("{} lost leadership before finishing", jm.name))
-        })?;
-        let fence = Some(term.fencing_token.clone());
-        let results = jm.services.job_result_store();
-        let graphs = jm
-            .services
-            .job_graph_store(fence.clone())
-            .map_err(store_err(&jm.name, "job graph store"))?;
-        let registry = jm.services.running_jobs_registry(fence.clone());
-        let factory = jm.services.checkpoint_recovery_factory();
-        for job in self.jobs.clone() {
-            let entry = JobResultEntry::new(job, ApplicationStatus::Succeeded, 1000);
-            results
-                .create_dirty(&entry)
-                .await
-                .map_err(store_err(&jm.name, "job result"))?;
-            factory
-                .create_completed_checkpoint_store(
-                    job,
-                    self.config.num_retained_checkpoints,
-                    fence.clone(),
-                )
-                .map_err(store_err(&jm.name, "checkpoint store"))?
-                .shutdown(JobStatus::Finished)
-                .await
-                .map_err(store_err(&jm.name, "discarding checkpoints"))?;
-            factory
-                .create_checkpoint_id_counter(job, fence.clone())
-                .shutdown(JobStatus::Finished)
-                .await
-                .map_err(store_err(&jm.name, "removing the counter"))?;
-            graphs
-                .remove(job)
-                .await
-                .map_err(store_err(&jm.name, "removing the job graph"))?;
-            registry
-                .set_done(job)
-                .await
-                .map_err(store_err(&jm.name, "registry"))?;
-            results
-                .mark_clean(job)
-                .await
-                .map_err(store_err(&jm.name, "job result"))?;
-            tl.push(
-                &jm.name,
-                "job finished",
-                format!("job {job}: result recorded, HA data cleaned up"),
-            );
-        }
-        let dirty = results
-            .dirty_results()
-            .await
-            .map_err(store_err(&jm.name, "job results"))?;
-        if !dirty.is_empty() {
-            self.ledger
-                .recovered(vec![format!("{} job results left dirty", dirty.len())]);
-        }
-        Ok(())
     }
 
     async fn shutdown(&mut self, mut jms: Vec<JobManager>, tl: &mut Timeline) -> Vec<Verdict> {
