@@ -374,6 +374,7 @@ impl LatchTask {
         let prefix = latch_node_prefix(&self.dir, &protection);
         let opts = zk::CreateMode::EphemeralSequential.with_acls(acls);
         let parents = zk::CreateMode::Persistent.with_acls(acls);
+        let mut tried_multi = false;
         for _ in 0..3 {
             self.pending = Some(Pending {
                 protection,
@@ -395,6 +396,28 @@ impl LatchTask {
                 }
                 Err(zk::Error::NoNode) => {
                     self.pending = None;
+                    // A new latch (a job's own election) usually lacks its directory and that
+                    // directory's parent: create both and the node in one multi (one write
+                    // instead of three). If that guess is wrong, make the directories.
+                    if !tried_multi {
+                        tried_multi = true;
+                        self.pending = Some(Pending {
+                            protection,
+                            generation,
+                        });
+                        match self
+                            .create_with_dirs(client, &prefix, &opts, &parents)
+                            .await
+                        {
+                            Ok(Some(name)) => {
+                                self.pending = None;
+                                return self.adopt_created(name, generation);
+                            }
+                            Ok(None) => self.pending = None,
+                            // With the reply lost, the node may exist: `pending` finds it.
+                            Err(e) => return Err(e),
+                        }
+                    }
                     match client.mkdir(&self.dir, &parents).await {
                         Ok(()) | Err(zk::Error::NodeExists) => {}
                         Err(e) => return Err(e),
@@ -405,6 +428,52 @@ impl LatchTask {
             }
         }
         Err(zk::Error::NoNode)
+    }
+
+    /// Creates the latch directory's parent, the directory and the node in one multi; the
+    /// node's name, or `None` if a directory exists already or a deeper one is missing.
+    async fn create_with_dirs(
+        &self,
+        client: &zk::Client,
+        prefix: &str,
+        node: &zk::CreateOptions<'_>,
+        dirs: &zk::CreateOptions<'_>,
+    ) -> Result<Option<String>, zk::Error> {
+        let Some(parent) = crate::paths::parent_path(&self.dir).filter(|p| *p != "/") else {
+            return Ok(None);
+        };
+        let mut w = client.new_multi_writer();
+        w.add_create(parent, &[], dirs)?;
+        w.add_create(&self.dir, &[], dirs)?;
+        w.add_create(prefix, &[], node)?;
+        match w.commit().await {
+            Ok(results) => match results.into_iter().last() {
+                Some(zk::MultiWriteResult::Create { path, .. }) => {
+                    Ok(path.rsplit('/').next().map(str::to_owned))
+                }
+                _ => Err(zk::Error::UnexpectedError(
+                    "a multi create returned no created node".into(),
+                )),
+            },
+            Err(zk::MultiWriteError::OperationFailed { .. }) => Ok(None),
+            Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+        }
+    }
+
+    /// Takes the node `name` created in this latch's directory as ours.
+    fn adopt_created(&mut self, name: String, generation: u64) -> Result<(), zk::Error> {
+        let path = child_path(&self.dir, &name);
+        let seq = crate::paths::latch_sequence(&name).ok_or_else(|| {
+            zk::Error::UnexpectedError(format!("created latch node {path} has no sequence"))
+        })?;
+        debug!(node = %path, "joined the latch (directories created with the node)");
+        self.node = Some(Node {
+            path,
+            name,
+            seq,
+            generation,
+        });
+        Ok(())
     }
 
     /// Our nodes from an interrupted create (found by the protection prefix).
