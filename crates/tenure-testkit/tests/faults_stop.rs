@@ -42,49 +42,12 @@ async fn a_leader_stopped_past_its_session_is_deposed_and_cannot_write_after_res
     // The zombie wakes up still believing it leads: it learns it lost leadership.
     let resumed = now_ms();
     a.sigcont();
-    // Its loop wakes with its write timer due, before the news of the lost session, so it tries
-    // a write with the old token; the revocation is logged as soon as the term ends, possibly
-    // before that write's outcome. Wait for both.
-    let h = wait_histories(
-        &[&a, &b],
-        "a to log its revocation and its write's outcome",
-        |h| {
-            let a = h.of("a");
-            !a.since(EventKind::Revoked, resumed).is_empty()
-                && a.events().iter().any(|e| {
-                    matches!(
-                        e.event,
-                        EventKind::Write | EventKind::WriteRejected | EventKind::WriteFailed
-                    ) && e.epoch == first.epoch
-                        && e.t_ms >= resumed
-                })
-        },
-    )
+    let h = wait_histories(&[&a, &b], "a to log its revocation", |h| {
+        !h.of("a").since(EventKind::Revoked, resumed).is_empty()
+    })
     .await;
-    let old = h.of("a");
-    let revoked = old.since(EventKind::Revoked, resumed)[0].t_ms;
+    let revoked = h.of("a").since(EventKind::Revoked, resumed)[0].t_ms;
     figure("zombie_revoked_after_resume", revoked - resumed);
-    // Nothing it issued after the resume was accepted (a write issued before the stop may have
-    // taken effect then and be logged now); what it tried was rejected or failed.
-    let accepted: Vec<_> = old.acked_since(resumed);
-    assert!(
-        accepted.is_empty(),
-        "the zombie's writes were accepted: {accepted:?}"
-    );
-    let refused: Vec<_> = old
-        .events()
-        .iter()
-        .filter(|e| {
-            matches!(e.event, EventKind::WriteRejected | EventKind::WriteFailed)
-                && e.epoch == first.epoch
-                && e.t_ms >= resumed
-        })
-        .collect();
-    println!("the zombie's writes refused after the resume: {refused:?}");
-    assert!(
-        !refused.is_empty(),
-        "the zombie tried no write after resuming"
-    );
     // b led throughout.
     assert!(h.of("b").leads(), "b kept its term");
     assert!(h.granted_since(stopped).iter().all(|g| g.process == "b"));
@@ -97,4 +60,25 @@ async fn a_leader_stopped_past_its_session_is_deposed_and_cannot_write_after_res
 
     let done = s.finish(&mut [&mut a, &mut b], &quorum).await;
     assert_eq!(done.report.terms, 3);
+
+    // With the whole history: no write the zombie issued with its old token after resuming was
+    // accepted (a write issued before the stop may have landed then and be logged late). Whether
+    // it attempted one depends on whether its write timer or the news of the lost session came
+    // first; every attempt there was must have been refused.
+    let old = done.histories.of("a");
+    assert_eq!(
+        old.acked_in_term_since(first.epoch.unwrap_or_default(), resumed),
+        0,
+        "the zombie's writes after resuming were accepted"
+    );
+    let refused: Vec<_> = old
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(e.event, EventKind::WriteRejected | EventKind::WriteFailed)
+                && e.epoch == first.epoch
+                && e.t_ms >= resumed
+        })
+        .collect();
+    println!("the zombie's writes refused after the resume: {refused:?}");
 }
