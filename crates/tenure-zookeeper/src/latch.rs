@@ -384,13 +384,7 @@ impl LatchTask {
                 Ok((_, seq)) => {
                     let path = format!("{prefix}{seq}");
                     let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-                    debug!(node = %path, "joined the latch");
-                    self.node = Some(Node {
-                        path,
-                        name,
-                        seq: seq.into_i64(),
-                        generation,
-                    });
+                    self.take_node(name, seq.into_i64(), generation, "joined the latch");
                     self.pending = None;
                     return Ok(());
                 }
@@ -462,18 +456,31 @@ impl LatchTask {
 
     /// Takes the node `name` created in this latch's directory as ours.
     fn adopt_created(&mut self, name: String, generation: u64) -> Result<(), zk::Error> {
-        let path = child_path(&self.dir, &name);
         let seq = crate::paths::latch_sequence(&name).ok_or_else(|| {
-            zk::Error::UnexpectedError(format!("created latch node {path} has no sequence"))
+            zk::Error::UnexpectedError(format!(
+                "created latch node {} has no sequence",
+                child_path(&self.dir, &name)
+            ))
         })?;
-        debug!(node = %path, "joined the latch (directories created with the node)");
+        self.take_node(
+            name,
+            seq,
+            generation,
+            "joined the latch (directories created with the node)",
+        );
+        Ok(())
+    }
+
+    /// Takes the node `name` (sequence `seq`) in this latch's directory as ours.
+    fn take_node(&mut self, name: String, seq: i64, generation: u64, how: &str) {
+        let path = child_path(&self.dir, &name);
+        debug!(node = %path, "{how}");
         self.node = Some(Node {
             path,
             name,
             seq,
             generation,
         });
-        Ok(())
     }
 
     /// Our nodes from an interrupted create (found by the protection prefix).
@@ -507,14 +514,12 @@ impl LatchTask {
         if let Some(name) = found.into_iter().next()
             && let Some(seq) = crate::paths::latch_sequence(&name)
         {
-            let path = child_path(&self.dir, &name);
-            debug!(node = %path, "found the latch node of an interrupted create");
-            self.node = Some(Node {
-                path,
+            self.take_node(
                 name,
                 seq,
                 generation,
-            });
+                "found the latch node of an interrupted create",
+            );
         }
         Ok(())
     }

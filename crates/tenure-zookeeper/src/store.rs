@@ -84,6 +84,20 @@ enum MultiFailure {
     Request(zk::Error),
 }
 
+/// One operation fenced by `token`, committed as `multi(check, op)`: its results or its own
+/// error, or [`KvError::NotLeader`] when the term is over.
+async fn fenced(
+    client: &zk::Client,
+    token: &FencingToken,
+    build: impl FnOnce(&mut zk::MultiWriter<'_>) -> Result<(), zk::Error>,
+) -> Result<Result<Vec<zk::MultiWriteResult>, zk::Error>, KvError> {
+    match commit(client, Some(token), build).await {
+        Ok(results) => Ok(Ok(results)),
+        Err(MultiFailure::NotLeader(token)) => Err(KvError::NotLeader { token }),
+        Err(MultiFailure::Op { error, .. } | MultiFailure::Request(error)) => Ok(Err(error)),
+    }
+}
+
 /// Commits the operations `build` adds as ONE `multi`, preceded by the fence check
 /// `check(<latch node>, 0)` when `fence` is given.
 async fn commit(
@@ -402,19 +416,11 @@ impl VersionedKv for ZooKeeperBackend {
         for _ in 0..PARENT_RACE_ATTEMPTS {
             let result = match fence {
                 None => client.create(&path, &value, &create_opts).await.map(|_| ()),
-                Some(token) => match commit(&client, Some(token), |w| {
+                Some(token) => fenced(&client, token, |w| {
                     w.add_create(&path, &value, &create_opts)
                 })
-                .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(MultiFailure::NotLeader(token)) => {
-                        return Err(KvError::NotLeader { token });
-                    }
-                    Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
-                        Err(error)
-                    }
-                },
+                .await?
+                .map(|_| ()),
             };
             match result {
                 // A created znode's data version is always 0.
@@ -452,22 +458,14 @@ impl VersionedKv for ZooKeeperBackend {
         };
         let result = match fence {
             None => client.set_data(&path, &value, Some(v)).await,
-            Some(token) => match commit(&client, Some(token), |w| {
-                w.add_set_data(&path, &value, Some(v))
-            })
-            .await
-            {
-                Ok(mut results) => match results.pop() {
+            Some(token) => fenced(&client, token, |w| w.add_set_data(&path, &value, Some(v)))
+                .await?
+                .and_then(|mut results| match results.pop() {
                     Some(zk::MultiWriteResult::SetData { stat }) => Ok(stat),
                     _ => Err(zk::Error::UnexpectedError(
                         "multi returned no SetData result".into(),
                     )),
-                },
-                Err(MultiFailure::NotLeader(token)) => return Err(KvError::NotLeader { token }),
-                Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
-                    Err(error)
-                }
-            },
+                }),
         };
         match result {
             Ok(stat) => Ok(Version(i64::from(stat.version))),
@@ -502,17 +500,9 @@ impl VersionedKv for ZooKeeperBackend {
         }
         let result = match opts.fence.as_ref() {
             None => client.delete(&path, expected).await,
-            Some(token) => {
-                match commit(&client, Some(token), |w| w.add_delete(&path, expected)).await {
-                    Ok(_) => Ok(()),
-                    Err(MultiFailure::NotLeader(token)) => {
-                        return Err(KvError::NotLeader { token });
-                    }
-                    Err(MultiFailure::Op { error, .. }) | Err(MultiFailure::Request(error)) => {
-                        Err(error)
-                    }
-                }
-            }
+            Some(token) => fenced(&client, token, |w| w.add_delete(&path, expected))
+                .await?
+                .map(|_| ()),
         };
         match result {
             Ok(()) => Ok(()),
