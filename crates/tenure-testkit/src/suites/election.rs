@@ -20,6 +20,18 @@ fn cluster_service(backend: &Arc<dyn HaBackend>) -> ElectionService {
     ElectionService::new(backend.clone(), layout, layout.cluster_latch())
 }
 
+/// Registers `component` on `backend`'s process-wide election.
+async fn contend(
+    backend: &Arc<dyn HaBackend>,
+    component: ComponentId,
+    who: &str,
+) -> LeaderElection {
+    cluster_service(backend)
+        .register(component)
+        .await
+        .unwrap_or_else(|e| panic!("{who}: register: {e}"))
+}
+
 async fn leader(e: &mut LeaderElection) -> LeaderTerm {
     tokio::time::timeout(DEADLINE, e.wait_for_leadership())
         .await
@@ -83,18 +95,12 @@ pub async fn fresh_session_id_every_term(f: &dyn BackendFactory) {
 pub async fn stopping_leader_hands_over(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let b = f.connect().await;
-    let mut ea = cluster_service(&a)
-        .register(ComponentId::ResourceManager)
-        .await
-        .expect("a");
+    let mut ea = contend(&a, ComponentId::ResourceManager, "a").await;
     let ta = leader(&mut ea).await;
     ea.confirm(ta.session_id, "addr-a")
         .await
         .expect("confirm a");
-    let mut eb = cluster_service(&b)
-        .register(ComponentId::ResourceManager)
-        .await
-        .expect("b");
+    let mut eb = contend(&b, ComponentId::ResourceManager, "b").await;
     assert!(matches!(eb.current(), Leadership::NotLeader));
     ea.stop().await.expect("stop a");
     let tb = leader(&mut eb).await;
@@ -118,18 +124,12 @@ pub async fn stopping_leader_hands_over(f: &dyn BackendFactory) {
 pub async fn crashed_leader_hands_over(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let b = f.connect().await;
-    let mut ea = cluster_service(&a)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("a");
+    let mut ea = contend(&a, ComponentId::Dispatcher, "a").await;
     let ta = leader(&mut ea).await;
     ea.confirm(ta.session_id, "addr-a")
         .await
         .expect("confirm a");
-    let mut eb = cluster_service(&b)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("b");
+    let mut eb = contend(&b, ComponentId::Dispatcher, "b").await;
     f.crash(&a).await;
     let tb = leader(&mut eb).await;
     assert_ne!(ta.session_id, tb.session_id);
@@ -143,15 +143,9 @@ pub async fn crashed_leader_hands_over(f: &dyn BackendFactory) {
 pub async fn deposed_leader_cannot_write(f: &dyn BackendFactory) {
     let a = f.connect().await;
     let b = f.connect().await;
-    let mut ea = cluster_service(&a)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("a");
+    let mut ea = contend(&a, ComponentId::Dispatcher, "a").await;
     let ta = leader(&mut ea).await;
-    let mut eb = cluster_service(&b)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("b");
+    let mut eb = contend(&b, ComponentId::Dispatcher, "b").await;
     ea.stop().await.expect("stop a");
     let tb = leader(&mut eb).await;
     let opts = CreateOptions {
@@ -182,10 +176,7 @@ pub async fn stale_confirm_is_ignored(f: &dyn BackendFactory) {
     let sa = cluster_service(&a);
     let mut ea = sa.register(ComponentId::RestServer).await.expect("a");
     let ta = leader(&mut ea).await;
-    let mut eb = cluster_service(&b)
-        .register(ComponentId::RestServer)
-        .await
-        .expect("b");
+    let mut eb = contend(&b, ComponentId::RestServer, "b").await;
     ea.stop().await.expect("stop a");
     let tb = leader(&mut eb).await;
     eb.confirm(tb.session_id, "http://b")
@@ -309,10 +300,7 @@ pub async fn contender_callbacks_follow_leadership(f: &dyn BackendFactory) {
         tx: Mutex::new(Some(tx)),
         ..Default::default()
     });
-    let e = cluster_service(&a)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("register");
+    let e = contend(&a, ComponentId::Dispatcher, "register").await;
     let handle = e.run_contender(rec.clone());
     let granted = next_event(&mut rx).await;
     let session: LeaderSessionId = granted
