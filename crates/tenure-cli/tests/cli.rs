@@ -234,9 +234,9 @@ fn flink_storage_dir() -> tempfile::TempDir {
     std::fs::create_dir_all(&results).unwrap();
     std::fs::write(results.join(format!("{JOB}_DIRTY.json")), FLINK_RESULT).unwrap();
     let blobs = dir.path().join("peer1");
-    std::fs::create_dir_all(blobs.join("blob/job_x")).unwrap();
+    std::fs::create_dir_all(blobs.join(format!("blob/job_{JOB}"))).unwrap();
     std::fs::write(blobs.join("completedCheckpoint2e1519c07c46"), b"x").unwrap();
-    std::fs::write(blobs.join("blob/job_x/blob_p-1"), b"y").unwrap();
+    std::fs::write(blobs.join(format!("blob/job_{JOB}/blob_p-1")), b"y").unwrap();
     dir
 }
 
@@ -400,7 +400,10 @@ fn cleanup_lists_then_removes_a_clusters_files() {
     assert_eq!(v["cluster_id"], "/peer1");
     assert_eq!(
         v["blobs"],
-        serde_json::json!(["blob/job_x/blob_p-1", "completedCheckpoint2e1519c07c46"])
+        serde_json::json!([
+            format!("blob/job_{JOB}/blob_p-1"),
+            "completedCheckpoint2e1519c07c46"
+        ])
     );
     assert_eq!(
         v["job_result_files"],

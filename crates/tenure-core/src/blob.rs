@@ -76,6 +76,10 @@ impl BlobStore {
 
     /// Opens the storage directory `dir` (a local path, `file://`, or with the matching feature
     /// `s3://`, `gs://`, `az://`) and uses `<dir>/<sub>` as the base (`sub` may be empty).
+    ///
+    /// `dir` is parsed once, as the operator wrote it; `sub` is appended segment by segment
+    /// (split at `/`, each segment escaped by `object_store`), never re-parsed. Nothing is created:
+    /// directories appear with the first write.
     pub fn open(dir: &str, sub: &str) -> Result<Self, BlobError> {
         let invalid = |reason: String| BlobError::InvalidLocation {
             location: dir.to_owned(),
@@ -89,11 +93,14 @@ impl BlobStore {
                 .map_err(|_| invalid("not an absolute local path".into()))?
         };
         if url.scheme() == "file" {
-            // Make sure the directory exists so listing and writing work from the start.
+            // Nothing is created here: a reader must leave no trace, and a write creates the
+            // directories it needs.
             let path = url
                 .to_file_path()
                 .map_err(|_| invalid("not a local path".into()))?;
-            std::fs::create_dir_all(&path).map_err(|e| invalid(e.to_string()))?;
+            if path.exists() && !path.is_dir() {
+                return Err(invalid("it exists and is not a directory".into()));
+            }
         }
         let (store, path) = object_store::parse_url(&url).map_err(|e| {
             invalid(format!(
@@ -113,12 +120,17 @@ impl BlobStore {
         &self.location
     }
 
-    /// A blob store for the sub-directory `sub` of this one.
+    /// A blob store for the sub-directory `sub` of this one (`sub` split at `/` and appended
+    /// segment by segment).
     pub fn child(&self, sub: &str) -> BlobStore {
         Self {
             store: self.store.clone(),
             base: self.path(sub),
-            location: format!("{}/{}", self.location.trim_end_matches('/'), sub),
+            location: format!(
+                "{}/{}",
+                self.location.trim_end_matches('/'),
+                sub.trim_matches('/')
+            ),
         }
     }
 
@@ -225,19 +237,6 @@ impl BlobStore {
         names.sort();
         Ok(names)
     }
-
-    /// Deletes every blob below `prefix` (`""`: everything in this store's base).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), BlobError> {
-        for name in self.list(prefix).await? {
-            self.delete(&name).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes every blob of this store (`close_and_cleanup_all_data`).
-    pub async fn delete_all(&self) -> Result<(), BlobError> {
-        self.delete_prefix("").await
-    }
 }
 
 #[cfg(test)]
@@ -255,7 +254,9 @@ mod tests {
             Err(BlobError::NotFound(_))
         ));
         store.delete("nope").await.unwrap();
-        store.delete_all().await.unwrap();
+        for name in store.list("").await.unwrap() {
+            store.delete(&name).await.unwrap();
+        }
         assert!(store.list("").await.unwrap().is_empty());
     }
 

@@ -273,8 +273,14 @@ pub trait VersionedKv: Send + Sync + fmt::Debug {
     /// Deletes `key`; [`KvError::NotFound`] if it does not exist.
     async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError>;
 
-    /// Deletes every key of this cluster's namespace (`close_and_cleanup_all_data`).
-    async fn delete_all(&self) -> Result<(), KvError>;
+    /// Removes the container of this cluster's namespace once nothing of it is left (the last
+    /// step of `close_and_cleanup_all_data`, after every planned key was deleted one by one).
+    /// It removes only what is provably empty: on ZooKeeper the namespace znode if it holds no
+    /// data and has no children (never its parents, which belong to the root's owner); on
+    /// Kubernetes the cluster's labelled ConfigMaps that hold no data key (session and leader
+    /// records are annotations); nothing on the embedded backend. Returns what it removed, in the
+    /// backend's own names.
+    async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError>;
 
     /// The id of this process's backend session (owner of its ephemeral keys).
     fn session_id(&self) -> u64;

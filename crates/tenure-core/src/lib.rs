@@ -36,6 +36,7 @@
 //! ```
 
 pub mod blob;
+pub mod cleanup;
 pub mod clock;
 pub mod codec;
 pub mod config;
@@ -48,5 +49,6 @@ pub mod kv;
 pub mod layout;
 pub mod leader_info;
 pub mod retrieval;
+pub mod segments;
 pub mod services;
 pub mod store;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::blob::{BlobError, BlobStore};
+use crate::cleanup::{CleanupOutcome, CleanupPlan, JobResultFiles};
 use crate::config::{ConfigError, HaConfig};
 use crate::driver::HaBackend;
 use crate::election::{ElectionError, ElectionService, LeaderElection};
@@ -12,6 +13,7 @@ use crate::ids::{ComponentId, JobId};
 use crate::kv::{FencingToken, KvError};
 use crate::layout::Layout;
 use crate::retrieval::LeaderRetriever;
+use crate::store::JOB_RESULT_STORE_DIR;
 use crate::store::{
     CheckpointRecoveryFactory, FileJobResultStore, JobGraphStore, JobResultStore, KvJobResultStore,
     PayloadCodec, RunningJobsRegistry, StoreError,
@@ -68,6 +70,10 @@ pub enum JobResultStorage {
         dir: BlobStore,
         /// Delete the file on commit instead of renaming it (`job-result-store.delete-on-commit`).
         delete_on_commit: bool,
+        /// Whether other clusters may keep their results here too: `job-result-store.storage-path`
+        /// was set explicitly (Flink's default, `<storageDir>/job-result-store/<cluster-id>`, is
+        /// the cluster's own). Cleanup removes only results it can attribute from a shared one.
+        shared: bool,
     },
 }
 
@@ -104,16 +110,29 @@ impl HaServicesOptions {
     /// `<storageDir>/job-result-store/<cluster-id>` (the KV without either), the naming era and
     /// the number of retained checkpoints.
     pub fn from_config(config: &HaConfig) -> Result<Self, HaError> {
-        let blobs = match &config.storage_dir {
-            Some(dir) => BlobStore::open(dir, &config.cluster_id_segment())?,
+        // Built segment by segment from the validated cluster id, never by parsing a joined
+        // string: `<storageDir>/<cluster-id>` and `<storageDir>/job-result-store/<cluster-id>`.
+        let cluster = config.cluster_segments()?.joined();
+        let storage = match &config.storage_dir {
+            Some(dir) => Some(BlobStore::open(dir, "")?),
+            None => None,
+        };
+        let blobs = match &storage {
+            Some(dir) => dir.child(&cluster),
             None => BlobStore::in_memory(),
         };
-        let job_results = match config.job_result_store_path() {
-            Some(path) => JobResultStorage::Files {
-                dir: BlobStore::open(&path, "")?,
+        let job_results = match (&config.job_result_store_path, &storage) {
+            (Some(path), _) => JobResultStorage::Files {
+                dir: BlobStore::open(path, "")?,
                 delete_on_commit: config.job_result_delete_on_commit,
+                shared: true,
             },
-            None => JobResultStorage::Kv,
+            (None, Some(dir)) => JobResultStorage::Files {
+                dir: dir.child(JOB_RESULT_STORE_DIR).child(&cluster),
+                delete_on_commit: config.job_result_delete_on_commit,
+                shared: false,
+            },
+            (None, None) => JobResultStorage::Kv,
         };
         Ok(Self {
             layout: Layout::new(config.naming),
@@ -155,6 +174,7 @@ impl HaServices {
             JobResultStorage::Files {
                 dir,
                 delete_on_commit,
+                ..
             } => Arc::new(FileJobResultStore::new(dir.clone(), *delete_on_commit)),
         };
         Self {
@@ -320,25 +340,65 @@ impl HaServices {
         Ok(())
     }
 
-    /// Closes the services and removes all data of the cluster: every key of the cluster's
-    /// namespace, every blob and every job result. Use when the cluster is globally terminated.
+    /// Where the job result files are, for cleanup (`None` when results are kept in the KV).
+    pub fn job_result_files(&self) -> Option<JobResultFiles> {
+        match &self.options.job_results {
+            JobResultStorage::Kv => None,
+            JobResultStorage::Files { dir, shared, .. } => Some(JobResultFiles {
+                dir: dir.clone(),
+                shared: *shared,
+            }),
+        }
+    }
+
+    /// Plans the removal of the cluster's HA data (see [`crate::cleanup`]): what
+    /// [`close_and_cleanup_all_data`](Self::close_and_cleanup_all_data) would delete and what it
+    /// would leave alone. Reads only. `force` adds foreign keys and blobs inside the cluster's
+    /// namespace and blob directory.
+    pub async fn cleanup_plan(&self, force: bool) -> Result<CleanupPlan, HaError> {
+        let files = self.job_result_files();
+        CleanupPlan::compute(
+            self.backend.kv().as_ref(),
+            &self.options.blobs,
+            files.as_ref(),
+            force,
+        )
+        .await
+    }
+
+    /// Deletes exactly `plan` (computed by [`cleanup_plan`](Self::cleanup_plan)) and reports
+    /// what was removed; the services stay open.
+    pub async fn execute_cleanup(&self, plan: &CleanupPlan) -> Result<CleanupOutcome, HaError> {
+        let files = self.job_result_files();
+        plan.execute(
+            self.backend.kv().as_ref(),
+            &self.options.blobs,
+            files.as_ref(),
+        )
+        .await
+    }
+
+    /// Closes the services and removes the cluster's HA data: the keys of the HA layout in the
+    /// cluster's namespace, the HA blobs under `<storageDir>/<cluster-id>` and the job result
+    /// files (see [`crate::cleanup`] for exactly what counts as the cluster's). Anything foreign
+    /// found there is left in place and logged. Use when the cluster is globally terminated.
     pub async fn close_and_cleanup_all_data(self) -> Result<(), HaError> {
-        let mut first_error: Option<HaError> = None;
-        let mut note = |r: Result<(), HaError>| {
-            if let Err(e) = r {
-                first_error.get_or_insert(e);
+        let result = match self.cleanup_plan(false).await {
+            Ok(plan) => {
+                for kept in plan
+                    .kept_keys
+                    .iter()
+                    .chain(&plan.kept_blobs)
+                    .chain(&plan.kept_job_result_files)
+                {
+                    tracing::warn!(name = ?kept.name, reason = %kept.reason, "cleanup leaves this in place");
+                }
+                self.execute_cleanup(&plan).await.map(|_| ())
             }
+            Err(e) => Err(e),
         };
-        note(self.backend.kv().delete_all().await.map_err(HaError::from));
-        note(self.options.blobs.delete_all().await.map_err(HaError::from));
-        if let JobResultStorage::Files { dir, .. } = &self.options.job_results {
-            note(dir.delete_all().await.map_err(HaError::from));
-        }
         drop(self.cluster_election);
-        note(self.backend.close().await.map_err(HaError::from));
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        let closed = self.backend.close().await.map_err(HaError::from);
+        result.and(closed)
     }
 }

@@ -531,18 +531,31 @@ impl VersionedKv for KubernetesBackend {
         .await
     }
 
-    async fn delete_all(&self) -> Result<(), KvError> {
+    async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
         let sh = &self.shared;
         sh.check_open()?;
+        // This process's session ConfigMap goes too, and is not created again.
         sh.cleaned.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut removed = Vec::new();
         for c in sh.list_all().await? {
             let Some(name) = c.metadata.name.clone() else {
                 continue;
             };
+            let holds_data = c.data.as_ref().is_some_and(|d| !d.is_empty())
+                || c.binary_data.as_ref().is_some_and(|d| !d.is_empty());
+            if holds_data {
+                continue;
+            }
+            // Conditioned on the version read: a ConfigMap written since is kept.
+            let rv = c.metadata.resource_version.clone();
             let mut attempt = 0;
             loop {
-                match sh.api.delete(&name, None).await {
-                    Ok(()) | Err(ApiError::NotFound) => break,
+                match sh.api.delete(&name, rv.as_deref()).await {
+                    Ok(()) => {
+                        removed.push(name.clone());
+                        break;
+                    }
+                    Err(ApiError::NotFound | ApiError::Conflict) => break,
                     Err(ApiError::Transient(m)) if attempt < sh.settings.max_retries => {
                         attempt += 1;
                         tracing::debug!(%name, error = %m, "delete failed; retrying");
@@ -552,7 +565,7 @@ impl VersionedKv for KubernetesBackend {
                 }
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     fn session_id(&self) -> u64 {

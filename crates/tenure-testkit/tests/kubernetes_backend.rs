@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tenure_core::driver::HaBackend;
 use tenure_core::ids::{CheckpointId, ComponentId, JobId};
-use tenure_core::kv::{CreateOptions, KvError, KvEvent, VersionedKv};
+use tenure_core::kv::{CreateOptions, DeleteOptions, KvError, KvEvent, VersionedKv};
 use tenure_core::layout::Layout;
 use tenure_core::services::{HaServices, HaServicesOptions};
 use tenure_testkit::kube_fake::{KubernetesFactory, Resource};
@@ -333,7 +333,7 @@ async fn per_component_latches_use_flinks_per_component_configmaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cleanup_deletes_every_configmap_of_the_cluster_and_nothing_else() {
+async fn emptied_configmaps_of_the_cluster_are_removed_and_nothing_else() {
     let f = KubernetesFactory::start().await;
     let ns = f.settings().namespace;
     f.server().put_raw(
@@ -355,7 +355,15 @@ async fn cleanup_deletes_every_configmap_of_the_cluster_and_nothing_else() {
         .await
         .unwrap();
     assert!(f.server().objects(Resource::ConfigMaps, &ns).len() >= 4);
-    a.delete_all().await.unwrap();
+    a.delete(
+        &layout.checkpoint(&job, CheckpointId(1)),
+        DeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    a.delete("k", DeleteOptions::default()).await.unwrap();
+    let removed = a.remove_empty_namespace().await.unwrap();
+    assert!(!removed.is_empty(), "the emptied ConfigMaps go");
     a.close().await.unwrap();
     wait_until("only the unrelated ConfigMap left", DEADLINE, || {
         let names: Vec<String> = f

@@ -66,21 +66,6 @@ impl Paths {
         let rest = path.strip_prefix(self.base.as_str())?.strip_prefix('/')?;
         (!rest.is_empty()).then_some(rest)
     }
-
-    /// The ancestors of the namespace node, deepest first, excluding `/` (`/flink` for
-    /// `/flink/default`): what `delete_all` tries to remove once they are empty.
-    pub fn namespace_ancestors(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cur = self.base.as_str();
-        while let Some(i) = cur.rfind('/') {
-            cur = &cur[..i];
-            if cur.is_empty() {
-                break;
-            }
-            out.push(cur.to_owned());
-        }
-        out
-    }
 }
 
 /// Joins a parent znode path and a child name.
@@ -174,12 +159,10 @@ mod tests {
         assert_eq!(p.key("/flink/peer1/leader/x"), Some("leader/x"));
         assert_eq!(p.key("/flink/peer1"), None);
         assert_eq!(p.key("/flink/peer10/x"), None);
-        assert_eq!(p.namespace_ancestors(), vec!["/flink".to_owned()]);
         let root = Paths::new("/");
         assert_eq!(root.path("a"), "/a");
         assert_eq!(root.prefix_path(""), "/");
         assert_eq!(root.key("/a/b"), Some("a/b"));
-        assert!(root.namespace_ancestors().is_empty());
     }
 
     #[test]

@@ -322,40 +322,28 @@ impl ZooKeeperBackend {
         }))
     }
 
-    /// Deletes every znode of the namespace, then the namespace node and its ancestors while
-    /// they are empty (Flink's `tryDeleteEmptyParentZNodes`).
-    pub(crate) async fn delete_namespace(&self) -> Result<(), KvError> {
+    /// Deletes the namespace znode if it holds no data and has no children, conditioned on the
+    /// version read (so data written in between keeps it). Never `/`, never a parent: the root
+    /// path belongs to whoever configured it, and a namespace node holding data is not ours.
+    pub(crate) async fn remove_namespace_node(&self) -> Result<Vec<String>, KvError> {
         let client = self.client()?;
         let ns = self.shared.paths.namespace().to_owned();
         if ns == "/" {
-            // No namespace: delete the cluster's top-level znodes, never ZooKeeper's own.
-            let children = match client.list_children("/").await {
-                Ok(c) => c,
-                Err(e) => return Err(map(e, "", Op::Read)),
-            };
-            for c in children.into_iter().filter(|c| c.as_str() != "zookeeper") {
-                match self
-                    .delete_tree(&client, &c, &format!("/{c}"), None, None)
-                    .await
-                {
-                    Ok(()) | Err(KvError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(());
+            return Ok(Vec::new());
         }
-        match self.delete_tree(&client, "", &ns, None, None).await {
-            Ok(()) | Err(KvError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
+        let (data, stat) = match client.get_data(&ns).await {
+            Ok(got) => got,
+            Err(zk::Error::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(map(e, "", Op::Read)),
+        };
+        if !data.is_empty() || stat.num_children > 0 {
+            return Ok(Vec::new());
         }
-        for ancestor in self.shared.paths.namespace_ancestors() {
-            match client.delete(&ancestor, None).await {
-                Ok(()) | Err(zk::Error::NoNode) => {}
-                Err(zk::Error::NotEmpty) => break,
-                Err(e) => return Err(map(e, &ancestor, Op::Write)),
-            }
+        match client.delete(&ns, Some(stat.version)).await {
+            Ok(()) => Ok(vec![ns]),
+            Err(zk::Error::NoNode | zk::Error::NotEmpty | zk::Error::BadVersion) => Ok(Vec::new()),
+            Err(e) => Err(map(e, "", Op::Write)),
         }
-        Ok(())
     }
 }
 
@@ -514,8 +502,8 @@ impl VersionedKv for ZooKeeperBackend {
         }
     }
 
-    async fn delete_all(&self) -> Result<(), KvError> {
-        self.delete_namespace().await
+    async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
+        self.remove_namespace_node().await
     }
 
     fn session_id(&self) -> u64 {

@@ -107,7 +107,7 @@ async fn the_namespace_follows_flinks_root_and_cluster_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_all_removes_the_namespace_and_its_empty_parents() {
+async fn only_an_empty_dataless_namespace_node_is_removed_never_its_parents() {
     let f = ZooKeeperFactory::start().await;
     let a = f.connect_zk().await;
     let other = f
@@ -117,38 +117,40 @@ async fn delete_all_removes_the_namespace_and_its_empty_parents() {
             "other-cluster",
         ))
         .await;
-    for k in [
-        "jobs/j/checkpoints/0000000000000000001",
-        "execution-plans/j/locks/me",
-        "leader/latch",
-    ] {
-        a.create(k, Bytes::from_static(b"v"), CreateOptions::default())
-            .await
-            .unwrap();
-    }
-    other
-        .create("keep", Bytes::new(), CreateOptions::default())
+    a.create("leader", Bytes::new(), CreateOptions::default())
         .await
         .unwrap();
     let raw = f.raw_client().await;
+    let ns = format!("/flink/{}", f.cluster_id());
 
-    a.delete_all().await.unwrap();
     assert!(
-        raw.check_stat(&format!("/flink/{}", f.cluster_id()))
-            .await
-            .unwrap()
-            .is_none()
+        a.remove_empty_namespace().await.unwrap().is_empty(),
+        "a child is left"
     );
+    a.delete("leader", DeleteOptions::default()).await.unwrap();
+    assert_eq!(a.remove_empty_namespace().await.unwrap(), vec![ns.clone()]);
+    assert!(raw.check_stat(&ns).await.unwrap().is_none());
     assert!(
         raw.check_stat("/flink").await.unwrap().is_some(),
-        "another cluster lives there"
+        "the root stays"
     );
-    other.delete_all().await.unwrap();
+
+    // A namespace node holding data is not ours to remove.
+    other
+        .create("k", Bytes::new(), CreateOptions::default())
+        .await
+        .unwrap();
+    other.delete("k", DeleteOptions::default()).await.unwrap();
+    raw.set_data("/flink/other-cluster", b"13 bytes here", None)
+        .await
+        .unwrap();
+    assert!(other.remove_empty_namespace().await.unwrap().is_empty());
     assert!(
-        raw.check_stat("/flink").await.unwrap().is_none(),
-        "empty parents go too"
+        raw.check_stat("/flink/other-cluster")
+            .await
+            .unwrap()
+            .is_some()
     );
-    assert!(a.list("").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,16 +96,26 @@ async fn storage_dir_puts_blobs_and_job_results_in_flinks_places() {
         .join("job-result-store/my-cluster")
         .join(format!("{job}_DIRTY.json"));
     assert!(file.exists(), "{file:?}");
-    services
-        .blob_store()
-        .put("x", bytes::Bytes::from_static(b"1"))
-        .await
-        .expect("blob");
-    assert!(dir.path().join("my-cluster/x").exists());
+    for name in ["completedCheckpoint0123456789ab", "notes.txt"] {
+        services
+            .blob_store()
+            .put(name, bytes::Bytes::from_static(b"1"))
+            .await
+            .expect("blob");
+        assert!(dir.path().join("my-cluster").join(name).exists());
+    }
     services
         .close_and_cleanup_all_data()
         .await
         .expect("cleanup");
     assert!(!file.exists());
-    assert!(!dir.path().join("my-cluster/x").exists());
+    assert!(
+        !dir.path()
+            .join("my-cluster/completedCheckpoint0123456789ab")
+            .exists()
+    );
+    assert!(
+        dir.path().join("my-cluster/notes.txt").exists(),
+        "a file not named like an HA blob is not the cluster's to delete"
+    );
 }

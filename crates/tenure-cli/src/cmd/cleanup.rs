@@ -1,16 +1,18 @@
-//! `tenure cleanup --cluster-id ID --yes [--dry-run]`: removes every piece of HA data of a
-//! cluster whose processes are gone (`close_and_cleanup_all_data`): all keys of its namespace,
-//! all blobs under `<storageDir>/<cluster-id>`, and its job result files.
+//! `tenure cleanup --cluster-id ID --yes [--dry-run] [--force]`: removes the HA data of a cluster
+//! whose processes are gone. It plans first (`tenure::cleanup`: the keys of the HA layout in the
+//! cluster's namespace, HA blobs under `<storageDir>/<cluster-id>`, Flink-named job result
+//! files), prints the plan with everything it leaves alone and why, and deletes exactly the
+//! plan; `--dry-run` prints the same plan and writes nothing.
 
 use clap::Args;
 use serde::Serialize;
-use tenure::services::JobResultStorage;
+use tenure::cleanup::{CleanupPlan, LeftAlone};
 
 use super::require_yes;
 use crate::conn::{ConnArgs, Connection, Storage, connect};
 use crate::exit::{CliError, OK};
 use crate::inspect::LeaderSnapshot;
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, print_json, print_line};
 
 /// Examples shown by `tenure cleanup --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -18,24 +20,31 @@ pub const EXAMPLES: &str = "Examples:
   tenure cleanup --config conf/config.yaml --cluster-id /peer1 --yes
 
 The cluster id must be given with --cluster-id, even when the configuration file sets it.
+Only data that provably belongs to the cluster is removed: keys of the HA layout (tenure's or
+Flink's names) in its namespace, blobs named like HA blobs in <storageDir>/<cluster-id>, and job
+result files named <job-id>.json / <job-id>_DIRTY.json (from a shared job-result-store.storage-path
+only those of jobs the cluster names). Anything else is left alone and listed with the reason.
 A cluster with live latch contenders, published leaders or other ephemeral data (a live
-process's session) is refused with exit code 5 unless --force is given.";
+process's session) is refused with exit code 5 unless --force is given. --force also adds the
+foreign keys and blobs inside the cluster's own namespace and blob directory (listed as forced);
+it never adds another cluster's data or unattributable files of a shared result directory.";
 
 /// Options of `tenure cleanup`.
 #[derive(Debug, Clone, Args)]
 pub struct CleanupArgs {
-    /// Only list the keys, blobs and job result files that would be removed.
+    /// Only print the plan: what would be removed and what is left alone. Writes nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Do it (without --yes nothing is changed).
     #[arg(long)]
     pub yes: bool,
-    /// Go ahead although live processes seem to use the cluster.
+    /// Go ahead although live processes seem to use the cluster, and also remove foreign keys
+    /// and blobs inside the cluster's own namespace and blob directory.
     #[arg(long)]
     pub force: bool,
 }
 
-/// What cleanup removes (or would remove).
+/// What cleanup removed (or, in a dry run, would remove), and what it left alone.
 #[derive(Debug, Serialize)]
 pub struct CleanupReport {
     /// The cluster id.
@@ -44,61 +53,94 @@ pub struct CleanupReport {
     pub backend: String,
     /// Whether this was a dry run (nothing removed).
     pub dry_run: bool,
-    /// Whether the data was removed.
+    /// Whether the plan was carried out.
     pub removed: bool,
-    /// Keys of the cluster's namespace.
+    /// Keys of the cluster's namespace removed (planned, in a dry run), deepest first.
     pub keys: Vec<String>,
-    /// Ephemeral keys among them (owned by live sessions).
+    /// Foreign keys among them, planned only because of --force.
+    pub forced_keys: Vec<String>,
+    /// Ephemeral keys among them (owned by sessions).
     pub ephemeral_keys: Vec<String>,
+    /// Keys left alone, with the reason.
+    pub kept_keys: Vec<LeftAlone>,
+    /// Planned keys that were not removed because they changed after planning.
+    pub skipped_keys: Vec<LeftAlone>,
+    /// Containers of the namespace removed once empty (znode path, ConfigMap names).
+    pub namespace_removed: Vec<String>,
     /// Where the blobs are.
     pub blob_location: String,
-    /// Blobs below `<storageDir>/<cluster-id>`.
+    /// Blobs removed (planned, in a dry run).
     pub blobs: Vec<String>,
+    /// Foreign blobs among them, planned only because of --force.
+    pub forced_blobs: Vec<String>,
+    /// Blobs left alone, with the reason.
+    pub kept_blobs: Vec<LeftAlone>,
     /// Where the job result files are, if results are kept as files.
     pub job_result_location: Option<String>,
-    /// Job result files.
+    /// Job result files removed (planned, in a dry run).
     pub job_result_files: Vec<String>,
+    /// Files of the job result directory left alone, with the reason.
+    pub kept_job_result_files: Vec<LeftAlone>,
 }
 
-async fn inventory(conn: &Connection, dry_run: bool) -> Result<CleanupReport, CliError> {
-    let s = &conn.services;
-    let entries = s
-        .backend()
-        .kv()
-        .list("")
-        .await
-        .map_err(|e| CliError::kv("listing the cluster's keys", e))?;
-    let ephemeral_keys = entries
-        .iter()
-        .filter(|e| e.ephemeral_owner.is_some())
-        .map(|e| e.key.clone())
-        .collect();
-    let blobs = s
-        .blob_store()
-        .list("")
-        .await
-        .map_err(|e| CliError::blob("listing the cluster's blobs", e))?;
-    let (job_result_location, job_result_files) = match &s.options().job_results {
-        JobResultStorage::Kv => (None, Vec::new()),
-        JobResultStorage::Files { dir, .. } => (
-            Some(dir.location().to_owned()),
-            dir.list("")
-                .await
-                .map_err(|e| CliError::blob("listing the job result files", e))?,
-        ),
-    };
-    Ok(CleanupReport {
-        cluster_id: conn.config.cluster_id.clone(),
-        backend: conn.backend(),
-        dry_run,
-        removed: false,
-        keys: entries.into_iter().map(|e| e.key).collect(),
-        ephemeral_keys,
-        blob_location: s.blob_store().location().to_owned(),
-        blobs,
-        job_result_location,
-        job_result_files,
-    })
+impl CleanupReport {
+    fn of_plan(conn: &Connection, plan: &CleanupPlan, dry_run: bool) -> Self {
+        CleanupReport {
+            cluster_id: conn.config.cluster_id.clone(),
+            backend: conn.backend(),
+            dry_run,
+            removed: false,
+            keys: plan.keys.iter().map(|k| k.key.clone()).collect(),
+            forced_keys: plan
+                .keys
+                .iter()
+                .filter(|k| k.forced)
+                .map(|k| k.key.clone())
+                .collect(),
+            ephemeral_keys: plan
+                .keys
+                .iter()
+                .filter(|k| k.ephemeral)
+                .map(|k| k.key.clone())
+                .collect(),
+            kept_keys: plan.kept_keys.clone(),
+            skipped_keys: Vec::new(),
+            namespace_removed: Vec::new(),
+            blob_location: plan.blob_location.clone(),
+            blobs: plan.blobs.clone(),
+            forced_blobs: plan.forced_blobs.clone(),
+            kept_blobs: plan.kept_blobs.clone(),
+            job_result_location: plan.job_result_location.clone(),
+            job_result_files: plan.job_result_files.clone(),
+            kept_job_result_files: plan.kept_job_result_files.clone(),
+        }
+    }
+}
+
+/// Refuses a cleanup a live process would race (exit 5), unless `--force`; then requires `--yes`.
+async fn check_allowed(
+    conn: &Connection,
+    report: &CleanupReport,
+    args: &CleanupArgs,
+) -> Result<(), CliError> {
+    let snap = LeaderSnapshot::read(
+        conn.services.backend().kv().as_ref(),
+        conn.services.layout(),
+    )
+    .await?;
+    let what = format!("removing the HA data of cluster {}", report.cluster_id);
+    snap.guard(&what, args.force)?;
+    if !report.ephemeral_keys.is_empty() && !args.force {
+        return Err(CliError::Refused(format!(
+            "{what} refused: live sessions own ephemeral keys ({}); stop the cluster's \
+             processes first, or pass --force",
+            report.ephemeral_keys.join(", ")
+        )));
+    }
+    require_yes(
+        args.yes,
+        &format!("`tenure cleanup --cluster-id {}`", report.cluster_id),
+    )
 }
 
 /// Runs `tenure cleanup`.
@@ -115,92 +157,115 @@ pub async fn run(
         ));
     }
     let conn = connect(conn_args, Storage::Required).await?;
-    let mut report = match inventory(&conn, args.dry_run).await {
-        Ok(r) => r,
-        Err(e) => {
-            conn.close().await;
-            return Err(e);
-        }
-    };
-    if !args.dry_run {
-        let snap = LeaderSnapshot::read(
-            conn.services.backend().kv().as_ref(),
-            conn.services.layout(),
-        )
-        .await;
-        let refusal = match snap {
-            Err(e) => Some(e),
-            Ok(snap) => {
-                let what = format!("removing all HA data of cluster {}", report.cluster_id);
-                match snap.guard(&what, args.force) {
-                    Err(e) => Some(e),
-                    Ok(()) if !report.ephemeral_keys.is_empty() && !args.force => {
-                        Some(CliError::Refused(format!(
-                            "{what} refused: live sessions own ephemeral keys ({}); stop the \
-                             cluster's processes first, or pass --force",
-                            report.ephemeral_keys.join(", ")
-                        )))
-                    }
-                    Ok(()) => require_yes(
-                        args.yes,
-                        &format!("`tenure cleanup --cluster-id {}`", report.cluster_id),
-                    )
-                    .err(),
-                }
-            }
-        };
-        if let Some(e) = refusal {
-            conn.close().await;
-            return Err(e);
-        }
-        conn.services
-            .close_and_cleanup_all_data()
-            .await
-            .map_err(|e| CliError::ha("removing the cluster's HA data", e))?;
-        report.removed = true;
-    } else {
-        conn.close().await;
-    }
+    let result = plan_and_execute(&conn, &args).await;
+    conn.close().await;
+    let report = result?;
     match format {
         OutputFormat::Json => print_json(&report)?,
-        OutputFormat::Table => {
-            let verb = if report.removed {
-                "removed"
-            } else {
-                "would remove"
-            };
-            println!(
-                "{verb} {} keys of cluster {} ({} backend)",
-                report.keys.len(),
-                report.cluster_id,
-                report.backend
-            );
-            for k in &report.keys {
-                let eph = if report.ephemeral_keys.contains(k) {
-                    "  (ephemeral)"
-                } else {
-                    ""
-                };
-                println!("  {k}{eph}");
-            }
-            println!(
-                "{verb} {} blobs in {}",
-                report.blobs.len(),
-                report.blob_location
-            );
-            for b in &report.blobs {
-                println!("  {b}");
-            }
-            if let Some(loc) = &report.job_result_location {
-                println!(
-                    "{verb} {} job result files in {loc}",
-                    report.job_result_files.len()
-                );
-                for f in &report.job_result_files {
-                    println!("  {f}");
-                }
-            }
-        }
+        OutputFormat::Table => print_table(&report)?,
     }
     Ok(OK)
+}
+
+async fn plan_and_execute(
+    conn: &Connection,
+    args: &CleanupArgs,
+) -> Result<CleanupReport, CliError> {
+    let plan = conn
+        .services
+        .cleanup_plan(args.force)
+        .await
+        .map_err(|e| CliError::ha("planning the cleanup", e))?;
+    let mut report = CleanupReport::of_plan(conn, &plan, args.dry_run);
+    if args.dry_run {
+        return Ok(report);
+    }
+    check_allowed(conn, &report, args).await?;
+    let outcome = conn
+        .services
+        .execute_cleanup(&plan)
+        .await
+        .map_err(|e| CliError::ha("removing the cluster's HA data", e))?;
+    report.removed = true;
+    report.keys = outcome.keys;
+    report.skipped_keys = outcome.skipped_keys;
+    report.namespace_removed = outcome.namespace;
+    report.blobs = outcome.blobs;
+    report.job_result_files = outcome.job_result_files;
+    Ok(report)
+}
+
+/// A backend string made safe for a terminal: control characters escaped.
+fn shown(s: &str) -> String {
+    s.escape_debug().to_string()
+}
+
+fn print_table(report: &CleanupReport) -> Result<(), CliError> {
+    let verb = if report.removed {
+        "removed"
+    } else {
+        "would remove"
+    };
+    let mut out = Vec::new();
+    out.push(format!(
+        "{verb} {} keys of cluster {} ({} backend)",
+        report.keys.len(),
+        shown(&report.cluster_id),
+        report.backend
+    ));
+    for k in &report.keys {
+        let mut notes = Vec::new();
+        if report.ephemeral_keys.contains(k) {
+            notes.push("ephemeral");
+        }
+        if report.forced_keys.contains(k) {
+            notes.push("foreign, --force");
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", notes.join(", "))
+        };
+        out.push(format!("  {}{notes}", shown(k)));
+    }
+    for n in &report.namespace_removed {
+        out.push(format!("removed the emptied namespace {}", shown(n)));
+    }
+    out.push(format!(
+        "{verb} {} blobs in {}",
+        report.blobs.len(),
+        shown(&report.blob_location)
+    ));
+    for b in &report.blobs {
+        let forced = if report.forced_blobs.contains(b) {
+            "  (foreign, --force)"
+        } else {
+            ""
+        };
+        out.push(format!("  {}{forced}", shown(b)));
+    }
+    if let Some(loc) = &report.job_result_location {
+        out.push(format!(
+            "{verb} {} job result files in {}",
+            report.job_result_files.len(),
+            shown(loc)
+        ));
+        for f in &report.job_result_files {
+            out.push(format!("  {}", shown(f)));
+        }
+    }
+    let kept: Vec<&LeftAlone> = report
+        .kept_keys
+        .iter()
+        .chain(&report.skipped_keys)
+        .chain(&report.kept_blobs)
+        .chain(&report.kept_job_result_files)
+        .collect();
+    if !kept.is_empty() {
+        out.push(format!("left alone: {}", kept.len()));
+        for k in kept {
+            out.push(format!("  {}: {}", shown(&k.name), k.reason));
+        }
+    }
+    print_line(&out.join("\n"))
 }

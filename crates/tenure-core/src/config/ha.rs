@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use super::{ConfigError, Configuration};
+use crate::segments::PathSegments;
 
 /// Which high-availability backend to run (Flink's `HighAvailabilityMode`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -330,19 +331,16 @@ impl HaConfig {
             ],
         );
         let cluster_id = c.string_or(cid_key, &cid_deprecated, "/default");
-        let segment = cluster_id.trim_matches('/');
-        if segment.is_empty()
-            || segment
-                .split('/')
-                .any(|p| p.is_empty() || p == "." || p == "..")
-        {
+        if let Err(e) = PathSegments::parse(&cluster_id) {
             let key = c
                 .lookup(cid_key, &cid_deprecated)
                 .map_or(cid_key, |(k, _)| k);
             return Err(invalid(
                 key,
                 &cluster_id,
-                "a non-empty cluster id without empty, \".\" or \"..\" path segments",
+                &format!(
+                    "a cluster id usable as path segments ({e}): non-empty segments without                      \".\", \"..\", control characters, whitespace at either end, %, #, ? or \\"
+                ),
             ));
         }
         let naming = match c.lookup("high-availability.tenure.flink-naming", &[]) {
@@ -389,6 +387,21 @@ impl HaConfig {
             kubernetes: read_kubernetes(c)?,
             etcd: read_etcd(c)?,
         };
+        for (key, root) in [
+            (format!("{ZK}path.root"), &config.zookeeper.root),
+            (
+                "high-availability.etcd.path.root".to_owned(),
+                &config.etcd.root,
+            ),
+        ] {
+            if let Err(e) = PathSegments::parse_allow_root(root) {
+                return Err(invalid(
+                    &key,
+                    root,
+                    &format!("a root path such as /flink ({e})"),
+                ));
+            }
+        }
         if config.mode == HaMode::ZooKeeper && config.zookeeper.acl == ZooKeeperAcl::Creator {
             let sasl_disabled = c.bool_or("zookeeper.sasl.disable", false)?;
             if sasl_disabled && config.zookeeper.digest_auth.is_none() {
@@ -424,6 +437,18 @@ impl HaConfig {
     /// one path segment (Flink's `generateZookeeperPath` trims segments the same way).
     pub fn cluster_id_segment(&self) -> String {
         self.cluster_id.trim_matches('/').to_owned()
+    }
+
+    /// The cluster id as validated path segments: what storage paths and keys are built from,
+    /// one segment at a time. Checked here again because an `HaConfig` can be built in code.
+    pub fn cluster_segments(&self) -> Result<PathSegments, ConfigError> {
+        PathSegments::parse(&self.cluster_id).map_err(|e| {
+            invalid(
+                "high-availability.cluster-id",
+                &self.cluster_id,
+                &format!("a cluster id usable as path segments ({e})"),
+            )
+        })
     }
 
     /// Where the job result store lives: `job-result-store.storage-path` if set, else

@@ -16,7 +16,7 @@ use crate::ids::JobId;
 const DIRTY_SUFFIX: &str = "_DIRTY.json";
 const CLEAN_SUFFIX: &str = ".json";
 /// The directory below the storage directory holding every cluster's job results.
-const JOB_RESULT_STORE_DIR: &str = "job-result-store";
+pub const JOB_RESULT_STORE_DIR: &str = "job-result-store";
 
 /// Job results as JSON files (Flink's `FileSystemJobResultStore`).
 #[derive(Clone, Debug)]
@@ -58,8 +58,9 @@ impl FileJobResultStore {
         format!("{job}{}", if dirty { DIRTY_SUFFIX } else { CLEAN_SUFFIX })
     }
 
-    /// `(job, dirty)` of a result file name (no sub-directories), else `None`.
-    fn parse_name(name: &str) -> Option<(JobId, bool)> {
+    /// `(job, dirty)` of a result file name named as Flink names them (`<job-id>.json`,
+    /// `<job-id>_DIRTY.json`, no sub-directories), else `None`.
+    pub fn parse_name(name: &str) -> Option<(JobId, bool)> {
         let job = JobId::parse(name.get(..32)?).ok()?;
         [true, false]
             .into_iter()

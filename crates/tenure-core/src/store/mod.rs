@@ -35,7 +35,7 @@ pub use job_graph::{JobGraphEvent, JobGraphStore, JobGraphWatch};
 pub use job_result::{
     ApplicationStatus, FailureCause, JobResultEntry, JobResultStore, KvJobResultStore,
 };
-pub use job_result_file::FileJobResultStore;
+pub use job_result_file::{FileJobResultStore, JOB_RESULT_STORE_DIR};
 pub use payload::{
     CHECKPOINT_BLOB_PREFIX, DEFAULT_INLINE_THRESHOLD, EXECUTION_PLAN_BLOB_PREFIX,
     JOB_GRAPH_BLOB_PREFIX, Payload, PayloadCodec, fnv1a64,

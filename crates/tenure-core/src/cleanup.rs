@@ -1,0 +1,429 @@
+//! Removing a cluster's HA data: a plan computed first, then exactly the plan deleted.
+//!
+//! `close_and_cleanup_all_data` and `tenure cleanup` remove only what they can prove belongs to
+//! the cluster:
+//!
+//! - keys of the cluster's namespace that match the HA layout (tenure's or Flink's names, see
+//!   [`is_layout_key`]), and only those with nothing foreign below them;
+//! - blobs under `<storageDir>/<cluster-id>` named as tenure's and Flink's stores name them
+//!   ([`is_ha_blob`]: `completedCheckpoint<id>`, `submittedExecutionPlan<id>`,
+//!   `submittedJobGraph<id>`, Flink's `blob/job_<job-id>/blob_…`);
+//! - job result files named as Flink names them (`<job-id>.json`, `<job-id>_DIRTY.json`) in the
+//!   cluster's own result directory; from a shared one (`job-result-store.storage-path` set
+//!   explicitly) only those of jobs the cluster's keys name;
+//! - finally the namespace's own container if it is then empty
+//!   ([`VersionedKv::remove_empty_namespace`]).
+//!
+//! Anything else (a foreign key, a namespace node holding data, unknown files, what looks like
+//! another cluster's data below this one) is left alone and listed in the plan. Forcing adds the
+//! foreign keys and blobs inside the cluster's namespace and blob directory — never another
+//! cluster's data, never unattributable files of a shared result directory. Every key is deleted
+//! at the version that was planned, so data written after planning is kept and reported.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::blob::BlobStore;
+use crate::ids::{ComponentId, JobId};
+use crate::kv::{DeleteOptions, KvError, Version, VersionedKv};
+use crate::layout::{DIRTY_SUFFIX, JOB_RESULTS_DIR, JOBS_DIR, LEADER_DIR, RUNNING_JOBS_DIR};
+use crate::services::HaError;
+use crate::store::{
+    CHECKPOINT_BLOB_PREFIX, EXECUTION_PLAN_BLOB_PREFIX, FileJobResultStore, JOB_GRAPH_BLOB_PREFIX,
+};
+
+/// One key the plan deletes, at the version it was read with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlannedKey {
+    /// The key, relative to the cluster namespace.
+    pub key: String,
+    /// The version read while planning; the delete is conditioned on it.
+    #[serde(skip)]
+    pub version: Version,
+    /// Whether a (live or expired) session owns it.
+    pub ephemeral: bool,
+    /// Whether it is foreign and only planned because of `force`.
+    pub forced: bool,
+}
+
+/// Something the plan leaves alone, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeftAlone {
+    /// The key, blob or file name.
+    pub name: String,
+    /// Why it stays.
+    pub reason: String,
+}
+
+/// What a cleanup deletes and what it leaves alone; computed before anything is deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupPlan {
+    /// Keys to delete, in deletion order (deepest first).
+    pub keys: Vec<PlannedKey>,
+    /// Keys left alone.
+    pub kept_keys: Vec<LeftAlone>,
+    /// Where the blobs are.
+    pub blob_location: String,
+    /// Blobs to delete (names relative to the blob location).
+    pub blobs: Vec<String>,
+    /// Blobs to delete only because of `force` (also in `blobs`).
+    pub forced_blobs: Vec<String>,
+    /// Blobs left alone.
+    pub kept_blobs: Vec<LeftAlone>,
+    /// Where the job result files are, if results are kept as files.
+    pub job_result_location: Option<String>,
+    /// Job result files to delete.
+    pub job_result_files: Vec<String>,
+    /// Files of the job result directory left alone.
+    pub kept_job_result_files: Vec<LeftAlone>,
+    /// Whether `force` was given.
+    pub forced: bool,
+}
+
+/// What a cleanup actually removed, and what it skipped because it changed after planning.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CleanupOutcome {
+    /// Keys deleted.
+    pub keys: Vec<String>,
+    /// Planned keys not deleted (changed, gained children or vanished since planning).
+    pub skipped_keys: Vec<LeftAlone>,
+    /// Containers of the namespace removed once empty (znode paths, ConfigMap names).
+    pub namespace: Vec<String>,
+    /// Blobs deleted.
+    pub blobs: Vec<String>,
+    /// Job result files deleted.
+    pub job_result_files: Vec<String>,
+}
+
+/// Where the job result files of the cluster live, for planning.
+#[derive(Clone, Debug)]
+pub struct JobResultFiles {
+    /// The directory.
+    pub dir: BlobStore,
+    /// Whether other clusters may keep results there too.
+    pub shared: bool,
+}
+
+/// Whether `key` (relative to the cluster namespace) is a key of the HA layout: tenure's and
+/// Flink 2.x names, Flink 1.15–1.20 names (`jobgraphs/`, bare job ids), Flink 1.14's per-job
+/// leader nodes and the older `checkpoints/<job>` and `checkpoint-counter/<job>` nodes.
+pub fn is_layout_key(key: &str) -> bool {
+    let segs: Vec<&str> = key.split('/').collect();
+    let job = |s: &str| JobId::parse(s).is_ok();
+    let component = |s: &str| ComponentId::parse(s).is_ok();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match segs.as_slice() {
+        [LEADER_DIR] | [LEADER_DIR, "latch"] => true,
+        [LEADER_DIR, "latch", node] => is_latch_node(node),
+        [LEADER_DIR, c] | [LEADER_DIR, c, "connection_info" | "latch"] => component(c),
+        [LEADER_DIR, c, "latch", node] => component(c) && is_latch_node(node),
+        ["execution-plans" | "jobgraphs"] => true,
+        ["execution-plans" | "jobgraphs", j] | ["execution-plans" | "jobgraphs", j, "locks"] => {
+            job(j)
+        }
+        ["execution-plans" | "jobgraphs", j, "locks", owner] => job(j) && !owner.is_empty(),
+        [JOBS_DIR] => true,
+        [JOBS_DIR, j]
+        | [
+            JOBS_DIR,
+            j,
+            "checkpoints" | "checkpoint_id_counter" | LEADER_DIR,
+        ] => job(j),
+        [JOBS_DIR, j, "checkpoints", id] => job(j) && digits(id),
+        [JOBS_DIR, j, LEADER_DIR, "connection_info" | "latch"] => job(j),
+        [JOBS_DIR, j, LEADER_DIR, "latch", node] => job(j) && is_latch_node(node),
+        ["checkpoints" | "checkpoint-counter" | RUNNING_JOBS_DIR | JOB_RESULTS_DIR] => true,
+        ["checkpoints" | "checkpoint-counter" | RUNNING_JOBS_DIR, j] => job(j),
+        ["checkpoints", j, id] => job(j) && digits(id),
+        [JOB_RESULTS_DIR, name] => job(name.strip_suffix(DIRTY_SUFFIX).unwrap_or(name)),
+        _ => false,
+    }
+}
+
+/// Whether `name` is a latch node name as the latch recipe makes them: `…latch-<digits>`
+/// (Curator's rule; tenure's nodes are `_c_<uuid>-latch-<10 digits>`).
+pub fn is_latch_node(name: &str) -> bool {
+    name.rsplit_once("latch-")
+        .is_some_and(|(_, seq)| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `name` (relative to `<storageDir>/<cluster-id>`) is a blob tenure's or Flink's HA
+/// stores write: `completedCheckpoint<id>`, `submittedExecutionPlan<id>`,
+/// `submittedJobGraph<id>` (an id of letters and digits), or Flink's HA blob server files
+/// `blob/job_<job-id>/blob_…`.
+pub fn is_ha_blob(name: &str) -> bool {
+    let segs: Vec<&str> = name.split('/').collect();
+    match segs.as_slice() {
+        [file] => [
+            CHECKPOINT_BLOB_PREFIX,
+            EXECUTION_PLAN_BLOB_PREFIX,
+            JOB_GRAPH_BLOB_PREFIX,
+        ]
+        .iter()
+        .any(|p| {
+            file.strip_prefix(p).is_some_and(|id| {
+                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
+        }),
+        ["blob", dir, file] => {
+            dir.strip_prefix("job_")
+                .is_some_and(|j| JobId::parse(j).is_ok())
+                && file.starts_with("blob_")
+                && file.len() > "blob_".len()
+        }
+        _ => false,
+    }
+}
+
+/// Whether a foreign name looks like another cluster's HA data below this one
+/// (`<other>/leader/latch/…`, `<other>/completedCheckpoint…`): never removed, even forced.
+fn is_nested_cluster(name: &str, owned: impl Fn(&str) -> bool) -> bool {
+    let mut rest = name;
+    while let Some((_, tail)) = rest.split_once('/') {
+        if owned(tail) {
+            return true;
+        }
+        rest = tail;
+    }
+    false
+}
+
+/// The job ids named anywhere in `keys` (job graphs, per-job data, results, leaders).
+fn referenced_jobs<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<JobId> {
+    let mut out = BTreeSet::new();
+    for key in keys {
+        for seg in key.split('/') {
+            let seg = seg.strip_suffix(DIRTY_SUFFIX).unwrap_or(seg);
+            let seg = seg.strip_prefix("job-").unwrap_or(seg);
+            if let Ok(job) = JobId::parse(seg) {
+                out.insert(job);
+            }
+        }
+    }
+    out
+}
+
+/// How many `/`-separated segments `key` has.
+fn depth(key: &str) -> usize {
+    key.split('/').count()
+}
+
+impl CleanupPlan {
+    /// Computes the plan from what the backend, the blob store and the job result directory
+    /// hold now. Reads only.
+    pub async fn compute(
+        kv: &dyn VersionedKv,
+        blobs: &BlobStore,
+        job_results: Option<&JobResultFiles>,
+        force: bool,
+    ) -> Result<Self, HaError> {
+        let entries = kv.list("").await?;
+        let foreign: Vec<&str> = entries
+            .iter()
+            .map(|e| e.key.as_str())
+            .filter(|k| !is_layout_key(k))
+            .collect();
+        let nested: Vec<&str> = foreign
+            .iter()
+            .copied()
+            .filter(|k| is_nested_cluster(k, is_layout_key))
+            .collect();
+        let blocking: Vec<&str> = if force { nested.clone() } else { foreign };
+        let mut plan = CleanupPlan {
+            forced: force,
+            blob_location: blobs.location().to_owned(),
+            ..Default::default()
+        };
+        for e in &entries {
+            let key = e.key.as_str();
+            let layout = is_layout_key(key);
+            let below = blocking
+                .iter()
+                .find(|f| crate::kv::is_below(key, f) || **f == key);
+            match below {
+                Some(f) if *f == key => {
+                    let reason = if nested.contains(&key) {
+                        "looks like another cluster's HA data below this namespace"
+                    } else {
+                        "not a key of the HA layout (--force adds it)"
+                    };
+                    plan.kept_keys.push(LeftAlone {
+                        name: key.to_owned(),
+                        reason: reason.into(),
+                    });
+                }
+                Some(f) => plan.kept_keys.push(LeftAlone {
+                    name: key.to_owned(),
+                    reason: format!("data that is not ours lies below it ({f})"),
+                }),
+                None => plan.keys.push(PlannedKey {
+                    key: key.to_owned(),
+                    version: e.version,
+                    ephemeral: e.ephemeral_owner.is_some(),
+                    forced: !layout,
+                }),
+            }
+        }
+        plan.keys
+            .sort_by(|a, b| depth(&b.key).cmp(&depth(&a.key)).then(b.key.cmp(&a.key)));
+        plan.kept_keys.sort_by(|a, b| a.name.cmp(&b.name));
+
+        for name in blobs.list("").await? {
+            if is_ha_blob(&name) {
+                plan.blobs.push(name);
+            } else if is_nested_cluster(&name, is_ha_blob) {
+                plan.kept_blobs.push(LeftAlone {
+                    name,
+                    reason: "looks like another cluster's blob below this directory".into(),
+                });
+            } else if force {
+                plan.forced_blobs.push(name.clone());
+                plan.blobs.push(name);
+            } else {
+                plan.kept_blobs.push(LeftAlone {
+                    name,
+                    reason: "not named like an HA blob (--force adds it)".into(),
+                });
+            }
+        }
+
+        if let Some(files) = job_results {
+            plan.job_result_location = Some(files.dir.location().to_owned());
+            let jobs = referenced_jobs(entries.iter().map(|e| e.key.as_str()));
+            for name in files.dir.list("").await? {
+                let reason = match FileJobResultStore::parse_name(&name) {
+                    None => "not a job result file (<job-id>.json or <job-id>_DIRTY.json)",
+                    Some((job, _)) if files.shared && !jobs.contains(&job) => {
+                        "in a shared job result directory, of a job this cluster does not name"
+                    }
+                    Some(_) => {
+                        plan.job_result_files.push(name);
+                        continue;
+                    }
+                };
+                plan.kept_job_result_files.push(LeftAlone {
+                    name,
+                    reason: reason.into(),
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Whether the plan deletes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.blobs.is_empty() && self.job_result_files.is_empty()
+    }
+
+    /// Deletes exactly the plan: every key at its planned version (deepest first), then the
+    /// namespace's container if it is empty, the blobs and the job result files. A key that
+    /// changed since planning is skipped and reported, never deleted.
+    pub async fn execute(
+        &self,
+        kv: &dyn VersionedKv,
+        blobs: &BlobStore,
+        job_results: Option<&JobResultFiles>,
+    ) -> Result<CleanupOutcome, HaError> {
+        let mut out = CleanupOutcome::default();
+        for k in &self.keys {
+            let opts = DeleteOptions {
+                expected: Some(k.version),
+                ..Default::default()
+            };
+            let skipped = |reason: &str| LeftAlone {
+                name: k.key.clone(),
+                reason: reason.to_owned(),
+            };
+            match kv.delete(&k.key, opts).await {
+                Ok(()) => out.keys.push(k.key.clone()),
+                Err(KvError::NotFound { .. }) => {
+                    out.skipped_keys.push(skipped("gone already"));
+                }
+                Err(KvError::VersionConflict { .. }) => {
+                    out.skipped_keys
+                        .push(skipped("written since it was planned"));
+                }
+                Err(KvError::NotEmpty { .. }) => {
+                    out.skipped_keys
+                        .push(skipped("gained children since it was planned"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        out.namespace = kv.remove_empty_namespace().await?;
+        for name in &self.blobs {
+            blobs.delete(name).await?;
+            out.blobs.push(name.clone());
+        }
+        if let Some(files) = job_results {
+            for name in &self.job_result_files {
+                files.dir.delete(name).await?;
+                out.job_result_files.push(name.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "58c7b669261b7be65fa686cc039885b6";
+
+    #[test]
+    fn layout_keys_of_both_eras_are_ours_and_nothing_else() {
+        for key in [
+            "leader".to_owned(),
+            "leader/latch".to_owned(),
+            "leader/latch/_c_3f0b-latch-0000000003".to_owned(),
+            "leader/rest_server/connection_info".to_owned(),
+            format!("leader/job-{JOB}/latch/_c_x-latch-0000000001"),
+            format!("leader/{JOB}/connection_info"),
+            format!("execution-plans/{JOB}/locks/owner-1"),
+            format!("jobgraphs/{JOB}"),
+            format!("jobs/{JOB}/checkpoints/0000000000000000007"),
+            format!("jobs/{JOB}/checkpoint_id_counter"),
+            format!("checkpoint-counter/{JOB}"),
+            format!("running_job_registry/{JOB}"),
+            format!("job-results/{JOB}_DIRTY"),
+        ] {
+            assert!(is_layout_key(&key), "{key}");
+        }
+        for key in [
+            "data",
+            "important",
+            "leader/latch/junk☃",
+            "leader/my-cron/connection_info",
+            "execution-plans/not-a-job",
+            "jobs/x/checkpoints/1",
+            "other-cluster/leader/latch",
+            "leader/rest_server/connection_info/extra",
+        ] {
+            assert!(!is_layout_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn ha_blobs_are_recognised_by_name() {
+        assert!(is_ha_blob("completedCheckpoint2e1519c07c46"));
+        assert!(is_ha_blob("submittedExecutionPlan0123456789ab"));
+        assert!(is_ha_blob(&format!("blob/job_{JOB}/blob_p-1-2")));
+        for name in [
+            "completedCheckpoint",
+            "notes.txt",
+            "other/completedCheckpoint2e1519c07c46",
+            "completedCheckpoint../x",
+            "job-result-store/x/y.json",
+        ] {
+            assert!(!is_ha_blob(name), "{name}");
+        }
+        assert!(is_nested_cluster(
+            "other/completedCheckpoint2e1519c07c46",
+            is_ha_blob
+        ));
+        assert!(is_nested_cluster("b/leader/latch", is_layout_key));
+        assert!(!is_nested_cluster("notes.txt", is_ha_blob));
+    }
+}
