@@ -27,6 +27,7 @@ use crate::exit::CliError;
 use crate::metrics::metrics;
 use crate::output::{OutputFormat, unix_ms};
 use crate::signals::{Stop, StopSignals};
+use crate::watchdog::{self, Gone, Watchdog};
 
 /// Examples and semantics shown by `tenure run --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -119,7 +120,13 @@ enum Step {
     },
     Started {
         pid: Option<u32>,
+        process_group: i32,
+        stall_limit_ms: u64,
         command: String,
+    },
+    WatchdogFired {
+        reason: &'static str,
+        stall_limit_ms: u64,
     },
     LeadershipLost {
         session_id: String,
@@ -174,9 +181,19 @@ impl Reporter {
                     Step::NotConfirmed { session_id } => {
                         format!("term {session_id} ended before it was confirmed")
                     }
-                    Step::Started { pid, command } => {
-                        format!("started {command} (pid {})", pid.unwrap_or(0))
-                    }
+                    Step::Started {
+                        pid,
+                        process_group,
+                        command,
+                        ..
+                    } => format!(
+                        "started {command} (pid {}, process group {process_group})",
+                        pid.unwrap_or(0)
+                    ),
+                    Step::WatchdogFired { stall_limit_ms, .. } => format!(
+                        "tenure was unresponsive for {stall_limit_ms} ms: the watchdog killed \
+                         the command's process group"
+                    ),
                     Step::LeadershipLost { session_id } => {
                         format!("leadership lost (session {session_id})")
                     }
@@ -223,6 +240,7 @@ fn spawn(
     term: &LeaderTerm,
     address: &str,
     component: &str,
+    group: Pid,
 ) -> Result<Child, CliError> {
     let (program, rest) = args
         .command
@@ -237,31 +255,33 @@ fn spawn(
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
-        // Its own process group, so signals reach everything it starts.
-        .process_group(0)
+        // The watchdog's process group, so signals reach everything it starts, and the watchdog
+        // kills it all should tenure die or stall.
+        .process_group(group.as_raw())
         .kill_on_drop(true);
     cmd.spawn()
         .map_err(|e| CliError::Other(format!("cannot run {}: {e}", program.to_string_lossy())))
 }
 
-fn signal_group(pid: Option<u32>, signal: Signal) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
-        return;
-    };
-    let pid = Pid::from_raw(pid);
-    if killpg(pid, signal).is_err() {
-        let _ = kill(pid, signal);
+/// Signals the command's process group. Called only while the command (a member) is not yet
+/// reaped, so the group id cannot have been reused.
+fn signal_group(group: Pid, pid: Option<u32>, signal: Signal) {
+    if killpg(group, signal).is_err()
+        && let Some(pid) = pid.and_then(|p| i32::try_from(p).ok())
+    {
+        let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
 /// SIGTERM to the child's group, SIGKILL after `grace`; returns its status.
 async fn terminate(
     child: &mut Child,
+    group: Pid,
     grace: Duration,
     report: &Reporter,
 ) -> Result<ExitStatus, CliError> {
     let pid = child.id();
-    signal_group(pid, Signal::SIGTERM);
+    signal_group(group, pid, Signal::SIGTERM);
     report.emit(Step::Signal {
         signal: "SIGTERM",
         pid,
@@ -269,7 +289,7 @@ async fn terminate(
     let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(status) => status,
         Err(_) => {
-            signal_group(pid, Signal::SIGKILL);
+            signal_group(group, pid, Signal::SIGKILL);
             report.emit(Step::Signal {
                 signal: "SIGKILL",
                 pid,
@@ -348,8 +368,8 @@ pub async fn run(
         &mut election,
         &mut signals,
         &report,
-        &latch,
-        &address,
+        (&latch, &address),
+        watchdog::stall_limit(&conn.config),
     )
     .await;
     resign(election, &report).await;
@@ -362,8 +382,8 @@ async fn campaign(
     election: &mut LeaderElection,
     signals: &mut StopSignals,
     report: &Reporter,
-    latch: &str,
-    address: &str,
+    (latch, address): (&str, &str),
+    stall_limit: Duration,
 ) -> Result<u8, CliError> {
     let name = report.component.clone();
     let mut first = true;
@@ -426,9 +446,13 @@ async fn campaign(
         report.emit(Step::Confirmed {
             address: address.to_owned(),
         });
-        let mut child = spawn(args, &term, address, &name)?;
+        let mut guard = Watchdog::start(stall_limit).await?;
+        let group = guard.pgid();
+        let mut child = spawn(args, &term, address, &name, group)?;
         report.emit(Step::Started {
             pid: child.id(),
+            process_group: group.as_raw(),
+            stall_limit_ms: millis(stall_limit),
             command: args
                 .command
                 .iter()
@@ -436,10 +460,35 @@ async fn campaign(
                 .collect::<Vec<_>>()
                 .join(" "),
         });
-        tokio::select! {
-            status = child.wait() => {
-                let status = status
-                    .map_err(|e| CliError::Other(format!("waiting for the command: {e}")))?;
+        let wait_err = |e: std::io::Error| CliError::Other(format!("waiting for the command: {e}"));
+        // Every branch reaps the command before the watchdog is closed.
+        let ended = tokio::select! {
+            biased;
+            status = child.wait() => Ended::Exited(status.map_err(wait_err)?),
+            () = term.over() => {
+                report.emit(Step::LeadershipLost { session_id: term.session_id.to_string() });
+                Ended::Lost(terminate(&mut child, group, args.grace, report).await?)
+            }
+            stop = signals.recv() => {
+                report.emit(Step::Stopping { signal: stop_name(stop) });
+                Ended::Stopped(terminate(&mut child, group, args.grace, report).await?)
+            }
+            gone = guard.gone() => match gone {
+                // It killed the group: the command is dead or about to be.
+                Gone::Stalled(_) => Ended::Exited(child.wait().await.map_err(wait_err)?),
+                Gone::Ended => {
+                    Ended::Unguarded(terminate(&mut child, group, args.grace, report).await?)
+                }
+            },
+        };
+        if let Gone::Stalled(limit) = guard.close().await {
+            report.emit(Step::WatchdogFired {
+                reason: "stalled",
+                stall_limit_ms: millis(limit),
+            });
+        }
+        match ended {
+            Ended::Exited(status) => {
                 let code = exited(&status, report);
                 if !args.restart {
                     return Ok(code);
@@ -456,21 +505,39 @@ async fn campaign(
                     }
                 }
             }
-            () = term.over() => {
-                report.emit(Step::LeadershipLost { session_id: term.session_id.to_string() });
-                let status = terminate(&mut child, args.grace, report).await?;
+            Ended::Lost(status) => {
                 let code = exited(&status, report);
                 if !args.restart {
                     return Ok(code);
                 }
             }
-            stop = signals.recv() => {
-                report.emit(Step::Stopping { signal: stop_name(stop) });
-                let status = terminate(&mut child, args.grace, report).await?;
-                return Ok(exited(&status, report));
+            Ended::Stopped(status) => return Ok(exited(&status, report)),
+            Ended::Unguarded(status) => {
+                exited(&status, report);
+                return Err(CliError::Other(
+                    "the watchdog of the command ended unexpectedly, so the command was stopped \
+                     (it must not run unguarded)"
+                        .into(),
+                ));
             }
         }
     }
+}
+
+/// How a run of the command ended (the command is reaped in every case).
+enum Ended {
+    /// It exited by itself (or the watchdog killed it because tenure stalled).
+    Exited(ExitStatus),
+    /// Leadership was lost and it was terminated.
+    Lost(ExitStatus),
+    /// tenure was asked to stop and terminated it.
+    Stopped(ExitStatus),
+    /// The watchdog died on its own and the command was terminated.
+    Unguarded(ExitStatus),
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
