@@ -3,7 +3,8 @@
 //! SIGKILLed, or SIGSTOPped past the session timeout and resumed. A monitor records when each
 //! command started (its own clock reading) and when it was first seen dead, and the history
 //! check asserts that no two commands ever ran at the same time, and that a killed `tenure`'s
-//! command group is gone entirely (the watchdog's work).
+//! command group is gone entirely (the watchdog's work). The watchdog's protocol (pipe closed,
+//! silence for the stall limit, signals for the command ignored) is also tested on its own.
 
 #![cfg(feature = "zookeeper")]
 #![allow(clippy::unwrap_used)]
@@ -491,4 +492,97 @@ fn the_overlap_check_has_teeth() {
     assert!(check_no_overlap(&overlapping).is_err());
     let never_stopped = [cmd(1, 10, None), cmd(2, 30, Some(40))];
     assert!(check_no_overlap(&never_stopped).is_err());
+}
+
+/// A watchdog started as `tenure run` starts it: in a new process group, with piped stdin and
+/// stdout; waits for its `ready <pgid>`. Nothing leaks if a test fails: when the test process
+/// drops the pipe (or exits), the watchdog kills its group, itself included.
+fn start_watchdog(stall_limit: &str) -> (std::process::Child, common::Lines, u32) {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Stdio;
+    let mut w = common::tenure()
+        .args(["__watchdog", "--stall-limit", stall_limit])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut out = common::Lines::new(w.stdout.take().unwrap());
+    let pgid = w.id();
+    out.wait_for("ready", |l| l == format!("ready {pgid}"));
+    (w, out, pgid)
+}
+
+/// A process in group `pgid`, as `tenure run` starts the command.
+fn member(pgid: u32) -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
+    std::process::Command::new("sleep")
+        .arg("1000")
+        .process_group(i32::try_from(pgid).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to [`DEADLINE`]) until `child` has exited; returns how it ended.
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after {DEADLINE:?}"
+        );
+        std::thread::park_timeout(POLL);
+    }
+}
+
+#[test]
+fn the_watchdog_kills_its_group_when_its_pipe_closes() {
+    use std::io::Write as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let (mut w, _out, pgid) = start_watchdog("1h");
+    let mut cmd = member(pgid);
+    // SIGTERM to the group (by its id) is for the command: the watchdog ignores it (had it
+    // died of it, its status below would say signal 15, not 9).
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert_eq!(wait_exit(&mut cmd).signal(), Some(15));
+    let mut cmd = member(pgid);
+    let mut stdin = w.stdin.take().unwrap();
+    stdin.write_all(b"beat\n").unwrap();
+    assert!(w.try_wait().unwrap().is_none(), "a beat keeps it");
+    // tenure is gone: the group is killed at once, the watchdog with it.
+    drop(stdin);
+    assert_eq!(wait_exit(&mut cmd).signal(), Some(9));
+    assert_eq!(wait_exit(&mut w).signal(), Some(9));
+}
+
+#[test]
+fn the_watchdog_kills_its_group_when_tenure_is_silent_for_the_stall_limit() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let started = Instant::now();
+    let (mut w, mut out, pgid) = start_watchdog("300ms");
+    let mut cmd = member(pgid);
+    // No beats: it reports the stall on stdout and kills the group.
+    out.wait_for("stalled", |l| l == "stalled 300");
+    assert_eq!(wait_exit(&mut cmd).signal(), Some(9));
+    assert_eq!(wait_exit(&mut w).signal(), Some(9));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn the_watchdog_refuses_to_run_outside_its_own_group() {
+    let out = common::run(&["__watchdog", "--stall-limit", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("started by `tenure run` only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

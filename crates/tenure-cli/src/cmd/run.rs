@@ -4,9 +4,20 @@
 //! The process campaigns; once elected it publishes its address (confirms the term) and starts
 //! CMD with the term in its environment. When leadership is lost (another contender was
 //! preferred after a session loss, the backend became unreachable, the latch node was deleted),
-//! CMD gets SIGTERM, then SIGKILL after `--grace`. Without `--restart`, `tenure run` then exits
-//! with CMD's status; with `--restart` it campaigns again and starts CMD anew in the next term.
-//! SIGINT / SIGTERM to `tenure run` are passed on the same way, and leadership is given up.
+//! CMD's process group gets SIGTERM, then SIGKILL after `--grace`. Without `--restart`, `tenure
+//! run` then exits with CMD's status; with `--restart` it campaigns again and starts CMD anew in
+//! the next term. SIGINT / SIGTERM to `tenure run` are passed on the same way, and leadership is
+//! given up.
+//!
+//! CMD never outlives the leadership, even if `tenure` itself dies or stalls: before each run
+//! of CMD, `tenure` starts a [watchdog](crate::watchdog) process (`tenure __watchdog`, hidden)
+//! in a new process group and starts CMD into that group. `tenure` sends it heartbeats from its
+//! async runtime; the watchdog SIGKILLs the whole group at once when the pipe from `tenure`
+//! closes (`tenure` was SIGKILLed or crashed), and when no heartbeat came for the stall limit, a
+//! third of the ZooKeeper session timeout (see [`crate::watchdog::stall_limit`]), which is before
+//! the backend can expire the session and grant a standby. If the watchdog cannot be started,
+//! CMD is not started and `tenure run` fails. When a run of CMD ends, `tenure` closes the pipe,
+//! and the watchdog kills whatever CMD left behind in its group.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -46,6 +57,14 @@ Semantics (as `etcdctl elect` / `consul lock`):
   - on loss of leadership CMD's process group gets SIGTERM, then SIGKILL after --grace;
     without --restart tenure exits with CMD's status (128+N if killed by signal N);
     with --restart it campaigns again and starts CMD anew when elected.
+  - CMD never outlives tenure: a watchdog process (tenure __watchdog, in CMD's process
+    group) SIGKILLs the group at once if tenure dies (SIGKILL, crash), and if tenure stops
+    sending heartbeats for the stall limit (SIGSTOP, a long pause): a third of the session
+    timeout (high-availability.zookeeper.client.session-timeout; on Kubernetes half of
+    lease-duration minus retry-period), before the session can expire and a standby be
+    elected. When CMD ends, what it left in its group is killed. The grace period runs after
+    leadership is lost: keep --grace well below the session timeout if CMD must be gone
+    before a standby starts.
   - if CMD exits by itself, tenure gives up leadership and exits with CMD's status; with
     --restart it runs CMD again (after --restart-delay) while it still leads.
   - SIGINT/SIGTERM to tenure: CMD gets SIGTERM (then SIGKILL after --grace), leadership is
