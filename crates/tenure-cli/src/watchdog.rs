@@ -50,7 +50,7 @@
 //!
 //! - **ZooKeeper**: the server expires a session `T` (the session timeout) after it last heard
 //!   from the client. A healthy client sends something at least every `T/3` (Curator and the Java
-//!   client ping after `T/3` idle; the Rust client tenure uses after at most `T/5`), so when
+//!   client ping after `T/3` idle; the Rust client tenure uses within `3T/10`), so when
 //!   `tenure` stalls at `s` the server last heard from it at `s - T/3` or later, and the session
 //!   expires no earlier than `s + 2T/3`. The last beat the watchdog heard came at `s` or before,
 //!   so it fires by `s + L`. With `L = T/3` the group is dead by `s + T/3`, leaving `T/3` for the

@@ -358,7 +358,7 @@ fn ms(d: Duration) -> u128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_leaders_command_dies_with_it_before_a_standby_starts() {
     let mut f = Fixture::start().await;
-    const CONTENDERS: usize = 3;
+    const CONTENDERS: usize = 4;
     tokio::task::block_in_place(|| {
         for _ in 0..CONTENDERS {
             f.spawn();
