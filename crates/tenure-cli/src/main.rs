@@ -13,6 +13,7 @@ mod inspect;
 mod metrics;
 mod output;
 mod signals;
+mod watchdog;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -115,6 +116,9 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Guards the process group of `tenure run`'s command (started by `tenure run` only).
+    #[command(name = watchdog::SUBCOMMAND, hide = true)]
+    Watchdog(watchdog::WatchdogArgs),
 }
 
 impl Command {
@@ -202,6 +206,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Registry => cmd::registry::run(&conn, format).await,
         Command::Cleanup(args) => cmd::cleanup::run(args, &conn, format).await,
         Command::Run(args) => cmd::run::run(args, &conn, format).await,
+        Command::Watchdog(args) => watchdog::run(args).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tenure", &mut std::io::stdout());
             Ok(exit::OK)

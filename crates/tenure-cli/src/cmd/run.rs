@@ -4,9 +4,20 @@
 //! The process campaigns; once elected it publishes its address (confirms the term) and starts
 //! CMD with the term in its environment. When leadership is lost (another contender was
 //! preferred after a session loss, the backend became unreachable, the latch node was deleted),
-//! CMD gets SIGTERM, then SIGKILL after `--grace`. Without `--restart`, `tenure run` then exits
-//! with CMD's status; with `--restart` it campaigns again and starts CMD anew in the next term.
-//! SIGINT / SIGTERM to `tenure run` are passed on the same way, and leadership is given up.
+//! CMD's process group gets SIGTERM, then SIGKILL after `--grace`. Without `--restart`, `tenure
+//! run` then exits with CMD's status; with `--restart` it campaigns again and starts CMD anew in
+//! the next term. SIGINT / SIGTERM to `tenure run` are passed on the same way, and leadership is
+//! given up.
+//!
+//! CMD never outlives the leadership, even if `tenure` itself dies or stalls: before each run
+//! of CMD, `tenure` starts a [watchdog](crate::watchdog) process (`tenure __watchdog`, hidden)
+//! in a new process group and starts CMD into that group. `tenure` sends it heartbeats from its
+//! async runtime; the watchdog SIGKILLs the whole group at once when the pipe from `tenure`
+//! closes (`tenure` was SIGKILLed or crashed), and when no heartbeat came for the stall limit, a
+//! third of the ZooKeeper session timeout (see [`crate::watchdog::stall_limit`]), which is before
+//! the backend can expire the session and grant a standby. If the watchdog cannot be started,
+//! CMD is not started and `tenure run` fails. When a run of CMD ends, `tenure` closes the pipe,
+//! and the watchdog kills whatever CMD left behind in its group.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -27,6 +38,7 @@ use crate::exit::CliError;
 use crate::metrics::metrics;
 use crate::output::{OutputFormat, unix_ms};
 use crate::signals::{Stop, StopSignals};
+use crate::watchdog::{self, Gone, Watchdog};
 
 /// Examples and semantics shown by `tenure run --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -45,6 +57,14 @@ Semantics (as `etcdctl elect` / `consul lock`):
   - on loss of leadership CMD's process group gets SIGTERM, then SIGKILL after --grace;
     without --restart tenure exits with CMD's status (128+N if killed by signal N);
     with --restart it campaigns again and starts CMD anew when elected.
+  - CMD never outlives tenure: a watchdog process (tenure __watchdog, in CMD's process
+    group) SIGKILLs the group at once if tenure dies (SIGKILL, crash), and if tenure stops
+    sending heartbeats for the stall limit (SIGSTOP, a long pause): a third of the session
+    timeout (high-availability.zookeeper.client.session-timeout; on Kubernetes half of
+    lease-duration minus retry-period), before the session can expire and a standby be
+    elected. When CMD ends, what it left in its group is killed. The grace period runs after
+    leadership is lost: keep --grace well below the session timeout if CMD must be gone
+    before a standby starts.
   - if CMD exits by itself, tenure gives up leadership and exits with CMD's status; with
     --restart it runs CMD again (after --restart-delay) while it still leads.
   - SIGINT/SIGTERM to tenure: CMD gets SIGTERM (then SIGKILL after --grace), leadership is
@@ -119,7 +139,13 @@ enum Step {
     },
     Started {
         pid: Option<u32>,
+        process_group: i32,
+        stall_limit_ms: u64,
         command: String,
+    },
+    WatchdogFired {
+        reason: &'static str,
+        stall_limit_ms: u64,
     },
     LeadershipLost {
         session_id: String,
@@ -174,9 +200,19 @@ impl Reporter {
                     Step::NotConfirmed { session_id } => {
                         format!("term {session_id} ended before it was confirmed")
                     }
-                    Step::Started { pid, command } => {
-                        format!("started {command} (pid {})", pid.unwrap_or(0))
-                    }
+                    Step::Started {
+                        pid,
+                        process_group,
+                        command,
+                        ..
+                    } => format!(
+                        "started {command} (pid {}, process group {process_group})",
+                        pid.unwrap_or(0)
+                    ),
+                    Step::WatchdogFired { stall_limit_ms, .. } => format!(
+                        "tenure was unresponsive for {stall_limit_ms} ms: the watchdog killed \
+                         the command's process group"
+                    ),
                     Step::LeadershipLost { session_id } => {
                         format!("leadership lost (session {session_id})")
                     }
@@ -223,6 +259,7 @@ fn spawn(
     term: &LeaderTerm,
     address: &str,
     component: &str,
+    group: Pid,
 ) -> Result<Child, CliError> {
     let (program, rest) = args
         .command
@@ -237,31 +274,33 @@ fn spawn(
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
-        // Its own process group, so signals reach everything it starts.
-        .process_group(0)
+        // The watchdog's process group, so signals reach everything it starts, and the watchdog
+        // kills it all should tenure die or stall.
+        .process_group(group.as_raw())
         .kill_on_drop(true);
     cmd.spawn()
         .map_err(|e| CliError::Other(format!("cannot run {}: {e}", program.to_string_lossy())))
 }
 
-fn signal_group(pid: Option<u32>, signal: Signal) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
-        return;
-    };
-    let pid = Pid::from_raw(pid);
-    if killpg(pid, signal).is_err() {
-        let _ = kill(pid, signal);
+/// Signals the command's process group. Called only while the command (a member) is not yet
+/// reaped, so the group id cannot have been reused.
+fn signal_group(group: Pid, pid: Option<u32>, signal: Signal) {
+    if killpg(group, signal).is_err()
+        && let Some(pid) = pid.and_then(|p| i32::try_from(p).ok())
+    {
+        let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
 /// SIGTERM to the child's group, SIGKILL after `grace`; returns its status.
 async fn terminate(
     child: &mut Child,
+    group: Pid,
     grace: Duration,
     report: &Reporter,
 ) -> Result<ExitStatus, CliError> {
     let pid = child.id();
-    signal_group(pid, Signal::SIGTERM);
+    signal_group(group, pid, Signal::SIGTERM);
     report.emit(Step::Signal {
         signal: "SIGTERM",
         pid,
@@ -269,7 +308,7 @@ async fn terminate(
     let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(status) => status,
         Err(_) => {
-            signal_group(pid, Signal::SIGKILL);
+            signal_group(group, pid, Signal::SIGKILL);
             report.emit(Step::Signal {
                 signal: "SIGKILL",
                 pid,
@@ -348,8 +387,8 @@ pub async fn run(
         &mut election,
         &mut signals,
         &report,
-        &latch,
-        &address,
+        (&latch, &address),
+        watchdog::stall_limit(&conn.config),
     )
     .await;
     resign(election, &report).await;
@@ -362,8 +401,8 @@ async fn campaign(
     election: &mut LeaderElection,
     signals: &mut StopSignals,
     report: &Reporter,
-    latch: &str,
-    address: &str,
+    (latch, address): (&str, &str),
+    stall_limit: Duration,
 ) -> Result<u8, CliError> {
     let name = report.component.clone();
     let mut first = true;
@@ -426,9 +465,13 @@ async fn campaign(
         report.emit(Step::Confirmed {
             address: address.to_owned(),
         });
-        let mut child = spawn(args, &term, address, &name)?;
+        let mut guard = Watchdog::start(stall_limit).await?;
+        let group = guard.pgid();
+        let mut child = spawn(args, &term, address, &name, group)?;
         report.emit(Step::Started {
             pid: child.id(),
+            process_group: group.as_raw(),
+            stall_limit_ms: millis(stall_limit),
             command: args
                 .command
                 .iter()
@@ -436,10 +479,35 @@ async fn campaign(
                 .collect::<Vec<_>>()
                 .join(" "),
         });
-        tokio::select! {
-            status = child.wait() => {
-                let status = status
-                    .map_err(|e| CliError::Other(format!("waiting for the command: {e}")))?;
+        let wait_err = |e: std::io::Error| CliError::Other(format!("waiting for the command: {e}"));
+        // Every branch reaps the command before the watchdog is closed.
+        let ended = tokio::select! {
+            biased;
+            status = child.wait() => Ended::Exited(status.map_err(wait_err)?),
+            () = term.over() => {
+                report.emit(Step::LeadershipLost { session_id: term.session_id.to_string() });
+                Ended::Lost(terminate(&mut child, group, args.grace, report).await?)
+            }
+            stop = signals.recv() => {
+                report.emit(Step::Stopping { signal: stop_name(stop) });
+                Ended::Stopped(terminate(&mut child, group, args.grace, report).await?)
+            }
+            gone = guard.gone() => match gone {
+                // It killed the group: the command is dead or about to be.
+                Gone::Stalled(_) => Ended::Exited(child.wait().await.map_err(wait_err)?),
+                Gone::Ended => {
+                    Ended::Unguarded(terminate(&mut child, group, args.grace, report).await?)
+                }
+            },
+        };
+        if let Gone::Stalled(limit) = guard.close().await {
+            report.emit(Step::WatchdogFired {
+                reason: "stalled",
+                stall_limit_ms: millis(limit),
+            });
+        }
+        match ended {
+            Ended::Exited(status) => {
                 let code = exited(&status, report);
                 if !args.restart {
                     return Ok(code);
@@ -456,21 +524,39 @@ async fn campaign(
                     }
                 }
             }
-            () = term.over() => {
-                report.emit(Step::LeadershipLost { session_id: term.session_id.to_string() });
-                let status = terminate(&mut child, args.grace, report).await?;
+            Ended::Lost(status) => {
                 let code = exited(&status, report);
                 if !args.restart {
                     return Ok(code);
                 }
             }
-            stop = signals.recv() => {
-                report.emit(Step::Stopping { signal: stop_name(stop) });
-                let status = terminate(&mut child, args.grace, report).await?;
-                return Ok(exited(&status, report));
+            Ended::Stopped(status) => return Ok(exited(&status, report)),
+            Ended::Unguarded(status) => {
+                exited(&status, report);
+                return Err(CliError::Other(
+                    "the watchdog of the command ended unexpectedly, so the command was stopped \
+                     (it must not run unguarded)"
+                        .into(),
+                ));
             }
         }
     }
+}
+
+/// How a run of the command ended (the command is reaped in every case).
+enum Ended {
+    /// It exited by itself (or the watchdog killed it because tenure stalled).
+    Exited(ExitStatus),
+    /// Leadership was lost and it was terminated.
+    Lost(ExitStatus),
+    /// tenure was asked to stop and terminated it.
+    Stopped(ExitStatus),
+    /// The watchdog died on its own and the command was terminated.
+    Unguarded(ExitStatus),
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
