@@ -6,7 +6,7 @@ pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::{
-    blob, clock, codec, config, connection, driver, election, embedded, ids, kv, layout,
+    blob, clock, codec, config, connection, driver, election, embedded, ids, kv, latch, layout,
     leader_info, retrieval, services, store,
 };
 /// The Kubernetes backend (feature `kubernetes`).
