@@ -10,7 +10,7 @@ use super::require_yes;
 use crate::conn::{ConnArgs, Connection, Storage, connect};
 use crate::exit::{CliError, OK};
 use crate::inspect::LeaderSnapshot;
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, outln, print_json};
 
 /// Examples shown by `tenure cleanup --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -169,35 +169,35 @@ pub async fn run(
             } else {
                 "would remove"
             };
-            println!(
+            outln!(
                 "{verb} {} keys of cluster {} ({} backend)",
                 report.keys.len(),
                 report.cluster_id,
                 report.backend
-            );
+            )?;
             for k in &report.keys {
                 let eph = if report.ephemeral_keys.contains(k) {
                     "  (ephemeral)"
                 } else {
                     ""
                 };
-                println!("  {k}{eph}");
+                outln!("  {k}{eph}")?;
             }
-            println!(
+            outln!(
                 "{verb} {} blobs in {}",
                 report.blobs.len(),
                 report.blob_location
-            );
+            )?;
             for b in &report.blobs {
-                println!("  {b}");
+                outln!("  {b}")?;
             }
             if let Some(loc) = &report.job_result_location {
-                println!(
+                outln!(
                     "{verb} {} job result files in {loc}",
                     report.job_result_files.len()
-                );
+                )?;
                 for f in &report.job_result_files {
-                    println!("  {f}");
+                    outln!("  {f}")?;
                 }
             }
         }

@@ -88,10 +88,7 @@ fn print_snapshot(
     };
     match format {
         OutputFormat::Json => print_json(&report),
-        OutputFormat::Table => {
-            print_tables(snap);
-            Ok(())
-        }
+        OutputFormat::Table => print_tables(snap),
     }
 }
 
@@ -103,7 +100,8 @@ fn state_text(c: &ComponentLeader) -> &'static str {
     }
 }
 
-fn print_tables(snap: &LeaderSnapshot) {
+/// Prints the snapshot's tables; every cell is escaped by [`Table::row`].
+fn print_tables(snap: &LeaderSnapshot) -> Result<(), CliError> {
     let mut t = Table::new(&["COMPONENT", "STATE", "SESSION", "ADDRESS"]);
     for c in &snap.components {
         t.row(vec![
@@ -116,23 +114,26 @@ fn print_tables(snap: &LeaderSnapshot) {
             },
         ]);
     }
-    t.print();
-    println!();
+    t.print()?;
+    print_line("")?;
     if snap.contenders.is_empty() {
-        println!("no latch contenders");
-        return;
+        return print_line("no latch contenders");
     }
     let mut t = Table::new(&["LATCH", "CONTENDER", "SEQUENCE", "LEADS", "SESSION"]);
     for c in &snap.contenders {
         t.row(vec![
             c.latch.clone(),
             c.node.clone(),
-            or_dash(c.sequence),
+            if c.foreign {
+                "foreign".into()
+            } else {
+                or_dash(c.sequence)
+            },
             if c.leader { "yes" } else { "no" }.into(),
             or_dash(c.owner_session.as_ref()),
         ]);
     }
-    t.print();
+    t.print()
 }
 
 /// One change seen by `leaders --watch`.
@@ -261,7 +262,13 @@ fn change_line(change: &Change) -> String {
             clock(*unix_ms),
             contender.latch,
             contender.node,
-            if contender.leader { " (leads)" } else { "" }
+            if contender.leader {
+                " (leads)"
+            } else if contender.foreign {
+                " (foreign: not in line)"
+            } else {
+                ""
+            }
         ),
         Change::ContenderLeft { unix_ms, contender } => format!(
             "{}  {}  contender {} left",
@@ -360,8 +367,8 @@ async fn watch(
             })?;
         }
         OutputFormat::Table => {
-            print_tables(&snap);
-            println!();
+            print_tables(&snap)?;
+            print_line("")?;
             print_line("watching for changes (Ctrl-C to stop)")?;
         }
     }
@@ -439,6 +446,7 @@ mod tests {
             component: None,
             node: "_c_x-latch-0000000001".into(),
             sequence: Some(1),
+            foreign: false,
             leader: true,
             owner_session: None,
         });
