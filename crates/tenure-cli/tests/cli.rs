@@ -513,3 +513,73 @@ fn a_storage_dir_tenure_cannot_open_is_skipped_by_readers_only() {
         "hdfs:///flink/ha",
     );
 }
+
+/// Runs `tenure args…` with stdout a pipe whose reading end is already closed, so its first
+/// write fails with EPIPE (the reader of `tenure … | head -1` is gone).
+fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = common::tenure()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_with_status_0() {
+    for args in [
+        &["completions", "bash"][..],
+        &["leaders"],
+        &["leaders", "--output", "json"],
+        &["jobs", "list"],
+        &["registry", "--output", "json"],
+    ] {
+        let out = run_into_closed_pipe(args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: quiet, but said: {err}");
+    }
+}
+
+#[test]
+fn backend_text_in_tables_is_escaped_and_stays_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("job-result-store/peer1");
+    std::fs::create_dir_all(&results).unwrap();
+    let hostile = r#"{"result":{"id":"58c7b669261b7be65fa686cc039885b6","application-status":"SUCCEEDED","accumulator-results":{},"net-runtime":1,"name":"\u001b[31mred\nforged row\u202e"},"version":1}"#;
+    std::fs::write(results.join(format!("{JOB}_DIRTY.json")), hostile).unwrap();
+    let sd = dir.path().to_str().unwrap();
+    let base = [
+        "--storage-dir",
+        sd,
+        "--cluster-id",
+        "/peer1",
+        "results",
+        "list",
+    ];
+    let out = run(&base);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "header and one row: {text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(r"\x1b[31mred\nforged row\u{202e}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    // JSON keeps the exact text.
+    let mut args = base.to_vec();
+    args.extend(["--output", "json"]);
+    let v = json(&run(&args));
+    assert_eq!(v["results"][0]["name"], "\u{1b}[31mred\nforged row\u{202e}");
+}

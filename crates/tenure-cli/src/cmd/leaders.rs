@@ -317,7 +317,7 @@ async fn reread(kv: &dyn VersionedKv, layout: Layout) -> Option<LeaderSnapshot> 
     match LeaderSnapshot::read(kv, layout).await {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::debug!(error = %e, "re-reading the leader data failed; waiting for the next event");
+            tracing::debug!(error = ?e, "re-reading the leader data failed; waiting for the next event");
             None
         }
     }
