@@ -291,14 +291,14 @@ fn contender(e: &Entry, component: Option<&str>, node: &str) -> Contender {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
     use proptest::prelude::*;
     use tenure::kv::Version;
 
     use super::*;
 
-    fn entry(key: &str, value: &[u8], owner: Option<u64>) -> Entry {
+    pub(crate) fn entry(key: &str, value: &[u8], owner: Option<u64>) -> Entry {
         Entry {
             key: key.into(),
             value: Bytes::copy_from_slice(value),
@@ -485,18 +485,22 @@ mod tests {
         ]
     }
 
+    /// Entries below `leader/` (and around it) with arbitrary keys, values and owners.
+    pub(crate) fn arbitrary_entries() -> impl Strategy<Value = Vec<Entry>> {
+        proptest::collection::vec(
+            (
+                arbitrary_key(),
+                arbitrary_value(),
+                proptest::option::of(any::<u64>()),
+            ),
+            0..12,
+        )
+        .prop_map(|es| es.iter().map(|(k, v, o)| entry(k, v, *o)).collect())
+    }
+
     proptest! {
         #[test]
-        fn any_backend_data_builds_a_snapshot_without_panic(
-            entries in proptest::collection::vec(
-                (arbitrary_key(), arbitrary_value(), proptest::option::of(any::<u64>())),
-                0..12,
-            )
-        ) {
-            let entries: Vec<Entry> = entries
-                .iter()
-                .map(|(k, v, o)| entry(k, v, *o))
-                .collect();
+        fn any_backend_data_builds_a_snapshot_without_panic(entries in arbitrary_entries()) {
             for layout in [Layout::default(), Layout::new(tenure::layout::NamingEra::Flink1)] {
                 let snap = LeaderSnapshot::from_entries(&entries, layout);
                 let _ = snap.liveness();
@@ -517,6 +521,9 @@ mod tests {
                     }
                 }
                 prop_assert!(leaders.values().all(|n| *n == 1));
+                for c in snap.contenders.iter().filter(|c| !c.foreign) {
+                    prop_assert_eq!(leaders.get(c.latch.as_str()), Some(&1), "{} has no leader", c.latch);
+                }
                 let text = serde_json::to_string(&snap).expect("json");
                 let back: serde_json::Value = serde_json::from_str(&text).expect("parse");
                 prop_assert!(back.is_object());

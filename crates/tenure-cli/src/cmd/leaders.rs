@@ -432,8 +432,29 @@ async fn watch(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::inspect::LeaderSnapshot;
+    use crate::inspect::tests::arbitrary_entries;
+
+    proptest! {
+        #[test]
+        fn any_backend_data_diffs_into_one_safe_line_per_change(
+            old in arbitrary_entries(),
+            new in arbitrary_entries(),
+        ) {
+            let old = LeaderSnapshot::from_entries(&old, Layout::default());
+            let new = LeaderSnapshot::from_entries(&new, Layout::default());
+            for change in diff(&old, &new) {
+                let line = crate::output::sanitize(&change_line(&change)).into_owned();
+                prop_assert!(!line.contains('\n') && !line.contains('\x1b'));
+                let json = serde_json::to_string(&change).expect("json");
+                prop_assert!(!json.contains('\n'));
+            }
+            prop_assert!(diff(&new, &new).is_empty());
+        }
+    }
 
     #[test]
     fn diff_reports_leader_changes_and_contenders() {
