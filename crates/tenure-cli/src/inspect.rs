@@ -8,9 +8,11 @@ use serde::Serialize;
 use tenure::codec::decode_leader_info;
 use tenure::ids::ComponentId;
 use tenure::kv::{Entry, VersionedKv};
+use tenure::latch;
 use tenure::layout::{LEADER_DIR, Layout};
 
 use crate::exit::CliError;
+use crate::output::sanitize;
 
 /// The components every cluster has, listed even when nothing is published for them.
 const FIXED: [ComponentId; 3] = [
@@ -47,9 +49,13 @@ pub struct Contender {
     pub component: Option<String>,
     /// The latch node's name (`_c_<uuid>-latch-<seq>`).
     pub node: String,
-    /// Its sequence number, if the name carries one.
-    pub sequence: Option<u64>,
-    /// Whether it is first in line (the latch's leader).
+    /// Its sequence number; `null` for a foreign node.
+    pub sequence: Option<i64>,
+    /// Whether the node is not a well-formed latch node (`*latch-<at least 10 digits>`, the
+    /// rule of [`tenure::latch`]): the election ignores it, so it never leads.
+    pub foreign: bool,
+    /// Whether it is first in line (the latch's leader): the well-formed node with the lowest
+    /// sequence.
     pub leader: bool,
     /// The backend session owning the node, in hex (ephemeral nodes).
     pub owner_session: Option<String>,
@@ -60,7 +66,8 @@ pub struct Contender {
 pub struct LeaderSnapshot {
     /// Every component, the fixed ones first, then job masters by name.
     pub components: Vec<ComponentLeader>,
-    /// Every latch participant, by latch and sequence.
+    /// Every latch node, by latch, then the participants in line order, then foreign nodes by
+    /// name.
     pub contenders: Vec<Contender>,
 }
 
@@ -105,7 +112,7 @@ impl LeaderSnapshot {
                     .push(contender(e, Some(name), node)),
                 [name] | [name, "connection_info"] if *name != "latch" => {
                     let Some(c) = component_of(name) else {
-                        tracing::debug!(key = %e.key, "not a component's leader data; ignored");
+                        tracing::debug!(key = ?e.key, "not a component's leader data; ignored");
                         continue;
                     };
                     let slot = (rank(&c), (*name).to_owned());
@@ -127,8 +134,15 @@ impl LeaderSnapshot {
         let components = comps.into_values().collect();
         let mut contenders = Vec::new();
         for (_, mut line) in latches {
-            line.sort_by(|a, b| a.sequence.cmp(&b.sequence).then(a.node.cmp(&b.node)));
-            if let Some(first) = line.first_mut() {
+            let names: Vec<&str> = line.iter().map(|c| c.node.as_str()).collect();
+            let leader = latch::leader(&names).map(str::to_owned);
+            line.sort_by(|a, b| {
+                (a.foreign, a.sequence, &a.node).cmp(&(b.foreign, b.sequence, &b.node))
+            });
+            if let Some(first) = line
+                .iter_mut()
+                .find(|c| !c.foreign && Some(&c.node) == leader.as_ref())
+            {
                 first.leader = true;
             }
             contenders.extend(line);
@@ -158,9 +172,9 @@ impl LeaderSnapshot {
             .map(|c| {
                 format!(
                     "{} led by session {} at {}",
-                    c.component,
-                    c.session_id.as_deref().unwrap_or("?"),
-                    c.address.as_deref().unwrap_or("?")
+                    sanitize(&c.component),
+                    sanitize(c.session_id.as_deref().unwrap_or("?")),
+                    sanitize(c.address.as_deref().unwrap_or("?"))
                 )
             })
             .collect();
@@ -174,7 +188,7 @@ impl LeaderSnapshot {
             }
             let latches: Vec<String> = by_latch
                 .iter()
-                .map(|(l, n)| format!("{n} on {l}"))
+                .map(|(l, n)| format!("{n} on {}", sanitize(l)))
                 .collect();
             parts.push(format!("latch contenders: {}", latches.join(", ")));
         }
@@ -264,42 +278,27 @@ fn contender(e: &Entry, component: Option<&str>, node: &str) -> Contender {
         Some(c) => format!("{LEADER_DIR}/{c}/latch"),
         None => format!("{LEADER_DIR}/latch"),
     };
+    let sequence = latch::sequence(node);
     Contender {
         latch,
         component: component.map(str::to_owned),
         node: node.to_owned(),
-        sequence: latch_sequence(node),
+        sequence,
+        foreign: sequence.is_none(),
         leader: false,
         owner_session: e.ephemeral_owner.map(|o| format!("{o:#x}")),
     }
 }
 
-/// The sequence number of a Curator latch node (`…-latch-0000000003` ⇒ 3); else the trailing
-/// digits of the name, if any.
-pub fn latch_sequence(node: &str) -> Option<u64> {
-    let tail = match node.rsplit_once("-latch-") {
-        Some((_, t)) => t,
-        None => {
-            let start = node
-                .rfind(|c: char| !c.is_ascii_digit())
-                .map_or(0, |i| i + 1);
-            &node[start..]
-        }
-    };
-    if tail.is_empty() || !tail.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    tail.parse().ok()
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
+    use proptest::prelude::*;
     use tenure::kv::Version;
 
     use super::*;
 
-    fn entry(key: &str, value: &[u8], owner: Option<u64>) -> Entry {
+    pub(crate) fn entry(key: &str, value: &[u8], owner: Option<u64>) -> Entry {
         Entry {
             key: key.into(),
             value: Bytes::copy_from_slice(value),
@@ -390,10 +389,145 @@ mod tests {
     }
 
     #[test]
-    fn latch_sequences() {
-        assert_eq!(latch_sequence("_c_3f2a-latch-0000000042"), Some(42));
-        assert_eq!(latch_sequence("member-0000000007"), Some(7));
-        assert_eq!(latch_sequence("abc"), None);
-        assert_eq!(latch_sequence("x-latch-"), None);
+    fn malformed_latch_nodes_are_foreign_and_never_lead() {
+        let entries = vec![
+            entry("leader/latch/junk☃", b"", Some(9)),
+            entry("leader/latch/member-0000000001", b"", Some(8)),
+            entry("leader/latch/_c_a-latch-12", b"", Some(7)),
+            entry("leader/latch/_c_b-latch-0000000005", b"", Some(2)),
+            entry("leader/latch/_c_c-latch-0000000004", b"", Some(3)),
+            entry("leader/dispatcher/latch/☃latch-☃", b"", None),
+        ];
+        let snap = LeaderSnapshot::from_entries(&entries, Layout::default());
+        let line: Vec<(&str, &str, Option<i64>, bool, bool)> = snap
+            .contenders
+            .iter()
+            .map(|c| {
+                (
+                    c.latch.as_str(),
+                    c.node.as_str(),
+                    c.sequence,
+                    c.foreign,
+                    c.leader,
+                )
+            })
+            .collect();
+        assert_eq!(
+            line,
+            [
+                ("leader/dispatcher/latch", "☃latch-☃", None, true, false),
+                (
+                    "leader/latch",
+                    "_c_c-latch-0000000004",
+                    Some(4),
+                    false,
+                    true
+                ),
+                (
+                    "leader/latch",
+                    "_c_b-latch-0000000005",
+                    Some(5),
+                    false,
+                    false
+                ),
+                ("leader/latch", "_c_a-latch-12", None, true, false),
+                ("leader/latch", "junk☃", None, true, false),
+                ("leader/latch", "member-0000000001", None, true, false),
+            ]
+        );
+        let json = serde_json::to_value(&snap.contenders[4]).expect("json");
+        assert_eq!(json["foreign"], true);
+        assert_eq!(json["sequence"], serde_json::Value::Null);
+        assert_eq!(json["node"], "junk☃");
+        let only_foreign = LeaderSnapshot::from_entries(&entries[..1], Layout::default());
+        assert!(only_foreign.contenders.iter().all(|c| !c.leader));
+        assert!(
+            only_foreign.is_live(),
+            "a foreign node still counts as live"
+        );
+    }
+
+    #[test]
+    fn backend_strings_in_liveness_are_escaped() {
+        let entries = vec![entry("leader/latch/\x1b[2Jx\n", b"", Some(1))];
+        let snap = LeaderSnapshot::from_entries(&entries, Layout::default());
+        let text = snap.liveness();
+        assert!(!text.contains('\x1b') && !text.contains('\n'), "{text}");
+    }
+
+    /// Keys below `leader/` built from arbitrary segments, and the shapes the views recognise.
+    fn arbitrary_key() -> impl Strategy<Value = String> {
+        let seg = prop_oneof![
+            any::<String>(),
+            Just("latch".to_owned()),
+            Just("connection_info".to_owned()),
+            Just("dispatcher".to_owned()),
+            Just("job-58c7b669261b7be65fa686cc039885b6".to_owned()),
+            "[a-z☃_]{0,3}(latch-)?[0-9]{0,12}",
+        ];
+        (
+            prop_oneof![Just("leader/"), Just("leader"), Just(""), Just("leader//")],
+            proptest::collection::vec(seg, 0..4),
+        )
+            .prop_map(|(prefix, segs)| format!("{prefix}{}", segs.join("/")))
+    }
+
+    fn arbitrary_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            // Flink's leader bytes with a mutated tail: reaches deep into the decoder.
+            (proptest::collection::vec(any::<u8>(), 0..16), 0usize..120).prop_map(|(tail, cut)| {
+                let mut v = hex(FLINK_REST);
+                v.truncate(cut);
+                v.extend(tail);
+                v
+            }),
+        ]
+    }
+
+    /// Entries below `leader/` (and around it) with arbitrary keys, values and owners.
+    pub(crate) fn arbitrary_entries() -> impl Strategy<Value = Vec<Entry>> {
+        proptest::collection::vec(
+            (
+                arbitrary_key(),
+                arbitrary_value(),
+                proptest::option::of(any::<u64>()),
+            ),
+            0..12,
+        )
+        .prop_map(|es| es.iter().map(|(k, v, o)| entry(k, v, *o)).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn any_backend_data_builds_a_snapshot_without_panic(entries in arbitrary_entries()) {
+            for layout in [Layout::default(), Layout::new(tenure::layout::NamingEra::Flink1)] {
+                let snap = LeaderSnapshot::from_entries(&entries, layout);
+                let _ = snap.liveness();
+                let _ = snap.guard("x", false);
+                let mut leaders: BTreeMap<&str, usize> = BTreeMap::new();
+                for c in &snap.contenders {
+                    prop_assert_eq!(c.foreign, latch::sequence(&c.node).is_none());
+                    if c.leader {
+                        prop_assert!(!c.foreign);
+                        *leaders.entry(c.latch.as_str()).or_default() += 1;
+                        let lowest = snap
+                            .contenders
+                            .iter()
+                            .filter(|o| o.latch == c.latch)
+                            .filter_map(|o| o.sequence)
+                            .min();
+                        prop_assert_eq!(c.sequence, lowest);
+                    }
+                }
+                prop_assert!(leaders.values().all(|n| *n == 1));
+                for c in snap.contenders.iter().filter(|c| !c.foreign) {
+                    prop_assert_eq!(leaders.get(c.latch.as_str()), Some(&1), "{} has no leader", c.latch);
+                }
+                let text = serde_json::to_string(&snap).expect("json");
+                let back: serde_json::Value = serde_json::from_str(&text).expect("parse");
+                prop_assert!(back.is_object());
+            }
+        }
     }
 }

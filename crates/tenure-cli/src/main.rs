@@ -208,7 +208,10 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Run(args) => cmd::run::run(args, &conn, format).await,
         Command::Watchdog(args) => watchdog::run(args).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "tenure", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics when a write to stdout fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tenure", &mut script);
+            output::write_stdout(&script)?;
             Ok(exit::OK)
         }
     }
@@ -233,6 +236,8 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`tenure … | head -1`): a quiet exit, status 0.
+        Err(_) if output::stdout_closed() => ExitCode::SUCCESS,
         Err(e) => e.report(),
     }
 }

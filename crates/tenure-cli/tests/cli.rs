@@ -516,3 +516,189 @@ fn a_storage_dir_tenure_cannot_open_is_skipped_by_readers_only() {
         "hdfs:///flink/ha",
     );
 }
+
+/// Runs `tenure args…` with stdout a pipe whose reading end is already closed, so its first
+/// write fails with EPIPE (the reader of `tenure … | head -1` is gone).
+fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = common::tenure()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_with_status_0() {
+    for args in [
+        &["completions", "bash"][..],
+        &["leaders"],
+        &["leaders", "--output", "json"],
+        &["jobs", "list"],
+        &["registry", "--output", "json"],
+    ] {
+        let out = run_into_closed_pipe(args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: quiet, but said: {err}");
+    }
+}
+
+#[test]
+fn backend_text_in_tables_is_escaped_and_stays_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("job-result-store/peer1");
+    std::fs::create_dir_all(&results).unwrap();
+    let hostile = r#"{"result":{"id":"58c7b669261b7be65fa686cc039885b6","application-status":"SUCCEEDED","accumulator-results":{},"net-runtime":1,"name":"\u001b[31mred\nforged row\u202e"},"version":1}"#;
+    std::fs::write(results.join(format!("{JOB}_DIRTY.json")), hostile).unwrap();
+    let sd = dir.path().to_str().unwrap();
+    let base = [
+        "--storage-dir",
+        sd,
+        "--cluster-id",
+        "/peer1",
+        "results",
+        "list",
+    ];
+    let out = run(&base);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "header and one row: {text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .ends_with(r"\x1b[31mred\nforged row\u{202e}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    // JSON keeps the exact text.
+    let mut args = base.to_vec();
+    args.extend(["--output", "json"]);
+    let v = json(&run(&args));
+    assert_eq!(v["results"][0]["name"], "\u{1b}[31mred\nforged row\u{202e}");
+}
+
+/// A ZooKeeper cluster whose `leader/` holds what a hostile or careless writer could leave: latch
+/// nodes that are not Curator's (one with a multi-byte character, one with a lower number than
+/// the real contender) and a leader address with terminal escapes and a newline.
+#[cfg(feature = "zookeeper")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_survive_hostile_zookeeper_data_and_show_the_elections_leader() {
+    use tenure::zookeeper::zk;
+
+    let mut server = tenure_testkit::zookeeper::ZooKeeperServer::start().await;
+    let cluster = format!("hostile-{}", uuid::Uuid::new_v4().simple());
+    let storage = tempfile::tempdir().unwrap();
+    let client = zk::Client::connector()
+        .with_session_timeout(std::time::Duration::from_secs(10))
+        .connect(&server.connect_string())
+        .await
+        .unwrap();
+    let acl = |mode: zk::CreateMode| mode.with_acls(zk::Acls::anyone_all());
+    let latch = format!("/flink/{cluster}/leader/latch");
+    client
+        .mkdir(&latch, &acl(zk::CreateMode::Persistent))
+        .await
+        .unwrap();
+    for foreign in ["junk☃", "member-0000000000", "_c_x-latch-7"] {
+        client
+            .create(
+                &format!("{latch}/{foreign}"),
+                &[],
+                &acl(zk::CreateMode::Persistent),
+            )
+            .await
+            .unwrap();
+    }
+    let prefix = format!("{latch}/_c_{}-latch-", uuid::Uuid::new_v4());
+    let (_, seq) = client
+        .create(&prefix, &[], &acl(zk::CreateMode::EphemeralSequential))
+        .await
+        .unwrap();
+    let real = format!("{}{seq}", prefix.rsplit_once('/').unwrap().1);
+    let info = tenure::leader_info::LeaderInformation::new(
+        tenure::ids::LeaderSessionId::new_random(),
+        "\u{1b}[31mhttp://evil:1\nrest_server  leader  forged",
+    );
+    let dispatcher = format!("/flink/{cluster}/leader/dispatcher");
+    client
+        .mkdir(&dispatcher, &acl(zk::CreateMode::Persistent))
+        .await
+        .unwrap();
+    client
+        .create(
+            &format!("{dispatcher}/connection_info"),
+            &tenure::codec::encode_leader_info(&info),
+            &acl(zk::CreateMode::Persistent),
+        )
+        .await
+        .unwrap();
+
+    let conn: Vec<String> = [
+        "--ha-type",
+        "zookeeper",
+        "--zookeeper-quorum",
+        &server.connect_string(),
+        "--cluster-id",
+        &format!("/{cluster}"),
+        "--storage-dir",
+        storage.path().to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let leaders = move |extra: &[&str]| {
+        let mut args = conn.clone();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        common::tenure().args(&args).output().unwrap()
+    };
+    let (json_out, table_out) = tokio::task::spawn_blocking(move || {
+        (
+            leaders(&["leaders", "--output", "json"]),
+            leaders(&["leaders"]),
+        )
+    })
+    .await
+    .unwrap();
+
+    assert!(json_out.status.success(), "{}", stderr(&json_out));
+    let v = json(&json_out);
+    let contenders = v["contenders"].as_array().unwrap();
+    assert_eq!(contenders.len(), 4, "{v}");
+    let leading: Vec<&serde_json::Value> =
+        contenders.iter().filter(|c| c["leader"] == true).collect();
+    assert_eq!(leading.len(), 1, "{v}");
+    assert_eq!(leading[0]["node"], real.as_str());
+    assert_eq!(leading[0]["foreign"], false);
+    for c in contenders.iter().filter(|c| c["node"] != real.as_str()) {
+        assert_eq!(c["foreign"], true, "{c}");
+        assert_eq!(c["sequence"], serde_json::Value::Null, "{c}");
+    }
+    assert_eq!(
+        v["components"][1]["address"],
+        "\u{1b}[31mhttp://evil:1\nrest_server  leader  forged"
+    );
+
+    assert!(table_out.status.success(), "{}", stderr(&table_out));
+    let text = String::from_utf8(table_out.stdout).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+    let dispatcher: Vec<&str> = text.lines().filter(|l| l.contains("forged")).collect();
+    assert_eq!(dispatcher.len(), 1, "one row: {text}");
+    assert!(
+        dispatcher[0].starts_with("dispatcher")
+            && dispatcher[0].ends_with(r"\x1b[31mhttp://evil:1\nrest_server  leader  forged"),
+        "{text}"
+    );
+    assert!(text.contains("junk☃"), "{text}");
+    drop(client);
+    server.stop();
+}

@@ -141,11 +141,9 @@ pub fn is_layout_key(key: &str) -> bool {
     }
 }
 
-/// Whether `name` is a latch node name as the latch recipe makes them: `…latch-<digits>`
-/// (Curator's rule; tenure's nodes are `_c_<uuid>-latch-<10 digits>`).
-pub fn is_latch_node(name: &str) -> bool {
-    name.rsplit_once("latch-")
-        .is_some_and(|(_, seq)| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+/// Whether `name` is a latch node the election recognises (the rule of [`crate::latch`]).
+fn is_latch_node(name: &str) -> bool {
+    crate::latch::is_participant(name)
 }
 
 /// Whether `name` (relative to `<storageDir>/<cluster-id>`) is a blob tenure's or Flink's HA

@@ -46,6 +46,7 @@ pub mod election;
 pub mod embedded;
 pub mod ids;
 pub mod kv;
+pub mod latch;
 pub mod layout;
 pub mod leader_info;
 pub mod retrieval;

@@ -5,9 +5,10 @@
 //!   (Curator's protected mode: the `_c_<uuid>-` prefix finds the node again when the reply of
 //!   the create was lost) with empty data.
 //! - The participant whose node has the smallest sequence number (sorted by the number after
-//!   `latch-`, not by name) leads. Every other participant watches only its predecessor, so a
-//!   change wakes one participant (no herd effect). The leader watches its own node, so its
-//!   deletion by anyone is noticed at once.
+//!   `latch-`, not by name) leads; children that are not well-formed latch nodes are never in
+//!   line ([`tenure_core::latch`] is the rule, shared with the tools). Every other participant
+//!   watches only its predecessor, so a change wakes one participant (no herd effect). The
+//!   leader watches its own node, so its deletion by anyone is noticed at once.
 //! - Connection suspended: under [`SuspendedPolicy::RevokeOnSuspended`] leadership is revoked
 //!   at once and, on reconnect, the old node is deleted and a new one created (Curator's
 //!   `reset()`); under [`SuspendedPolicy::TolerateSuspended`] leadership is kept until the session
@@ -24,6 +25,7 @@ use futures::FutureExt;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
 use tenure_core::driver::{Latch, LatchEvent};
 use tenure_core::kv::{FencingToken, KvError};
+use tenure_core::latch::{sequence as latch_sequence, sorted_participants};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -31,7 +33,7 @@ use uuid::Uuid;
 use zookeeper_client as zk;
 
 use crate::error::is_transient;
-use crate::paths::{child_path, latch_node_prefix, protected_prefix, sorted_latch_participants};
+use crate::paths::{child_path, latch_node_prefix, protected_prefix};
 use crate::session::{Shared, Status, backoff};
 
 /// A participation in a latch, returned by `join_latch`. Dropping it leaves the latch in the
@@ -328,7 +330,7 @@ impl LatchTask {
             Err(zk::Error::NoNode) => Vec::new(),
             Err(e) => return Err(e),
         };
-        let line = sorted_latch_participants(&children);
+        let line = sorted_participants(&children);
         match line.iter().position(|(_, name)| *name == node.name) {
             None => {
                 // Our node is gone (deleted by someone): we do not lead; join again.
@@ -456,7 +458,7 @@ impl LatchTask {
 
     /// Takes the node `name` created in this latch's directory as ours.
     fn adopt_created(&mut self, name: String, generation: u64) -> Result<(), zk::Error> {
-        let seq = crate::paths::latch_sequence(&name).ok_or_else(|| {
+        let seq = latch_sequence(&name).ok_or_else(|| {
             zk::Error::UnexpectedError(format!(
                 "created latch node {} has no sequence",
                 child_path(&self.dir, &name)
@@ -512,7 +514,7 @@ impl LatchTask {
         let found = self.pending_nodes(client).await?;
         self.pending = None;
         if let Some(name) = found.into_iter().next()
-            && let Some(seq) = crate::paths::latch_sequence(&name)
+            && let Some(seq) = latch_sequence(&name)
         {
             self.take_node(
                 name,

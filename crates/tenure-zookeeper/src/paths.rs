@@ -20,8 +20,9 @@ pub fn generate_zookeeper_path(segments: &[&str]) -> String {
     out
 }
 
-/// The lock name of Curator's `LeaderLatch` (`LeaderLatch.LOCK_NAME`).
-pub const LATCH_LOCK_NAME: &str = "latch-";
+/// The lock name of Curator's `LeaderLatch` (`LeaderLatch.LOCK_NAME`); which latch nodes take
+/// part in the election is [`tenure_core::latch`]'s rule, shared with the tools.
+pub use tenure_core::latch::LOCK_NAME as LATCH_LOCK_NAME;
 
 /// Maps the keys of one cluster namespace to znode paths and back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,28 +102,6 @@ pub fn protected_prefix(protection_id: &uuid::Uuid) -> String {
     format!("_c_{}-", protection_id.hyphenated())
 }
 
-/// The sequence number of a latch node name matching `*latch-<digits>` (Curator sorts latch
-/// participants by the part after the last `latch-`), `None` for other names.
-pub fn latch_sequence(name: &str) -> Option<i64> {
-    let i = name.rfind(LATCH_LOCK_NAME)?;
-    let digits = &name[i + LATCH_LOCK_NAME.len()..];
-    if digits.len() < 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// The latch participants among `children` (names of the latch directory's children) in line
-/// order: by sequence number, then by name.
-pub fn sorted_latch_participants(children: &[String]) -> Vec<(i64, &str)> {
-    let mut out: Vec<(i64, &str)> = children
-        .iter()
-        .filter_map(|c| latch_sequence(c).map(|s| (s, c.as_str())))
-        .collect();
-    out.sort_unstable();
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -181,33 +160,10 @@ mod tests {
             latch_node_prefix("/flink/c/leader/latch", &id),
             "/flink/c/leader/latch/_c_00000000-0000-0000-0000-000000000000-latch-"
         );
-        assert_eq!(latch_sequence("_c_abc-latch-0000000012"), Some(12));
-        assert_eq!(latch_sequence("latch-0000000003"), Some(3));
-        assert_eq!(latch_sequence("_c_abc-latch-12"), None);
-        assert_eq!(latch_sequence("_c_abc-lock-0000000012"), None);
-        assert_eq!(
-            latch_sequence("_c_abc-latch-0000000000000000042"),
-            Some(42),
-            "64-bit sequences print in 19 digits"
+        let name = format!(
+            "{}0000000012",
+            latch_node_prefix("/l", &id).trim_start_matches("/l/")
         );
-    }
-
-    #[test]
-    fn participants_sort_by_sequence_not_by_name() {
-        let children = vec![
-            "_c_ffff-latch-0000000001".to_owned(),
-            "_c_0000-latch-0000000002".to_owned(),
-            "foreign".to_owned(),
-            "_c_8888-latch-0000000000".to_owned(),
-        ];
-        let sorted = sorted_latch_participants(&children);
-        assert_eq!(
-            sorted,
-            vec![
-                (0, "_c_8888-latch-0000000000"),
-                (1, "_c_ffff-latch-0000000001"),
-                (2, "_c_0000-latch-0000000002"),
-            ]
-        );
+        assert_eq!(tenure_core::latch::sequence(&name), Some(12));
     }
 }

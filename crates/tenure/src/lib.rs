@@ -6,8 +6,8 @@ pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::{
-    blob, cleanup, clock, codec, config, connection, driver, election, embedded, ids, kv, layout,
-    leader_info, retrieval, segments, services, store,
+    blob, cleanup, clock, codec, config, connection, driver, election, embedded, ids, kv, latch,
+    layout, leader_info, retrieval, segments, services, store,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]

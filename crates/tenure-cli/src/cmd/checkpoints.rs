@@ -10,7 +10,7 @@ use tenure::store::{PayloadCodec, StoreError, decode_checkpoint, fnv1a64};
 use super::Origin;
 use crate::conn::{ConnArgs, Storage, connect};
 use crate::exit::{CliError, OK};
-use crate::output::{OutputFormat, Table, or_dash, print_json};
+use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
 
 /// Examples shown by `tenure checkpoints --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -187,18 +187,16 @@ pub async fn run(
                     checkpoints,
                     counter,
                 }),
-                OutputFormat::Table => {
-                    print_table(&checkpoints);
-                    println!(
+                OutputFormat::Table => print_table(&checkpoints).and_then(|()| {
+                    print_line(&format!(
                         "checkpoint id counter: {}",
                         match (&counter.next_checkpoint_id, &counter.error) {
                             (_, Some(e)) => format!("unreadable: {e}"),
                             (Some(n), None) if counter.exists => format!("next id {n}"),
                             _ => "not created (next id 1)".to_owned(),
                         }
-                    );
-                    Ok(())
-                }
+                    ))
+                }),
             }
         }
         CheckpointsCmd::Show { job, id } => {
@@ -212,11 +210,10 @@ pub async fn run(
             match format {
                 OutputFormat::Json => print_json(&cp),
                 OutputFormat::Table => {
-                    print_table(std::slice::from_ref(&cp));
-                    if let Some(d) = &cp.origin.detail {
-                        println!("detail: {d}");
-                    }
-                    Ok(())
+                    print_table(std::slice::from_ref(&cp)).and_then(|()| match &cp.origin.detail {
+                        Some(d) => print_line(&format!("detail: {d}")),
+                        None => Ok(()),
+                    })
                 }
             }
         }
@@ -225,10 +222,9 @@ pub async fn run(
     result.map(|()| OK)
 }
 
-fn print_table(cps: &[CheckpointInfo]) {
+fn print_table(cps: &[CheckpointInfo]) -> Result<(), CliError> {
     if cps.is_empty() {
-        println!("no checkpoints");
-        return;
+        return print_line("no checkpoints");
     }
     let mut t = Table::new(&["ID", "ORIGIN", "TIMESTAMP_MS", "SIZE", "STORED IN"]);
     for c in cps {
@@ -245,5 +241,5 @@ fn print_table(cps: &[CheckpointInfo]) {
                 .unwrap_or_else(|| or_dash(c.origin.detail.as_ref())),
         ]);
     }
-    t.print();
+    t.print()
 }

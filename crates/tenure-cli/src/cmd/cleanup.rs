@@ -195,11 +195,6 @@ async fn plan_and_execute(
     Ok(report)
 }
 
-/// A backend string made safe for a terminal: control characters escaped.
-fn shown(s: &str) -> String {
-    s.escape_debug().to_string()
-}
-
 fn print_table(report: &CleanupReport) -> Result<(), CliError> {
     let verb = if report.removed {
         "removed"
@@ -210,7 +205,7 @@ fn print_table(report: &CleanupReport) -> Result<(), CliError> {
     out.push(format!(
         "{verb} {} keys of cluster {} ({} backend)",
         report.keys.len(),
-        shown(&report.cluster_id),
+        report.cluster_id,
         report.backend
     ));
     for k in &report.keys {
@@ -226,15 +221,15 @@ fn print_table(report: &CleanupReport) -> Result<(), CliError> {
         } else {
             format!("  ({})", notes.join(", "))
         };
-        out.push(format!("  {}{notes}", shown(k)));
+        out.push(format!("  {}{notes}", k));
     }
     for n in &report.namespace_removed {
-        out.push(format!("removed the emptied namespace {}", shown(n)));
+        out.push(format!("removed the emptied namespace {}", n));
     }
     out.push(format!(
         "{verb} {} blobs in {}",
         report.blobs.len(),
-        shown(&report.blob_location)
+        report.blob_location
     ));
     for b in &report.blobs {
         let forced = if report.forced_blobs.contains(b) {
@@ -242,16 +237,16 @@ fn print_table(report: &CleanupReport) -> Result<(), CliError> {
         } else {
             ""
         };
-        out.push(format!("  {}{forced}", shown(b)));
+        out.push(format!("  {}{forced}", b));
     }
     if let Some(loc) = &report.job_result_location {
         out.push(format!(
             "{verb} {} job result files in {}",
             report.job_result_files.len(),
-            shown(loc)
+            loc
         ));
         for f in &report.job_result_files {
-            out.push(format!("  {}", shown(f)));
+            out.push(format!("  {}", f));
         }
     }
     let kept: Vec<&LeftAlone> = report
@@ -264,8 +259,12 @@ fn print_table(report: &CleanupReport) -> Result<(), CliError> {
     if !kept.is_empty() {
         out.push(format!("left alone: {}", kept.len()));
         for k in kept {
-            out.push(format!("  {}: {}", shown(&k.name), k.reason));
+            out.push(format!("  {}: {}", k.name, k.reason));
         }
     }
-    print_line(&out.join("\n"))
+    // Every line is escaped on its way out (`print_line`): backend names cannot forge lines.
+    for line in out {
+        print_line(&line)?;
+    }
+    Ok(())
 }

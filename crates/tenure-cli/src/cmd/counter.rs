@@ -10,7 +10,7 @@ use super::require_yes;
 use crate::conn::{ConnArgs, Storage, connect};
 use crate::exit::{CliError, OK};
 use crate::inspect;
-use crate::output::{OutputFormat, or_dash, print_json};
+use crate::output::{OutputFormat, or_dash, print_json, print_line};
 
 /// Examples shown by `tenure counter --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -112,26 +112,23 @@ pub async fn run(cmd: CounterCmd, conn: &ConnArgs, format: OutputFormat) -> Resu
                 job_id: job.to_string(),
                 counter: c,
             }),
-            Ok(c) => {
-                match &c.error {
-                    Some(e) => println!("{}: unreadable: {e}", c.key),
-                    None => println!("next checkpoint id: {}", or_dash(c.next_checkpoint_id)),
-                }
-                Ok(())
-            }
+            Ok(c) => match &c.error {
+                Some(e) => print_line(&format!("{}: unreadable: {e}", c.key)),
+                None => print_line(&format!(
+                    "next checkpoint id: {}",
+                    or_dash(c.next_checkpoint_id)
+                )),
+            },
         },
         CounterCmd::Set(args) => match set(s, &args).await {
             Err(e) => Err(e),
             Ok(r) if format == OutputFormat::Json => print_json(&r),
-            Ok(r) => {
-                println!(
-                    "next checkpoint id of job {}: {} (was {})",
-                    r.job_id,
-                    r.next_checkpoint_id,
-                    or_dash(r.previous)
-                );
-                Ok(())
-            }
+            Ok(r) => print_line(&format!(
+                "next checkpoint id of job {}: {} (was {})",
+                r.job_id,
+                r.next_checkpoint_id,
+                or_dash(r.previous)
+            )),
         },
     };
     conn.close().await;

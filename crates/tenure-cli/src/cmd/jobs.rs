@@ -13,7 +13,7 @@ use super::{Origin, require_yes};
 use crate::conn::{ConnArgs, Connection, Storage, connect};
 use crate::exit::{CliError, OK};
 use crate::inspect::{self, ComponentLeader, LeaderSnapshot};
-use crate::output::{OutputFormat, Table, or_dash, print_json};
+use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
 
 /// Examples shown by `tenure jobs --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -363,71 +363,73 @@ pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<
             match (jobs, format) {
                 (Err(e), _) => Err(e),
                 (Ok(jobs), OutputFormat::Json) => print_json(&ListReport { jobs }),
-                (Ok(jobs), OutputFormat::Table) => {
-                    print_graphs(&jobs);
-                    Ok(())
-                }
+                (Ok(jobs), OutputFormat::Table) => print_graphs(&jobs),
             }
         }
         JobsCmd::Show { job } => match show(&conn, job).await {
             Err(e) => Err(e),
             Ok(r) if format == OutputFormat::Json => print_json(&r),
-            Ok(r) => {
-                match &r.job_graph {
-                    Some(g) => print_graphs(std::slice::from_ref(g)),
-                    None => println!("no job graph"),
-                }
-                println!("registry status: {}", or_dash(r.registry_status.as_ref()));
-                println!(
-                    "result: {}{}",
-                    r.result.state,
-                    r.result
-                        .application_status
-                        .as_ref()
-                        .map(|s| format!(" ({s})"))
-                        .unwrap_or_default()
-                );
-                println!(
-                    "job master leader: {}",
-                    r.leader.as_ref().map_or("-".to_owned(), |l| {
-                        format!(
-                            "{} {}",
-                            or_dash(l.session_id.as_ref()),
-                            or_dash(l.address.as_ref())
-                        )
-                    })
-                );
-                println!(
-                    "checkpoints: {:?}; next checkpoint id: {}",
-                    r.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(),
-                    or_dash(r.counter.next_checkpoint_id)
-                );
-                Ok(())
-            }
+            Ok(r) => print_show(&r),
         },
         JobsCmd::Remove(args) => match remove(&conn, &args).await {
             Err(e) => Err(e),
             Ok(r) if format == OutputFormat::Json => print_json(&r),
-            Ok(r) => {
-                println!("removed job graph {} ({})", r.job_id, r.key);
-                if !r.locks_removed.is_empty() {
-                    println!("removed locks of: {}", r.locks_removed.join(", "));
-                }
-                if !r.also_removed.is_empty() {
-                    println!("also removed: {}", r.also_removed.join(", "));
-                }
-                Ok(())
-            }
+            Ok(r) => print_removed(&r),
         },
     };
     conn.close().await;
     result.map(|()| OK)
 }
 
-fn print_graphs(jobs: &[JobGraphInfo]) {
+fn print_show(r: &ShowReport) -> Result<(), CliError> {
+    match &r.job_graph {
+        Some(g) => print_graphs(std::slice::from_ref(g))?,
+        None => print_line("no job graph")?,
+    }
+    print_line(&format!(
+        "registry status: {}",
+        or_dash(r.registry_status.as_ref())
+    ))?;
+    print_line(&format!(
+        "result: {}{}",
+        r.result.state,
+        r.result
+            .application_status
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default()
+    ))?;
+    print_line(&format!(
+        "job master leader: {}",
+        r.leader.as_ref().map_or("-".to_owned(), |l| {
+            format!(
+                "{} {}",
+                or_dash(l.session_id.as_ref()),
+                or_dash(l.address.as_ref())
+            )
+        })
+    ))?;
+    print_line(&format!(
+        "checkpoints: {:?}; next checkpoint id: {}",
+        r.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(),
+        or_dash(r.counter.next_checkpoint_id)
+    ))
+}
+
+fn print_removed(r: &RemoveReport) -> Result<(), CliError> {
+    print_line(&format!("removed job graph {} ({})", r.job_id, r.key))?;
+    if !r.locks_removed.is_empty() {
+        print_line(&format!("removed locks of: {}", r.locks_removed.join(", ")))?;
+    }
+    if !r.also_removed.is_empty() {
+        print_line(&format!("also removed: {}", r.also_removed.join(", ")))?;
+    }
+    Ok(())
+}
+
+fn print_graphs(jobs: &[JobGraphInfo]) -> Result<(), CliError> {
     if jobs.is_empty() {
-        println!("no job graphs");
-        return;
+        return print_line("no job graphs");
     }
     let mut t = Table::new(&["JOB", "ORIGIN", "SIZE", "LOCKS", "STORED IN"]);
     for j in jobs {
@@ -448,5 +450,5 @@ fn print_graphs(jobs: &[JobGraphInfo]) {
                 .unwrap_or_else(|| or_dash(j.origin.detail.as_ref())),
         ]);
     }
-    t.print();
+    t.print()
 }

@@ -88,10 +88,7 @@ fn print_snapshot(
     };
     match format {
         OutputFormat::Json => print_json(&report),
-        OutputFormat::Table => {
-            print_tables(snap);
-            Ok(())
-        }
+        OutputFormat::Table => print_tables(snap),
     }
 }
 
@@ -103,7 +100,8 @@ fn state_text(c: &ComponentLeader) -> &'static str {
     }
 }
 
-fn print_tables(snap: &LeaderSnapshot) {
+/// Prints the snapshot's tables; every cell is escaped by [`Table::row`].
+fn print_tables(snap: &LeaderSnapshot) -> Result<(), CliError> {
     let mut t = Table::new(&["COMPONENT", "STATE", "SESSION", "ADDRESS"]);
     for c in &snap.components {
         t.row(vec![
@@ -116,23 +114,26 @@ fn print_tables(snap: &LeaderSnapshot) {
             },
         ]);
     }
-    t.print();
-    println!();
+    t.print()?;
+    print_line("")?;
     if snap.contenders.is_empty() {
-        println!("no latch contenders");
-        return;
+        return print_line("no latch contenders");
     }
     let mut t = Table::new(&["LATCH", "CONTENDER", "SEQUENCE", "LEADS", "SESSION"]);
     for c in &snap.contenders {
         t.row(vec![
             c.latch.clone(),
             c.node.clone(),
-            or_dash(c.sequence),
+            if c.foreign {
+                "foreign".into()
+            } else {
+                or_dash(c.sequence)
+            },
             if c.leader { "yes" } else { "no" }.into(),
             or_dash(c.owner_session.as_ref()),
         ]);
     }
-    t.print();
+    t.print()
 }
 
 /// One change seen by `leaders --watch`.
@@ -261,7 +262,13 @@ fn change_line(change: &Change) -> String {
             clock(*unix_ms),
             contender.latch,
             contender.node,
-            if contender.leader { " (leads)" } else { "" }
+            if contender.leader {
+                " (leads)"
+            } else if contender.foreign {
+                " (foreign: not in line)"
+            } else {
+                ""
+            }
         ),
         Change::ContenderLeft { unix_ms, contender } => format!(
             "{}  {}  contender {} left",
@@ -310,7 +317,7 @@ async fn reread(kv: &dyn VersionedKv, layout: Layout) -> Option<LeaderSnapshot> 
     match LeaderSnapshot::read(kv, layout).await {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::debug!(error = %e, "re-reading the leader data failed; waiting for the next event");
+            tracing::debug!(error = ?e, "re-reading the leader data failed; waiting for the next event");
             None
         }
     }
@@ -360,8 +367,8 @@ async fn watch(
             })?;
         }
         OutputFormat::Table => {
-            print_tables(&snap);
-            println!();
+            print_tables(&snap)?;
+            print_line("")?;
             print_line("watching for changes (Ctrl-C to stop)")?;
         }
     }
@@ -425,8 +432,29 @@ async fn watch(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::inspect::LeaderSnapshot;
+    use crate::inspect::tests::arbitrary_entries;
+
+    proptest! {
+        #[test]
+        fn any_backend_data_diffs_into_one_safe_line_per_change(
+            old in arbitrary_entries(),
+            new in arbitrary_entries(),
+        ) {
+            let old = LeaderSnapshot::from_entries(&old, Layout::default());
+            let new = LeaderSnapshot::from_entries(&new, Layout::default());
+            for change in diff(&old, &new) {
+                let line = crate::output::sanitize(&change_line(&change)).into_owned();
+                prop_assert!(!line.contains('\n') && !line.contains('\x1b'));
+                let json = serde_json::to_string(&change).expect("json");
+                prop_assert!(!json.contains('\n'));
+            }
+            prop_assert!(diff(&new, &new).is_empty());
+        }
+    }
 
     #[test]
     fn diff_reports_leader_changes_and_contenders() {
@@ -439,6 +467,7 @@ mod tests {
             component: None,
             node: "_c_x-latch-0000000001".into(),
             sequence: Some(1),
+            foreign: false,
             leader: true,
             owner_session: None,
         });

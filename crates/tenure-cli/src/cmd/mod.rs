@@ -97,7 +97,36 @@ pub fn require_yes(yes: bool, what: &str) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_stored_value_is_classified_without_panic(
+            key in any::<String>(),
+            value in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..96),
+                // A Java stream header or tenure's magic, then anything.
+                proptest::collection::vec(any::<u8>(), 0..64).prop_map(|t| {
+                    let mut v = vec![0xAC, 0xED, 0x00, 0x05, 0x73, 0x72];
+                    v.extend(t);
+                    v
+                }),
+                proptest::collection::vec(any::<u8>(), 0..64).prop_map(|t| {
+                    let mut v = b"TNR".to_vec();
+                    v.extend(t);
+                    v
+                }),
+            ],
+        ) {
+            let o = Origin::of(&key, &value);
+            prop_assert!(matches!(o.origin, "tenure" | "flink" | "corrupt"));
+            if let Some(d) = &o.detail {
+                let _ = foreign_file(d);
+            }
+        }
+    }
 
     #[test]
     fn flink_values_name_their_file() {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::conn::{ConnArgs, Storage, connect};
 use crate::exit::{CliError, OK};
-use crate::output::{OutputFormat, Table, print_json};
+use crate::output::{OutputFormat, Table, print_json, print_line};
 
 /// Examples shown by `tenure registry --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -40,13 +40,13 @@ pub async fn run(conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> 
         .collect();
     match format {
         OutputFormat::Json => print_json(&Report { jobs })?,
-        OutputFormat::Table if jobs.is_empty() => println!("no running jobs registry entries"),
+        OutputFormat::Table if jobs.is_empty() => print_line("no running jobs registry entries")?,
         OutputFormat::Table => {
             let mut t = Table::new(&["JOB", "STATUS"]);
             for j in jobs {
                 t.row(vec![j.job_id, j.status]);
             }
-            t.print();
+            t.print()?;
         }
     }
     Ok(OK)

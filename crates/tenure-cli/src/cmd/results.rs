@@ -12,7 +12,7 @@ use super::require_yes;
 use crate::conn::{ConnArgs, Storage, connect};
 use crate::exit::{CliError, OK};
 use crate::inspect;
-use crate::output::{OutputFormat, Table, or_dash, print_json};
+use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
 
 /// Examples shown by `tenure results --help`.
 pub const EXAMPLES: &str = "Examples:
@@ -145,7 +145,7 @@ pub async fn run(cmd: ResultsCmd, conn: &ConnArgs, format: OutputFormat) -> Resu
             }),
             Ok(results) => {
                 if results.is_empty() {
-                    println!("no job results in {}", location(s));
+                    print_line(&format!("no job results in {}", location(s)))
                 } else {
                     let mut t = Table::new(&["JOB", "STATE", "STATUS", "RUNTIME_MS", "NAME"]);
                     for r in &results {
@@ -157,22 +157,17 @@ pub async fn run(cmd: ResultsCmd, conn: &ConnArgs, format: OutputFormat) -> Resu
                             or_dash(r.name.as_ref()),
                         ]);
                     }
-                    t.print();
+                    t.print()
                 }
-                Ok(())
             }
         },
         ResultsCmd::MarkClean(args) => match mark_clean(s, &args).await {
             Err(e) => Err(e),
             Ok(r) if format == OutputFormat::Json => print_json(&r),
-            Ok(r) => {
-                if r.was == "clean" {
-                    println!("the result of job {} was clean already", r.job_id);
-                } else {
-                    println!("marked the result of job {} clean", r.job_id);
-                }
-                Ok(())
+            Ok(r) if r.was == "clean" => {
+                print_line(&format!("the result of job {} was clean already", r.job_id))
             }
+            Ok(r) => print_line(&format!("marked the result of job {} clean", r.job_id)),
         },
     };
     conn.close().await;

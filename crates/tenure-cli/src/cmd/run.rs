@@ -328,7 +328,7 @@ fn stop_name(stop: Stop) -> &'static str {
 
 async fn resign(election: LeaderElection, report: &Reporter) {
     if let Err(e) = election.stop().await {
-        tracing::debug!(error = %e, "leaving the election failed");
+        tracing::debug!(error = ?e, "leaving the election failed");
     }
     report.emit(Step::Resigned);
 }
@@ -441,7 +441,7 @@ async fn campaign(
             Ok(c) => c,
             Err(e) => {
                 // A backend hiccup: retry while the term lasts, a second apart.
-                tracing::warn!(error = %e, "confirming leadership failed; retrying");
+                tracing::warn!(error = ?e, "confirming leadership failed; retrying");
                 report.emit(Step::NotConfirmed {
                     session_id: term.session_id.to_string(),
                 });

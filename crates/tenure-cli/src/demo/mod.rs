@@ -16,7 +16,7 @@ use serde::Serialize;
 use tenure::{Configuration, HaConfig};
 
 use crate::exit::{CliError, FAILED, OK};
-use crate::output::OutputFormat;
+use crate::output::{OutputFormat, print_json, print_line};
 use checks::Verdict;
 use timeline::{Event, Timeline};
 
@@ -90,24 +90,19 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> Result<ExitCode, CliEr
                 events: timeline.events(),
                 verdicts: &verdicts,
             };
-            let text = serde_json::to_string_pretty(&report)
-                .map_err(|e| CliError::Other(format!("cannot render JSON: {e}")))?;
-            println!("{text}");
+            print_json(&report)?;
         }
         OutputFormat::Table => {
-            println!();
+            print_line("")?;
             for v in &verdicts {
                 let mark = if v.ok { "ok  " } else { "FAIL" };
-                println!("[{mark}] {}: {}", v.invariant, v.detail);
+                print_line(&format!("[{mark}] {}: {}", v.invariant, v.detail))?;
             }
-            println!(
-                "{}",
-                if ok {
-                    "verdict: every invariant held"
-                } else {
-                    "verdict: AN INVARIANT BROKE"
-                }
-            );
+            print_line(if ok {
+                "verdict: every invariant held"
+            } else {
+                "verdict: AN INVARIANT BROKE"
+            })?;
         }
     }
     Ok(ExitCode::from(if ok { OK } else { FAILED }))

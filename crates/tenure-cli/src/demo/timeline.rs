@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::output::OutputFormat;
+use crate::output::{OutputFormat, print_line};
 
 /// One event of the timeline.
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +31,11 @@ impl Timeline {
     /// A timeline starting now.
     pub fn new(format: OutputFormat) -> Self {
         if format == OutputFormat::Table {
-            println!("{:>10}  {:<6}  {:<16}  detail", "time", "who", "event");
+            // A closed stdout stops the printing, not the demo (its verdict is the exit status).
+            let _ = print_line(&format!(
+                "{:>10}  {:<6}  {:<16}  detail",
+                "time", "who", "event"
+            ));
         }
         Self {
             start: Instant::now(),
@@ -49,10 +53,10 @@ impl Timeline {
             detail: detail.into(),
         };
         if self.format == OutputFormat::Table {
-            println!(
+            let _ = print_line(&format!(
                 "{:>8.1}ms  {:<6}  {:<16}  {}",
                 e.t_ms, e.actor, e.event, e.detail
-            );
+            ));
         }
         self.events.push(e);
     }
