@@ -135,6 +135,15 @@ async fn demo_runs_against_a_real_zookeeper() {
         ),
     )
     .expect("write config");
+    // The configured cluster's own data: the demo must not touch it.
+    let decoys = [
+        storage.join("demo-test/completedCheckpoint0123456789ab"),
+        storage.join("job-result-store/demo-test/58c7b669261b7be65fa686cc039885b6_DIRTY.json"),
+    ];
+    for d in &decoys {
+        std::fs::create_dir_all(d.parent().expect("parent")).expect("mkdir");
+        std::fs::write(d, b"the configured cluster's data").expect("write decoy");
+    }
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
         .args(["demo", "--output", "json", "--failovers", "2", "--config"])
         .arg(&path)
@@ -149,9 +158,17 @@ async fn demo_runs_against_a_real_zookeeper() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["backend"], "zookeeper");
     assert_eq!(report["ok"], true, "{report:#}");
-    // Flink's job result files and blobs lived under the storage dir; cleanup removed them.
-    let left: Vec<_> = walk(&storage);
-    assert!(left.is_empty(), "files left: {left:?}");
+    let own = report["cluster_id"].as_str().expect("cluster id");
+    assert!(own.starts_with("/demo-test-demo-"), "{own}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(own));
+    // The demo's job result files and blobs lived under the storage dir; its cleanup removed
+    // them, and only them.
+    let mut left: Vec<_> = walk(&storage);
+    left.sort();
+    assert_eq!(left, decoys.to_vec(), "files left");
+    for d in &decoys {
+        assert_eq!(std::fs::read(d).expect("decoy"), b"the configured cluster's data");
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -174,17 +174,36 @@ pub fn is_ha_blob(name: &str) -> bool {
     }
 }
 
-/// Whether a foreign name looks like another cluster's HA data below this one
-/// (`<other>/leader/latch/…`, `<other>/completedCheckpoint…`): never removed, even forced.
-fn is_nested_cluster(name: &str, owned: impl Fn(&str) -> bool) -> bool {
-    let mut rest = name;
-    while let Some((_, tail)) = rest.split_once('/') {
-        if owned(tail) {
-            return true;
+/// Where another cluster's HA data seems to start below this one: for a name whose tail is
+/// owned (`<other>/leader/latch`, `<other>/completedCheckpoint…`), the part before that tail.
+fn nested_root(name: &str, owned: impl Fn(&str) -> bool) -> Option<&str> {
+    let mut at = 0;
+    while let Some(i) = name[at..].find('/') {
+        let split = at + i;
+        if owned(&name[split + 1..]) {
+            return Some(&name[..split]);
         }
-        rest = tail;
+        at = split + 1;
     }
-    false
+    None
+}
+
+/// The roots of what looks like other clusters' data among `names` (see [`nested_root`]).
+fn nested_roots<'a>(names: impl Iterator<Item = &'a str>, owned: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut roots: Vec<String> = names
+        .filter(|n| !owned(n))
+        .filter_map(|n| nested_root(n, &owned).map(str::to_owned))
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+/// Whether `name` is one of `roots` or lies below one.
+fn in_nested(name: &str, roots: &[String]) -> bool {
+    roots
+        .iter()
+        .any(|r| name == r || crate::kv::is_below(r, name))
 }
 
 /// The job ids named anywhere in `keys` (job graphs, per-job data, results, leaders).
@@ -222,10 +241,11 @@ impl CleanupPlan {
             .map(|e| e.key.as_str())
             .filter(|k| !is_layout_key(k))
             .collect();
+        let roots = nested_roots(entries.iter().map(|e| e.key.as_str()), is_layout_key);
         let nested: Vec<&str> = foreign
             .iter()
             .copied()
-            .filter(|k| is_nested_cluster(k, is_layout_key))
+            .filter(|k| in_nested(k, &roots))
             .collect();
         let blocking: Vec<&str> = if force { nested.clone() } else { foreign };
         let mut plan = CleanupPlan {
@@ -267,10 +287,12 @@ impl CleanupPlan {
             .sort_by(|a, b| depth(&b.key).cmp(&depth(&a.key)).then(b.key.cmp(&a.key)));
         plan.kept_keys.sort_by(|a, b| a.name.cmp(&b.name));
 
-        for name in blobs.list("").await? {
+        let names = blobs.list("").await?;
+        let blob_roots = nested_roots(names.iter().map(String::as_str), is_ha_blob);
+        for name in names {
             if is_ha_blob(&name) {
                 plan.blobs.push(name);
-            } else if is_nested_cluster(&name, is_ha_blob) {
+            } else if in_nested(&name, &blob_roots) {
                 plan.kept_blobs.push(LeftAlone {
                     name,
                     reason: "looks like another cluster's blob below this directory".into(),
@@ -417,11 +439,15 @@ mod tests {
         ] {
             assert!(!is_ha_blob(name), "{name}");
         }
-        assert!(is_nested_cluster(
-            "other/completedCheckpoint2e1519c07c46",
-            is_ha_blob
-        ));
-        assert!(is_nested_cluster("b/leader/latch", is_layout_key));
-        assert!(!is_nested_cluster("notes.txt", is_ha_blob));
+        assert_eq!(
+            nested_root("other/completedCheckpoint2e1519c07c46", is_ha_blob),
+            Some("other")
+        );
+        assert_eq!(nested_root("x/b/leader/latch", is_layout_key), Some("x/b"));
+        assert_eq!(nested_root("notes.txt", is_ha_blob), None);
+        let roots = nested_roots(["b/leader/latch", "b/notes", "notes"].into_iter(), is_layout_key);
+        assert_eq!(roots, ["b"]);
+        assert!(in_nested("b/notes", &roots) && in_nested("b", &roots));
+        assert!(!in_nested("notes", &roots) && !in_nested("bb/x", &roots));
     }
 }

@@ -257,7 +257,34 @@ pub fn validate_quorum(quorum: &str) -> Result<(), ConnectError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use tenure_core::config::Configuration;
+    use tenure_core::segments::PathSegments;
+
+    proptest! {
+        /// Whatever strings are given as root and cluster id, either the configuration rejects
+        /// them or the namespace is exactly `/<root segments>/<cluster id segments>`: never above
+        /// the root, never a different cluster's.
+        #[test]
+        fn the_namespace_is_the_root_then_the_cluster_id(
+            root in prop_oneof![Just("/".to_owned()), Just("/flink".to_owned()), ".{0,10}"],
+            id in prop_oneof![Just("%2e%2e".to_owned()), Just("a/../b".to_owned()), ".{0,10}"],
+        ) {
+            let c = Configuration::from_pairs([
+                ("high-availability.zookeeper.quorum", "127.0.0.1:2181"),
+                ("high-availability.zookeeper.path.root", root.as_str()),
+                ("high-availability.cluster-id", id.as_str()),
+            ]);
+            let Ok(ha) = HaConfig::from_configuration(&c) else {
+                return Ok(());
+            };
+            let s = ZooKeeperSettings::from_ha_config(&ha).unwrap();
+            let root_segs = PathSegments::parse_allow_root(&ha.zookeeper.root).unwrap();
+            let id_segs = PathSegments::parse(&ha.cluster_id).unwrap();
+            let expected: Vec<&str> = root_segs.iter().chain(id_segs.iter()).collect();
+            prop_assert_eq!(s.namespace, format!("/{}", expected.join("/")));
+        }
+    }
 
     #[test]
     fn from_flink_keys() {

@@ -24,7 +24,9 @@ use timeline::{Event, Timeline};
 pub const EXAMPLES: &str = "Examples:
   tenure demo                                  3 job managers, 2 jobs, 2 failovers, embedded backend
   tenure demo --job-managers 5 --failovers 6   more failovers (alternating crash and step-down)
-  tenure demo --config conf/config.yaml        HA mode and settings from a Flink config file
+  tenure demo --config conf/config.yaml        HA mode and settings from a Flink config file;
+                                               runs as a fresh cluster id <cluster-id>-demo-<random>
+                                               and removes only that cluster's data at the end
   tenure demo --output json | jq .verdicts     the timeline and verdicts as JSON";
 
 /// Options of `tenure demo`.
@@ -53,6 +55,7 @@ pub struct DemoArgs {
 struct Report<'a> {
     ok: bool,
     backend: &'a str,
+    cluster_id: &'a str,
     job_managers: u32,
     jobs: u32,
     failovers: u32,
@@ -60,15 +63,41 @@ struct Report<'a> {
     verdicts: &'a [Verdict],
 }
 
+/// The configured backend and storage with a fresh cluster id of the demo's own
+/// (`<cluster-id>-demo-<suffix>`, on Kubernetes `kubernetes.cluster-id` too), and job results
+/// in that cluster's own directory rather than a possibly shared `job-result-store.storage-path`:
+/// the demo creates, and at the end removes, only data of a cluster nobody else uses.
+fn own_cluster(mut config: HaConfig, suffix: &str) -> Result<HaConfig, CliError> {
+    let base = config.cluster_id.trim_end_matches('/').to_owned();
+    config.cluster_id = format!("{base}-demo-{suffix}");
+    if let Some(k8s) = &config.kubernetes.cluster_id {
+        config.kubernetes.cluster_id = Some(format!("{k8s}-demo-{suffix}"));
+    }
+    config.job_result_store_path = None;
+    config
+        .cluster_segments()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(config)
+}
+
 /// Runs the demo; the exit code says whether every invariant held.
 pub async fn run(args: DemoArgs, format: OutputFormat) -> Result<ExitCode, CliError> {
     let config = match &args.config {
         Some(path) => {
             let c = Configuration::from_file(path).map_err(|e| CliError::Usage(e.to_string()))?;
-            HaConfig::from_configuration(&c).map_err(|e| CliError::Usage(e.to_string()))?
+            let configured =
+                HaConfig::from_configuration(&c).map_err(|e| CliError::Usage(e.to_string()))?;
+            let own = own_cluster(configured, &uuid::Uuid::new_v4().simple().to_string()[..8])?;
+            eprintln!(
+                "tenure demo: running as cluster {} of its own; the configured cluster's data \
+                 is not touched, and only the demo's data is removed at the end",
+                own.cluster_id
+            );
+            own
         }
         None => HaConfig::embedded(),
     };
+    let cluster_id = config.cluster_id.clone();
     let mut timeline = Timeline::new(format);
     let outcome = run::Demo::new(&args, config)?.run(&mut timeline).await;
     let (backend, verdicts) = match outcome {
@@ -84,6 +113,7 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> Result<ExitCode, CliEr
             let report = Report {
                 ok,
                 backend: &backend,
+                cluster_id: &cluster_id,
                 job_managers: args.job_managers,
                 jobs: args.jobs,
                 failovers: args.failovers,
@@ -106,4 +136,24 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> Result<ExitCode, CliEr
         }
     }
     Ok(ExitCode::from(if ok { OK } else { FAILED }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_demo_runs_under_a_fresh_cluster_id_of_its_own() {
+        let mut configured = HaConfig::embedded();
+        configured.cluster_id = "/prod/".into();
+        configured.job_result_store_path = Some("/shared/results".into());
+        configured.kubernetes.cluster_id = Some("prod".into());
+        let own = own_cluster(configured, "1a2b3c4d").expect("valid");
+        assert_eq!(own.cluster_id, "/prod-demo-1a2b3c4d");
+        assert_eq!(
+            own.kubernetes.cluster_id.as_deref(),
+            Some("prod-demo-1a2b3c4d")
+        );
+        assert_eq!(own.job_result_store_path, None);
+    }
 }
