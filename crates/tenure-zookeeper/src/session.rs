@@ -100,8 +100,8 @@ impl Shared {
                 quorum: settings.quorum.clone(),
                 attempts,
                 reason: format!(
-                    "{last} (the first connect gives up after the connection timeout \
-                     high-availability.zookeeper.client.connection-timeout of {bound:?})"
+                    "{last} (the first connect gives up after the connection timeout, \
+                     high-availability.zookeeper.client.connection-timeout = {bound:?})"
                 ),
             });
         };
@@ -253,7 +253,15 @@ pub(crate) async fn open_client(
     match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no session established within {bound:?}")),
+        Err(_) => Err(format!(
+            "no session established within {:?}",
+            // To the nearest millisecond: the first connect's last attempt gets what is left.
+            Duration::from_millis(
+                ((bound.as_micros() + 500) / 1000)
+                    .try_into()
+                    .unwrap_or(u64::MAX)
+            )
+        )),
     }
 }
 
