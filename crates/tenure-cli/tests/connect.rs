@@ -254,3 +254,30 @@ mod zookeeper {
         assert_eq!(children, ["peer1"]);
     }
 }
+
+#[cfg(feature = "kubernetes")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_cluster_without_config_maps_is_not_found() {
+    use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup};
+
+    let factory = KubernetesFactory::start().await;
+    let settings = factory.settings();
+    let setup = ProcessSetup::new(factory.server(), &settings, "");
+    let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
+    let out = cmd
+        .env_remove("RUST_LOG")
+        .env_remove("FLINK_CONF_DIR")
+        .args(["leaders", "--config"])
+        .arg(&setup.config)
+        .output()
+        .await
+        .unwrap();
+    assert_error(
+        &out,
+        3,
+        &format!(
+            "no HA data of cluster {} on kubernetes (namespace {}",
+            settings.cluster_id, settings.namespace
+        ),
+    );
+}
