@@ -1,5 +1,6 @@
-//! The operator commands as a binary: arguments, help, exit codes, JSON shapes (embedded backend
-//! and Flink's job result files in a storage directory; ZooKeeper has its own test file).
+//! The operator commands as a binary: arguments, help, exit codes, JSON shapes (the embedded
+//! backend, chosen with `--ha-type none`, and Flink's job result files in a storage directory;
+//! ZooKeeper has its own test file, connecting and configuration sources `connect.rs`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,6 +9,14 @@ mod common;
 use common::{assert_error, json, run, stderr};
 
 const JOB: &str = "58c7b669261b7be65fa686cc039885b6";
+
+/// Runs `tenure --ha-type none args…`: the embedded backend (and Flink's files in a storage
+/// dir), chosen explicitly as operator commands require.
+fn embedded(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--ha-type", "none"];
+    all.extend_from_slice(args);
+    run(&all)
+}
 
 #[test]
 fn every_command_has_help_with_examples() {
@@ -117,7 +126,7 @@ fn bad_configuration_exits_2_naming_the_key() {
         "high-availability.zookeeper.quorum",
     );
     assert_error(
-        &run(&[
+        &embedded(&[
             "jobs",
             "list",
             "-D",
@@ -127,7 +136,7 @@ fn bad_configuration_exits_2_naming_the_key() {
         "high-availability.zookeeper.client.session-timeout",
     );
     assert_error(
-        &run(&["leaders", "--cluster-id", "/a/../b"]),
+        &embedded(&["leaders", "--cluster-id", "/a/../b"]),
         2,
         "high-availability.cluster-id",
     );
@@ -171,7 +180,7 @@ fn a_flink_conf_directory_is_read() {
 
 #[test]
 fn leaders_json_lists_the_three_cluster_components() {
-    let out = run(&["leaders", "--output", "json"]);
+    let out = embedded(&["leaders", "--output", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["backend"], "embedded");
@@ -189,7 +198,7 @@ fn leaders_json_lists_the_three_cluster_components() {
         }
     }
     assert_eq!(v["contenders"], serde_json::json!([]));
-    let table = run(&["leaders"]);
+    let table = embedded(&["leaders"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         text.starts_with("COMPONENT") && text.contains("no leader"),
@@ -199,26 +208,34 @@ fn leaders_json_lists_the_three_cluster_components() {
 
 #[test]
 fn reads_of_missing_entries_exit_3() {
-    assert_error(&run(&["jobs", "show", JOB]), 3, JOB);
-    assert_error(&run(&["jobs", "remove", JOB, "--yes"]), 3, JOB);
-    assert_error(&run(&["checkpoints", "show", JOB, "7"]), 3, "checkpoint 7");
-    assert_error(&run(&["counter", "get", JOB]), 3, "checkpoint_id_counter");
-    assert_error(&run(&["results", "mark-clean", JOB, "--yes"]), 3, JOB);
+    assert_error(&embedded(&["jobs", "show", JOB]), 3, JOB);
+    assert_error(&embedded(&["jobs", "remove", JOB, "--yes"]), 3, JOB);
+    assert_error(
+        &embedded(&["checkpoints", "show", JOB, "7"]),
+        3,
+        "checkpoint 7",
+    );
+    assert_error(
+        &embedded(&["counter", "get", JOB]),
+        3,
+        "checkpoint_id_counter",
+    );
+    assert_error(&embedded(&["results", "mark-clean", JOB, "--yes"]), 3, JOB);
 }
 
 #[test]
 fn empty_listings_have_stable_json() {
-    let out = run(&["jobs", "list", "--output", "json"]);
+    let out = embedded(&["jobs", "list", "--output", "json"]);
     assert_eq!(json(&out), serde_json::json!({"jobs": []}));
-    let out = run(&["registry", "--output", "json"]);
+    let out = embedded(&["registry", "--output", "json"]);
     assert_eq!(json(&out), serde_json::json!({"jobs": []}));
-    let out = run(&["checkpoints", "list", JOB, "--output", "json"]);
+    let out = embedded(&["checkpoints", "list", JOB, "--output", "json"]);
     let v = json(&out);
     assert_eq!(v["job_id"], JOB);
     assert_eq!(v["checkpoints"], serde_json::json!([]));
     assert_eq!(v["counter"]["exists"], false);
     assert_eq!(v["counter"]["next_checkpoint_id"], 1);
-    let out = run(&["results", "list", "--output", "json"]);
+    let out = embedded(&["results", "list", "--output", "json"]);
     assert_eq!(
         json(&out),
         serde_json::json!({"location": "kv:job-results/", "results": []})
@@ -250,7 +267,7 @@ fn flink_job_result_files_are_listed_and_marked_clean() {
     };
     let list = |extra: &[&str]| {
         let a = args(extra);
-        run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        embedded(&a.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let out = list(&["results", "list", "--output", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -292,7 +309,7 @@ fn clean_results_are_kept_without_delete_on_commit() {
     let dir = flink_storage_dir();
     let sd = dir.path().to_str().unwrap();
     let keep = "job-result-store.delete-on-commit=false";
-    let out = run(&[
+    let out = embedded(&[
         "--storage-dir",
         sd,
         "--cluster-id",
@@ -310,7 +327,7 @@ fn clean_results_are_kept_without_delete_on_commit() {
             .join(format!("job-result-store/peer1/{JOB}.json"))
             .exists()
     );
-    let out = run(&[
+    let out = embedded(&[
         "--storage-dir",
         sd,
         "--cluster-id",
@@ -324,7 +341,7 @@ fn clean_results_are_kept_without_delete_on_commit() {
     ]);
     let v = json(&out);
     assert_eq!(v["results"][0]["state"], "clean");
-    let out = run(&[
+    let out = embedded(&[
         "--storage-dir",
         sd,
         "--cluster-id",
@@ -339,7 +356,7 @@ fn clean_results_are_kept_without_delete_on_commit() {
     ]);
     assert_eq!(json(&out)["results"], serde_json::json!([]));
     // Marking a clean result clean again is fine.
-    let out = run(&[
+    let out = embedded(&[
         "--storage-dir",
         sd,
         "--cluster-id",
@@ -362,7 +379,7 @@ fn corrupt_job_result_is_an_error_naming_the_file() {
         .path()
         .join(format!("job-result-store/peer1/{JOB}_DIRTY.json"));
     std::fs::write(&path, b"{not json").unwrap();
-    let out = run(&[
+    let out = embedded(&[
         "--storage-dir",
         dir.path().to_str().unwrap(),
         "--cluster-id",
@@ -379,11 +396,11 @@ fn cleanup_lists_then_removes_a_clusters_files() {
     let sd = dir.path().to_str().unwrap();
     // The cluster id must be named on the command line.
     assert_error(
-        &run(&["cleanup", "--storage-dir", sd, "--yes"]),
+        &embedded(&["cleanup", "--storage-dir", sd, "--yes"]),
         2,
         "--cluster-id",
     );
-    let out = run(&[
+    let out = embedded(&[
         "cleanup",
         "--storage-dir",
         sd,
@@ -424,7 +441,7 @@ fn cleanup_lists_then_removes_a_clusters_files() {
             .exists()
     );
     assert_error(
-        &run(&["cleanup", "--storage-dir", sd, "--cluster-id", "/peer1"]),
+        &embedded(&["cleanup", "--storage-dir", sd, "--cluster-id", "/peer1"]),
         2,
         "--yes",
     );
@@ -433,7 +450,7 @@ fn cleanup_lists_then_removes_a_clusters_files() {
             .join("peer1/completedCheckpoint2e1519c07c46")
             .exists()
     );
-    let out = run(&[
+    let out = embedded(&[
         "cleanup",
         "--storage-dir",
         sd,
@@ -455,7 +472,7 @@ fn cleanup_lists_then_removes_a_clusters_files() {
             .join(format!("job-result-store/peer1/{JOB}_DIRTY.json"))
             .exists()
     );
-    let out = run(&[
+    let out = embedded(&[
         "cleanup",
         "--storage-dir",
         sd,
@@ -484,7 +501,7 @@ fn backends_not_built_in_are_configuration_errors() {
 
 #[test]
 fn a_storage_dir_tenure_cannot_open_is_skipped_by_readers_only() {
-    let out = run(&[
+    let out = embedded(&[
         "leaders",
         "--storage-dir",
         "hdfs:///flink/ha",
@@ -499,12 +516,12 @@ fn a_storage_dir_tenure_cannot_open_is_skipped_by_readers_only() {
     );
     assert_eq!(json(&out)["components"].as_array().unwrap().len(), 3);
     assert_error(
-        &run(&["results", "list", "--storage-dir", "hdfs:///flink/ha"]),
+        &embedded(&["results", "list", "--storage-dir", "hdfs:///flink/ha"]),
         2,
         "hdfs:///flink/ha",
     );
     assert_error(
-        &run(&[
+        &embedded(&[
             "jobs",
             "remove",
             JOB,

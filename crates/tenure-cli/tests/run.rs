@@ -1,4 +1,4 @@
-//! `tenure run` as a binary on the embedded backend (one process: always elected): the command's
+//! `tenure run` as a binary on the embedded backend (`--ha-type none`; one process: always elected): the command's
 //! environment, exit status, signals, --restart, and the metrics endpoint; `leaders --watch`
 //! startup and shutdown. Losing leadership to another process is tested against ZooKeeper.
 
@@ -11,6 +11,8 @@ use common::{Running, http_get, metrics_addr, run};
 #[test]
 fn the_command_runs_with_the_term_in_its_environment_and_its_status_is_passed_on() {
     let out = run(&[
+        "--ha-type",
+        "none",
         "run",
         "--component",
         "dispatcher",
@@ -60,6 +62,8 @@ fn the_command_runs_with_the_term_in_its_environment_and_its_status_is_passed_on
 #[test]
 fn cluster_scope_campaigns_on_the_process_wide_latch() {
     let out = run(&[
+        "--ha-type",
+        "none",
         "run",
         "--component",
         "rest_server",
@@ -82,6 +86,8 @@ fn cluster_scope_campaigns_on_the_process_wide_latch() {
 #[test]
 fn sigterm_is_passed_on_and_the_childs_status_returned() {
     let mut t = Running::spawn(&[
+        "--ha-type",
+        "none",
         "run",
         "--component",
         "rest_server",
@@ -103,6 +109,8 @@ fn sigterm_is_passed_on_and_the_childs_status_returned() {
 #[test]
 fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let mut t = Running::spawn(&[
+        "--ha-type",
+        "none",
         "run",
         "--component",
         "dispatcher",
@@ -133,6 +141,8 @@ fn restart_runs_the_command_again_while_leading() {
         m = marker.display()
     );
     let mut t = Running::spawn(&[
+        "--ha-type",
+        "none",
         "run",
         "--component",
         "dispatcher",
@@ -152,7 +162,15 @@ fn restart_runs_the_command_again_while_leading() {
 
 #[test]
 fn a_command_that_cannot_start_is_an_error() {
-    let out = run(&["run", "--component", "dispatcher", "--", "/nonexistent/cmd"]);
+    let out = run(&[
+        "--ha-type",
+        "none",
+        "run",
+        "--component",
+        "dispatcher",
+        "--",
+        "/nonexistent/cmd",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run /nonexistent/cmd"));
 }
@@ -160,6 +178,8 @@ fn a_command_that_cannot_start_is_an_error() {
 #[test]
 fn run_serves_leadership_metrics() {
     let mut t = Running::spawn(&[
+        "--ha-type",
+        "none",
         "run",
         "--component",
         "dispatcher",
@@ -193,6 +213,8 @@ fn run_serves_leadership_metrics() {
 #[test]
 fn leaders_watch_prints_a_snapshot_and_stops_on_sigterm() {
     let mut t = Running::spawn(&[
+        "--ha-type",
+        "none",
         "leaders",
         "--watch",
         "--output",

@@ -95,8 +95,10 @@ impl fmt::Debug for ZooKeeperBackend {
 }
 
 impl ZooKeeperBackend {
-    /// Opens a session with `settings`: up to `1 + max_retry_attempts` attempts, each bounded by
-    /// the connection timeout, `retry_wait` (doubling) apart.
+    /// Opens a session with `settings`, giving up after the connection timeout
+    /// (`high-availability.zookeeper.client.connection-timeout`, Flink's default 15 s) with
+    /// [`ConnectError::Unreachable`] naming the servers. Within that bound, up to
+    /// `1 + max_retry_attempts` attempts are made `retry_wait` (doubling) apart.
     pub async fn connect(settings: ZooKeeperSettings) -> Result<Self, ConnectError> {
         Ok(Self {
             shared: Shared::connect(settings).await?,

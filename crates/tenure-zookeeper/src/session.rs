@@ -56,24 +56,42 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    /// Connects (with the configured retries) and starts the supervisor.
+    /// Opens the first session and starts the supervisor. The whole first connect is bounded by
+    /// the connection timeout (`high-availability.zookeeper.client.connection-timeout`): attempts
+    /// (each trying every server in turn) are retried `retry_wait` (doubling) apart, up to
+    /// `max_retry_attempts` times, but only while time is left; then it gives up with
+    /// [`ConnectError::Unreachable`] naming the servers. (Retrying each attempt for a full
+    /// timeout, as before, made an unreachable quorum take minutes.)
     pub async fn connect(settings: ZooKeeperSettings) -> Result<Arc<Self>, ConnectError> {
         settings.validate()?;
-        let attempts = settings.max_retry_attempts.saturating_add(1);
+        let bound = settings.connection_timeout;
+        let deadline = tokio::time::Instant::now() + bound;
+        let max_attempts = settings.max_retry_attempts.saturating_add(1);
+        let mut attempts = 0;
         let mut last = String::new();
         let mut client = None;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(settings.retry_wait, attempt - 1)).await;
+        while attempts < max_attempts {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
             }
-            match open_client(&settings).await {
+            if attempts > 0 {
+                let wait = backoff(settings.retry_wait, attempts - 1);
+                if wait >= left {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            attempts += 1;
+            match open_client(&settings, left).await {
                 Ok(c) => {
                     client = Some(c);
                     break;
                 }
                 Err(e) => {
-                    warn!(quorum = %settings.quorum, attempt, error = %e, "connecting to ZooKeeper failed");
-                    last = e.to_string();
+                    warn!(quorum = %settings.quorum, attempt = attempts, error = %e, "connecting to ZooKeeper failed");
+                    last = e;
                 }
             }
         }
@@ -81,7 +99,10 @@ impl Shared {
             return Err(ConnectError::Unreachable {
                 quorum: settings.quorum.clone(),
                 attempts,
-                reason: last,
+                reason: format!(
+                    "{last} (the first connect gives up after the connection timeout, \
+                     high-availability.zookeeper.client.connection-timeout = {bound:?})"
+                ),
             });
         };
         let state_watcher = client.state_watcher();
@@ -220,23 +241,26 @@ impl Shared {
     }
 }
 
-/// Opens one new session (one attempt, bounded by the connection timeout).
-pub(crate) async fn open_client(settings: &ZooKeeperSettings) -> Result<zk::Client, String> {
+/// Opens one new session: one attempt, trying the servers in turn for at most `bound`.
+pub(crate) async fn open_client(
+    settings: &ZooKeeperSettings,
+    bound: Duration,
+) -> Result<zk::Client, String> {
     let mut connector = zk::Client::connector().with_session_timeout(settings.session_timeout);
     if let Some(digest) = &settings.digest_auth {
         connector = connector.with_auth("digest", digest.as_bytes());
     }
-    match tokio::time::timeout(
-        settings.connection_timeout,
-        connector.connect(&settings.quorum),
-    )
-    .await
-    {
+    match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!(
-            "no session established within the connection timeout of {:?}",
-            settings.connection_timeout
+            "no session established within {:?}",
+            // To the nearest millisecond: the first connect's last attempt gets what is left.
+            Duration::from_millis(
+                ((bound.as_micros() + 500) / 1000)
+                    .try_into()
+                    .unwrap_or(u64::MAX)
+            )
         )),
     }
 }
@@ -283,7 +307,7 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
             drop(shared);
             let opened = tokio::select! {
                 _ = closed.cancelled() => return,
-                r = open_client(&settings) => r,
+                r = open_client(&settings, settings.connection_timeout) => r,
             };
             match opened {
                 Ok(client) => {

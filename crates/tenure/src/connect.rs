@@ -52,6 +52,12 @@ impl BackendRegistry {
 }
 
 /// Opens the HA services this configuration selects, with no custom backends.
+///
+/// Connecting is bounded: with ZooKeeper the first session must be established within
+/// `high-availability.zookeeper.client.connection-timeout` (Flink's default 15 s), retries
+/// included; else this fails with [`HaError::Unreachable`] naming the servers. (Once connected,
+/// a lost connection is retried in the background and reported as a connection state.) The
+/// Kubernetes backend bounds each API request by its request timeout. `NONE` never waits.
 pub async fn connect(config: &HaConfig) -> Result<HaServices, HaError> {
     connect_with(config, &BackendRegistry::new()).await
 }

@@ -119,3 +119,38 @@ async fn storage_dir_puts_blobs_and_job_results_in_flinks_places() {
         "a file not named like an HA blob is not the cluster's to delete"
     );
 }
+
+/// The first connect to an unreachable quorum gives up after the connection timeout (not after
+/// retries × timeouts) with an `Unreachable` error naming the servers.
+#[cfg(feature = "zookeeper")]
+#[tokio::test]
+async fn an_unreachable_quorum_fails_within_the_connection_timeout() {
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let quorum = format!("127.0.0.1:{port}");
+    let conf = Configuration::from_pairs([
+        ("high-availability.type", "zookeeper"),
+        ("high-availability.zookeeper.quorum", quorum.as_str()),
+        ("high-availability.storageDir", "/tmp/tenure-unreachable"),
+        (
+            "high-availability.zookeeper.client.connection-timeout",
+            "1s",
+        ),
+        // Flink's defaults: 3 retries 5 s apart would be 4 × 1 s + 35 s without the bound.
+        ("high-availability.zookeeper.client.max-retry-attempts", "3"),
+        ("high-availability.zookeeper.client.retry-wait", "100ms"),
+    ]);
+    let config = HaConfig::from_configuration(&conf).expect("config");
+    let started = std::time::Instant::now();
+    let err = tenure::connect(&config).await.expect_err("nothing listens");
+    let took = started.elapsed();
+    assert!(matches!(err, HaError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains(&quorum), "{err}");
+    assert!(err.to_string().contains("connection-timeout"), "{err}");
+    // Generous: the bound is 1 s.
+    assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+}

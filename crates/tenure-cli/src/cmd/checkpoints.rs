@@ -8,7 +8,7 @@ use tenure::ids::{CheckpointId, JobId};
 use tenure::store::{PayloadCodec, StoreError, decode_checkpoint, fnv1a64};
 
 use super::Origin;
-use crate::conn::{ConnArgs, Storage, connect};
+use crate::conn::{ConnArgs, connect_reading};
 use crate::exit::{CliError, OK};
 use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
 
@@ -176,7 +176,7 @@ pub async fn run(
     conn: &ConnArgs,
     format: OutputFormat,
 ) -> Result<u8, CliError> {
-    let conn = connect(conn, Storage::Optional).await?;
+    let conn = connect_reading(conn).await?;
     let result = match cmd {
         CheckpointsCmd::List { job } => {
             let checkpoints = list(&conn.services, job).await?;

@@ -7,7 +7,7 @@ use tenure::ids::{CheckpointId, JobId};
 
 use super::checkpoints::{self, CounterInfo};
 use super::require_yes;
-use crate::conn::{ConnArgs, Storage, connect};
+use crate::conn::{ConnArgs, Storage, connect, connect_reading};
 use crate::exit::{CliError, OK};
 use crate::inspect;
 use crate::output::{OutputFormat, or_dash, print_json, print_line};
@@ -99,7 +99,10 @@ async fn set(s: &HaServices, args: &SetArgs) -> Result<SetReport, CliError> {
 
 /// Runs `tenure counter`.
 pub async fn run(cmd: CounterCmd, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
-    let conn = connect(conn, Storage::Optional).await?;
+    let conn = match cmd {
+        CounterCmd::Get { .. } => connect_reading(conn).await?,
+        CounterCmd::Set(_) => connect(conn, Storage::Optional).await?,
+    };
     let s = &conn.services;
     let result = match cmd {
         CounterCmd::Get { job } => match checkpoints::counter(s, job).await {

@@ -10,7 +10,7 @@ use tenure::store::{JobStatus, fnv1a64};
 
 use super::checkpoints::{self, CheckpointInfo, CounterInfo};
 use super::{Origin, require_yes};
-use crate::conn::{ConnArgs, Connection, Storage, connect};
+use crate::conn::{ConnArgs, Connection, Storage, connect, connect_reading};
 use crate::exit::{CliError, OK};
 use crate::inspect::{self, ComponentLeader, LeaderSnapshot};
 use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
@@ -352,11 +352,10 @@ pub(crate) async fn remove(conn: &Connection, args: &RemoveArgs) -> Result<Remov
 /// Runs `tenure jobs`.
 pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
     // Removal discards the graph's blob; reading never opens Flink's files.
-    let storage = match cmd {
-        JobsCmd::Remove(_) => Storage::Required,
-        _ => Storage::Optional,
+    let conn = match cmd {
+        JobsCmd::Remove(_) => connect(conn, Storage::Required).await?,
+        _ => connect_reading(conn).await?,
     };
-    let conn = connect(conn, storage).await?;
     let result = match cmd {
         JobsCmd::List => {
             let jobs = list(&conn.services).await;

@@ -10,7 +10,7 @@ use tenure::connection::ConnectionState;
 use tenure::kv::{KvEvent, VersionedKv};
 use tenure::layout::{LEADER_DIR, Layout};
 
-use crate::conn::{ConnArgs, Connection, Storage, connect};
+use crate::conn::{ConnArgs, Connection, Storage, connect, connect_reading};
 use crate::exit::CliError;
 use crate::inspect::{ComponentLeader, Contender, LeaderSnapshot};
 use crate::metrics::metrics;
@@ -56,7 +56,12 @@ pub struct LeadersReport<'a> {
 
 /// Runs `tenure leaders`.
 pub async fn run(args: LeadersArgs, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
-    let conn = connect(conn, Storage::Optional).await?;
+    // A watch may wait for a cluster still to come; a snapshot of nothing is an error.
+    let conn = if args.watch {
+        connect(conn, Storage::Optional).await?
+    } else {
+        connect_reading(conn).await?
+    };
     let result = if args.watch {
         if let Some(addr) = args.metrics_addr {
             crate::metrics::serve(addr).await?;

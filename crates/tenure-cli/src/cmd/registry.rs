@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::conn::{ConnArgs, Storage, connect};
+use crate::conn::{ConnArgs, connect_reading};
 use crate::exit::{CliError, OK};
 use crate::output::{OutputFormat, Table, print_json, print_line};
 
@@ -27,7 +27,7 @@ struct Report {
 
 /// Runs `tenure registry`.
 pub async fn run(conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
-    let conn = connect(conn, Storage::Optional).await?;
+    let conn = connect_reading(conn).await?;
     let all = conn.services.running_jobs_registry(None).all().await;
     conn.close().await;
     let jobs: Vec<RegistryEntry> = all

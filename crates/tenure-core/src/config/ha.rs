@@ -472,34 +472,64 @@ impl HaConfig {
         ))
     }
 
+    /// Reads the configuration of a tool that only reads the backend (leaders, the running jobs
+    /// registry): every check of [`from_configuration`](Self::from_configuration) except that no
+    /// mode requires `high-availability.storageDir` ([`validate_for_reading`](Self::validate_for_reading)
+    /// instead of [`validate_for_mode`](Self::validate_for_mode)). Without one, `storage_dir` is
+    /// `None` and blobs and job result files are unavailable.
+    pub fn from_configuration_for_reading(c: &Configuration) -> Result<Self, ConfigError> {
+        if c.non_blank(STORAGE_DIR, &STORAGE_DIR_DEPRECATED).is_some() {
+            return Self::from_configuration(c);
+        }
+        // The storage dir is read as text and only required by `validate_for_mode`: validate
+        // with a stand-in, then drop it, so every other check is exactly `from_configuration`'s.
+        let mut stand_in = c.clone();
+        stand_in.set(STORAGE_DIR, "/");
+        let mut config = Self::from_configuration(&stand_in)?;
+        config.storage_dir = None;
+        config.validate_for_reading()?;
+        Ok(config)
+    }
+
     /// Checks that the mode has the keys it needs: ZooKeeper needs a quorum and a storage dir;
     /// Kubernetes needs a storage dir and `kubernetes.cluster-id` (as Flink does); etcd needs an
     /// endpoint. `None` and custom modes need nothing here.
     pub fn validate_for_mode(&self) -> Result<(), ConfigError> {
-        let missing = |key: &str, reason: &str| {
-            Err(ConfigError::Missing {
-                key: key.to_owned(),
-                reason: reason.to_owned(),
-            })
-        };
-        let storage_reason = |mode: &str| {
-            format!(
-                "{mode} HA keeps job graphs, checkpoint metadata and blobs under the storage directory"
-            )
-        };
+        self.validate_for_reading()?;
         match self.mode {
-            HaMode::ZooKeeper if self.zookeeper.quorum.is_none() => missing(
-                "high-availability.zookeeper.quorum",
-                "ZooKeeper HA needs the ZooKeeper servers as host:port,host:port",
-            ),
             HaMode::ZooKeeper | HaMode::Kubernetes if self.storage_dir.is_none() => {
                 let mode = if self.mode == HaMode::ZooKeeper {
                     "ZooKeeper"
                 } else {
                     "Kubernetes"
                 };
-                missing("high-availability.storageDir", &storage_reason(mode))
+                Err(ConfigError::Missing {
+                    key: STORAGE_DIR.to_owned(),
+                    reason: format!(
+                        "{mode} HA keeps job graphs, checkpoint metadata and blobs under the \
+                         storage directory"
+                    ),
+                })
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// The checks of [`validate_for_mode`](Self::validate_for_mode) that a tool reading the
+    /// backend alone needs: where the backend is (ZooKeeper quorum, `kubernetes.cluster-id`,
+    /// etcd endpoints), but no storage directory.
+    pub fn validate_for_reading(&self) -> Result<(), ConfigError> {
+        let missing = |key: &str, reason: &str| {
+            Err(ConfigError::Missing {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        match self.mode {
+            HaMode::ZooKeeper if self.zookeeper.quorum.is_none() => missing(
+                "high-availability.zookeeper.quorum",
+                "ZooKeeper HA needs the ZooKeeper servers as host:port,host:port",
+            ),
             HaMode::Kubernetes if self.kubernetes.cluster_id.is_none() => missing(
                 "kubernetes.cluster-id",
                 "Kubernetes HA names its ConfigMaps after the cluster id",
@@ -512,6 +542,13 @@ impl HaConfig {
         }
     }
 }
+
+/// `high-availability.storageDir` and its deprecated names, in lookup order.
+const STORAGE_DIR: &str = "high-availability.storageDir";
+const STORAGE_DIR_DEPRECATED: [&str; 2] = [
+    "high-availability.zookeeper.storageDir",
+    "recovery.zookeeper.storageDir",
+];
 
 fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
     let d = ZooKeeperConfig::default();

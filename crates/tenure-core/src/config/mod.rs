@@ -150,7 +150,8 @@ impl Configuration {
 
     /// Reads a configuration file: a file named `flink-conf.yaml` is parsed with
     /// [`parse_legacy`](Self::parse_legacy), any other with [`parse_yaml`](Self::parse_yaml).
-    /// I/O errors name the path.
+    /// Only a regular file of at most [`MAX_FILE_BYTES`](Self::MAX_FILE_BYTES) is read (a FIFO,
+    /// a device or a bigger file is refused from its metadata, unread). I/O errors name the path.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         parse::read_file(path)
     }

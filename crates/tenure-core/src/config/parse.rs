@@ -10,6 +10,8 @@
 //!   `high-availability.type = zookeeper`), scalars become their text, lists are joined with `;`
 //!   (Flink's list syntax in flat values) and null values are left unset.
 
+use std::fs::Metadata;
+use std::io::Read as _;
 use std::path::Path;
 
 use yaml_serde::Value;
@@ -67,12 +69,37 @@ pub(super) fn parse_yaml(text: &str) -> Result<Vec<(String, String)>, ConfigErro
     Ok(pairs)
 }
 
+impl Configuration {
+    /// The largest configuration file [`from_file`](Self::from_file) reads, 1 MiB (Flink's are a
+    /// few KiB). A bigger file is refused without being read.
+    pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+}
+
 /// Reads a configuration file, choosing the parser by file name: `flink-conf.yaml` is the legacy
-/// line format, any other name is standard YAML.
+/// line format, any other name is standard YAML. Only a regular file of at most
+/// [`Configuration::MAX_FILE_BYTES`] is read: a directory, a FIFO or a device (`/dev/zero`) is
+/// refused from its metadata, before it is opened, and never more than the limit is read.
 pub(super) fn read_file(path: &Path) -> Result<Configuration, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+    let io = |message: String| ConfigError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message,
+    };
+    check_readable(&std::fs::metadata(path).map_err(|e| io(e.to_string()))?).map_err(io)?;
+    let file = std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+    // The path may have been replaced between the two looks: judge what was opened, too.
+    check_readable(&file.metadata().map_err(|e| io(e.to_string()))?).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.take(Configuration::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io(e.to_string()))?;
+    if bytes.len() as u64 > Configuration::MAX_FILE_BYTES {
+        return Err(io(too_large()));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        io(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     let legacy = path
         .file_name()
@@ -83,6 +110,53 @@ pub(super) fn read_file(path: &Path) -> Result<Configuration, ConfigError> {
         parse_yaml(&text)?
     };
     Ok(Configuration::from_pairs(pairs))
+}
+
+/// Why a file with this metadata is not read as a configuration file, if it is not.
+fn check_readable(meta: &Metadata) -> Result<(), String> {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err("is a directory, not a configuration file".to_owned());
+    }
+    if !kind.is_file() {
+        return Err(format!(
+            "not a regular file ({}); a configuration file must be one",
+            special_kind(&kind)
+        ));
+    }
+    if meta.len() > Configuration::MAX_FILE_BYTES {
+        return Err(format!("{} bytes: {}", meta.len(), too_large()));
+    }
+    Ok(())
+}
+
+fn too_large() -> String {
+    format!(
+        "larger than the {} KiB a configuration file may have",
+        Configuration::MAX_FILE_BYTES / 1024
+    )
+}
+
+/// What kind of special file this is, in words.
+#[cfg(unix)]
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_kind: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 /// Strips YAML tags (`!tag value`), keeping the tagged value.
@@ -315,6 +389,54 @@ mod tests {
         let err = Configuration::from_file(&missing).unwrap_err();
         assert!(matches!(&err, ConfigError::Io { path, .. } if path == &missing));
         assert!(err.to_string().contains("nope.yaml"), "{err}");
+    }
+
+    #[test]
+    fn only_regular_files_up_to_the_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let reason = |path: &Path| match Configuration::from_file(path).unwrap_err() {
+            ConfigError::Io { path: p, message } => {
+                assert_eq!(p, path);
+                message
+            }
+            other => panic!("not an I/O error: {other}"),
+        };
+        // A sparse file: its size is judged from the metadata, nothing is read.
+        let huge = dir.path().join("config.yaml");
+        let f = std::fs::File::create(&huge).unwrap();
+        f.set_len(8 * 1024 * 1024 * 1024).unwrap();
+        drop(f);
+        let m = reason(&huge);
+        assert!(m.contains("larger than the 1024 KiB"), "{m}");
+        let at_limit = dir.path().join("limit.yaml");
+        let mut text = b"a: b\n".to_vec();
+        text.resize(Configuration::MAX_FILE_BYTES as usize, b'\n');
+        std::fs::write(&at_limit, &text).unwrap();
+        assert_eq!(
+            Configuration::from_file(&at_limit).unwrap().get("a"),
+            Some("b")
+        );
+        text.push(b'\n');
+        std::fs::write(&at_limit, &text).unwrap();
+        assert!(reason(&at_limit).contains("larger than"));
+        assert!(reason(dir.path()).contains("is a directory"));
+        let binary = dir.path().join("binary.yaml");
+        std::fs::write(&binary, b"a: \xff\n").unwrap();
+        assert!(reason(&binary).contains("not UTF-8"));
+        #[cfg(unix)]
+        {
+            let m = reason(Path::new("/dev/zero"));
+            assert!(m.contains("not a regular file (a character device)"), "{m}");
+            let fifo = dir.path().join("fifo.yaml");
+            let made = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap();
+            assert!(made.success());
+            // Opening a FIFO would block until a writer comes: it must be refused before.
+            let m = reason(&fifo);
+            assert!(m.contains("a FIFO"), "{m}");
+        }
     }
 
     proptest! {

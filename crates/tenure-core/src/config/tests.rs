@@ -516,3 +516,49 @@ fn kubernetes_client_config_keys_are_read() {
     assert_eq!(k.context.as_deref(), Some("prod"));
     assert_eq!(KubernetesConfig::default().config_file, None);
 }
+
+#[test]
+fn reading_tools_need_no_storage_dir_but_everything_else() {
+    let read = |pairs: &[(&str, &str)]| {
+        HaConfig::from_configuration_for_reading(&Configuration::from_pairs(pairs.iter().copied()))
+    };
+    let zk_no_storage = [
+        ("high-availability.type", "zookeeper"),
+        ("high-availability.zookeeper.quorum", "zk1:2181"),
+        ("high-availability.cluster-id", "/peer1"),
+    ];
+    let c = read(&zk_no_storage).expect("no storage dir needed");
+    assert_eq!(c.mode, HaMode::ZooKeeper);
+    assert_eq!(c.cluster_id, "/peer1");
+    assert_eq!(c.storage_dir, None);
+    assert_eq!(c.job_result_store_path(), None);
+    assert!(
+        ha(&zk_no_storage).is_err(),
+        "from_configuration still needs it"
+    );
+    // With a storage dir the result is from_configuration's.
+    let mut with = zk_no_storage.to_vec();
+    with.push(("high-availability.zookeeper.storageDir", "/tmp/ha"));
+    assert_eq!(read(&with).expect("valid"), ha(&with).expect("valid"));
+    // Every other check still applies.
+    let no_quorum = [("high-availability.type", "zookeeper")];
+    assert!(matches!(
+        read(&no_quorum),
+        Err(ConfigError::Missing { key, .. }) if key == "high-availability.zookeeper.quorum"
+    ));
+    assert!(matches!(
+        read(&[("high-availability.type", "kubernetes")]),
+        Err(ConfigError::Missing { key, .. }) if key == "kubernetes.cluster-id"
+    ));
+    let mut bad = zk_no_storage.to_vec();
+    bad.push(("high-availability.zookeeper.client.session-timeout", "soon"));
+    assert_eq!(
+        invalid_key(read(&bad).unwrap_err()),
+        "high-availability.zookeeper.client.session-timeout"
+    );
+    let k8s = [
+        ("high-availability.type", "kubernetes"),
+        ("kubernetes.cluster-id", "c1"),
+    ];
+    assert_eq!(read(&k8s).expect("valid").storage_dir, None);
+}
