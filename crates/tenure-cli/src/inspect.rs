@@ -161,7 +161,16 @@ impl LeaderSnapshot {
     /// Whether a live process may be leading or contending: a latch node exists, or a leader is
     /// published (leader information is ephemeral: it exists only while its session lives).
     pub fn is_live(&self) -> bool {
-        !self.contenders.is_empty() || self.leaders().next().is_some()
+        self.live_contenders().next().is_some() || self.leaders().next().is_some()
+    }
+
+    /// Latch nodes that may belong to a live process: every well-formed one, and any node a
+    /// session owns. A persistent node that is not a latch node (junk left in a latch
+    /// directory) proves no process is there.
+    fn live_contenders(&self) -> impl Iterator<Item = &Contender> {
+        self.contenders
+            .iter()
+            .filter(|c| !c.foreign || c.owner_session.is_some())
     }
 
     /// Why the cluster looks live, in one sentence fragment.
@@ -181,9 +190,9 @@ impl LeaderSnapshot {
         if !leaders.is_empty() {
             parts.push(format!("published leaders: {}", leaders.join(", ")));
         }
-        if !self.contenders.is_empty() {
+        if self.live_contenders().next().is_some() {
             let mut by_latch: BTreeMap<&str, usize> = BTreeMap::new();
-            for c in &self.contenders {
+            for c in self.live_contenders() {
                 *by_latch.entry(c.latch.as_str()).or_default() += 1;
             }
             let latches: Vec<String> = by_latch

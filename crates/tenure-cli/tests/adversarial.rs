@@ -76,7 +76,10 @@ impl Setup {
         let c = s.client().await;
         let nodes: Vec<(String, &[u8])> = vec![
             // Cluster a: its HA data ...
-            (format!("/flink/a/execution-plans/{JOB_A}"), b"TNR\x01\x00graph"),
+            (
+                format!("/flink/a/execution-plans/{JOB_A}"),
+                b"TNR\x01\x00graph",
+            ),
             (
                 format!("/flink/a/jobs/{JOB_A}/checkpoints/0000000000000000001"),
                 b"TNR\x01\x00cp",
@@ -94,7 +97,10 @@ impl Setup {
                 b"\x00\x00\x00\x07",
             ),
             // Another cluster.
-            (format!("/flink/cluster-b/execution-plans/{JOB_B}"), b"TNR\x01\x00b"),
+            (
+                format!("/flink/cluster-b/execution-plans/{JOB_B}"),
+                b"TNR\x01\x00b",
+            ),
             // A namespace node holding data, with a foreign child.
             ("/important/data".into(), b"13 bytes here"),
             ("/important/data/config".into(), b"keep"),
@@ -103,12 +109,23 @@ impl Setup {
             put(&c, path, data).await;
         }
         let files: Vec<(PathBuf, &[u8])> = vec![
-            (s.storage().join("a/completedCheckpoint0123456789ab"), b"a's"),
-            (s.storage().join("a/notes.txt"), b"not a blob"),
-            (s.storage().join("a/b/completedCheckpoint0123456789ab"), b"b's"),
-            (s.storage().join("cluster-b/submittedExecutionPlanabcdef012345"), b"b"),
             (
-                s.storage().join(format!("job-result-store/a/{JOB_A}_DIRTY.json")),
+                s.storage().join("a/completedCheckpoint0123456789ab"),
+                b"a's",
+            ),
+            (s.storage().join("a/notes.txt"), b"not a blob"),
+            (
+                s.storage().join("a/b/completedCheckpoint0123456789ab"),
+                b"b's",
+            ),
+            (
+                s.storage()
+                    .join("cluster-b/submittedExecutionPlanabcdef012345"),
+                b"b",
+            ),
+            (
+                s.storage()
+                    .join(format!("job-result-store/a/{JOB_A}_DIRTY.json")),
                 b"{}",
             ),
             (s.storage().join("job-result-store/a/readme.txt"), b"keep"),
@@ -217,7 +234,11 @@ async fn hostile_cluster_ids_and_roots_change_nothing() {
             "{id:?}: {}",
             stderr(&out)
         );
-        assert_eq!(s.world().await, before, "cleanup --cluster-id {id:?} changed something");
+        assert_eq!(
+            s.world().await,
+            before,
+            "cleanup --cluster-id {id:?} changed something"
+        );
     }
     // A root that covers other clusters, and a namespace node holding data: nothing of theirs
     // matches the HA layout, so nothing goes, forced or not.
@@ -268,7 +289,14 @@ async fn cleanup_removes_exactly_its_plan_and_reports_exactly_that() {
     let s = Setup::seed(ZooKeeperServer::start().await).await;
     let before = s.world().await;
     let dry = s
-        .run(&["cleanup", "--cluster-id", "a", "--dry-run", "--output", "json"])
+        .run(&[
+            "cleanup",
+            "--cluster-id",
+            "a",
+            "--dry-run",
+            "--output",
+            "json",
+        ])
         .await;
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert_eq!(s.world().await, before, "a dry run writes nothing");
@@ -291,7 +319,11 @@ async fn cleanup_removes_exactly_its_plan_and_reports_exactly_that() {
         .iter()
         .map(|k| format!("zk:/flink/a/{k}"))
         .collect();
-    reported.extend(strings(&done["namespace_removed"]).iter().map(|n| format!("zk:{n}")));
+    reported.extend(
+        strings(&done["namespace_removed"])
+            .iter()
+            .map(|n| format!("zk:{n}")),
+    );
     reported.extend(
         strings(&done["blobs"])
             .iter()
@@ -319,7 +351,10 @@ async fn cleanup_removes_exactly_its_plan_and_reports_exactly_that() {
     for k in [
         format!("zk:/flink/a/execution-plans/{JOB_A}"),
         format!("zk:/flink/a/jobs/{JOB_A}/checkpoint_id_counter"),
-        format!("file:{}", storage.join("a/completedCheckpoint0123456789ab").display()),
+        format!(
+            "file:{}",
+            storage.join("a/completedCheckpoint0123456789ab").display()
+        ),
         format!(
             "file:{}",
             storage
@@ -335,8 +370,16 @@ async fn cleanup_removes_exactly_its_plan_and_reports_exactly_that() {
         format!("zk:/flink/a/b/jobs/{JOB_B}/checkpoint_id_counter"),
         format!("zk:/flink/cluster-b/execution-plans/{JOB_B}"),
         format!("file:{}", storage.join("a/notes.txt").display()),
-        format!("file:{}", storage.join("a/b/completedCheckpoint0123456789ab").display()),
-        format!("file:{}", storage.join("job-result-store/a/readme.txt").display()),
+        format!(
+            "file:{}",
+            storage
+                .join("a/b/completedCheckpoint0123456789ab")
+                .display()
+        ),
+        format!(
+            "file:{}",
+            storage.join("job-result-store/a/readme.txt").display()
+        ),
     ] {
         assert!(after.contains_key(&k), "{k} must stay");
     }
@@ -355,11 +398,22 @@ async fn forced_cleanup_adds_only_foreign_data_of_its_own_namespace() {
     let s = Setup::seed(ZooKeeperServer::start().await).await;
     let before = s.world().await;
     let out = s
-        .run(&["cleanup", "--cluster-id", "a", "--yes", "--force", "--output", "json"])
+        .run(&[
+            "cleanup",
+            "--cluster-id",
+            "a",
+            "--yes",
+            "--force",
+            "--output",
+            "json",
+        ])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let done = json(&out);
-    assert!(strings(&done["forced_keys"]).contains(&"notes".to_owned()), "{done:#}");
+    assert!(
+        strings(&done["forced_keys"]).contains(&"notes".to_owned()),
+        "{done:#}"
+    );
     assert!(strings(&done["forced_blobs"]).contains(&"notes.txt".to_owned()));
     let after = s.world().await;
     let storage = s.storage();
@@ -367,13 +421,23 @@ async fn forced_cleanup_adds_only_foreign_data_of_its_own_namespace() {
     for k in [
         format!("zk:/flink/a/b/jobs/{JOB_B}/checkpoint_id_counter"),
         format!("zk:/flink/cluster-b/execution-plans/{JOB_B}"),
-        format!("file:{}", storage.join("a/b/completedCheckpoint0123456789ab").display()),
         format!(
             "file:{}",
-            storage.join("cluster-b/submittedExecutionPlanabcdef012345").display()
+            storage
+                .join("a/b/completedCheckpoint0123456789ab")
+                .display()
+        ),
+        format!(
+            "file:{}",
+            storage
+                .join("cluster-b/submittedExecutionPlanabcdef012345")
+                .display()
         ),
         format!("file:{}", storage.join("next-to-clusters.txt").display()),
-        format!("file:{}", s.tmp.path().join("outer/above-storage.txt").display()),
+        format!(
+            "file:{}",
+            s.tmp.path().join("outer/above-storage.txt").display()
+        ),
     ] {
         assert_eq!(after.get(&k), before.get(&k), "{k} must stay as it was");
     }
@@ -396,7 +460,15 @@ async fn a_shared_job_result_path_loses_only_the_clusters_own_results() {
     let define = format!("job-result-store.storage-path={}", shared.display());
     let out = s
         .run(&[
-            "cleanup", "--cluster-id", "a", "-D", &define, "--yes", "--force", "--output", "json",
+            "cleanup",
+            "--cluster-id",
+            "a",
+            "-D",
+            &define,
+            "--yes",
+            "--force",
+            "--output",
+            "json",
         ])
         .await;
     assert!(out.status.success(), "{}", stderr(&out));

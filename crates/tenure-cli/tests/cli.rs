@@ -541,6 +541,7 @@ fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
     drop(reader);
     let child = common::tenure()
         .args(args)
+        .args(["--ha-type", "none"])
         .stdin(std::process::Stdio::null())
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
@@ -575,6 +576,8 @@ fn backend_text_in_tables_is_escaped_and_stays_one_row() {
     std::fs::write(results.join(format!("{JOB}_DIRTY.json")), hostile).unwrap();
     let sd = dir.path().to_str().unwrap();
     let base = [
+        "--ha-type",
+        "none",
         "--storage-dir",
         sd,
         "--cluster-id",

@@ -167,7 +167,10 @@ async fn demo_runs_against_a_real_zookeeper() {
     left.sort();
     assert_eq!(left, decoys.to_vec(), "files left");
     for d in &decoys {
-        assert_eq!(std::fs::read(d).expect("decoy"), b"the configured cluster's data");
+        assert_eq!(
+            std::fs::read(d).expect("decoy"),
+            b"the configured cluster's data"
+        );
     }
 }
 

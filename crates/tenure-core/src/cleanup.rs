@@ -189,7 +189,10 @@ fn nested_root(name: &str, owned: impl Fn(&str) -> bool) -> Option<&str> {
 }
 
 /// The roots of what looks like other clusters' data among `names` (see [`nested_root`]).
-fn nested_roots<'a>(names: impl Iterator<Item = &'a str>, owned: impl Fn(&str) -> bool) -> Vec<String> {
+fn nested_roots<'a>(
+    names: impl Iterator<Item = &'a str>,
+    owned: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let mut roots: Vec<String> = names
         .filter(|n| !owned(n))
         .filter_map(|n| nested_root(n, &owned).map(str::to_owned))
@@ -310,7 +313,13 @@ impl CleanupPlan {
 
         if let Some(files) = job_results {
             plan.job_result_location = Some(files.dir.location().to_owned());
-            let jobs = referenced_jobs(entries.iter().map(|e| e.key.as_str()));
+            // Only the cluster's own keys count: a foreign key naming a job proves nothing.
+            let jobs = referenced_jobs(
+                entries
+                    .iter()
+                    .map(|e| e.key.as_str())
+                    .filter(|k| is_layout_key(k)),
+            );
             for name in files.dir.list("").await? {
                 let reason = match FileJobResultStore::parse_name(&name) {
                     None => "not a job result file (<job-id>.json or <job-id>_DIRTY.json)",
@@ -445,7 +454,10 @@ mod tests {
         );
         assert_eq!(nested_root("x/b/leader/latch", is_layout_key), Some("x/b"));
         assert_eq!(nested_root("notes.txt", is_ha_blob), None);
-        let roots = nested_roots(["b/leader/latch", "b/notes", "notes"].into_iter(), is_layout_key);
+        let roots = nested_roots(
+            ["b/leader/latch", "b/notes", "notes"].into_iter(),
+            is_layout_key,
+        );
         assert_eq!(roots, ["b"]);
         assert!(in_nested("b/notes", &roots) && in_nested("b", &roots));
         assert!(!in_nested("notes", &roots) && !in_nested("bb/x", &roots));

@@ -22,7 +22,7 @@ use std::fmt;
 /// A validated, non-empty-segment path such as a cluster id: leading and trailing `/` are
 /// dropped (as Flink's `generateZookeeperPath` does); every segment is non-empty, not `.` or
 /// `..`, has no control character, no `%`, `#`, `?` or `\`, and no leading or trailing
-/// whitespace.
+/// whitespace, and only ASCII characters that storage paths keep as they are.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PathSegments(Vec<String>);
 
@@ -106,6 +106,20 @@ pub fn check_segment(seg: &str) -> Result<(), SegmentError> {
             "contains {c:?}, which would change the meaning of a path or URL"
         ));
     }
+    // What the object store would escape in a storage path: with it, blobs would not be where
+    // Flink puts them (`<storageDir>/<cluster-id>`).
+    if let Some(c) = seg.chars().find(|c| {
+        !c.is_ascii()
+            || matches!(
+                c,
+                '{' | '}' | '[' | ']' | '^' | '`' | '"' | '<' | '>' | '~' | '|'
+            )
+    }) {
+        return bad(&format!(
+            "contains {c:?}, which storage paths would escape (use ASCII letters, digits and \
+             characters such as - _ . :)"
+        ));
+    }
     Ok(())
 }
 
@@ -122,7 +136,6 @@ mod tests {
             ("/a/b/", "a/b"),
             ("my cluster", "my cluster"),
             ("peer-1_x.y", "peer-1_x.y"),
-            ("snow☃", "snow☃"),
         ] {
             assert_eq!(PathSegments::parse(raw).unwrap().joined(), joined, "{raw}");
         }
@@ -151,6 +164,9 @@ mod tests {
             " a",
             "a ",
             "a/ /b",
+            "snow☃",
+            "a|b",
+            "a~b",
         ] {
             let e = PathSegments::parse(raw).unwrap_err();
             assert!(!e.to_string().is_empty(), "{raw:?}");

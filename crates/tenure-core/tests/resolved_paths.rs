@@ -88,11 +88,26 @@ fn check(id: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(written.len(), 2, "{:?}", written);
     for f in &written {
         let inside = f.starts_with(&blob_dir) || f.starts_with(&result_dir);
-        prop_assert!(inside, "{id:?} wrote {f:?} outside {blob_dir:?} and {result_dir:?}");
-        prop_assert!(f.canonicalize().unwrap().starts_with(storage.canonicalize().unwrap()));
+        prop_assert!(
+            inside,
+            "{id:?} wrote {f:?} outside {blob_dir:?} and {result_dir:?}"
+        );
+        prop_assert!(
+            f.canonicalize()
+                .unwrap()
+                .starts_with(storage.canonicalize().unwrap())
+        );
     }
-    prop_assert!(written.iter().any(|f| f.parent() == Some(blob_dir.as_path())));
-    prop_assert!(written.iter().any(|f| f.parent() == Some(result_dir.as_path())));
+    prop_assert!(
+        written
+            .iter()
+            .any(|f| f.parent() == Some(blob_dir.as_path()))
+    );
+    prop_assert!(
+        written
+            .iter()
+            .any(|f| f.parent() == Some(result_dir.as_path()))
+    );
     Ok(())
 }
 
@@ -120,7 +135,15 @@ proptest! {
 
 #[test]
 fn the_reported_escapes_are_rejected_naming_the_key() {
-    for id in ["%2e%2e/%2e%2e", "cluster-b#x", "cluster-b?x", " ", "", "/", "a/../b"] {
+    for id in [
+        "%2e%2e/%2e%2e",
+        "cluster-b#x",
+        "cluster-b?x",
+        " ",
+        "",
+        "/",
+        "a/../b",
+    ] {
         let conf = Configuration::from_pairs([
             ("high-availability.storageDir", "/tmp/ha"),
             ("high-availability.cluster-id", id),
