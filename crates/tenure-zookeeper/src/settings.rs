@@ -22,6 +22,16 @@ pub enum ConnectError {
         /// What is wrong.
         reason: String,
     },
+    /// The server refused the credentials (`high-availability.zookeeper.client.digest`).
+    #[error(
+        "ZooKeeper at {quorum} refused the credentials of high-availability.zookeeper.client.digest: {reason}"
+    )]
+    AuthFailed {
+        /// The quorum tried.
+        quorum: String,
+        /// The client's report.
+        reason: String,
+    },
     /// No session could be established within the configured attempts.
     #[error("cannot connect to ZooKeeper at {quorum} after {attempts} attempt(s): {reason}")]
     Unreachable {
@@ -36,7 +46,13 @@ pub enum ConnectError {
 
 impl From<ConnectError> for tenure_core::kv::KvError {
     fn from(e: ConnectError) -> Self {
-        tenure_core::kv::KvError::Backend(e.to_string())
+        match e {
+            ConnectError::AuthFailed { .. } => tenure_core::kv::KvError::Unauthorized {
+                key: "/".into(),
+                reason: e.to_string(),
+            },
+            e => tenure_core::kv::KvError::Backend(e.to_string()),
+        }
     }
 }
 
