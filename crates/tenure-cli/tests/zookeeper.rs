@@ -683,6 +683,27 @@ async fn corrupt_data_is_printed_then_exits_6() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(JOB) && text.contains("corrupt"), "{text}");
 
+    // A tenure graph pointing to a blob that is gone: shown as corrupt, then exit 6.
+    const DANGLING: &str = "fedcba9876543210fedcba9876543210";
+    let dangling_key = format!("execution-plans/{DANGLING}");
+    let pointer = tenure::store::Payload::Blob {
+        name: "submittedExecutionPlan0123456789ab".into(),
+        size: 10,
+        checksum: 1,
+    }
+    .encode();
+    put(&raw, &c.path(&dangling_key), &pointer, false).await;
+    let out = c
+        .tenure(&["jobs", "show", DANGLING, "--output", "json"])
+        .await;
+    assert_error(&out, 6, &dangling_key);
+    let graph = json(&out)["job_graph"].clone();
+    assert_eq!(graph["origin"], "corrupt");
+    assert!(
+        graph["detail"].as_str().unwrap().contains("missing"),
+        "{graph}"
+    );
+
     // Flink's own checkpoint and counter are fine.
     for cmd in [
         &["checkpoints", "list", HEALTHY][..],

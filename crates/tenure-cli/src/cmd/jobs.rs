@@ -6,7 +6,7 @@ use tenure::HaServices;
 use tenure::ids::JobId;
 use tenure::kv::{DeleteOptions, Entry, KvError};
 use tenure::layout::{Layout, NamingEra};
-use tenure::store::{JobStatus, fnv1a64};
+use tenure::store::{JobStatus, StoreError, fnv1a64};
 
 use super::checkpoints::{self, CheckpointInfo, CounterInfo, corrupt_entry};
 use super::{Origin, require_yes};
@@ -180,8 +180,8 @@ struct ShowReport {
 
 async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
     let s = &conn.services;
-    let graph = graph_info(s, job).await?;
-    let graph_sum = match &graph {
+    let mut graph = graph_info(s, job).await?;
+    let graph_sum = match &mut graph {
         Some(g) if g.origin.origin == "tenure" => {
             let store = s
                 .job_graph_store(None)
@@ -189,6 +189,12 @@ async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
             match store.get(job).await {
                 Ok(Some(bytes)) => Some(format!("{:016x}", fnv1a64(&bytes))),
                 Ok(None) => None,
+                // A pointer to a missing or damaged blob: shown as corrupt, like checkpoints.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    g.origin.origin = "corrupt";
+                    g.origin.detail = Some(e.to_string());
+                    None
+                }
                 Err(e) => return Err(CliError::store(&format!("reading {}", g.key), e)),
             }
         }
