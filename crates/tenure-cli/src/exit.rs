@@ -3,11 +3,13 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0 | success |
-//! | 1 | any other failure (an HA invariant broke in `demo`, corrupt data, I/O) |
+//! | 1 | any other failure (an HA invariant broke in `demo`, I/O) |
 //! | 2 | bad arguments or configuration; a destructive command without `--yes` |
 //! | 3 | the job, checkpoint, result or other entry named does not exist |
 //! | 4 | the backend is unreachable (or the session was closed under us) |
 //! | 5 | not leader, or refused because a live leader or contender would race the write |
+//! | 6 | corrupt or unreadable HA data (read views print everything first, then exit 6) |
+//! | 7 | authentication or authorization failed (credentials refused, or an ACL denies them) |
 
 use std::process::ExitCode;
 
@@ -32,6 +34,12 @@ pub enum CliError {
     /// Not leader, or refused because a live leader would race the write (exit 5).
     #[error("{0}")]
     Refused(String),
+    /// Corrupt or unreadable HA data (exit 6).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The backend refused the credentials, or an ACL denies them the access (exit 7).
+    #[error("{0}")]
+    Unauthorized(String),
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
@@ -49,6 +57,10 @@ pub const NOT_FOUND: u8 = 3;
 pub const UNREACHABLE: u8 = 4;
 /// Exit code when not leader, or refused because a live leader would race.
 pub const REFUSED: u8 = 5;
+/// Exit code when HA data is corrupt or unreadable.
+pub const CORRUPT: u8 = 6;
+/// Exit code when authentication or authorization failed.
+pub const UNAUTHORIZED: u8 = 7;
 
 impl CliError {
     /// The exit code.
@@ -58,6 +70,8 @@ impl CliError {
             CliError::NotFound(_) => NOT_FOUND,
             CliError::Unreachable(_) => UNREACHABLE,
             CliError::Refused(_) => REFUSED,
+            CliError::Corrupt(_) => CORRUPT,
+            CliError::Unauthorized(_) => UNAUTHORIZED,
             CliError::Other(_) => FAILED,
         }
     }
@@ -69,6 +83,22 @@ impl CliError {
         ExitCode::from(self.code())
     }
 
+    /// Ends a read view that printed corrupt or unreadable entries (`found`, each naming its
+    /// key and the problem): one line on stderr, exit 6; exit 0 when `found` is empty.
+    pub fn corrupt_found(found: &[String]) -> u8 {
+        if found.is_empty() {
+            return OK;
+        }
+        CliError::Corrupt(format!(
+            "corrupt or unreadable HA data ({} entr{}): {}",
+            found.len(),
+            if found.len() == 1 { "y" } else { "ies" },
+            found.join("; ")
+        ))
+        .report();
+        CORRUPT
+    }
+
     /// The error of a KV operation, prefixed with what was being done.
     pub fn kv(context: &str, e: KvError) -> Self {
         let msg = format!("{context}: {e}");
@@ -77,6 +107,8 @@ impl CliError {
             KvError::NotLeader { .. } => CliError::Refused(msg),
             KvError::Backend(_) | KvError::Closed => CliError::Unreachable(msg),
             KvError::InvalidKey { .. } => CliError::Usage(msg),
+            KvError::Corrupt { .. } => CliError::Corrupt(msg),
+            KvError::Unauthorized { .. } => CliError::Unauthorized(msg),
             _ => CliError::Other(msg),
         }
     }
@@ -88,6 +120,7 @@ impl CliError {
             StoreError::Blob(b) => Self::blob(context, b),
             StoreError::NotFound(_) => CliError::NotFound(format!("{context}: {e}")),
             StoreError::InvalidArgument(_) => CliError::Usage(format!("{context}: {e}")),
+            StoreError::Corrupt { .. } => CliError::Corrupt(format!("{context}: {e}")),
             other => CliError::Other(format!("{context}: {other}")),
         }
     }
@@ -119,6 +152,7 @@ impl CliError {
                 CliError::Usage(format!("{context}: {m}"))
             }
             HaError::Unreachable(m) => CliError::Unreachable(format!("{context}: {m}")),
+            HaError::Unauthenticated(m) => CliError::Unauthorized(format!("{context}: {m}")),
             HaError::Kv(kv) => Self::kv(context, kv),
             HaError::Blob(b) => Self::blob(context, b),
             HaError::Store(s) => Self::store(context, s),
@@ -153,5 +187,54 @@ mod tests {
         let down = CliError::ha("connecting", HaError::Unreachable("no session".into()));
         assert_eq!(down.code(), UNREACHABLE);
         assert_eq!(CliError::Other("x".into()).code(), FAILED);
+    }
+
+    #[test]
+    fn corrupt_data_and_refused_credentials_have_their_own_codes() {
+        let kv = CliError::kv(
+            "reading",
+            KvError::Corrupt {
+                key: "k".into(),
+                reason: "bad".into(),
+            },
+        );
+        assert_eq!(kv.code(), CORRUPT);
+        let store = CliError::store(
+            "reading",
+            StoreError::Corrupt {
+                key: "k".into(),
+                reason: "bad".into(),
+            },
+        );
+        assert_eq!(store.code(), CORRUPT);
+        let nested = CliError::ha(
+            "reading",
+            HaError::Store(StoreError::Kv(KvError::Corrupt {
+                key: "k".into(),
+                reason: "bad".into(),
+            })),
+        );
+        assert_eq!(nested.code(), CORRUPT);
+        let denied = CliError::store(
+            "reading",
+            StoreError::Kv(KvError::Unauthorized {
+                key: "jobs/x".into(),
+                reason: "check high-availability.zookeeper.client.digest".into(),
+            }),
+        );
+        assert_eq!(denied.code(), UNAUTHORIZED);
+        assert!(denied.to_string().contains("client.digest"), "{denied}");
+        let refused = CliError::ha("connecting", HaError::Unauthenticated("digest".into()));
+        assert_eq!(refused.code(), UNAUTHORIZED);
+        let election = CliError::election(
+            "campaigning",
+            ElectionError::Backend(KvError::Unauthorized {
+                key: "leader/latch".into(),
+                reason: "r".into(),
+            }),
+        );
+        assert_eq!(election.code(), UNAUTHORIZED);
+        assert_eq!(CliError::corrupt_found(&[]), OK);
+        assert_eq!(CliError::corrupt_found(&["k: bad".into()]), CORRUPT);
     }
 }

@@ -41,7 +41,7 @@ const AFTER_HELP: &str = "Connection options (--config, --ha-type, --zookeeper-q
 --zookeeper-root, -D key=value) and --output go before or after the command.
 
 Exit codes: 0 ok, 1 failure, 2 bad arguments or configuration (or a destructive command without
---yes), 3 not found, 4 backend unreachable, 5 not leader / refused because a live leader would race.
+--yes), 3 not found, 4 unreachable, 5 not leader / refused, 6 corrupt data, 7 not authorized.
 
 Examples:
   tenure leaders --config /opt/flink/conf

@@ -387,7 +387,8 @@ fn corrupt_job_result_is_an_error_naming_the_file() {
         "results",
         "list",
     ]);
-    assert_error(&out, 1, &format!("{JOB}_DIRTY.json"));
+    // Corrupt HA data has its own exit code.
+    assert_error(&out, 6, &format!("{JOB}_DIRTY.json"));
 }
 
 #[test]

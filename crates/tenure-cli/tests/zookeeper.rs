@@ -621,6 +621,147 @@ async fn an_unreachable_quorum_exits_4() {
     assert_error(&out, 4, &quorum);
 }
 
+/// Read views print corrupt entries and then exit 6, naming each on one stderr line; Flink's
+/// own data is not corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_data_is_printed_then_exits_6() {
+    const HEALTHY: &str = "0123456789abcdef0123456789abcdef";
+    let c = Cluster::start().await;
+    let raw = c.client().await;
+    let counter_key = format!("jobs/{JOB}/checkpoint_id_counter");
+    let cp_key = format!("jobs/{JOB}/checkpoints/0000000000000000007");
+    let graph_key = format!("execution-plans/{JOB}");
+    put(&raw, &c.path(&counter_key), b"xy", false).await;
+    put(&raw, &c.path(&cp_key), b"zzz", false).await;
+    put(&raw, &c.path(&graph_key), b"garbage", false).await;
+    put(
+        &raw,
+        &c.path(&format!("jobs/{HEALTHY}/checkpoints/0000000000000000042")),
+        &flink_handle("file:/ha/peer1/completedCheckpoint2e1519c07c46"),
+        false,
+    )
+    .await;
+    put(
+        &raw,
+        &c.path(&format!("jobs/{HEALTHY}/checkpoint_id_counter")),
+        &43i32.to_be_bytes(),
+        false,
+    )
+    .await;
+
+    let out = c.tenure(&["counter", "get", JOB]).await;
+    assert_error(&out, 6, &counter_key);
+    assert!(stderr(&out).contains("corrupt or unreadable HA data"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unreadable"), "{text}");
+
+    let out = c.tenure(&["checkpoints", "show", JOB, "7"]).await;
+    assert_error(&out, 6, &cp_key);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("corrupt"), "{text}");
+
+    let out = c
+        .tenure(&["checkpoints", "list", JOB, "--output", "json"])
+        .await;
+    assert_error(&out, 6, &cp_key);
+    assert!(stderr(&out).contains(&counter_key), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["checkpoints"][0]["origin"], "corrupt");
+    assert!(v["counter"]["error"].is_string(), "{v}");
+
+    let out = c.tenure(&["jobs", "show", JOB, "--output", "json"]).await;
+    assert_error(&out, 6, &graph_key);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&cp_key) && err.contains(&counter_key) && err.contains("3 entries"),
+        "{err}"
+    );
+    assert_eq!(json(&out)["job_graph"]["origin"], "corrupt");
+
+    let out = c.tenure(&["jobs", "list"]).await;
+    assert_error(&out, 6, &graph_key);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(JOB) && text.contains("corrupt"), "{text}");
+
+    // A tenure graph pointing to a blob that is gone: shown as corrupt, then exit 6.
+    const DANGLING: &str = "fedcba9876543210fedcba9876543210";
+    let dangling_key = format!("execution-plans/{DANGLING}");
+    let pointer = tenure::store::Payload::Blob {
+        name: "submittedExecutionPlan0123456789ab".into(),
+        size: 10,
+        checksum: 1,
+    }
+    .encode();
+    put(&raw, &c.path(&dangling_key), &pointer, false).await;
+    let out = c
+        .tenure(&["jobs", "show", DANGLING, "--output", "json"])
+        .await;
+    assert_error(&out, 6, &dangling_key);
+    let graph = json(&out)["job_graph"].clone();
+    assert_eq!(graph["origin"], "corrupt");
+    assert!(
+        graph["detail"].as_str().unwrap().contains("missing"),
+        "{graph}"
+    );
+
+    // Flink's own checkpoint and counter are fine.
+    for cmd in [
+        &["checkpoints", "list", HEALTHY][..],
+        &["checkpoints", "show", HEALTHY, "42"],
+        &["counter", "get", HEALTHY],
+    ] {
+        let out = c.tenure(cmd).await;
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}: {}", stderr(&out));
+    }
+}
+
+/// Data created by digest `a:1` with the creator ACL: another digest, or none, is refused by
+/// ZooKeeper (NoAuth) and that is exit 7 naming the setting, not "unreachable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_digest_exits_7_naming_the_key() {
+    let c = Cluster::start().await;
+    let owner = zk::Client::connector()
+        .with_session_timeout(std::time::Duration::from_secs(10))
+        .with_auth("digest", b"a:1")
+        .connect(&c.server.connect_string())
+        .await
+        .unwrap();
+    let creator = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    let counter = c.path(&format!("jobs/{JOB}/checkpoint_id_counter"));
+    owner
+        .mkdir(counter.rsplit_once('/').unwrap().0, &creator)
+        .await
+        .unwrap();
+    owner
+        .create(&counter, &43i32.to_be_bytes(), &creator)
+        .await
+        .unwrap();
+    let acl = "high-availability.zookeeper.client.acl=creator";
+    let digest = |d: &str| format!("high-availability.zookeeper.client.digest={d}");
+
+    let (right, wrong) = (digest("a:1"), digest("a:2"));
+    let out = c
+        .tenure(&["counter", "get", JOB, "-D", acl, "-D", &right])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("43"));
+
+    let out = c
+        .tenure(&["counter", "get", JOB, "-D", acl, "-D", &wrong])
+        .await;
+    assert_error(&out, 7, "high-availability.zookeeper.client.digest");
+    assert!(stderr(&out).contains("NoAuth"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("a:2"), "the digest is never printed");
+
+    // Without credentials (the open ACL): refused the same way.
+    let out = c.tenure(&["counter", "get", JOB]).await;
+    assert_error(&out, 7, "high-availability.zookeeper.client.digest");
+
+    // The creator ACL without a digest is refused before connecting.
+    let out = c.tenure(&["counter", "get", JOB, "-D", acl]).await;
+    assert_error(&out, 2, "high-availability.zookeeper.client.digest");
+}
+
 /// HA services of a tenure process on the test cluster, as a job manager would use them.
 async fn services(c: &Cluster) -> tenure::HaServices {
     let conf = tenure::Configuration::from_pairs([

@@ -180,6 +180,16 @@ pub enum KvError {
         /// The backend's limit.
         limit: usize,
     },
+    /// The backend refused the operation: this process's credentials were rejected, or they do
+    /// not grant the access the key's permissions require (ZooKeeper `AuthFailed`, `NoAuth`,
+    /// `InvalidACL`). Nothing was written; retrying with the same credentials fails again.
+    #[error("not authorized for key {key:?}: {reason}")]
+    Unauthorized {
+        /// The key.
+        key: String,
+        /// What was refused, naming the settings that decide it.
+        reason: String,
+    },
     /// This process's backend session is closed.
     #[error("backend session is closed")]
     Closed,

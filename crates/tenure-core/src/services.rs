@@ -46,6 +46,9 @@ pub enum HaError {
     /// The backend could not be reached.
     #[error("{0}")]
     Unreachable(String),
+    /// The backend refused this process's credentials (the message names the setting).
+    #[error("{0}")]
+    Unauthenticated(String),
 }
 
 /// How components are elected.

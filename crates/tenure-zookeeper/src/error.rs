@@ -59,9 +59,27 @@ pub(crate) fn map(e: zk::Error, key: &str, op: Op) -> KvError {
         zk::Error::NoChildrenForEphemerals => KvError::Backend(format!(
             "{key:?}: its parent is an ephemeral znode, which cannot have children"
         )),
-        zk::Error::NoAuth => KvError::Backend(format!(
-            "{key:?}: not authorized by the znode's ACL (check high-availability.zookeeper.client.acl and the digest credentials)"
-        )),
+        zk::Error::NoAuth => KvError::Unauthorized {
+            key: key_s(),
+            reason: "ZooKeeper refused access (NoAuth): the znode's ACL grants nothing to this \
+                     session's identity; the data was created with \
+                     high-availability.zookeeper.client.acl: creator by another identity, so \
+                     check high-availability.zookeeper.client.digest"
+                .into(),
+        },
+        zk::Error::AuthFailed => KvError::Unauthorized {
+            key: key_s(),
+            reason: "ZooKeeper refused the credentials (AuthFailed); check \
+                     high-availability.zookeeper.client.digest"
+                .into(),
+        },
+        zk::Error::InvalidAcl => KvError::Unauthorized {
+            key: key_s(),
+            reason: "ZooKeeper refused the ACL (InvalidACL): \
+                     high-availability.zookeeper.client.acl: creator needs an authenticated \
+                     session, set high-availability.zookeeper.client.digest"
+                .into(),
+        },
         e if op == Op::Write && !is_definite(&e) => KvError::OutcomeUnknown {
             key: key_s(),
             reason: format!("the reply was lost with the ZooKeeper connection ({e})"),
@@ -102,5 +120,28 @@ mod tests {
         assert!(matches!(e, KvError::Backend(_)), "{e}");
         assert_eq!(map(zk::Error::ClientClosed, "k", Op::Read), KvError::Closed);
         assert!(map(zk::Error::NoNode, "k", Op::Read).is_not_found());
+    }
+
+    #[test]
+    fn auth_failures_are_unauthorized_naming_the_key_and_the_setting() {
+        for e in [
+            zk::Error::NoAuth,
+            zk::Error::AuthFailed,
+            zk::Error::InvalidAcl,
+        ] {
+            for op in [Op::Read, Op::Write] {
+                let mapped = map(e.clone(), "jobs/x", op);
+                assert!(
+                    matches!(&mapped, KvError::Unauthorized { key, .. } if key == "jobs/x"),
+                    "{mapped}"
+                );
+                assert!(
+                    mapped
+                        .to_string()
+                        .contains("high-availability.zookeeper.client.digest"),
+                    "{mapped}"
+                );
+            }
+        }
     }
 }

@@ -89,9 +89,15 @@ impl Shared {
                     client = Some(c);
                     break;
                 }
+                Err(OpenError::AuthFailed(reason)) => {
+                    return Err(ConnectError::AuthFailed {
+                        quorum: settings.quorum.clone(),
+                        reason,
+                    });
+                }
                 Err(e) => {
                     warn!(quorum = %settings.quorum, attempt = attempts, error = %e, "connecting to ZooKeeper failed");
-                    last = e;
+                    last = e.to_string();
                 }
             }
         }
@@ -241,19 +247,37 @@ impl Shared {
     }
 }
 
+/// Why one attempt to open a session failed.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The server refused the credentials: another attempt fails the same way.
+    AuthFailed(String),
+    /// Anything else (unreachable, timed out, ...).
+    Other(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::AuthFailed(m) | OpenError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Opens one new session: one attempt, trying the servers in turn for at most `bound`.
 pub(crate) async fn open_client(
     settings: &ZooKeeperSettings,
     bound: Duration,
-) -> Result<zk::Client, String> {
+) -> Result<zk::Client, OpenError> {
     let mut connector = zk::Client::connector().with_session_timeout(settings.session_timeout);
     if let Some(digest) = &settings.digest_auth {
         connector = connector.with_auth("digest", digest.as_bytes());
     }
     match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
+        Ok(Err(e @ zk::Error::AuthFailed)) => Err(OpenError::AuthFailed(e.to_string())),
+        Ok(Err(e)) => Err(OpenError::Other(e.to_string())),
+        Err(_) => Err(OpenError::Other(format!(
             "no session established within {:?}",
             // To the nearest millisecond: the first connect's last attempt gets what is left.
             Duration::from_millis(
@@ -261,7 +285,7 @@ pub(crate) async fn open_client(
                     .try_into()
                     .unwrap_or(u64::MAX)
             )
-        )),
+        ))),
     }
 }
 

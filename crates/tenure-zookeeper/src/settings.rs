@@ -22,6 +22,16 @@ pub enum ConnectError {
         /// What is wrong.
         reason: String,
     },
+    /// The server refused the credentials (`high-availability.zookeeper.client.digest`).
+    #[error(
+        "ZooKeeper at {quorum} refused the credentials of high-availability.zookeeper.client.digest: {reason}"
+    )]
+    AuthFailed {
+        /// The quorum tried.
+        quorum: String,
+        /// The client's report.
+        reason: String,
+    },
     /// No session could be established within the configured attempts.
     #[error("cannot connect to ZooKeeper at {quorum} after {attempts} attempt(s): {reason}")]
     Unreachable {
@@ -36,7 +46,13 @@ pub enum ConnectError {
 
 impl From<ConnectError> for tenure_core::kv::KvError {
     fn from(e: ConnectError) -> Self {
-        tenure_core::kv::KvError::Backend(e.to_string())
+        match e {
+            ConnectError::AuthFailed { .. } => tenure_core::kv::KvError::Unauthorized {
+                key: "/".into(),
+                reason: e.to_string(),
+            },
+            e => tenure_core::kv::KvError::Backend(e.to_string()),
+        }
     }
 }
 
@@ -200,57 +216,29 @@ impl ZooKeeperSettings {
                 reason: "expected \"user:password\" with a non-empty user".into(),
             });
         }
+        if self.acl == ZooKeeperAcl::Creator && self.digest_auth.is_none() {
+            return Err(ConnectError::InvalidConfig {
+                key: "high-availability.zookeeper.client.acl",
+                reason: "\"creator\" needs high-availability.zookeeper.client.digest: only the \
+                         authenticated creator may use the znodes, and tenure authenticates \
+                         with a digest only"
+                    .into(),
+            });
+        }
         Ok(())
     }
 }
 
-/// Checks `host:port,host:port[/chroot]` (Java client syntax; a missing port means 2181).
+/// Checks `host:port,host:port[/chroot]` as configuration validation does
+/// ([`validate_zookeeper_quorum`](tenure_core::config::validate_zookeeper_quorum): Java client
+/// syntax, checked strictly; a missing port means 2181).
 pub fn validate_quorum(quorum: &str) -> Result<(), ConnectError> {
-    let bad = |reason: String| ConnectError::InvalidConfig {
-        key: QUORUM_KEY,
-        reason,
-    };
-    if quorum.trim().is_empty() {
-        return Err(bad("empty".into()));
-    }
-    if quorum.chars().any(char::is_whitespace) {
-        return Err(bad(format!("{quorum:?} contains whitespace")));
-    }
-    let entries: Vec<&str> = quorum.split(',').collect();
-    let last = entries.len() - 1;
-    for (i, entry) in entries.into_iter().enumerate() {
-        let mut hostport = entry;
-        if i == last
-            && let Some(slash) = entry.find('/')
-        {
-            let chroot = &entry[slash..];
-            if chroot.len() > 1 && (chroot.ends_with('/') || chroot.contains("//")) {
-                return Err(bad(format!("invalid chroot {chroot:?}")));
-            }
-            hostport = &entry[..slash];
+    tenure_core::config::validate_zookeeper_quorum(quorum).map_err(|problem| {
+        ConnectError::InvalidConfig {
+            key: QUORUM_KEY,
+            reason: format!("{quorum:?}: {problem}"),
         }
-        if hostport.is_empty() {
-            return Err(bad(format!("{quorum:?} has an empty server entry")));
-        }
-        let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
-            match rest.split_once(']') {
-                Some((h, p)) => (h, p.strip_prefix(':').unwrap_or(p)),
-                None => return Err(bad(format!("unclosed '[' in {hostport:?}"))),
-            }
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, p),
-                None => (hostport, ""),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad(format!("missing host in {hostport:?}")));
-        }
-        if !port.is_empty() && !port.parse::<u16>().is_ok_and(|p| p > 0) {
-            return Err(bad(format!("invalid port {port:?} in {hostport:?}")));
-        }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -320,6 +308,10 @@ mod tests {
             "h:2181,,g:2181",
             "[::1:2181",
             "h:99999",
+            "h:",
+            "h:+1",
+            "h:1:2",
+            "h:1/a//b",
         ] {
             let err = validate_quorum(q).unwrap_err();
             assert!(err.to_string().contains(QUORUM_KEY), "{q:?}: {err}");
@@ -334,6 +326,19 @@ mod tests {
         ] {
             validate_quorum(q).unwrap();
         }
+    }
+
+    #[test]
+    fn the_creator_acl_needs_a_digest() {
+        let s = ZooKeeperSettings::new("h:1", "/flink", "c").with_acl(ZooKeeperAcl::Creator, None);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("client.acl") && err.contains("client.digest"),
+            "{err}"
+        );
+        s.with_acl(ZooKeeperAcl::Creator, Some("u:p".into()))
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub async fn connect_with(
                 Err(e @ ConnectError::Unreachable { .. }) => {
                     return Err(HaError::Unreachable(e.to_string()));
                 }
+                Err(e @ ConnectError::AuthFailed { .. }) => {
+                    return Err(HaError::Unauthenticated(e.to_string()));
+                }
             }
         }
         #[cfg(feature = "kubernetes")]

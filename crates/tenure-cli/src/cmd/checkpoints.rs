@@ -9,7 +9,7 @@ use tenure::store::{PayloadCodec, StoreError, decode_checkpoint, fnv1a64};
 
 use super::Origin;
 use crate::conn::{ConnArgs, connect_reading};
-use crate::exit::{CliError, OK};
+use crate::exit::CliError;
 use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
 
 /// Examples shown by `tenure checkpoints --help`.
@@ -65,6 +65,35 @@ pub struct CounterInfo {
     pub next_checkpoint_id: Option<u64>,
     /// Why the counter could not be read.
     pub error: Option<String>,
+}
+
+impl CheckpointInfo {
+    /// Why the checkpoint is corrupt (naming its key), `None` if it is not.
+    pub fn problem(&self) -> Option<String> {
+        corrupt_entry(&self.key, &self.origin)
+    }
+}
+
+impl CounterInfo {
+    /// Why the counter is unreadable (naming its key), `None` if it is readable or absent.
+    pub fn problem(&self) -> Option<String> {
+        self.error.as_ref().map(|e| {
+            if e.contains(&self.key) {
+                e.clone()
+            } else {
+                format!("{}: {e}", self.key)
+            }
+        })
+    }
+}
+
+/// Why the value under `key` is corrupt (naming the key), `None` unless `origin` says corrupt.
+pub fn corrupt_entry(key: &str, origin: &Origin) -> Option<String> {
+    (origin.origin == "corrupt").then(|| match &origin.detail {
+        Some(d) if d.contains(key) => d.clone(),
+        Some(d) => format!("{key}: {d}"),
+        None => format!("{key}: corrupt"),
+    })
 }
 
 /// Reads every checkpoint of `job`, oldest first: Flink's are reported, not read; a tenure
@@ -170,17 +199,21 @@ struct ListReport {
     counter: CounterInfo,
 }
 
-/// Runs `tenure checkpoints`.
+/// Runs `tenure checkpoints`: after printing, exit 6 if a checkpoint shown (or, for `list`, the
+/// counter) is corrupt or unreadable.
 pub async fn run(
     cmd: CheckpointsCmd,
     conn: &ConnArgs,
     format: OutputFormat,
 ) -> Result<u8, CliError> {
     let conn = connect_reading(conn).await?;
+    let mut corrupt = Vec::new();
     let result = match cmd {
         CheckpointsCmd::List { job } => {
             let checkpoints = list(&conn.services, job).await?;
             let counter = counter(&conn.services, job).await?;
+            corrupt.extend(checkpoints.iter().filter_map(CheckpointInfo::problem));
+            corrupt.extend(counter.problem());
             match format {
                 OutputFormat::Json => print_json(&ListReport {
                     job_id: job.to_string(),
@@ -207,6 +240,7 @@ pub async fn run(
                     conn.services.layout().checkpoints_dir(&job)
                 )));
             };
+            corrupt.extend(cp.problem());
             match format {
                 OutputFormat::Json => print_json(&cp),
                 OutputFormat::Table => {
@@ -219,7 +253,7 @@ pub async fn run(
         }
     };
     conn.close().await;
-    result.map(|()| OK)
+    result.map(|()| CliError::corrupt_found(&corrupt))
 }
 
 fn print_table(cps: &[CheckpointInfo]) -> Result<(), CliError> {

@@ -8,7 +8,7 @@ use tenure::ids::{CheckpointId, JobId};
 use super::checkpoints::{self, CounterInfo};
 use super::require_yes;
 use crate::conn::{ConnArgs, Storage, connect, connect_reading};
-use crate::exit::{CliError, OK};
+use crate::exit::CliError;
 use crate::inspect;
 use crate::output::{OutputFormat, or_dash, print_json, print_line};
 
@@ -97,13 +97,14 @@ async fn set(s: &HaServices, args: &SetArgs) -> Result<SetReport, CliError> {
     })
 }
 
-/// Runs `tenure counter`.
+/// Runs `tenure counter`; `get` exits 6 after printing when the counter is unreadable.
 pub async fn run(cmd: CounterCmd, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
     let conn = match cmd {
         CounterCmd::Get { .. } => connect_reading(conn).await?,
         CounterCmd::Set(_) => connect(conn, Storage::Optional).await?,
     };
     let s = &conn.services;
+    let mut corrupt = Vec::new();
     let result = match cmd {
         CounterCmd::Get { job } => match checkpoints::counter(s, job).await {
             Err(e) => Err(e),
@@ -111,17 +112,23 @@ pub async fn run(cmd: CounterCmd, conn: &ConnArgs, format: OutputFormat) -> Resu
                 "job {job} has no checkpoint id counter ({} does not exist)",
                 c.key
             ))),
-            Ok(c) if format == OutputFormat::Json => print_json(&GetReport {
-                job_id: job.to_string(),
-                counter: c,
-            }),
-            Ok(c) => match &c.error {
-                Some(e) => print_line(&format!("{}: unreadable: {e}", c.key)),
-                None => print_line(&format!(
-                    "next checkpoint id: {}",
-                    or_dash(c.next_checkpoint_id)
-                )),
-            },
+            Ok(c) if format == OutputFormat::Json => {
+                corrupt.extend(c.problem());
+                print_json(&GetReport {
+                    job_id: job.to_string(),
+                    counter: c,
+                })
+            }
+            Ok(c) => {
+                corrupt.extend(c.problem());
+                match &c.error {
+                    Some(e) => print_line(&format!("{}: unreadable: {e}", c.key)),
+                    None => print_line(&format!(
+                        "next checkpoint id: {}",
+                        or_dash(c.next_checkpoint_id)
+                    )),
+                }
+            }
         },
         CounterCmd::Set(args) => match set(s, &args).await {
             Err(e) => Err(e),
@@ -135,5 +142,5 @@ pub async fn run(cmd: CounterCmd, conn: &ConnArgs, format: OutputFormat) -> Resu
         },
     };
     conn.close().await;
-    result.map(|()| OK)
+    result.map(|()| CliError::corrupt_found(&corrupt))
 }

@@ -6,12 +6,12 @@ use tenure::HaServices;
 use tenure::ids::JobId;
 use tenure::kv::{DeleteOptions, Entry, KvError};
 use tenure::layout::{Layout, NamingEra};
-use tenure::store::{JobStatus, fnv1a64};
+use tenure::store::{JobStatus, StoreError, fnv1a64};
 
-use super::checkpoints::{self, CheckpointInfo, CounterInfo};
+use super::checkpoints::{self, CheckpointInfo, CounterInfo, corrupt_entry};
 use super::{Origin, require_yes};
 use crate::conn::{ConnArgs, Connection, Storage, connect, connect_reading};
-use crate::exit::{CliError, OK};
+use crate::exit::CliError;
 use crate::inspect::{self, ComponentLeader, LeaderSnapshot};
 use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
 
@@ -158,6 +158,9 @@ struct ResultState {
     state: &'static str,
     /// How the job ended.
     application_status: Option<String>,
+    /// Why the result could not be read.
+    #[serde(skip)]
+    unreadable: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -170,12 +173,15 @@ struct ShowReport {
     counter: CounterInfo,
     result: ResultState,
     leader: Option<ComponentLeader>,
+    /// What of the above is corrupt or unreadable, each naming its key.
+    #[serde(skip)]
+    problems: Vec<String>,
 }
 
 async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
     let s = &conn.services;
-    let graph = graph_info(s, job).await?;
-    let graph_sum = match &graph {
+    let mut graph = graph_info(s, job).await?;
+    let graph_sum = match &mut graph {
         Some(g) if g.origin.origin == "tenure" => {
             let store = s
                 .job_graph_store(None)
@@ -183,17 +189,32 @@ async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
             match store.get(job).await {
                 Ok(Some(bytes)) => Some(format!("{:016x}", fnv1a64(&bytes))),
                 Ok(None) => None,
+                // A pointer to a missing or damaged blob: shown as corrupt, like checkpoints.
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    g.origin.origin = "corrupt";
+                    g.origin.detail = Some(e.to_string());
+                    None
+                }
                 Err(e) => return Err(CliError::store(&format!("reading {}", g.key), e)),
             }
         }
         _ => None,
     };
+    let mut problems = Vec::new();
+    if let Some(g) = &graph {
+        problems.extend(corrupt_entry(&g.key, &g.origin));
+    }
     let registry_status = match s.running_jobs_registry(None).status(job).await {
         Ok(st) => st.map(|st| st.to_string()),
-        Err(e) => Some(format!("unreadable: {e}")),
+        Err(e) => {
+            problems.push(format!("running jobs registry entry of {job}: {e}"));
+            Some(format!("unreadable: {e}"))
+        }
     };
     let checkpoints = checkpoints::list(s, job).await?;
     let counter = checkpoints::counter(s, job).await?;
+    problems.extend(checkpoints.iter().filter_map(CheckpointInfo::problem));
+    problems.extend(counter.problem());
     let results = s.job_result_store();
     let ctx = |e| CliError::store("reading the job result store", e);
     let result = if results.has_dirty(job).await.map_err(ctx)? {
@@ -204,8 +225,12 @@ async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
         ResultState {
             state: "none",
             application_status: None,
+            unreadable: None,
         }
     };
+    if let Some(e) = &result.unreadable {
+        problems.push(format!("{} job result of {job}: {e}", result.state));
+    }
     let snap = LeaderSnapshot::read(s.backend().kv().as_ref(), s.layout()).await?;
     let leader = snap
         .components
@@ -231,6 +256,7 @@ async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
         counter,
         result,
         leader,
+        problems,
     })
 }
 
@@ -241,16 +267,19 @@ async fn find_result(s: &HaServices, job: JobId, dirty: bool) -> Result<ResultSt
     } else {
         store.clean_results().await
     };
-    let status = match all {
-        Ok(all) => all
-            .into_iter()
-            .find(|r| r.job_id == job)
-            .map(|r| r.application_status.to_string()),
-        Err(e) => Some(format!("unreadable: {e}")),
+    let (status, unreadable) = match all {
+        Ok(all) => (
+            all.into_iter()
+                .find(|r| r.job_id == job)
+                .map(|r| r.application_status.to_string()),
+            None,
+        ),
+        Err(e) => (Some(format!("unreadable: {e}")), Some(e.to_string())),
     };
     Ok(ResultState {
         state: if dirty { "dirty" } else { "clean" },
         application_status: status,
+        unreadable,
     })
 }
 
@@ -349,16 +378,21 @@ pub(crate) async fn remove(conn: &Connection, args: &RemoveArgs) -> Result<Remov
     })
 }
 
-/// Runs `tenure jobs`.
+/// Runs `tenure jobs`: `list` and `show` exit 6 after printing when an entry shown is corrupt or
+/// unreadable.
 pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
     // Removal discards the graph's blob; reading never opens Flink's files.
     let conn = match cmd {
         JobsCmd::Remove(_) => connect(conn, Storage::Required).await?,
         _ => connect_reading(conn).await?,
     };
+    let mut corrupt = Vec::new();
     let result = match cmd {
         JobsCmd::List => {
             let jobs = list(&conn.services).await;
+            if let Ok(jobs) = &jobs {
+                corrupt.extend(jobs.iter().filter_map(|j| corrupt_entry(&j.key, &j.origin)));
+            }
             match (jobs, format) {
                 (Err(e), _) => Err(e),
                 (Ok(jobs), OutputFormat::Json) => print_json(&ListReport { jobs }),
@@ -367,8 +401,14 @@ pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<
         }
         JobsCmd::Show { job } => match show(&conn, job).await {
             Err(e) => Err(e),
-            Ok(r) if format == OutputFormat::Json => print_json(&r),
-            Ok(r) => print_show(&r),
+            Ok(r) if format == OutputFormat::Json => {
+                corrupt.extend(r.problems.iter().cloned());
+                print_json(&r)
+            }
+            Ok(r) => {
+                corrupt.extend(r.problems.iter().cloned());
+                print_show(&r)
+            }
         },
         JobsCmd::Remove(args) => match remove(&conn, &args).await {
             Err(e) => Err(e),
@@ -377,7 +417,7 @@ pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<
         },
     };
     conn.close().await;
-    result.map(|()| OK)
+    result.map(|()| CliError::corrupt_found(&corrupt))
 }
 
 fn print_show(r: &ShowReport) -> Result<(), CliError> {

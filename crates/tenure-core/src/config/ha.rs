@@ -65,7 +65,9 @@ pub enum ZooKeeperAcl {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZooKeeperConfig {
     /// `high-availability.zookeeper.quorum` (`recovery.zookeeper.quorum`): `host:port,...` with
-    /// whitespace removed (and `;` from a YAML list turned into `,`); `None` when unset or blank.
+    /// an optional `/chroot`, whitespace removed (and `;` from a YAML list turned into `,`),
+    /// checked by [`validate_zookeeper_quorum`](super::validate_zookeeper_quorum); `None` when
+    /// unset or blank.
     pub quorum: Option<String>,
     /// `high-availability.zookeeper.path.root` (`recovery.zookeeper.path.root`), default `/flink`.
     pub root: String,
@@ -77,7 +79,8 @@ pub struct ZooKeeperConfig {
     pub retry_wait: Duration,
     /// `high-availability.zookeeper.client.max-retry-attempts`, default 3.
     pub max_retry_attempts: u32,
-    /// `high-availability.zookeeper.client.acl`: `open` (default) or `creator`.
+    /// `high-availability.zookeeper.client.acl`: `open` (default) or `creator`; `creator` in
+    /// ZooKeeper mode needs [`digest_auth`](Self::digest_auth).
     pub acl: ZooKeeperAcl,
     /// `high-availability.zookeeper.client.tolerate-suspended-connections`, default false: when
     /// true only a lost session (not a suspended connection) revokes leadership.
@@ -402,16 +405,22 @@ impl HaConfig {
                 ));
             }
         }
-        if config.mode == HaMode::ZooKeeper && config.zookeeper.acl == ZooKeeperAcl::Creator {
-            let sasl_disabled = c.bool_or("zookeeper.sasl.disable", false)?;
-            if sasl_disabled && config.zookeeper.digest_auth.is_none() {
-                return Err(invalid(
-                    "high-availability.zookeeper.client.acl",
-                    "creator",
-                    "\"open\" while zookeeper.sasl.disable is true and no \
-                     high-availability.zookeeper.client.digest is set (nobody could authenticate as creator)",
-                ));
-            }
+        // Flink forbids `creator` with `zookeeper.sasl.disable: true`; tenure has no SASL, so
+        // the digest is the only way to authenticate as the creator.
+        if config.mode == HaMode::ZooKeeper
+            && config.zookeeper.acl == ZooKeeperAcl::Creator
+            && config.zookeeper.digest_auth.is_none()
+        {
+            let (k, v) = c
+                .lookup("high-availability.zookeeper.client.acl", &[])
+                .unwrap_or(("high-availability.zookeeper.client.acl", "creator"));
+            return Err(invalid(
+                k,
+                v,
+                "\"open\" unless high-availability.zookeeper.client.digest is set: the creator \
+                 ACL lets only the authenticated creator use the znodes, and tenure \
+                 authenticates with a digest only (it has no SASL support)",
+            ));
         }
         config.validate_for_mode()?;
         Ok(config)
@@ -557,12 +566,29 @@ fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
     let dur = |suffix: &str, default: Duration, min: Duration| {
         c.duration_or(&key(suffix), &[&old(suffix)], default, min)
     };
-    let quorum = c.lookup(&key("quorum"), &[&old("quorum")]).map(|(_, v)| {
-        v.chars()
-            .filter(|ch| !ch.is_whitespace())
-            .map(|ch| if ch == ';' { ',' } else { ch })
-            .collect::<String>()
-    });
+    let quorum = match c.lookup(&key("quorum"), &[&old("quorum")]) {
+        None => None,
+        Some((k, v)) => {
+            let q: String = v
+                .chars()
+                .filter(|ch| !ch.is_whitespace())
+                .map(|ch| if ch == ';' { ',' } else { ch })
+                .collect();
+            if !q.is_empty()
+                && let Err(problem) = super::validate_zookeeper_quorum(&q)
+            {
+                return Err(invalid(
+                    k,
+                    v,
+                    &format!(
+                        "host:port,host:port[/chroot] (hostnames, IPv4 or [IPv6] addresses, \
+                         ports 1 to 65535, an absolute ZooKeeper path as chroot): {problem}"
+                    ),
+                ));
+            }
+            Some(q)
+        }
+    };
     let acl = match c.lookup(&key("client.acl"), &[]) {
         None => ZooKeeperAcl::Open,
         Some((_, v)) if v.trim().eq_ignore_ascii_case("open") => ZooKeeperAcl::Open,

@@ -214,6 +214,7 @@ impl fmt::Debug for Configuration {
 }
 
 mod ha;
+mod quorum;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
@@ -221,3 +222,4 @@ mod tests;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };
+pub use quorum::{DEFAULT_ZOOKEEPER_PORT, validate_zookeeper_quorum};

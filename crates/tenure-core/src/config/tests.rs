@@ -227,9 +227,15 @@ fn deprecated_keys_are_fallbacks() {
         ),
     ];
     for (current, deprecated, read) in cases {
-        let old = read(&ha(&[(deprecated, "7")]).unwrap());
-        let new = read(&ha(&[(current, "7")]).unwrap());
-        let both = read(&ha(&[(current, "7"), (deprecated, "9")]).unwrap());
+        // A quorum needs hosts: "7" would be a numeric host that is no IPv4 address.
+        let (seven, nine) = if current.ends_with("quorum") {
+            ("zk7", "zk9")
+        } else {
+            ("7", "9")
+        };
+        let old = read(&ha(&[(deprecated, seven)]).unwrap());
+        let new = read(&ha(&[(current, seven)]).unwrap());
+        let both = read(&ha(&[(current, seven), (deprecated, nine)]).unwrap());
         let default = read(&ha(&[]).unwrap());
         assert_eq!((&old, &both), (&new, &new), "{deprecated} -> {current}");
         assert_ne!(new, default, "{current}");
@@ -415,23 +421,87 @@ fn mode_requirements() {
         .is_ok()
     );
     assert!(ha(&[("high-availability.type", "my-factory")]).is_ok());
-    // Flink forbids the creator ACL when SASL is disabled; a digest credential makes it usable.
-    let creator = [
-        ("high-availability.zookeeper.client.acl", "creator"),
-        ("zookeeper.sasl.disable", "true"),
+}
+
+/// tenure has no SASL: the creator ACL needs the digest credentials, whatever
+/// `zookeeper.sasl.disable` says (Flink only forbids it with SASL disabled).
+#[test]
+fn the_creator_acl_needs_a_digest() {
+    let acl = "high-availability.zookeeper.client.acl";
+    let digest = "high-availability.zookeeper.client.digest";
+    for extra in [
+        &[(acl, "creator")][..],
+        &[(acl, "Creator"), ("zookeeper.sasl.disable", "true")][..],
+        &[(acl, "creator"), ("zookeeper.sasl.disable", "false")][..],
+    ] {
+        let err = zk(extra).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(acl) && text.contains(digest), "{text}");
+        assert_eq!(invalid_key(err), acl);
+    }
+    assert!(zk(&[(acl, "creator"), (digest, "u:p")]).is_ok());
+    assert!(zk(&[(acl, "open")]).is_ok());
+    // Only ZooKeeper mode uses the ACL.
+    assert!(ha(&[(acl, "creator")]).is_ok());
+}
+
+#[test]
+fn quorum_and_chroot_are_checked_strictly() {
+    let quorum = "high-availability.zookeeper.quorum";
+    let bad = [
+        ("h:1:2", "one ':' separates host and port"),
+        ("h:+1", "\"+1\" is not a number"),
+        ("h:", "\"\" is not a number"),
+        (":2181", "has no host"),
+        ("h:0", "\"0\" is not a number"),
+        ("h:99999", "\"99999\" is not a number"),
+        ("h:2181,", "empty server entry"),
+        ("h:2181,,g:2181", "empty server entry"),
+        ("::1:2181", "goes in brackets"),
+        ("[::1:2181", "without a closing"),
+        ("[zk1]:2181", "not an IPv6 address"),
+        ("[::1]2181", "expected ':port'"),
+        ("zk_1..x:2181", "not a hostname"),
+        ("-zk:2181", "not a hostname"),
+        ("zk1:2181;zk2:x", "\"x\" is not a number"),
+        ("999.1.1.1:2181", "not a valid IPv4"),
+        ("zk1:2181/a//b", "not a valid ZooKeeper path"),
+        ("zk1:2181/a/./b", "not a valid ZooKeeper path"),
+        ("zk1:2181/a/..", "not a valid ZooKeeper path"),
+        ("zk1:2181/a\u{1}b", "does not allow"),
+        ("zk1:2181/a\u{7f}", "does not allow"),
+        ("zk1:2181/ha,zk2:2181", "may only follow the last server"),
+        ("/chroot", "no server"),
+        ("tcp://zk1:2181", "not a valid ZooKeeper path"),
     ];
-    assert_eq!(
-        invalid_key(zk(&creator).unwrap_err()),
-        "high-availability.zookeeper.client.acl"
-    );
-    assert!(
-        zk(&[
-            &creator[..],
-            &[("high-availability.zookeeper.client.digest", "u:p")]
-        ]
-        .concat())
-        .is_ok()
-    );
+    for (value, problem) in bad {
+        let err = zk(&[(quorum, value)]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(problem), "{value:?}: {text}");
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key, value: v, .. } if key == quorum && v == value),
+            "{err:?}"
+        );
+        // Bad values are errors in any mode.
+        assert_eq!(invalid_key(ha(&[(quorum, value)]).unwrap_err()), quorum);
+    }
+    let err = ha(&[("recovery.zookeeper.quorum", "h:0")]).unwrap_err();
+    assert_eq!(invalid_key(err), "recovery.zookeeper.quorum");
+    for (value, read) in [
+        ("zk1:2181", "zk1:2181"),
+        ("zk1", "zk1"),
+        ("zk-1.example.com.:65535", "zk-1.example.com.:65535"),
+        ("zk_1:1,10.0.0.1:2181", "zk_1:1,10.0.0.1:2181"),
+        ("[::1]:2181, [fe80::1]", "[::1]:2181,[fe80::1]"),
+        ("zk1:2181,zk2:2181/chroot", "zk1:2181,zk2:2181/chroot"),
+        ("zk1:2181/flink/ha-1", "zk1:2181/flink/ha-1"),
+        ("zk1:2181/", "zk1:2181/"), // `/` alone: no chroot, as for ZooKeeper's clients
+        ("zk1:02181/a.b/..c", "zk1:02181/a.b/..c"),
+    ] {
+        let c = zk(&[(quorum, value)]).unwrap();
+        assert_eq!(c.zookeeper.quorum.as_deref(), Some(read), "{value:?}");
+    }
+    assert!(crate::config::validate_zookeeper_quorum("").is_err());
 }
 
 #[test]
@@ -474,6 +544,20 @@ proptest::proptest! {
         conf.extend(known.into_iter().map(|(i, v)| (KNOWN_KEYS[i], v)));
         if let Ok(c) = HaConfig::from_configuration(&conf) {
             let _ = (c.cluster_id_segment(), c.job_result_store_path(), format!("{c:?}"));
+        }
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn quorum_validation_never_panics(
+        any in ".*",
+        shaped in "[a-z0-9:/\\[\\],.;+%_-]{0,40}",
+    ) {
+        for q in [&any, &shaped] {
+            let _ = crate::config::validate_zookeeper_quorum(q);
+            let conf = Configuration::from_pairs([("high-availability.zookeeper.quorum", q.as_str())]);
+            let _ = HaConfig::from_configuration(&conf);
         }
     }
 }

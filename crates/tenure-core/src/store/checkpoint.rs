@@ -87,7 +87,17 @@ pub struct CompletedCheckpointStore {
 }
 
 /// tenure's own retained checkpoint entries, ascending by id.
-type Retained = Vec<(CheckpointId, Entry)>;
+type Retained = Vec<Held>;
+
+/// One retained checkpoint entry as the store last saw it.
+#[derive(Clone, Debug)]
+struct Held {
+    id: CheckpointId,
+    entry: Entry,
+    /// Whether the checkpoint was decoded (written or recovered by this store); only a decoded
+    /// checkpoint is counted as retained and ever subsumed.
+    decoded: bool,
+}
 
 impl CompletedCheckpointStore {
     /// The store of `job`, retaining the newest `max_retained` (at least 1) checkpoints, writing
@@ -127,14 +137,46 @@ impl CompletedCheckpointStore {
         *self.retained.lock().unwrap_or_else(|p| p.into_inner()) = value;
     }
 
-    /// tenure's own stored checkpoints (not Flink's, not corrupt ones), ascending by id.
+    /// The stored checkpoints that are tenure pointers (not Flink's, not garbage), ascending by
+    /// id; not yet decoded, so a pointer to a corrupt payload is among them.
     async fn ours(&self) -> Result<Retained, StoreError> {
         Ok(self
             .entries()
             .await?
             .into_iter()
             .filter(|(_, e)| Payload::decode(&e.key, &e.value).is_ok())
+            .map(|(id, entry)| Held {
+                id,
+                entry,
+                decoded: false,
+            })
             .collect())
+    }
+
+    /// Decodes every entry of `held` not decoded yet. An entry that cannot be decoded (corrupt,
+    /// its blob missing or damaged, Flink's) is logged with its key and left out: kept in the
+    /// KV, never counted, never subsumed. `Err` if one could not be read at all (the backend or
+    /// blob store failed): nothing can be subsumed safely then.
+    async fn decoded(&self, held: Retained) -> Result<Retained, StoreError> {
+        let mut out = Vec::with_capacity(held.len());
+        for mut h in held {
+            if !h.decoded {
+                match self.read(h.id, &h.entry).await {
+                    Ok(_) => h.decoded = true,
+                    Err(e @ (StoreError::Corrupt { .. } | StoreError::Foreign { .. })) => {
+                        tracing::warn!(
+                            key = %h.entry.key,
+                            "keeping a checkpoint that cannot be decoded; it is not counted \
+                             as retained and never subsumed: {e}"
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            out.push(h);
+        }
+        Ok(out)
     }
 
     /// The job whose checkpoints these are.
@@ -194,7 +236,16 @@ impl CompletedCheckpointStore {
         for (id, entry) in &entries {
             out.push(self.read(*id, entry).await?);
         }
-        self.set_cached(Some(entries));
+        self.set_cached(Some(
+            entries
+                .into_iter()
+                .map(|(id, entry)| Held {
+                    id,
+                    entry,
+                    decoded: true,
+                })
+                .collect(),
+        ));
         Ok(out)
     }
 
@@ -208,9 +259,10 @@ impl CompletedCheckpointStore {
 
     /// Adds a checkpoint ([`StoreError::AlreadyExists`] if its id is stored), then subsumes the
     /// oldest ones while more than `max_retained` are stored, never the newest. Returns the ids
-    /// subsumed and discarded, oldest first. Values that are not tenure pointers (Flink's,
-    /// corrupt ones) are neither counted nor touched; a failed discard is logged and retried at
-    /// the next add.
+    /// subsumed and discarded, oldest first. Only checkpoints this store can decode are counted
+    /// and subsumed: values it cannot decode (Flink's, corrupt ones, pointers to missing or
+    /// damaged blobs) are logged with their key and kept. A failed discard, or a checkpoint that
+    /// could not be read to decide, is logged and retried at the next add.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job, id = %cp.id))]
     pub async fn add(&self, cp: CompletedCheckpoint) -> Result<Vec<CheckpointId>, StoreError> {
         if cp.job_id != self.job {
@@ -246,31 +298,52 @@ impl CompletedCheckpointStore {
                 });
             }
         };
+        let added = Held {
+            id: cp.id,
+            entry: Entry {
+                key,
+                value: pointer,
+                version,
+                ephemeral_owner: None,
+            },
+            decoded: true,
+        };
         let mut ours = match known {
             Some(mut ours) => {
-                ours.push((
-                    cp.id,
-                    Entry {
-                        key,
-                        value: pointer,
-                        version,
-                        ephemeral_owner: None,
-                    },
-                ));
-                ours.sort_by_key(|(id, _)| *id);
+                ours.push(added);
+                ours.sort_by_key(|h| h.id);
                 ours
             }
-            None => self.ours().await?,
+            None => {
+                let mut ours = self.ours().await?;
+                if let Some(h) = ours.iter_mut().find(|h| h.id == cp.id) {
+                    *h = added;
+                }
+                ours
+            }
         };
+        if ours.len() > self.max_retained {
+            ours = match self.decoded(ours).await {
+                Ok(ours) => ours,
+                Err(e) => {
+                    tracing::warn!(
+                        "could not read the retained checkpoints to subsume the oldest; \
+                         retried at the next add: {e}"
+                    );
+                    self.set_cached(None);
+                    return Ok(Vec::new());
+                }
+            };
+        }
         let mut subsumed = Vec::new();
         while ours.len() > self.max_retained {
-            let (id, entry) = ours.remove(0);
-            if let Err(e) = self.discard(&entry).await {
-                tracing::warn!(key = %entry.key, "could not discard subsumed checkpoint: {e}");
-                ours.insert(0, (id, entry));
+            let oldest = ours.remove(0);
+            if let Err(e) = self.discard(&oldest.entry).await {
+                tracing::warn!(key = %oldest.entry.key, "could not discard subsumed checkpoint: {e}");
+                ours.insert(0, oldest);
                 break;
             }
-            subsumed.push(id);
+            subsumed.push(oldest.id);
         }
         self.set_cached(Some(ours));
         Ok(subsumed)

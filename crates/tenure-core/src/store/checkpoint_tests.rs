@@ -206,6 +206,70 @@ async fn flink_checkpoints_are_left_alone() {
     assert!(blobs.list("").await.unwrap().is_empty());
 }
 
+/// Retaining 2 with, among tenure's checkpoints 1, 4 and the ones added: a pointer to a corrupt
+/// payload (2), Flink's own checkpoint (3), garbage (5) and a pointer to a missing blob (6).
+/// Trimming subsumes only decodable checkpoints, counts only those, and keeps the others.
+#[tokio::test]
+async fn trimming_keeps_checkpoints_it_cannot_decode() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    let layout = Layout::default();
+    let key = |id| layout.checkpoint(&job, CheckpointId(id));
+    let writer = factory(&s, &blobs)
+        .create_completed_checkpoint_store(job, 10, None)
+        .unwrap();
+    writer.add(cp(job, 1)).await.unwrap();
+    writer.add(cp(job, 4)).await.unwrap();
+    writer.add(cp(job, 6)).await.unwrap();
+    let value6 = s.get(&key(6)).await.unwrap().unwrap().value;
+    let Payload::Blob { name, .. } = Payload::decode(&key(6), &value6).unwrap() else {
+        panic!("checkpoint 6 is not in a blob")
+    };
+    blobs.delete(&name).await.unwrap();
+    let mut flink = vec![0xAC, 0xED, 0x00, 0x05, 0x74, 0x00, 0x16];
+    flink.extend_from_slice(b"file:/ha/completedChk3");
+    let undecodable = [
+        (
+            2,
+            Payload::Inline(Bytes::from_static(b"not a checkpoint")).encode(),
+        ),
+        (3, Bytes::from(flink)),
+        (5, Bytes::from_static(b"zzz")),
+    ];
+    for (id, value) in &undecodable {
+        s.create(&key(*id), value.clone(), Default::default())
+            .await
+            .unwrap();
+    }
+    // A new leader's store, without a recovered view: it lists and decodes.
+    let store = factory(&cluster.connect(), &blobs)
+        .create_completed_checkpoint_store(job, 2, None)
+        .unwrap();
+    assert_eq!(store.add(cp(job, 7)).await.unwrap(), vec![CheckpointId(1)]);
+    assert_eq!(store.add(cp(job, 8)).await.unwrap(), vec![CheckpointId(4)]);
+    // Its cached view goes on counting only the decodable ones.
+    assert_eq!(store.add(cp(job, 9)).await.unwrap(), vec![CheckpointId(7)]);
+    let mut keys = cluster.all_keys();
+    keys.sort();
+    assert_eq!(keys, [2, 3, 5, 6, 8, 9].map(key).to_vec());
+    for (id, value) in &undecodable {
+        assert_eq!(
+            &s.get(&key(*id)).await.unwrap().unwrap().value,
+            value,
+            "checkpoint {id} is untouched"
+        );
+    }
+    assert_eq!(s.get(&key(6)).await.unwrap().unwrap().value, value6);
+    // Recovery still refuses to skip over the corrupt ones.
+    let err = store.recover().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { key: k, .. } if *k == key(2)),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn stale_fence_writes_nothing() {
     let cluster = EmbeddedCluster::new();
