@@ -38,7 +38,8 @@ use crate::exit::{CliError, USAGE};
 use crate::output::OutputFormat;
 
 const AFTER_HELP: &str = "Connection options (--config, --ha-type, --zookeeper-quorum, --cluster-id, --storage-dir,
---zookeeper-root, -D key=value) and --output go before or after the command.
+--zookeeper-root, -D key=value, --timeout) and --output go before or after the command. Without
+any of them (and without FLINK_CONF_DIR) operator commands exit 2: name the cluster to read.
 
 Exit codes: 0 ok, 1 failure, 2 bad arguments or configuration (or a destructive command without
 --yes), 3 not found, 4 unreachable, 5 not leader / refused, 6 corrupt data, 7 not authorized.
@@ -46,8 +47,9 @@ Exit codes: 0 ok, 1 failure, 2 bad arguments or configuration (or a destructive 
 Examples:
   tenure leaders --config /opt/flink/conf
   tenure jobs list --ha-type zookeeper --zookeeper-quorum zk1:2181 --storage-dir s3://ha --cluster-id /peer1
-  tenure results list --dirty --output json
-  tenure run --component dispatcher -- ./serve.sh
+  tenure results list --dirty --output json --config /opt/flink/conf
+  tenure cleanup --config /opt/flink/conf --cluster-id /old-cluster --dry-run
+  tenure run --component dispatcher --config /opt/flink/conf -- ./serve.sh
   tenure completions bash > /etc/bash_completion.d/tenure
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=tenure=debug) for more.";

@@ -9,9 +9,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{json, stderr, tenure};
+use common::{files, json, stderr, tenure};
 use tenure::zookeeper::zk;
 use tenure_testkit::zookeeper::ZooKeeperServer;
 
@@ -189,19 +189,6 @@ async fn put(c: &zk::Client, path: &str, data: &[u8]) {
     }
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn strings(v: &serde_json::Value) -> Vec<String> {
     let mut out: Vec<String> = v
         .as_array()
@@ -300,6 +287,20 @@ async fn cleanup_removes_exactly_its_plan_and_reports_exactly_that() {
         .await;
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert_eq!(s.world().await, before, "a dry run writes nothing");
+    assert!(
+        !s.storage().join("job-result-store/a-missing").exists()
+            && !s.storage().join("a-missing").exists(),
+        "precondition"
+    );
+    let read = s
+        .run(&["cleanup", "--cluster-id", "a-missing", "--dry-run"])
+        .await;
+    assert!(read.status.success(), "{}", stderr(&read));
+    assert!(
+        !s.storage().join("job-result-store/a-missing").exists()
+            && !s.storage().join("a-missing").exists(),
+        "a dry run creates no directories"
+    );
     let plan = json(&dry);
     let out = s
         .run(&["cleanup", "--cluster-id", "a", "--yes", "--output", "json"])

@@ -1,5 +1,7 @@
 //! `tenure demo` run as a binary: output, verdicts and exit codes.
 
+mod common;
+
 use std::process::Command;
 
 fn tenure() -> Command {
@@ -163,7 +165,7 @@ async fn demo_runs_against_a_real_zookeeper() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(own));
     // The demo's job result files and blobs lived under the storage dir; its cleanup removed
     // them, and only them.
-    let mut left: Vec<_> = walk(&storage);
+    let mut left: Vec<_> = common::files(&storage);
     left.sort();
     assert_eq!(left, decoys.to_vec(), "files left");
     for d in &decoys {
@@ -172,21 +174,6 @@ async fn demo_runs_against_a_real_zookeeper() {
             b"the configured cluster's data"
         );
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                files.extend(walk(&p));
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,6 +196,6 @@ async fn demo_runs_against_the_fake_kubernetes_api_server() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(report["backend"], "kubernetes");
     assert_eq!(report["ok"], true, "{report:#}");
-    let left = walk(&setup.storage_dir);
+    let left = common::files(&setup.storage_dir);
     assert!(left.is_empty(), "files left: {left:?}");
 }

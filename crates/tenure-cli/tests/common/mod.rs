@@ -212,3 +212,19 @@ pub fn metrics_addr(stderr: &mut Lines) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Every file below `dir` (recursively; a missing directory has none).
+pub fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
