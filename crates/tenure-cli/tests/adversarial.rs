@@ -488,3 +488,42 @@ async fn a_shared_job_result_path_loses_only_the_clusters_own_results() {
         assert_eq!(after.get(&k), before.get(&k), "{name} must stay");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_one_job_touches_nothing_of_other_jobs_or_clusters() {
+    let s = Setup::seed(ZooKeeperServer::start().await).await;
+    let before = s.world().await;
+    let out = s
+        .run(&[
+            "--cluster-id",
+            "a",
+            "jobs",
+            "remove",
+            JOB_A,
+            "--all-data",
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = s.world().await;
+    let own = [
+        format!("zk:/flink/a/execution-plans/{JOB_A}"),
+        format!("zk:/flink/a/jobs/{JOB_A}"),
+        format!("zk:/flink/a/running_job_registry/{JOB_A}"),
+    ];
+    for (k, v) in &before {
+        if own
+            .iter()
+            .any(|o| k == o || k.starts_with(&format!("{o}/")))
+        {
+            continue;
+        }
+        assert_eq!(after.get(k), Some(v), "{k} is not job {JOB_A}'s");
+    }
+    assert!(!after.contains_key(&own[0]), "the job graph went");
+    for (k, v) in &after {
+        assert_eq!(before.get(k), Some(v), "{k} changed or appeared");
+    }
+}
