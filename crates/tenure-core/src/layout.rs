@@ -16,6 +16,7 @@
 //! ```
 
 use crate::ids::{CheckpointId, ComponentId, JobId};
+use crate::latch;
 
 /// Which Flink release's names the layout uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -152,6 +153,42 @@ impl Layout {
     }
 }
 
+/// Whether `key` (relative to the cluster namespace) is a key of the HA layout: tenure's and
+/// Flink 2.x names, Flink 1.15–1.20 names (`jobgraphs/`, bare job ids), Flink 1.14's per-job
+/// leader nodes and the older `checkpoints/<job>` and `checkpoint-counter/<job>` nodes.
+pub fn is_layout_key(key: &str) -> bool {
+    let segs: Vec<&str> = key.split('/').collect();
+    let job = |s: &str| JobId::parse(s).is_ok();
+    let component = |s: &str| ComponentId::parse(s).is_ok();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match segs.as_slice() {
+        [LEADER_DIR] | [LEADER_DIR, "latch"] => true,
+        [LEADER_DIR, "latch", node] => latch::is_participant(node),
+        [LEADER_DIR, c] | [LEADER_DIR, c, "connection_info" | "latch"] => component(c),
+        [LEADER_DIR, c, "latch", node] => component(c) && latch::is_participant(node),
+        ["execution-plans" | "jobgraphs"] => true,
+        ["execution-plans" | "jobgraphs", j] | ["execution-plans" | "jobgraphs", j, "locks"] => {
+            job(j)
+        }
+        ["execution-plans" | "jobgraphs", j, "locks", owner] => job(j) && !owner.is_empty(),
+        [JOBS_DIR] => true,
+        [JOBS_DIR, j]
+        | [
+            JOBS_DIR,
+            j,
+            "checkpoints" | "checkpoint_id_counter" | LEADER_DIR,
+        ] => job(j),
+        [JOBS_DIR, j, "checkpoints", id] => job(j) && digits(id),
+        [JOBS_DIR, j, LEADER_DIR, "connection_info" | "latch"] => job(j),
+        [JOBS_DIR, j, LEADER_DIR, "latch", node] => job(j) && latch::is_participant(node),
+        ["checkpoints" | "checkpoint-counter" | RUNNING_JOBS_DIR | JOB_RESULTS_DIR] => true,
+        ["checkpoints" | "checkpoint-counter" | RUNNING_JOBS_DIR, j] => job(j),
+        ["checkpoints", j, id] => job(j) && digits(id),
+        [JOB_RESULTS_DIR, name] => job(name.strip_suffix(DIRTY_SUFFIX).unwrap_or(name)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +239,39 @@ mod tests {
             );
         }
         assert_eq!(l.parse_leader_info_key("leader/latch/x"), None);
+    }
+
+    #[test]
+    fn layout_keys_of_both_eras_are_ours_and_nothing_else() {
+        const JOB: &str = "58c7b669261b7be65fa686cc039885b6";
+        for key in [
+            "leader".to_owned(),
+            "leader/latch".to_owned(),
+            "leader/latch/_c_3f0b-latch-0000000003".to_owned(),
+            "leader/rest_server/connection_info".to_owned(),
+            format!("leader/job-{JOB}/latch/_c_x-latch-0000000001"),
+            format!("leader/{JOB}/connection_info"),
+            format!("execution-plans/{JOB}/locks/owner-1"),
+            format!("jobgraphs/{JOB}"),
+            format!("jobs/{JOB}/checkpoints/0000000000000000007"),
+            format!("jobs/{JOB}/checkpoint_id_counter"),
+            format!("checkpoint-counter/{JOB}"),
+            format!("running_job_registry/{JOB}"),
+            format!("job-results/{JOB}_DIRTY"),
+        ] {
+            assert!(is_layout_key(&key), "{key}");
+        }
+        for key in [
+            "data",
+            "important",
+            "leader/latch/junk☃",
+            "leader/my-cron/connection_info",
+            "execution-plans/not-a-job",
+            "jobs/x/checkpoints/1",
+            "other-cluster/leader/latch",
+            "leader/rest_server/connection_info/extra",
+        ] {
+            assert!(!is_layout_key(key), "{key}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::duration::parse_duration;
 use super::{ConfigError, Configuration};
-use crate::segments::PathSegments;
+use crate::segments::{PathSegments, SegmentError};
 
 /// Which high-availability backend to run (Flink's `HighAvailabilityMode`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -231,6 +231,19 @@ impl Default for HaConfig {
     }
 }
 
+/// A cluster id that cannot be used as path segments, naming the key it came from.
+fn invalid_cluster_id(key: &str, value: &str, e: &SegmentError) -> ConfigError {
+    invalid(
+        key,
+        value,
+        &format!(
+            "a cluster id usable as path segments ({e}): ASCII segments without \".\", \"..\", \
+             control characters, whitespace at either end, or %, #, ?, \\ and the other \
+             characters storage paths would escape"
+        ),
+    )
+}
+
 const DURATION: &str = "a duration such as \"60 s\" or milliseconds";
 const POSITIVE_DURATION: &str = "a positive duration such as \"60 s\" or milliseconds";
 
@@ -338,13 +351,7 @@ impl HaConfig {
             let key = c
                 .lookup(cid_key, &cid_deprecated)
                 .map_or(cid_key, |(k, _)| k);
-            return Err(invalid(
-                key,
-                &cluster_id,
-                &format!(
-                    "a cluster id usable as path segments ({e}): non-empty segments without                      \".\", \"..\", control characters, whitespace at either end, %, #, ? or \\"
-                ),
-            ));
+            return Err(invalid_cluster_id(key, &cluster_id, &e));
         }
         let naming = match c.lookup("high-availability.tenure.flink-naming", &[]) {
             None => NamingEra::Flink2,
@@ -451,18 +458,15 @@ impl HaConfig {
     /// The cluster id as validated path segments: what storage paths and keys are built from,
     /// one segment at a time. Checked here again because an `HaConfig` can be built in code.
     pub fn cluster_segments(&self) -> Result<PathSegments, ConfigError> {
-        PathSegments::parse(&self.cluster_id).map_err(|e| {
-            invalid(
-                "high-availability.cluster-id",
-                &self.cluster_id,
-                &format!("a cluster id usable as path segments ({e})"),
-            )
-        })
+        PathSegments::parse(&self.cluster_id)
+            .map_err(|e| invalid_cluster_id("high-availability.cluster-id", &self.cluster_id, &e))
     }
 
-    /// Where the job result store lives: `job-result-store.storage-path` if set, else
-    /// `<storageDir>/job-result-store/<cluster id segment>` (joined without doubled `/`, keeping a
-    /// URI scheme's `//`); `None` without either.
+    /// Where the job result store lives, as text for messages: `job-result-store.storage-path`
+    /// if set, else `<storageDir>/job-result-store/<cluster id segment>` (joined without doubled
+    /// `/`, keeping a URI scheme's `//`); `None` without either. The store itself is opened
+    /// segment by segment ([`HaServicesOptions::from_config`](crate::services::HaServicesOptions::from_config)),
+    /// never from this string.
     pub fn job_result_store_path(&self) -> Option<String> {
         if let Some(path) = &self.job_result_store_path {
             return Some(path.clone());
