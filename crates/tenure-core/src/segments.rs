@@ -112,7 +112,7 @@ pub fn check_segment(seg: &str) -> Result<(), SegmentError> {
         !c.is_ascii()
             || matches!(
                 c,
-                '{' | '}' | '[' | ']' | '^' | '`' | '"' | '<' | '>' | '~' | '|'
+                '{' | '}' | '[' | ']' | '^' | '`' | '"' | '<' | '>' | '~' | '|' | '*'
             )
     }) {
         return bad(&format!(
@@ -167,6 +167,7 @@ mod tests {
             "snow☃",
             "a|b",
             "a~b",
+            "a*b",
         ] {
             let e = PathSegments::parse(raw).unwrap_err();
             assert!(!e.to_string().is_empty(), "{raw:?}");
