@@ -175,10 +175,7 @@ mod tests {
         let nl = CliError::store(
             "writing",
             StoreError::Kv(KvError::NotLeader {
-                token: tenure::kv::FencingToken {
-                    lock: "leader/latch".into(),
-                    epoch: 3,
-                },
+                token: tenure::kv::FencingToken::new("leader/latch", 3),
             }),
         );
         assert_eq!(nl.code(), REFUSED);

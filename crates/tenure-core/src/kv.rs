@@ -26,14 +26,36 @@ impl fmt::Display for Version {
 
 /// Proof of one leadership term, checked atomically by every fenced write.
 ///
-/// `lock` names the backend object that holds the term (a ZooKeeper latch node, an etcd leader
-/// key, the embedded election); `epoch` tells that term from every other one on the same lock.
+/// Opaque to callers: only a backend mints one (from the object that holds the term: a ZooKeeper
+/// latch node, a Kubernetes lease record, an etcd leader key, the embedded election) and only
+/// that backend checks it, exactly, in the same atomic operation as the write. Callers keep it
+/// and hand it to fenced writes; they compare tokens for equality and may show them.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct FencingToken {
-    /// The backend object holding leadership.
-    pub lock: Arc<str>,
-    /// The term on that object (latch node version, create revision, election epoch).
-    pub epoch: i64,
+    lock: Arc<str>,
+    epoch: i64,
+}
+
+impl FencingToken {
+    /// Mints a token for the term `epoch` held by the backend object `lock`. For backend
+    /// implementations: a token is only meaningful to the backend that minted it.
+    pub fn new(lock: impl Into<Arc<str>>, epoch: i64) -> Self {
+        Self {
+            lock: lock.into(),
+            epoch,
+        }
+    }
+
+    /// The backend object holding the term (a latch node path, a ConfigMap name, a key).
+    pub fn lock(&self) -> &str {
+        &self.lock
+    }
+
+    /// The term on that object (latch node sequence, leader transitions, create revision). Terms
+    /// of one lock grow; use it to order terms, never to build a token.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
 }
 
 impl fmt::Display for FencingToken {

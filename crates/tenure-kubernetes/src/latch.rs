@@ -187,10 +187,7 @@ async fn run(
                     );
                     leading = Some((epoch, started));
                     info!(lock = %lock_cm, term = epoch, %identity, "leadership acquired");
-                    let token = FencingToken {
-                        lock: lock_cm.as_str().into(),
-                        epoch,
-                    };
+                    let token = FencingToken::new(lock_cm.as_str(), epoch);
                     sweep_claims(&sh, &token).await;
                     if events.send(LatchEvent::Granted(token)).is_err() {
                         break;
@@ -365,7 +362,7 @@ async fn release(sh: &Shared, lock_cm: &str, identity: &str) {
 /// re-checked. Best effort: a ConfigMap that cannot be claimed now is claimed by the first
 /// write of the term there.
 async fn sweep_claims(sh: &Shared, token: &FencingToken) {
-    let jobs: Vec<String> = match sh.names.classify(&token.lock) {
+    let jobs: Vec<String> = match sh.names.classify(&token.lock()) {
         CmKind::Cluster => match sh.list_all().await {
             Ok(cms) => cms
                 .into_iter()
@@ -377,7 +374,7 @@ async fn sweep_claims(sh: &Shared, token: &FencingToken) {
                 return;
             }
         },
-        CmKind::Lock => match sh.names.job_of_lock(&token.lock) {
+        CmKind::Lock => match sh.names.job_of_lock(&token.lock()) {
             Some(job) => vec![sh.names.job_cm(&job)],
             None => return,
         },

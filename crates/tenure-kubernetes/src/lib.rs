@@ -188,7 +188,7 @@ impl Shared {
     /// The term of `token` if this process holds it and renewed it within the renew deadline.
     pub fn term(&self, token: &FencingToken) -> Result<TermInfo, KvError> {
         let info = lock(&self.terms)
-            .get(&(token.lock.to_string(), token.epoch))
+            .get(&(token.lock().to_string(), token.epoch()))
             .cloned();
         match info {
             Some(t)

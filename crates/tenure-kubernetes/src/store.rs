@@ -101,24 +101,24 @@ impl Shared {
             token: token.clone(),
         };
         let info = self.term(token)?;
-        let lock_cm = if *token.lock == *target {
+        let lock_cm = if *token.lock() == *target {
             current.cloned()
         } else {
-            self.read_cm(&token.lock)
+            self.read_cm(&token.lock())
                 .await
-                .map_err(|e| backend_error("reading lock", &token.lock, &e))?
+                .map_err(|e| backend_error("reading lock", &token.lock(), &e))?
         };
         let record = lock_cm
             .as_ref()
             .and_then(|c| cm::leader_record(c).ok().flatten())
             .ok_or_else(not_leader)?;
-        if record.holder_identity != info.identity || record.leader_transitions != token.epoch {
+        if record.holder_identity != info.identity || record.leader_transitions != token.epoch() {
             return Err(not_leader());
         }
         Ok(Claim {
-            lock: token.lock.to_string(),
+            lock: token.lock().to_string(),
             holder_identity: info.identity,
-            term: token.epoch,
+            term: token.epoch(),
         })
     }
 

@@ -343,10 +343,7 @@ impl LatchTask {
                 if !self.leader {
                     self.leader = true;
                     info!(node = %node.path, "leadership granted");
-                    let token = FencingToken {
-                        lock: node.path.as_str().into(),
-                        epoch: node.seq,
-                    };
+                    let token = FencingToken::new(node.path.as_str(), node.seq);
                     let _ = self.events.send(LatchEvent::Granted(token));
                 }
                 match client.check_and_watch_stat(&node.path).await? {

@@ -65,8 +65,8 @@ fn zk_version(v: Version) -> Option<i32> {
 
 /// Whether a fencing token can name a latch node of this backend at all.
 fn fence_path(token: &FencingToken) -> Result<&str, KvError> {
-    if token.lock.starts_with('/') && !token.lock.ends_with('/') {
-        Ok(&token.lock)
+    if token.lock().starts_with('/') && !token.lock().ends_with('/') {
+        Ok(&token.lock())
     } else {
         Err(KvError::NotLeader {
             token: token.clone(),

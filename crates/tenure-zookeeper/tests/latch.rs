@@ -45,8 +45,8 @@ async fn latch_nodes_have_curators_protected_names_and_flinks_path() {
         "first node of the latch: {name}"
     );
     let path = format!("{dir}/{name}");
-    assert_eq!(&*token.lock, path, "the token names the latch node");
-    assert_eq!(token.epoch, 0, "the token's epoch is the sequence number");
+    assert_eq!(&*token.lock(), path, "the token names the latch node");
+    assert_eq!(token.epoch(), 0, "the token's epoch is the sequence number");
     let (data, stat) = raw.get_data(&path).await.unwrap();
     assert!(data.is_empty(), "Curator's default participant id is empty");
     assert_eq!(stat.ephemeral_owner, a.session_info().unwrap().id().0);
@@ -82,7 +82,7 @@ async fn leader_is_the_smallest_sequence_not_the_smallest_name() {
 
     raw.delete(&foreign, None).await.unwrap();
     let token = granted(&mut rx).await;
-    assert_eq!(token.epoch, seq.into_i64() + 1);
+    assert_eq!(token.epoch(), seq.into_i64() + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +187,7 @@ async fn fenced_writes_fail_once_the_latch_node_is_deleted() {
         .unwrap();
     // Someone deletes the latch node (an operator, or the session's end seen elsewhere).
     let raw = f.raw_client().await;
-    raw.delete(&t1.lock, None).await.unwrap();
+    raw.delete(t1.lock(), None).await.unwrap();
     let err = a
         .create("jobs/j/y", Bytes::from_static(b"1"), fenced(&t1))
         .await
@@ -201,7 +201,7 @@ async fn fenced_writes_fail_once_the_latch_node_is_deleted() {
     assert_eq!(next_event(&mut rx).await, LatchEvent::Revoked);
     let t2 = granted(&mut rx).await;
     assert_ne!(t1, t2);
-    assert!(t2.epoch > t1.epoch);
+    assert!(t2.epoch() > t1.epoch());
     a.create("jobs/j/y", Bytes::from_static(b"2"), fenced(&t2))
         .await
         .unwrap();

@@ -208,7 +208,7 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
     let layout = Layout::default();
     let job = JobId::new_random();
     let client = s.client.clone();
-    let lock: Arc<str> = s.token.lock.clone();
+    let lock: Arc<str> = s.token.lock().into();
     let cid = s.cid.clone();
     Ok(match kind {
         Kind::Checkpoint => {

@@ -113,7 +113,7 @@ impl Demo {
                 .await
                 .map_err(store_err(&jm.name, "registry"))?;
             self.ledger
-                .acknowledged(term.fencing_token.epoch, "job graph");
+                .acknowledged(term.fencing_token.epoch(), "job graph");
             self.ledger.graphs.insert(job, graph);
             self.ledger.checkpoints.insert(job, Vec::new());
             self.jobs.push(job);
@@ -167,7 +167,7 @@ impl Demo {
                         .map_err(store_err(&jm.name, "adding a checkpoint"))?,
                 );
                 self.ledger
-                    .acknowledged(term.fencing_token.epoch, "checkpoint");
+                    .acknowledged(term.fencing_token.epoch(), "checkpoint");
                 self.ledger.checkpoints.entry(job).or_default().push(id);
                 done.push(id.0);
             }

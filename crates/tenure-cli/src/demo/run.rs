@@ -119,7 +119,7 @@ impl Demo {
             let (idx, term) = next_leader(&jms).await?;
             leader_idx = idx;
             let leaders = jms.iter().filter(|j| j.term().is_some()).count();
-            let epoch = term.fencing_token.epoch;
+            let epoch = term.fencing_token.epoch();
             self.ledger.granted(epoch, leaders);
             tl.push(
                 &jms[idx].name,

@@ -243,10 +243,7 @@ mod tests {
     use crate::ids::JobId;
 
     fn token(epoch: i64) -> FencingToken {
-        FencingToken {
-            lock: "leader/latch".into(),
-            epoch,
-        }
+        FencingToken::new("leader/latch", epoch)
     }
 
     #[test]

@@ -89,10 +89,10 @@ impl State {
         let Some(token) = fence else { return Ok(()) };
         let current = self
             .latches
-            .get(&*token.lock)
+            .get(&*token.lock())
             .and_then(|q| q.holder)
             .map(|(_, epoch)| epoch);
-        if current == Some(token.epoch) {
+        if current == Some(token.epoch()) {
             Ok(())
         } else {
             Err(KvError::NotLeader {
@@ -281,10 +281,7 @@ impl State {
             return;
         }
         queue.holder = Some((first.id, epoch));
-        let token = FencingToken {
-            lock: latch.into(),
-            epoch,
-        };
+        let token = FencingToken::new(latch, epoch);
         let _ = first.tx.send(LatchEvent::Granted(token));
         self.revision = epoch;
     }

@@ -101,7 +101,7 @@ impl HistoryLog {
     fn term_event(&self, kind: EventKind, term: &LeaderTerm) -> Event {
         let mut e = self.event(kind);
         e.session = Some(*term.session_id.as_uuid());
-        e.epoch = Some(term.fencing_token.epoch);
+        e.epoch = Some(term.fencing_token.epoch());
         e
     }
 
