@@ -273,10 +273,10 @@ async fn per_job_writes_carry_the_leaders_claim_and_a_stale_term_cannot_write_th
     )
     .unwrap();
     assert_eq!(claim["lock"], cluster_cm_name(&f).as_str());
-    assert_eq!(claim["term"], token_a.epoch);
+    assert_eq!(claim["term"], token_a.epoch());
     latch_a.close().await.unwrap();
     let (_latch_b, token_b, _ev) = acquire(&b, "leader/latch").await;
-    assert!(token_b.epoch > token_a.epoch);
+    assert!(token_b.epoch() > token_a.epoch());
     // The new term claimed the existing per-job ConfigMap before it was reported.
     let swept: Value = serde_json::from_str(
         cm(&f, &name).unwrap()["metadata"]["annotations"]["tenure/claim"]
@@ -284,7 +284,7 @@ async fn per_job_writes_carry_the_leaders_claim_and_a_stale_term_cannot_write_th
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(swept["term"], token_b.epoch);
+    assert_eq!(swept["term"], token_b.epoch());
     let err = a
         .kv()
         .create(
@@ -309,7 +309,7 @@ async fn per_job_writes_carry_the_leaders_claim_and_a_stale_term_cannot_write_th
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(claim["term"], token_b.epoch);
+    assert_eq!(claim["term"], token_b.epoch());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +327,7 @@ async fn per_component_latches_use_flinks_per_component_configmaps() {
     );
     let (_l2, token2, _ev2) = acquire(&a, &layout.component_latch(&ComponentId::Dispatcher)).await;
     assert_eq!(
-        &*token2.lock,
+        token2.lock(),
         format!("{}-dispatcher-leader", f.settings().cluster_id).as_str()
     );
 }
