@@ -67,7 +67,7 @@ async fn leader_information_is_flinks_exact_bytes_at_flinks_paths() {
         "{latch:?}"
     );
     assert_eq!(
-        &*term.fencing_token.lock,
+        term.fencing_token.lock(),
         format!("{ns}/leader/latch/{}", latch[0]),
         "/flink/<cluster>/leader/latch/_c_…-latch-0000000000"
     );
