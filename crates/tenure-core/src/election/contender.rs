@@ -41,11 +41,11 @@ impl ContenderHandle {
 }
 
 pub(super) fn spawn(
-    mut election: LeaderElection,
+    election: LeaderElection,
     contender: Arc<dyn LeaderContender>,
 ) -> ContenderHandle {
     let confirmer = election.confirmer();
-    let mut errors = election.take_errors();
+    let errors = election.confirmer();
     let mut leadership = election.leadership();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
@@ -66,7 +66,7 @@ pub(super) fn spawn(
             }
             tokio::select! {
                 changed = leadership.changed() => if changed.is_err() { break },
-                Some(err) = errors.recv() => contender.handle_error(err),
+                Some(err) = errors.next_error() => contender.handle_error(err),
                 _ = &mut stop_rx => break,
             }
         }

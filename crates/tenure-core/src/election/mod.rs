@@ -31,24 +31,23 @@
 //! ```
 
 mod contender;
-mod publish;
+pub(crate) mod publish;
 pub mod state;
-mod task;
 
 use std::fmt;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 pub use contender::{ContenderHandle, LeaderContender};
 pub use publish::{publish_leader_info, unpublish_leader_info};
 
-use crate::driver::HaBackend;
+use crate::driver::Command;
+use crate::driver::{HaBackend, SessionDriver};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError};
 use crate::layout::Layout;
-use task::{Command, ElectionTask};
 
 /// Errors of leader election.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +77,18 @@ pub struct LeaderTerm {
 }
 
 impl LeaderTerm {
+    pub(crate) fn new(
+        session_id: LeaderSessionId,
+        fencing_token: FencingToken,
+        cancelled: CancellationToken,
+    ) -> Self {
+        Self {
+            session_id,
+            fencing_token,
+            cancelled,
+        }
+    }
+
     /// Whether the term is over (revoked, stopped or superseded).
     pub fn is_over(&self) -> bool {
         self.cancelled.is_cancelled()
@@ -126,21 +137,32 @@ impl Leadership {
 }
 
 /// Campaigns on one latch for any number of components of this process.
+///
+/// A handle on the session's driver ([`SessionDriver`]): every election of a process runs on
+/// that one task. Clones are the same election (one participant in the latch).
 #[derive(Clone, Debug)]
 pub struct ElectionService {
-    commands: mpsc::UnboundedSender<Command>,
+    /// Keeps the session open while elections use it.
+    backend: Arc<dyn HaBackend>,
+    driver: Result<SessionDriver, KvError>,
+    id: u64,
+    layout: Layout,
     latch: Arc<str>,
 }
 
 impl ElectionService {
-    /// Starts an election service on the latch directory `latch` (a layout key such as
+    /// An election service on the latch directory `latch` (a layout key such as
     /// [`Layout::cluster_latch`]). It joins the latch when the first component registers and
-    /// leaves it when the last one stops. Must be called inside a tokio runtime.
+    /// leaves it when the last one stops.
     pub fn new(backend: Arc<dyn HaBackend>, layout: Layout, latch: impl Into<String>) -> Self {
-        let latch: String = latch.into();
+        let driver = backend.driver();
+        let id = driver.as_ref().map(SessionDriver::next_id).unwrap_or(0);
         Self {
-            commands: ElectionTask::spawn(backend, layout, latch.clone()),
-            latch: latch.into(),
+            backend,
+            driver,
+            id,
+            layout,
+            latch: latch.into().into(),
         }
     }
 
@@ -152,18 +174,24 @@ impl ElectionService {
     /// Registers a contender for `component` and starts campaigning for it. If this process
     /// already leads, the component is granted the current session at once.
     pub async fn register(&self, component: ComponentId) -> Result<LeaderElection, ElectionError> {
+        let driver = self.driver.clone().map_err(ElectionError::Backend)?;
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Register { component, reply })
-            .map_err(|_| ElectionError::Closed)?;
-        let registered = rx.await.map_err(|_| ElectionError::Closed)??;
+        driver.send(Command::Register {
+            election: self.id,
+            latch: self.latch.clone(),
+            layout: self.layout,
+            component,
+            reply,
+        })?;
+        let leadership = rx.await.map_err(|_| ElectionError::Closed)??;
         Ok(LeaderElection {
             confirmer: LeaderConfirmer {
                 component,
-                commands: self.commands.clone(),
-                leadership: registered.leadership,
+                election: self.id,
+                driver,
+                _backend: self.backend.clone(),
+                leadership,
             },
-            errors: registered.errors,
             stopped: false,
         })
     }
@@ -174,7 +202,10 @@ impl ElectionService {
 #[derive(Clone, Debug)]
 pub struct LeaderConfirmer {
     component: ComponentId,
-    commands: mpsc::UnboundedSender<Command>,
+    election: u64,
+    driver: SessionDriver,
+    /// Keeps the session open while the contender lives.
+    _backend: Arc<dyn HaBackend>,
     leadership: watch::Receiver<Leadership>,
 }
 
@@ -200,15 +231,28 @@ impl LeaderConfirmer {
         address: impl Into<String>,
     ) -> Result<bool, ElectionError> {
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Confirm {
+        self.driver.send(Command::Confirm {
+            election: self.election,
+            component: self.component,
+            session,
+            address: address.into(),
+            reply,
+        })?;
+        rx.await.map_err(|_| ElectionError::Closed)?
+    }
+
+    /// The next error reported for this contender (backend or latch failures); `None` once the
+    /// session's driver is gone.
+    pub(crate) async fn next_error(&self) -> Option<ElectionError> {
+        let (reply, rx) = oneshot::channel();
+        self.driver
+            .send(Command::NextError {
+                election: self.election,
                 component: self.component,
-                session,
-                address: address.into(),
                 reply,
             })
-            .map_err(|_| ElectionError::Closed)?;
-        rx.await.map_err(|_| ElectionError::Closed)?
+            .ok()?;
+        rx.await.ok()
     }
 }
 
@@ -217,7 +261,6 @@ impl LeaderConfirmer {
 #[derive(Debug)]
 pub struct LeaderElection {
     confirmer: LeaderConfirmer,
-    errors: mpsc::UnboundedReceiver<ElectionError>,
     stopped: bool,
 }
 
@@ -256,7 +299,7 @@ impl LeaderElection {
             }
             tokio::select! {
                 changed = rx.changed() => changed.map_err(|_| ElectionError::Closed)?,
-                Some(err) = self.errors.recv() => return Err(err),
+                err = self.confirmer.next_error() => return Err(err.unwrap_or(ElectionError::Closed)),
             }
         }
     }
@@ -272,7 +315,7 @@ impl LeaderElection {
 
     /// The next error reported for this contender (backend or latch failures).
     pub async fn next_error(&mut self) -> Option<ElectionError> {
-        self.errors.recv().await
+        self.confirmer.next_error().await
     }
 
     /// Stops the contender: revokes its term, removes its published leader information and, if
@@ -280,13 +323,11 @@ impl LeaderElection {
     pub async fn stop(mut self) -> Result<(), ElectionError> {
         self.stopped = true;
         let (reply, rx) = oneshot::channel();
-        self.confirmer
-            .commands
-            .send(Command::Unregister {
-                component: self.confirmer.component,
-                reply: Some(reply),
-            })
-            .map_err(|_| ElectionError::Closed)?;
+        self.confirmer.driver.send(Command::Unregister {
+            election: self.confirmer.election,
+            component: self.confirmer.component,
+            reply: Some(reply),
+        })?;
         rx.await.map_err(|_| ElectionError::Closed)
     }
 
@@ -294,17 +335,13 @@ impl LeaderElection {
     pub fn run_contender(self, contender: Arc<dyn LeaderContender>) -> ContenderHandle {
         contender::spawn(self, contender)
     }
-
-    pub(crate) fn take_errors(&mut self) -> mpsc::UnboundedReceiver<ElectionError> {
-        let (_, empty) = mpsc::unbounded_channel();
-        std::mem::replace(&mut self.errors, empty)
-    }
 }
 
 impl Drop for LeaderElection {
     fn drop(&mut self) {
         if !self.stopped {
-            let _ = self.confirmer.commands.send(Command::Unregister {
+            let _ = self.confirmer.driver.send(Command::Unregister {
+                election: self.confirmer.election,
                 component: self.confirmer.component,
                 reply: None,
             });

@@ -6,21 +6,22 @@
 //! [`HaBackend`] and [`VersionedKv`]. Closing or killing a session ends its ephemeral keys and
 //! latch places, exactly as a ZooKeeper session expiry would.
 
+mod latch;
 mod state;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::connection::{ConnectionState, SuspendedPolicy};
-use crate::driver::{HaBackend, Latch, LatchEvent};
+use crate::driver::{HaBackend, SessionDriver, SessionView};
 use crate::kv::{
     CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
     validate_key, validate_prefix,
 };
-use state::{Member, State};
+use state::State;
 
 /// The in-process coordination service of the embedded backend. Cheap to clone; clones share
 /// the same data.
@@ -44,12 +45,15 @@ impl EmbeddedCluster {
     pub fn connect_with_policy(&self, policy: SuspendedPolicy) -> EmbeddedSession {
         let id = lock(&self.state).next_id();
         let (conn_tx, _) = watch::channel(ConnectionState::Connected);
+        let (view, _) = watch::channel(SessionView::CONNECTED);
         EmbeddedSession {
             inner: Arc::new(SessionInner {
                 cluster: self.clone(),
                 id,
                 policy,
                 connection: conn_tx,
+                view,
+                driver: OnceLock::new(),
             }),
         }
     }
@@ -72,9 +76,22 @@ struct SessionInner {
     id: u64,
     policy: SuspendedPolicy,
     connection: watch::Sender<ConnectionState>,
+    /// The session as the driver's recipes see it.
+    view: watch::Sender<SessionView>,
+    driver: OnceLock<SessionDriver>,
 }
 
 impl SessionInner {
+    fn set_state(&self, state: ConnectionState) {
+        self.connection.send_replace(state);
+        self.view.send_modify(|v| {
+            if state == ConnectionState::Suspended && v.state != state {
+                v.suspensions += 1;
+            }
+            v.state = state;
+        });
+    }
+
     fn alive(&self) -> Result<MutexGuard<'_, State>, KvError> {
         if *self.connection.borrow() == ConnectionState::Lost {
             return Err(KvError::Closed);
@@ -86,7 +103,7 @@ impl SessionInner {
         let mut st = lock(&self.cluster.state);
         st.end_session(self.id);
         drop(st);
-        self.connection.send_replace(ConnectionState::Lost);
+        self.set_state(ConnectionState::Lost);
     }
 }
 
@@ -119,11 +136,11 @@ impl EmbeddedSession {
             ConnectionState::Suspended => {
                 let revoke = self.inner.policy == SuspendedPolicy::RevokeOnSuspended;
                 lock(&self.inner.cluster.state).suspend_session(self.inner.id, revoke);
-                self.inner.connection.send_replace(state);
+                self.inner.set_state(state);
             }
             ConnectionState::Connected => {
                 lock(&self.inner.cluster.state).resume_session(self.inner.id);
-                self.inner.connection.send_replace(state);
+                self.inner.set_state(state);
             }
         }
     }
@@ -197,22 +214,6 @@ impl VersionedKv for EmbeddedSession {
     }
 }
 
-#[derive(Debug)]
-struct EmbeddedLatch {
-    session: Arc<SessionInner>,
-    latch: String,
-    member: u64,
-}
-
-#[async_trait]
-impl Latch for EmbeddedLatch {
-    async fn close(&self) -> Result<(), KvError> {
-        let member = self.member;
-        lock(&self.session.cluster.state).leave_latch_where(&self.latch, |m| m.id == member);
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl HaBackend for EmbeddedSession {
     fn kind(&self) -> &'static str {
@@ -231,29 +232,17 @@ impl HaBackend for EmbeddedSession {
         self.inner.policy
     }
 
-    async fn join_latch(
-        &self,
-        latch: &str,
-        events: mpsc::UnboundedSender<LatchEvent>,
-    ) -> Result<Box<dyn Latch>, KvError> {
-        validate_key(latch)?;
-        let mut st = self.inner.alive()?;
-        let member = st.next_id();
-        st.latches
-            .entry(latch.to_owned())
-            .or_default()
-            .members
-            .push(Member {
-                id: member,
-                session: self.inner.id,
-                tx: events,
-            });
-        st.grant_next(latch);
-        Ok(Box::new(EmbeddedLatch {
-            session: self.inner.clone(),
-            latch: latch.to_owned(),
-            member,
-        }))
+    fn driver(&self) -> Result<SessionDriver, KvError> {
+        Ok(self
+            .inner
+            .driver
+            .get_or_init(|| {
+                SessionDriver::spawn(latch::Io {
+                    session: Arc::downgrade(&self.inner),
+                    view: self.inner.view.subscribe(),
+                })
+            })
+            .clone())
     }
 
     async fn close(&self) -> Result<(), KvError> {
@@ -266,6 +255,8 @@ impl HaBackend for EmbeddedSession {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::driver::LatchEvent;
+    use tokio::sync::mpsc;
 
     #[tokio::test]
     async fn fenced_write_fails_after_the_term_ends() {

@@ -1,9 +1,19 @@
 //! What a backend provides: a versioned KV, a latch to campaign on, and its connection state.
 //!
-//! A backend is a thin driver. The election and retrieval logic lives once in this crate
+//! A backend is thin. The election and retrieval logic lives once in this crate
 //! ([`crate::election`], [`crate::retrieval`]) and the typed stores are written once over
-//! [`VersionedKv`]; a backend only turns its events (latch acquired, session lost) into
-//! [`LatchEvent`]s and carries out KV operations.
+//! [`VersionedKv`]. A backend describes its leader latch as a [`LatchRecipe`] (a state machine
+//! free of IO) plus a [`LatchIo`] that performs the recipe's requests, and starts one
+//! [`SessionDriver`] per session with them: that one task runs every latch, election and leader
+//! publication of the process.
+
+mod handle;
+pub mod recipe;
+mod task;
+
+pub use handle::SessionDriver;
+pub(crate) use handle::Command;
+pub use recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 
 use std::fmt;
 use std::sync::Arc;
@@ -52,12 +62,18 @@ pub trait HaBackend: Send + Sync + fmt::Debug + 'static {
         SuspendedPolicy::default()
     }
 
-    /// Joins the latch whose directory is `latch` (a layout key); events go to `events`.
+    /// The session's driver, which runs every latch and election of this session.
+    fn driver(&self) -> Result<SessionDriver, KvError>;
+
+    /// Joins the latch whose directory is `latch` (a layout key) as one participant, directly
+    /// (without an election's components); events go to `events`.
     async fn join_latch(
         &self,
         latch: &str,
         events: mpsc::UnboundedSender<LatchEvent>,
-    ) -> Result<Box<dyn Latch>, KvError>;
+    ) -> Result<Box<dyn Latch>, KvError> {
+        self.driver()?.join_latch(latch, events).await
+    }
 
     /// Closes the session: latches are left and ephemeral data goes; persistent data is kept.
     async fn close(&self) -> Result<(), KvError>;

@@ -1,0 +1,163 @@
+//! [`SessionDriver`]: the handle of a session's one driver task, and the commands it takes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::recipe::LatchIo;
+use super::task::Driver;
+use super::{Latch, LatchEvent};
+use crate::election::{ElectionError, Leadership};
+use crate::ids::{ComponentId, LeaderSessionId};
+use crate::kv::KvError;
+use crate::layout::Layout;
+
+/// A request to the driver task.
+pub(crate) enum Command {
+    /// Registers a contender for `component` on election `election` (created on first use).
+    Register {
+        election: u64,
+        latch: Arc<str>,
+        layout: Layout,
+        component: ComponentId,
+        reply: oneshot::Sender<Result<watch::Receiver<Leadership>, ElectionError>>,
+    },
+    /// Stops a contender; `reply` once its term is revoked, its leader information removed and,
+    /// if it was the last, the latch left.
+    Unregister {
+        election: u64,
+        component: ComponentId,
+        reply: Option<oneshot::Sender<()>>,
+    },
+    /// Confirms `session` at `address`; `reply` with whether it was published.
+    Confirm {
+        election: u64,
+        component: ComponentId,
+        session: LeaderSessionId,
+        address: String,
+        reply: oneshot::Sender<Result<bool, ElectionError>>,
+    },
+    /// Asks for the contender's next error.
+    NextError {
+        election: u64,
+        component: ComponentId,
+        reply: oneshot::Sender<ElectionError>,
+    },
+    /// Joins a latch directly (no components): its events go to `events`.
+    JoinLatch {
+        election: u64,
+        latch: String,
+        events: mpsc::UnboundedSender<LatchEvent>,
+        reply: oneshot::Sender<Result<(), KvError>>,
+    },
+    /// Leaves a directly joined latch; `reply` once left.
+    LeaveLatch {
+        election: u64,
+        reply: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// The handle of one backend session's driver: the one task that runs every latch recipe,
+/// election and leader publication of the session. Cheap to clone.
+///
+/// A backend starts it once per session object with [`SessionDriver::spawn`] and hands it out
+/// from [`super::HaBackend::driver`]; elections ([`crate::election::ElectionService`]) and
+/// direct latch participations ([`super::HaBackend::join_latch`]) send it commands.
+#[derive(Clone)]
+pub struct SessionDriver {
+    commands: mpsc::UnboundedSender<Command>,
+    ids: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for SessionDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionDriver")
+            .field("running", &!self.commands.is_closed())
+            .finish()
+    }
+}
+
+impl SessionDriver {
+    /// Starts the driver task for one backend session. `io` makes the backend's recipes and
+    /// performs their requests. The task ends when the session's [`LatchIo::session`] watch
+    /// closes or every handle is dropped. Must be called inside a tokio runtime.
+    pub fn spawn<I: LatchIo>(io: I) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Driver::new(io).run(rx));
+        Self {
+            commands: tx,
+            ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A fresh id for an election (or a direct latch participation) of this session.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), ElectionError> {
+        self.commands.send(cmd).map_err(|_| ElectionError::Closed)
+    }
+
+    /// Joins the latch whose directory is `latch` (a layout key) as one participant; its
+    /// grants and revocations go to `events`. Leave with [`Latch::close`] (or by dropping the
+    /// returned latch).
+    pub async fn join_latch(
+        &self,
+        latch: &str,
+        events: mpsc::UnboundedSender<LatchEvent>,
+    ) -> Result<Box<dyn Latch>, KvError> {
+        let election = self.next_id();
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::JoinLatch {
+            election,
+            latch: latch.to_owned(),
+            events,
+            reply,
+        })
+        .map_err(|_| KvError::Closed)?;
+        rx.await.map_err(|_| KvError::Closed)??;
+        Ok(Box::new(DriverLatch {
+            driver: self.clone(),
+            election,
+        }))
+    }
+}
+
+/// A direct participation in a latch, run by the session driver.
+#[derive(Debug)]
+struct DriverLatch {
+    driver: SessionDriver,
+    election: u64,
+}
+
+#[async_trait]
+impl Latch for DriverLatch {
+    async fn close(&self) -> Result<(), KvError> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .driver
+            .send(Command::LeaveLatch {
+                election: self.election,
+                reply: Some(reply),
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+        let _ = rx.await;
+        Ok(())
+    }
+}
+
+impl Drop for DriverLatch {
+    fn drop(&mut self) {
+        let _ = self.driver.send(Command::LeaveLatch {
+            election: self.election,
+            reply: None,
+        });
+    }
+}

@@ -1,0 +1,855 @@
+//! The session driver task: every latch recipe, election and leader publication of one backend
+//! session, multiplexed on one task.
+//!
+//! The loop never awaits network IO. Commands, session changes and completed requests are
+//! applied to the state machines ([`LatchRecipe`]s and [`ElectionState`]s) at once; grants and
+//! revocations go to the contenders' `watch`es right there; every request (a recipe's create,
+//! list, watch or delete; a publication or unpublication of leader information) is a future in
+//! one [`FuturesUnordered`], its completion fed back to whoever asked. Publications stay in order
+//! per component: one in flight, the rest queued behind it.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::LatchEvent;
+use super::handle::Command;
+use super::recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, ResponseOf, SessionView};
+use crate::election::publish::{publish_leader_info, unpublish_leader_info};
+use crate::election::state::{ElectionState, Input, Output};
+use crate::election::{ElectionError, LeaderTerm, Leadership};
+use crate::ids::{ComponentId, LeaderSessionId};
+use crate::kv::{FencingToken, KvError, Version};
+use crate::layout::Layout;
+use crate::leader_info::LeaderInformation;
+
+/// What a finished request gives back.
+enum Completion<R> {
+    /// A recipe's response.
+    Response(R),
+    /// A recipe's wake-up.
+    Wake,
+    /// A publication or unpublication of one component's leader information finished.
+    Published {
+        component: ComponentId,
+        outcome: Result<Option<Version>, KvError>,
+    },
+}
+
+/// One request in flight: a recipe's (boxed by the backend) or the driver's own.
+enum InFlight<R> {
+    Recipe { id: u64, fut: BoxFuture<'static, R> },
+    Own { id: u64, fut: BoxFuture<'static, Completion<R>> },
+}
+
+impl<R> Future for InFlight<R> {
+    type Output = (u64, Completion<R>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            InFlight::Recipe { id, fut } => fut
+                .as_mut()
+                .poll(cx)
+                .map(|r| (*id, Completion::Response(r))),
+            InFlight::Own { id, fut } => fut.as_mut().poll(cx).map(|c| (*id, c)),
+        }
+    }
+}
+
+/// Whom a participation's grants and revocations go to.
+enum Owner {
+    /// An election (components registered through an `ElectionService`).
+    Election(u64),
+    /// Nobody any more (left, failed): the recipe only finishes its cleanup.
+    Detached,
+}
+
+/// One participation in one latch: a recipe and whom it reports to.
+struct Participation<R> {
+    recipe: R,
+    owner: Owner,
+}
+
+/// A contender registered for one component.
+struct Contender {
+    component: ComponentId,
+    leadership: watch::Sender<Leadership>,
+    term: Option<CancellationToken>,
+    errors: VecDeque<ElectionError>,
+    error_waiters: Vec<oneshot::Sender<ElectionError>>,
+}
+
+/// A publication or unpublication waiting its turn.
+enum PubOp {
+    Publish {
+        info: LeaderInformation,
+        token: FencingToken,
+        reply: Option<oneshot::Sender<Result<bool, ElectionError>>>,
+    },
+    Unpublish {
+        token: FencingToken,
+        reply: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// The leader-information writes of one component, one in flight at a time.
+struct PubQueue {
+    component: ComponentId,
+    busy: Option<PubOp>,
+    queue: VecDeque<PubOp>,
+    /// What this component last published in which term, so a new confirmation in the same
+    /// term is one compare-and-set.
+    known: Option<(FencingToken, Version)>,
+}
+
+/// One election: its state machine, its contenders and its current participation.
+struct Election {
+    latch: Arc<str>,
+    layout: Layout,
+    state: ElectionState,
+    contenders: Vec<Contender>,
+    /// For a latch joined directly: where its events go.
+    events: Option<mpsc::UnboundedSender<LatchEvent>>,
+    /// The current participation, if joined.
+    participation: Option<u64>,
+    publications: Vec<PubQueue>,
+    /// The state machine asked to leave; the recipe is told once publications are done.
+    leave_pending: bool,
+    /// Told when the participation being left is left.
+    on_left: Vec<oneshot::Sender<()>>,
+}
+
+impl Election {
+    fn new(latch: Arc<str>, layout: Layout) -> Self {
+        Self {
+            latch,
+            layout,
+            state: ElectionState::default(),
+            contenders: Vec::new(),
+            events: None,
+            participation: None,
+            publications: Vec::new(),
+            leave_pending: false,
+            on_left: Vec::new(),
+        }
+    }
+
+    fn contender(&mut self, component: &ComponentId) -> Option<&mut Contender> {
+        self.contenders
+            .iter_mut()
+            .find(|c| c.component == *component)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.contenders.is_empty()
+            && self.events.is_none()
+            && self.participation.is_none()
+            && self.publications.is_empty()
+            && !self.leave_pending
+    }
+
+    fn publishing(&self) -> bool {
+        self.publications.iter().any(|p| p.busy.is_some())
+    }
+
+    fn broadcast_error(&mut self, err: &ElectionError) {
+        for c in &mut self.contenders {
+            c.report(err.clone());
+        }
+    }
+}
+
+impl Contender {
+    fn report(&mut self, mut err: ElectionError) {
+        while let Some(waiter) = self.error_waiters.pop() {
+            match waiter.send(err) {
+                Ok(()) => return,
+                Err(back) => err = back,
+            }
+        }
+        self.errors.push_back(err);
+    }
+}
+
+/// The driver task's state.
+pub(crate) struct Driver<I: LatchIo> {
+    io: I,
+    session: watch::Receiver<SessionView>,
+    elections: HashMap<u64, Election>,
+    participations: HashMap<u64, Participation<I::Recipe>>,
+    next_participation: u64,
+    /// Participations being left, and the election waiting for each.
+    leaving_of: HashMap<u64, u64>,
+    inflight: FuturesUnordered<InFlight<ResponseOf<I>>>,
+    scratch: Vec<RecipeOutput<super::recipe::RequestOf<I>>>,
+}
+
+impl<I: LatchIo> Driver<I> {
+    pub(crate) fn new(io: I) -> Self {
+        let session = io.session();
+        Self {
+            io,
+            session,
+            elections: HashMap::new(),
+            participations: HashMap::new(),
+            next_participation: 1,
+            leaving_of: HashMap::new(),
+            inflight: FuturesUnordered::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.session.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let view = *self.session.borrow_and_update();
+                    let ids: Vec<u64> = self.participations.keys().copied().collect();
+                    for id in ids {
+                        self.drive(id, RecipeInput::Session(view));
+                    }
+                }
+                Some((id, done)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    self.completed(id, done);
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+            }
+        }
+        // The session is gone (or nobody can reach the driver): every term is over.
+        for (_, mut e) in self.elections.drain() {
+            for c in &mut e.contenders {
+                c.revoke();
+            }
+            if let Some(events) = &e.events {
+                let _ = events.send(LatchEvent::Revoked);
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register {
+                election,
+                latch,
+                layout,
+                component,
+                reply,
+            } => {
+                let e = self
+                    .elections
+                    .entry(election)
+                    .or_insert_with(|| Election::new(latch, layout));
+                if e.state.is_registered(&component) {
+                    let _ = reply.send(Err(ElectionError::AlreadyRegistered(component)));
+                    return;
+                }
+                let (tx, rx) = watch::channel(Leadership::NotLeader);
+                e.contenders.push(Contender {
+                    component,
+                    leadership: tx,
+                    term: None,
+                    errors: VecDeque::new(),
+                    error_waiters: Vec::new(),
+                });
+                let _ = reply.send(Ok(rx));
+                self.apply(election, Input::Register(component));
+            }
+            Command::Unregister {
+                election,
+                component,
+                reply,
+            } => {
+                let Some(e) = self.elections.get_mut(&election) else {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return;
+                };
+                let leaving = e.state.is_registered(&component) && e.contenders.len() == 1;
+                let outputs = e.state.handle(Input::Unregister(component));
+                let mut reply = reply;
+                for output in outputs {
+                    match output {
+                        Output::Unpublish { component, token } if !leaving => {
+                            self.enqueue(
+                                election,
+                                component,
+                                PubOp::Unpublish {
+                                    token,
+                                    reply: reply.take(),
+                                },
+                            );
+                        }
+                        other => self.execute(election, other),
+                    }
+                }
+                if let Some(e) = self.elections.get_mut(&election) {
+                    e.contenders.retain(|c| c.component != component);
+                    if let Some(reply) = reply {
+                        if e.leave_pending || e.participation.is_some() && leaving {
+                            e.on_left.push(reply);
+                        } else {
+                            let _ = reply.send(());
+                        }
+                    }
+                }
+                self.maybe_leave(election);
+                self.forget_if_finished(election);
+            }
+            Command::Confirm {
+                election,
+                component,
+                session,
+                address,
+                reply,
+            } => {
+                let Some(e) = self.elections.get_mut(&election) else {
+                    let _ = reply.send(Err(ElectionError::Closed));
+                    return;
+                };
+                let outputs = e.state.handle(Input::Confirm {
+                    component,
+                    session,
+                    address,
+                });
+                let mut reply = Some(reply);
+                for output in outputs {
+                    match output {
+                        Output::Publish {
+                            component,
+                            info,
+                            token,
+                        } => self.enqueue(
+                            election,
+                            component,
+                            PubOp::Publish {
+                                info,
+                                token,
+                                reply: reply.take(),
+                            },
+                        ),
+                        Output::ConfirmIgnored { component } => {
+                            debug!(%component, "confirmation for a stale session ignored");
+                            if let Some(reply) = reply.take() {
+                                let _ = reply.send(Ok(false));
+                            }
+                        }
+                        other => self.execute(election, other),
+                    }
+                }
+            }
+            Command::NextError {
+                election,
+                component,
+                reply,
+            } => {
+                if let Some(c) = self
+                    .elections
+                    .get_mut(&election)
+                    .and_then(|e| e.contender(&component))
+                {
+                    match c.errors.pop_front() {
+                        Some(err) => {
+                            let _ = reply.send(err);
+                        }
+                        None => {
+                            c.error_waiters.retain(|w| !w.is_closed());
+                            c.error_waiters.push(reply);
+                        }
+                    }
+                }
+            }
+            Command::JoinLatch {
+                election,
+                latch,
+                events,
+                reply,
+            } => match self.io.recipe(&latch) {
+                Ok(recipe) => {
+                    let mut e = Election::new(latch.into(), Layout::default());
+                    e.events = Some(events);
+                    self.elections.insert(election, e);
+                    let _ = reply.send(Ok(()));
+                    self.join(election, recipe);
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Command::LeaveLatch { election, reply } => {
+                let Some(e) = self.elections.get_mut(&election) else {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return;
+                };
+                e.events = None;
+                match e.participation {
+                    Some(_) => {
+                        if let Some(reply) = reply {
+                            e.on_left.push(reply);
+                        }
+                        e.leave_pending = true;
+                        self.maybe_leave(election);
+                    }
+                    None => {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(());
+                        }
+                        self.forget_if_finished(election);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies an input to an election's state machine and carries out the outputs.
+    fn apply(&mut self, election: u64, input: Input) {
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        for output in e.state.handle(input) {
+            self.execute(election, output);
+        }
+        self.maybe_leave(election);
+    }
+
+    /// Carries out one output of an election's state machine; nothing here waits.
+    fn execute(&mut self, election: u64, output: Output) {
+        match output {
+            Output::JoinLatch => {
+                let Some(e) = self.elections.get_mut(&election) else {
+                    return;
+                };
+                e.leave_pending = false;
+                // A participation still waiting to leave (its publications were in flight)
+                // leaves now; the new campaign is a new participation.
+                if let Some(old) = e.participation.take() {
+                    self.leaving(election, old);
+                }
+                let Some(e) = self.elections.get_mut(&election) else {
+                    return;
+                };
+                match self.io.recipe(&e.latch) {
+                    Ok(recipe) => self.join(election, recipe),
+                    Err(err) => e.broadcast_error(&ElectionError::Backend(err)),
+                }
+            }
+            Output::LeaveLatch => {
+                if let Some(e) = self.elections.get_mut(&election) {
+                    e.leave_pending = true;
+                }
+            }
+            Output::Grant {
+                component,
+                session,
+                token,
+            } => {
+                if let Some(c) = self
+                    .elections
+                    .get_mut(&election)
+                    .and_then(|e| e.contender(&component))
+                {
+                    debug!(%component, %session, "granting");
+                    c.grant(session, token);
+                }
+            }
+            Output::Revoke { component } => {
+                if let Some(c) = self
+                    .elections
+                    .get_mut(&election)
+                    .and_then(|e| e.contender(&component))
+                {
+                    debug!(%component, "revoking");
+                    c.revoke();
+                }
+            }
+            Output::Publish {
+                component,
+                info,
+                token,
+            } => self.enqueue(
+                election,
+                component,
+                PubOp::Publish {
+                    info,
+                    token,
+                    reply: None,
+                },
+            ),
+            Output::Unpublish { component, token } => {
+                self.enqueue(election, component, PubOp::Unpublish { token, reply: None })
+            }
+            Output::ConfirmIgnored { component } => {
+                debug!(%component, "confirmation for a stale session ignored");
+            }
+            Output::Error(reason) => {
+                if let Some(e) = self.elections.get_mut(&election) {
+                    e.broadcast_error(&ElectionError::LatchFailed(reason));
+                }
+            }
+        }
+    }
+
+    /// Starts a new participation of `election` with `recipe`.
+    fn join(&mut self, election: u64, recipe: I::Recipe) {
+        let id = self.next_participation;
+        self.next_participation += 1;
+        if let Some(e) = self.elections.get_mut(&election) {
+            e.participation = Some(id);
+        }
+        self.participations.insert(
+            id,
+            Participation {
+                recipe,
+                owner: Owner::Election(election),
+            },
+        );
+        let view = *self.session.borrow();
+        self.drive(id, RecipeInput::Session(view));
+        self.drive(id, RecipeInput::Join);
+    }
+
+    /// Tells the recipe to leave once the election asked for it and its publications are done
+    /// (an unpublication is fenced by the latch node, so it must land before the node goes).
+    fn maybe_leave(&mut self, election: u64) {
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        if !e.leave_pending || e.publishing() {
+            return;
+        }
+        e.leave_pending = false;
+        match e.participation.take() {
+            Some(id) => {
+                if let Some(p) = self.participations.get_mut(&id) {
+                    p.owner = Owner::Election(election);
+                }
+                // Until `Left`, the participation still reports to the election (its `on_left`).
+                self.leaving(election, id);
+            }
+            None => {
+                for reply in e.on_left.drain(..) {
+                    let _ = reply.send(());
+                }
+            }
+        }
+        self.forget_if_finished(election);
+    }
+
+    fn leaving(&mut self, election: u64, id: u64) {
+        // Remember which election waits for this participation's `Left`.
+        if let Some(e) = self.elections.get_mut(&election) {
+            e.participation = None;
+        }
+        self.leaving_of.insert(id, election);
+        self.drive(id, RecipeInput::Leave);
+    }
+
+    /// Feeds one input to a participation's recipe and carries out its decisions.
+    fn drive(&mut self, id: u64, input: RecipeInput<ResponseOf<I>>) {
+        let mut out = std::mem::take(&mut self.scratch);
+        let owner = match self.participations.get_mut(&id) {
+            Some(p) => {
+                p.recipe.handle(input, &mut out);
+                match p.owner {
+                    Owner::Election(e) => Some(e),
+                    Owner::Detached => None,
+                }
+            }
+            None => None,
+        };
+        for o in out.drain(..) {
+            match o {
+                RecipeOutput::Request(q) => {
+                    let fut = self.io.perform(q);
+                    self.inflight.push(InFlight::Recipe { id, fut });
+                }
+                RecipeOutput::WakeAfter(d) => self.wake_after(id, d),
+                RecipeOutput::Granted(token) => self.latch_event(id, owner, LatchEvent::Granted(token)),
+                RecipeOutput::Revoked => self.latch_event(id, owner, LatchEvent::Revoked),
+                RecipeOutput::Failed(err) => {
+                    self.latch_event(id, owner, LatchEvent::Failed(err.to_string()))
+                }
+                RecipeOutput::Left => self.left(id),
+                RecipeOutput::Done => {
+                    self.left(id);
+                    self.participations.remove(&id);
+                }
+            }
+        }
+        self.scratch = out;
+    }
+
+    fn wake_after(&mut self, id: u64, d: Duration) {
+        let fut: BoxFuture<'static, Completion<ResponseOf<I>>> = Box::pin(async move {
+            tokio::time::sleep(d).await;
+            Completion::Wake
+        });
+        self.inflight.push(InFlight::Own { id, fut });
+    }
+
+    /// A participation is left: whoever waits for that hears it; it reports to nobody now.
+    fn left(&mut self, id: u64) {
+        if let Some(p) = self.participations.get_mut(&id) {
+            p.owner = Owner::Detached;
+        }
+        if let Some(election) = self.leaving_of.remove(&id)
+            && let Some(e) = self.elections.get_mut(&election)
+        {
+            for reply in e.on_left.drain(..) {
+                let _ = reply.send(());
+            }
+            self.forget_if_finished(election);
+        }
+    }
+
+    /// A grant, revocation or failure of participation `id`, for its election.
+    fn latch_event(&mut self, id: u64, owner: Option<u64>, event: LatchEvent) {
+        let Some(election) = owner else { return };
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        if e.participation != Some(id) {
+            // A participation being left still reports its revocation, nothing else.
+            return;
+        }
+        if let Some(events) = &e.events {
+            if let LatchEvent::Failed(_) = event {
+                e.participation = None;
+                if let Some(p) = self.participations.get_mut(&id) {
+                    p.owner = Owner::Detached;
+                }
+            }
+            let _ = events.send(event);
+            return;
+        }
+        let input = match event {
+            LatchEvent::Granted(token) => {
+                let session = LeaderSessionId::new_random();
+                info!(latch = %e.latch, %token, %session, "leadership granted");
+                Input::Granted { token, session }
+            }
+            LatchEvent::Revoked => {
+                info!(latch = %e.latch, "leadership revoked");
+                Input::Revoked
+            }
+            LatchEvent::Failed(reason) => {
+                warn!(latch = %e.latch, %reason, "latch failed");
+                e.participation = None;
+                if let Some(p) = self.participations.get_mut(&id) {
+                    p.owner = Owner::Detached;
+                }
+                Input::LatchFailed(reason)
+            }
+        };
+        self.apply(election, input);
+    }
+
+    /// Queues a publication or unpublication behind the component's one in flight.
+    fn enqueue(&mut self, election: u64, component: ComponentId, op: PubOp) {
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        let idx = match e.publications.iter().position(|p| p.component == component) {
+            Some(i) => i,
+            None => {
+                e.publications.push(PubQueue {
+                    component,
+                    busy: None,
+                    queue: VecDeque::new(),
+                    known: None,
+                });
+                e.publications.len() - 1
+            }
+        };
+        e.publications[idx].queue.push_back(op);
+        self.start_next(election, component);
+    }
+
+    /// Starts the component's next queued write if none is in flight.
+    fn start_next(&mut self, election: u64, component: ComponentId) {
+        let Ok(kv) = self.io.kv() else {
+            return self.fail_publications(election, component, KvError::Closed);
+        };
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        let layout = e.layout;
+        let Some(q) = e.publications.iter_mut().find(|p| p.component == component) else {
+            return;
+        };
+        if q.busy.is_some() {
+            return;
+        }
+        let Some(op) = q.queue.pop_front() else {
+            return;
+        };
+        let fut: BoxFuture<'static, Completion<ResponseOf<I>>> = match &op {
+            PubOp::Publish { info, token, .. } => {
+                let known = q
+                    .known
+                    .as_ref()
+                    .filter(|(t, _)| t == token)
+                    .map(|(_, v)| *v);
+                let (info, token) = (info.clone(), token.clone());
+                Box::pin(async move {
+                    let outcome =
+                        publish_leader_info(&*kv, &layout, &component, &info, &token, known)
+                            .await
+                            .map(Some);
+                    Completion::Published { component, outcome }
+                })
+            }
+            PubOp::Unpublish { token, .. } => {
+                q.known = None;
+                let token = token.clone();
+                Box::pin(async move {
+                    let outcome = unpublish_leader_info(&*kv, &layout, &component, &token)
+                        .await
+                        .map(|()| None);
+                    Completion::Published { component, outcome }
+                })
+            }
+        };
+        q.busy = Some(op);
+        self.inflight.push(InFlight::Own { id: election, fut });
+    }
+
+    fn fail_publications(&mut self, election: u64, component: ComponentId, err: KvError) {
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        if let Some(i) = e.publications.iter().position(|p| p.component == component) {
+            let q = e.publications.remove(i);
+            for op in q.busy.into_iter().chain(q.queue) {
+                finish(op, Err(err.clone()), None);
+            }
+        }
+        self.maybe_leave(election);
+    }
+
+    /// A request finished.
+    fn completed(&mut self, id: u64, done: Completion<ResponseOf<I>>) {
+        match done {
+            Completion::Response(r) => self.drive(id, RecipeInput::Response(r)),
+            Completion::Wake => self.drive(id, RecipeInput::Wake),
+            Completion::Published { component, outcome } => {
+                self.published(id, component, outcome)
+            }
+        }
+    }
+
+    fn published(
+        &mut self,
+        election: u64,
+        component: ComponentId,
+        outcome: Result<Option<Version>, KvError>,
+    ) {
+        let Some(e) = self.elections.get_mut(&election) else {
+            return;
+        };
+        let Some(i) = e.publications.iter().position(|p| p.component == component) else {
+            return;
+        };
+        let q = &mut e.publications[i];
+        let Some(op) = q.busy.take() else { return };
+        if let PubOp::Publish { token, info, .. } = &op {
+            match &outcome {
+                Ok(Some(v)) => {
+                    info!(%component, address = %info.address, "leader information published");
+                    q.known = Some((token.clone(), *v));
+                }
+                _ => q.known = None,
+            }
+        }
+        let idle = q.queue.is_empty() && q.known.is_none();
+        if idle {
+            e.publications.remove(i);
+        }
+        if let Err(err) = &outcome
+            && !matches!(err, KvError::NotLeader { .. })
+        {
+            debug!(%component, error = %err, "writing leader information failed");
+        }
+        finish(op, outcome, e.contender(&component));
+        self.start_next(election, component);
+        self.maybe_leave(election);
+        self.forget_if_finished(election);
+    }
+
+    fn forget_if_finished(&mut self, election: u64) {
+        if self
+            .elections
+            .get(&election)
+            .is_some_and(|e| e.is_finished() && e.on_left.is_empty())
+        {
+            self.elections.remove(&election);
+        }
+    }
+}
+
+/// Answers the waiter of a finished publication or unpublication.
+fn finish(op: PubOp, outcome: Result<Option<Version>, KvError>, report: Option<&mut Contender>) {
+    match op {
+        PubOp::Publish { reply, .. } => {
+            let result = match outcome {
+                Ok(_) => Ok(true),
+                Err(KvError::NotLeader { .. }) => Ok(false),
+                Err(e) => {
+                    let err = ElectionError::Backend(e);
+                    if let Some(c) = report {
+                        c.report(err.clone());
+                    }
+                    Err(err)
+                }
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+        PubOp::Unpublish { reply, .. } => {
+            if let Err(e) = outcome {
+                debug!(error = %e, "removing leader information failed");
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+impl Contender {
+    fn grant(&mut self, session: LeaderSessionId, token: FencingToken) {
+        let cancel = CancellationToken::new();
+        if let Some(old) = self.term.replace(cancel.clone()) {
+            old.cancel();
+        }
+        self.leadership
+            .send_replace(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
+    }
+
+    fn revoke(&mut self) {
+        if let Some(term) = self.term.take() {
+            term.cancel();
+        }
+        self.leadership.send_replace(Leadership::NotLeader);
+    }
+}
