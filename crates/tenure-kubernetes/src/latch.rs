@@ -1,401 +1,543 @@
 //! The leader latch: fabric8's / client-go's leader election on the
-//! `control-plane.alpha.kubernetes.io/leader` annotation of one ConfigMap.
+//! `control-plane.alpha.kubernetes.io/leader` annotation of one ConfigMap, as a state machine
+//! free of IO over the lease record and an injected clock.
 //!
-//! Every retry period (and at once when the ConfigMap changes, while not leading) the latch
+//! Every retry period (and at once when the ConfigMap changes, while not leading) the recipe
 //! reads the ConfigMap: it acquires the lease when the record is released or expired
 //! ([`crate::lease::is_free`]), renews it while it holds it, and steps down (revokes) when it
-//! cannot confirm a renewal within the renew deadline, or sees another holder. All writes are
-//! replaces conditioned on `resourceVersion`. Each campaign uses a fresh holder identity, so
-//! every acquisition changes the holder and increments `leaderTransitions`, which is the term
-//! (the fencing token's epoch). Closing the latch releases the record (empty holder).
+//! cannot confirm a renewal within the renew deadline, or sees another holder (client-go's
+//! `tryAcquireOrRenew`). All writes are replaces conditioned on `resourceVersion`. Each campaign
+//! uses a fresh holder identity, so every acquisition changes the holder and increments
+//! `leaderTransitions`, which is the term (the fencing token's epoch). Leaving releases the
+//! record (empty holder).
+//!
+//! [`Recipe`] decides, [`crate::latch_io::Io`] performs its [`Request`]s; the session driver
+//! of `tenure-core` runs every latch of the session on one task.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tenure_core::driver::{Latch, LatchEvent};
-use tenure_core::kv::{FencingToken, KvError};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use k8s_openapi::api::core::v1::ConfigMap;
+use tenure_core::clock::Clock;
+use tenure_core::connection::ConnectionState;
+use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput};
+use tenure_core::kv::FencingToken;
 use tracing::{debug, info, warn};
 
 use crate::api::ApiError;
+use crate::cm;
+use crate::codec::LeaderRecord;
+use crate::latch_io::Active;
 use crate::lease::{self, Observation};
-use crate::names::CmKind;
-use crate::store::{Landed, Plan};
-use crate::{Shared, TermInfo, cm};
+use crate::settings::KubernetesSettings;
 
-/// One process's place in a latch.
-pub(crate) struct KubernetesLatch {
-    lock_cm: String,
-    cancel: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
+/// A request of the recipe.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// Tells this request's reply from the replies of earlier ones.
+    pub seq: u64,
+    /// What to do.
+    pub op: Op,
 }
 
-impl std::fmt::Debug for KubernetesLatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubernetesLatch")
-            .field("lock", &self.lock_cm)
-            .finish()
-    }
+/// The operations of the recipe.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Read the lock ConfigMap.
+    Get { lock: Arc<str> },
+    /// Create the lock ConfigMap holding `record`.
+    Create {
+        lock: Arc<str>,
+        record: LeaderRecord,
+    },
+    /// Replace the lock ConfigMap (conditioned on its `resourceVersion`).
+    Replace { lock: Arc<str>, cm: Box<ConfigMap> },
+    /// Resolve when the lock ConfigMap changes.
+    WaitChange { lock: Arc<str> },
+    /// Register a term granted to this process (store writes are fenced by it).
+    TermGranted {
+        lock: Arc<str>,
+        epoch: i64,
+        identity: String,
+        started: u64,
+    },
+    /// Note a confirmed renewal of a term.
+    TermRenewed {
+        lock: Arc<str>,
+        epoch: i64,
+        started: u64,
+    },
+    /// Forget a term (revoked or released).
+    TermOver { lock: Arc<str>, epoch: i64 },
+    /// Claim the per-job ConfigMaps the new term fences.
+    Sweep { token: FencingToken },
+    /// Write the released record if `identity` still holds the lease.
+    Release { lock: Arc<str>, identity: String },
 }
 
-#[async_trait]
-impl Latch for KubernetesLatch {
-    async fn close(&self) -> Result<(), KvError> {
-        self.cancel.cancel();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-        Ok(())
-    }
+/// The response to a [`Request`].
+#[derive(Debug)]
+pub(crate) enum Response {
+    /// The lock ConfigMap (or none), and whether the cluster's data was cleaned up.
+    Got {
+        cm: Result<Option<ConfigMap>, ApiError>,
+        cleaned: bool,
+    },
+    /// The outcome of a create or replace.
+    Written(Result<(), ApiError>),
+    /// The lock ConfigMap changed.
+    Changed,
+    /// The claims are made.
+    Swept,
+    /// The record is released.
+    Released,
+    /// Bookkeeping done.
+    Noted,
+    /// The backend is gone.
+    Gone,
 }
 
-impl Drop for KubernetesLatch {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
+/// The reply to a [`Request`].
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The request's `seq`.
+    pub seq: u64,
+    /// What happened.
+    pub response: Response,
 }
 
-/// Counts running latch tasks so a closing backend can wait for their releases.
-struct Active(Arc<Shared>);
-
-impl Active {
-    fn new(sh: &Arc<Shared>) -> Self {
-        sh.latches_active.send_modify(|n| *n += 1);
-        Self(sh.clone())
-    }
+/// What the recipe waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Nothing: attempt now.
+    Nothing,
+    /// The reply of a read or write.
+    Response,
+    /// The claims of a new term.
+    Sweep,
+    /// The next attempt's time (or a change of the ConfigMap while not leading).
+    Timer,
+    /// The release.
+    Release,
 }
 
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0
-            .latches_active
-            .send_modify(|n| *n = n.saturating_sub(1));
-    }
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Idle,
+    Campaigning,
+    Leaving,
+    Done,
 }
 
-/// Waits (bounded) until every latch task has ended and released its record.
-pub(crate) async fn wait_released(sh: &Shared) {
-    let mut rx = sh.latches_active.subscribe();
-    let _ = tokio::time::timeout(sh.settings.request_timeout * 3, rx.wait_for(|n| *n == 0)).await;
-}
-
-/// Joins the latch held in ConfigMap `lock_cm`.
-pub(crate) fn join(
-    sh: Arc<Shared>,
-    lock_cm: String,
-    events: mpsc::UnboundedSender<LatchEvent>,
-) -> KubernetesLatch {
-    let cancel = sh.cancel.child_token();
-    let active = Active::new(&sh);
-    let task = tokio::spawn(run(sh, lock_cm.clone(), events, cancel.clone(), active));
-    KubernetesLatch {
-        lock_cm,
-        cancel,
-        task: Mutex::new(Some(task)),
-    }
-}
-
-fn new_identity() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// The outcome of one round.
+/// What one read-and-write round found.
 enum Step {
     /// This process holds the lease with this term.
     Leading(i64),
     /// Someone else holds it (or it vanished while this process held it).
     NotLeading,
-    /// Could not tell (request failed, conflict); retry soon.
+    /// Could not tell (request failed, conflict); retry soon or after the retry period.
     Retry { soon: bool },
 }
 
-async fn run(
-    sh: Arc<Shared>,
-    lock_cm: String,
-    events: mpsc::UnboundedSender<LatchEvent>,
-    cancel: CancellationToken,
+/// One participation in a latch ConfigMap.
+pub(crate) struct Recipe {
+    lock: Arc<str>,
+    clock: Arc<dyn Clock>,
+    lease_duration: Duration,
+    renew_deadline: Duration,
+    retry_period: Duration,
+    skew_allowance: Duration,
+    identity: String,
+    obs: Option<Observation>,
+    /// (term, start of the last confirmed renewal)
+    leading: Option<(i64, u64)>,
+    /// The term being claimed before it is reported.
+    claiming: Option<i64>,
+    started: u64,
+    /// The epoch a write in flight would give this process.
+    writing: i64,
+    warned: bool,
+    life: Life,
+    wait: Wait,
+    expect: u64,
     _active: Active,
-) {
-    let deadline = sh.settings.effective_renew_deadline();
-    let retry = sh.settings.retry_period;
-    let mut identity = new_identity();
-    let mut obs: Option<Observation> = None;
-    // (term, start of the last confirmed renewal)
-    let mut leading: Option<(i64, u64)> = None;
-    let mut changes = sh.watcher.changes();
-    let mut warned = false;
-    let revoke = |leading: &mut Option<(i64, u64)>, identity: &mut String, why: &str| {
-        if let Some((epoch, _)) = leading.take() {
-            sh.revoke(&lock_cm, epoch);
-            info!(lock = %lock_cm, term = epoch, "leadership lost: {why}");
-            let _ = events.send(LatchEvent::Revoked);
-            *identity = new_identity();
+}
+
+impl std::fmt::Debug for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipe")
+            .field("lock", &self.lock)
+            .field("leading", &self.leading)
+            .field("life", &self.life)
+            .finish()
+    }
+}
+
+type Out = Vec<RecipeOutput<Request>>;
+
+fn new_identity() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Recipe {
+    pub(crate) fn new(lock: String, settings: &KubernetesSettings, active: Active) -> Self {
+        Self {
+            lock: lock.into(),
+            clock: settings.clock.clone(),
+            lease_duration: settings.lease_duration,
+            renew_deadline: settings.effective_renew_deadline(),
+            retry_period: settings.retry_period,
+            skew_allowance: settings.skew_allowance,
+            identity: new_identity(),
+            obs: None,
+            leading: None,
+            claiming: None,
+            started: 0,
+            writing: 0,
+            warned: false,
+            life: Life::Idle,
+            wait: Wait::Nothing,
+            expect: 0,
+            _active: active,
         }
-    };
-    loop {
-        if cancel.is_cancelled() {
-            break;
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_millis()
+    }
+
+    fn request(&mut self, op: Op, wait: Wait, out: &mut Out) {
+        self.expect += 1;
+        self.wait = wait;
+        out.push(RecipeOutput::Request(Request {
+            seq: self.expect,
+            op,
+        }));
+    }
+
+    /// Bookkeeping the IO does at once, in order; its reply is not awaited.
+    fn note(&mut self, op: Op, out: &mut Out) {
+        out.push(RecipeOutput::Request(Request { seq: 0, op }));
+    }
+
+    fn revoke(&mut self, why: &str, out: &mut Out) {
+        self.claiming = None;
+        if let Some((epoch, _)) = self.leading.take() {
+            let lock = self.lock.clone();
+            self.note(Op::TermOver { lock, epoch }, out);
+            info!(lock = %self.lock, term = epoch, "leadership lost: {why}");
+            out.push(RecipeOutput::Revoked);
+            self.identity = new_identity();
         }
-        if let Some((_, last)) = leading
-            && lease::must_step_down(last, sh.now(), deadline)
+    }
+
+    /// Starts a round: step down if the renewal is overdue, then read the record.
+    fn attempt(&mut self, out: &mut Out) {
+        if self.life != Life::Campaigning || self.wait != Wait::Nothing {
+            return;
+        }
+        if let Some((_, last)) = self.leading
+            && lease::must_step_down(last, self.now(), self.renew_deadline)
         {
-            revoke(
-                &mut leading,
-                &mut identity,
-                "no renewal confirmed within the renew deadline",
-            );
+            self.revoke("no renewal confirmed within the renew deadline", out);
         }
-        let started = sh.now();
-        let step = attempt(
-            &sh,
-            &lock_cm,
-            &identity,
-            leading.map(|l| l.0),
-            &mut obs,
-            started,
-            &mut warned,
-        )
-        .await;
+        self.started = self.now();
+        let lock = self.lock.clone();
+        self.request(Op::Get { lock }, Wait::Response, out);
+    }
+
+    /// Decides on the record read: write (acquire, renew) or a step outcome.
+    fn decide(
+        &mut self,
+        got: Result<Option<ConfigMap>, ApiError>,
+        cleaned: bool,
+        out: &mut Out,
+    ) -> Option<Step> {
+        let leading = self.leading.map(|l| l.0);
+        let now = self.started;
+        let current = match got {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(lock = %self.lock, error = %e, "reading the lock failed");
+                return Some(Step::Retry { soon: false });
+            }
+        };
+        let Some(mut c) = current else {
+            if leading.is_some() || cleaned {
+                return Some(Step::NotLeading);
+            }
+            let record = lease::acquired(None, &self.identity, self.lease_duration, now);
+            self.writing = record.leader_transitions;
+            let lock = self.lock.clone();
+            self.request(Op::Create { lock, record }, Wait::Response, out);
+            return None;
+        };
+        let record = match cm::leader_record(&c) {
+            Ok(r) => {
+                self.warned = false;
+                r
+            }
+            Err(reason) => {
+                // Never overwrite a record that cannot be read.
+                if !self.warned {
+                    warn!("{reason}; not contending until it is readable");
+                    self.warned = true;
+                }
+                return Some(if leading.is_some() {
+                    Step::NotLeading
+                } else {
+                    Step::Retry { soon: false }
+                });
+            }
+        };
+        let new = match record {
+            Some(r) if r.holder_identity == self.identity => {
+                if leading.is_some_and(|e| e != r.leader_transitions) {
+                    return Some(Step::NotLeading);
+                }
+                lease::renewed(&r, now)
+            }
+            Some(r) => {
+                if leading.is_some() {
+                    return Some(Step::NotLeading);
+                }
+                let o = Observation::observe(self.obs.take(), &r, now);
+                let free = lease::is_free(&r, &o, now, self.lease_duration, self.skew_allowance);
+                self.obs = Some(o);
+                if !free {
+                    return Some(Step::NotLeading);
+                }
+                lease::acquired(Some(&r), &self.identity, self.lease_duration, now)
+            }
+            None => {
+                if leading.is_some() {
+                    return Some(Step::NotLeading);
+                }
+                lease::acquired(None, &self.identity, self.lease_duration, now)
+            }
+        };
+        cm::set_leader_record(&mut c, &new);
+        self.writing = new.leader_transitions;
+        let lock = self.lock.clone();
+        self.request(
+            Op::Replace {
+                lock,
+                cm: Box::new(c),
+            },
+            Wait::Response,
+            out,
+        );
+        None
+    }
+
+    /// Applies the outcome of a round and schedules the next.
+    fn stepped(&mut self, step: Step, out: &mut Out) {
         let mut soon = false;
         match step {
-            Step::Leading(epoch) => match leading {
+            Step::Leading(epoch) => match self.leading {
                 Some((e, _)) if e == epoch => {
-                    sh.renewed(&lock_cm, epoch, started);
-                    leading = Some((epoch, started));
+                    let (lock, started) = (self.lock.clone(), self.started);
+                    self.note(
+                        Op::TermRenewed {
+                            lock,
+                            epoch,
+                            started,
+                        },
+                        out,
+                    );
+                    self.leading = Some((epoch, started));
                 }
                 _ => {
-                    if leading.is_some() {
-                        revoke(&mut leading, &mut identity, "term changed");
-                        continue;
+                    if self.leading.is_some() {
+                        self.revoke("term changed", out);
+                        return self.attempt(out);
                     }
                     // A grant that comes too late to be safe is not given.
-                    if lease::must_step_down(started, sh.now(), deadline) {
-                        continue;
+                    if lease::must_step_down(self.started, self.now(), self.renew_deadline) {
+                        return self.attempt(out);
                     }
-                    sh.grant(
-                        &lock_cm,
-                        epoch,
-                        TermInfo {
-                            identity: identity.clone(),
-                            last_renew_start_ms: started,
+                    let (lock, started) = (self.lock.clone(), self.started);
+                    self.note(
+                        Op::TermGranted {
+                            lock,
+                            epoch,
+                            identity: self.identity.clone(),
+                            started,
                         },
+                        out,
                     );
-                    leading = Some((epoch, started));
-                    info!(lock = %lock_cm, term = epoch, %identity, "leadership acquired");
-                    let token = FencingToken::new(lock_cm.as_str(), epoch);
-                    sweep_claims(&sh, &token).await;
-                    if events.send(LatchEvent::Granted(token)).is_err() {
-                        break;
-                    }
+                    self.leading = Some((epoch, started));
+                    self.claiming = Some(epoch);
+                    info!(lock = %self.lock, term = epoch, identity = %self.identity, "leadership acquired");
+                    let token = FencingToken::new(self.lock.clone(), epoch);
+                    return self.request(Op::Sweep { token }, Wait::Sweep, out);
                 }
             },
-            Step::NotLeading => revoke(&mut leading, &mut identity, "another holder"),
+            Step::NotLeading => self.revoke("another holder", out),
             Step::Retry { soon: s } => soon = s,
         }
+        self.schedule(soon, out);
+    }
+
+    /// Waits for the next round: the retry period (a few ms after a conflict), never past the
+    /// renew deadline while leading; while not leading a change of the ConfigMap ends the wait.
+    fn schedule(&mut self, soon: bool, out: &mut Out) {
         let mut wait = if soon {
             Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 20) + 1)
         } else {
-            retry
+            self.retry_period
         };
-        if let Some((_, last)) = leading {
-            let until = (last + lease::ms(deadline)).saturating_sub(sh.now());
+        if let Some((_, last)) = self.leading {
+            let until = (last + lease::ms(self.renew_deadline)).saturating_sub(self.now());
             wait = wait.min(Duration::from_millis(until));
+        } else {
+            let lock = self.lock.clone();
+            self.request(Op::WaitChange { lock }, Wait::Timer, out);
         }
-        let not_leading = leading.is_none();
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
-            _ = changed(&mut changes, &lock_cm), if not_leading => {}
-        }
+        self.wait = Wait::Timer;
+        out.push(RecipeOutput::WakeAfter(wait));
     }
-    if let Some((epoch, _)) = leading {
-        sh.revoke(&lock_cm, epoch);
-        if !sh.killed.load(Ordering::SeqCst) {
-            release(&sh, &lock_cm, &identity).await;
-        }
-    }
-}
 
-/// Completes when ConfigMap `name` changed (or changes may have been missed).
-async fn changed(rx: &mut tokio::sync::broadcast::Receiver<String>, name: &str) {
-    loop {
-        match rx.recv().await {
-            Ok(n) if n == name => return,
-            Ok(_) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                std::future::pending::<()>().await
+    fn written(&mut self, r: Result<(), ApiError>) -> Step {
+        match r {
+            Ok(()) => Step::Leading(self.writing),
+            Err(ApiError::Conflict | ApiError::AlreadyExists | ApiError::NotFound) => {
+                Step::Retry { soon: true }
             }
-        }
-    }
-}
-
-async fn attempt(
-    sh: &Shared,
-    lock_cm: &str,
-    identity: &str,
-    leading: Option<i64>,
-    obs: &mut Option<Observation>,
-    now: u64,
-    warned: &mut bool,
-) -> Step {
-    let lease_duration = sh.settings.lease_duration;
-    let current = match sh.api.get(lock_cm).await {
-        Ok(c) => c,
-        Err(e) => {
-            debug!(lock = %lock_cm, error = %e, "reading the lock failed");
-            return Step::Retry { soon: false };
-        }
-    };
-    let written = |r: Result<k8s_openapi::api::core::v1::ConfigMap, ApiError>, epoch: i64| match r {
-        Ok(c) => {
-            sh.note_rv(cm::rv_num(&c));
-            Step::Leading(epoch)
-        }
-        Err(ApiError::Conflict | ApiError::AlreadyExists | ApiError::NotFound) => {
-            Step::Retry { soon: true }
-        }
-        Err(e) => {
-            debug!(lock = %lock_cm, error = %e, "writing the lock failed");
-            Step::Retry { soon: false }
-        }
-    };
-    let Some(mut c) = current else {
-        if leading.is_some() || sh.cleaned.load(Ordering::SeqCst) || sh.is_closed() {
-            return Step::NotLeading;
-        }
-        let mut c = cm::new_cm(&sh.names, lock_cm);
-        let record = lease::acquired(None, identity, lease_duration, now);
-        cm::set_leader_record(&mut c, &record);
-        return written(sh.api.create(&c).await, record.leader_transitions);
-    };
-    sh.note_rv(cm::rv_num(&c));
-    let record = match cm::leader_record(&c) {
-        Ok(r) => {
-            *warned = false;
-            r
-        }
-        Err(reason) => {
-            // Never overwrite a record that cannot be read.
-            if !*warned {
-                warn!("{reason}; not contending until it is readable");
-                *warned = true;
-            }
-            return if leading.is_some() {
-                Step::NotLeading
-            } else {
+            Err(e) => {
+                debug!(lock = %self.lock, error = %e, "writing the lock failed");
                 Step::Retry { soon: false }
-            };
+            }
         }
-    };
-    match record {
-        Some(r) if r.holder_identity == identity => {
-            if leading.is_some_and(|e| e != r.leader_transitions) {
-                return Step::NotLeading;
-            }
-            cm::set_leader_record(&mut c, &lease::renewed(&r, now));
-            written(sh.api.replace(lock_cm, &c).await, r.leader_transitions)
+    }
+
+    /// Leaves: the term ends and the record is released if this process holds it.
+    fn leave(&mut self, out: &mut Out) {
+        if matches!(self.life, Life::Leaving | Life::Done) {
+            return;
         }
-        Some(r) => {
-            if leading.is_some() {
-                return Step::NotLeading;
-            }
-            let o = Observation::observe(obs.take(), &r, now);
-            let free = lease::is_free(&r, &o, now, lease_duration, sh.settings.skew_allowance);
-            *obs = Some(o);
-            if !free || sh.is_closed() {
-                return Step::NotLeading;
-            }
-            let new = lease::acquired(Some(&r), identity, lease_duration, now);
-            cm::set_leader_record(&mut c, &new);
-            written(sh.api.replace(lock_cm, &c).await, new.leader_transitions)
+        self.life = Life::Leaving;
+        self.claiming = None;
+        if self.wait == Wait::Response {
+            // A write in flight may still give this process the lease: release after it.
+            return;
         }
-        None => {
-            if leading.is_some() {
-                return Step::NotLeading;
+        self.release(out);
+    }
+
+    fn release(&mut self, out: &mut Out) {
+        match self.leading.take() {
+            Some((epoch, _)) => {
+                let lock = self.lock.clone();
+                self.note(Op::TermOver { lock, epoch }, out);
+                out.push(RecipeOutput::Revoked);
+                let (lock, identity) = (self.lock.clone(), self.identity.clone());
+                self.request(Op::Release { lock, identity }, Wait::Release, out);
             }
-            if sh.is_closed() {
-                return Step::NotLeading;
-            }
-            let new = lease::acquired(None, identity, lease_duration, now);
-            cm::set_leader_record(&mut c, &new);
-            written(sh.api.replace(lock_cm, &c).await, new.leader_transitions)
+            None => self.finish(out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Out) {
+        if self.life != Life::Done {
+            self.life = Life::Done;
+            self.wait = Wait::Nothing;
+            out.push(RecipeOutput::Left);
+            out.push(RecipeOutput::Done);
         }
     }
 }
 
-/// Writes the released record (empty holder) if this identity still holds the lease.
-async fn release(sh: &Shared, lock_cm: &str, identity: &str) {
-    for _ in 0..3 {
-        let Ok(Some(mut c)) = sh.api.get(lock_cm).await else {
-            return;
-        };
-        let Ok(Some(r)) = cm::leader_record(&c) else {
-            return;
-        };
-        if r.holder_identity != identity {
-            return;
-        }
-        cm::set_leader_record(&mut c, &lease::released(&r, sh.now()));
-        match sh.api.replace(lock_cm, &c).await {
-            Ok(_) => {
-                info!(lock = %lock_cm, "leadership released");
-                return;
-            }
-            Err(ApiError::Conflict) => continue,
-            Err(e) => {
-                debug!(lock = %lock_cm, error = %e, "releasing the lock failed");
-                return;
-            }
-        }
-    }
-}
+impl LatchRecipe for Recipe {
+    type Request = Request;
+    type Response = Reply;
 
-/// Claims, for a new term, every per-job ConfigMap its lock fences (all of them for the cluster
-/// latch, the job's own for a job master's latch), before the term is reported: a write that an
-/// older term prepared against any of them then fails on the changed `resourceVersion` and is
-/// re-checked. Best effort: a ConfigMap that cannot be claimed now is claimed by the first
-/// write of the term there.
-async fn sweep_claims(sh: &Shared, token: &FencingToken) {
-    let jobs: Vec<String> = match sh.names.classify(&token.lock()) {
-        CmKind::Cluster => match sh.list_all().await {
-            Ok(cms) => cms
-                .into_iter()
-                .filter_map(|c| c.metadata.name)
-                .filter(|n| matches!(sh.names.classify(n), CmKind::Job(_)))
-                .collect(),
-            Err(e) => {
-                debug!(error = %e, "listing per-job ConfigMaps to claim failed");
-                return;
+    fn handle(&mut self, input: RecipeInput<Reply>, out: &mut Out) {
+        match input {
+            RecipeInput::Join => {
+                self.life = Life::Campaigning;
+                self.attempt(out);
             }
-        },
-        CmKind::Lock => match sh.names.job_of_lock(&token.lock()) {
-            Some(job) => vec![sh.names.job_cm(&job)],
-            None => return,
-        },
-        _ => return,
-    };
-    for name in jobs {
-        let result = sh
-            .update(&name, &name, Some(token), |cur| match cur {
-                None => Ok(Plan::Keep(())),
-                Some(c) => Ok(Plan::Write {
-                    cm: Box::new(c),
-                    create: false,
-                    result: (),
-                    landed: Landed::Claimed,
-                }),
-            })
-            .await;
-        match result {
-            Ok(()) => {}
-            Err(KvError::NotLeader { .. }) => return,
-            Err(e) => debug!(cm = %name, error = %e, "claiming failed"),
+            RecipeInput::Leave => self.leave(out),
+            RecipeInput::Session(view) => {
+                if view.state == ConnectionState::Lost && self.life == Life::Campaigning {
+                    // The backend is closing: give the lease back now.
+                    self.leave(out);
+                }
+            }
+            RecipeInput::Wake => {
+                if self.wait == Wait::Timer && self.life == Life::Campaigning {
+                    self.wait = Wait::Nothing;
+                    self.attempt(out);
+                }
+            }
+            RecipeInput::Response(reply) => {
+                if reply.seq == 0 || reply.seq != self.expect {
+                    return;
+                }
+                match (self.wait, reply.response) {
+                    (_, Response::Gone) => self.finish(out),
+                    (Wait::Response, Response::Got { cm, cleaned }) => {
+                        self.wait = Wait::Nothing;
+                        if self.life == Life::Leaving {
+                            return self.release(out);
+                        }
+                        if let Some(step) = self.decide(cm, cleaned, out) {
+                            self.stepped(step, out);
+                        }
+                    }
+                    (Wait::Response, Response::Written(r)) => {
+                        self.wait = Wait::Nothing;
+                        let step = self.written(r);
+                        if self.life == Life::Leaving {
+                            if let Step::Leading(epoch) = step
+                                && self.leading.is_none()
+                            {
+                                // Acquired as it left: hold it just long enough to release.
+                                self.leading = Some((epoch, self.started));
+                                let (lock, started) = (self.lock.clone(), self.started);
+                                self.note(
+                                    Op::TermGranted {
+                                        lock,
+                                        epoch,
+                                        identity: self.identity.clone(),
+                                        started,
+                                    },
+                                    out,
+                                );
+                            }
+                            return self.release(out);
+                        }
+                        self.stepped(step, out);
+                    }
+                    (Wait::Sweep, Response::Swept) => {
+                        if let Some(epoch) = self.claiming.take()
+                            && self.leading.is_some_and(|(e, _)| e == epoch)
+                        {
+                            out.push(RecipeOutput::Granted(FencingToken::new(
+                                self.lock.clone(),
+                                epoch,
+                            )));
+                        }
+                        self.wait = Wait::Nothing;
+                        if self.life == Life::Leaving {
+                            return self.release(out);
+                        }
+                        self.schedule(false, out);
+                    }
+                    (Wait::Timer, Response::Changed) => {
+                        if self.life == Life::Campaigning && self.leading.is_none() {
+                            self.wait = Wait::Nothing;
+                            self.attempt(out);
+                        }
+                    }
+                    (Wait::Release, Response::Released) => {
+                        info!(lock = %self.lock, "leadership released");
+                        self.finish(out);
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 }

@@ -97,6 +97,7 @@ mod api;
 pub mod cm;
 pub mod codec;
 mod latch;
+mod latch_io;
 pub mod lease;
 pub mod names;
 mod session;
@@ -112,9 +113,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tenure_core::config::HaConfig;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
-use tenure_core::driver::{HaBackend, Latch, LatchEvent};
-use tenure_core::kv::{FencingToken, KvError, VersionedKv, validate_key};
-use tokio::sync::{mpsc, watch as tokio_watch};
+use tenure_core::driver::{HaBackend, SessionDriver, SessionView};
+use tenure_core::kv::{FencingToken, KvError, VersionedKv};
+use tokio::sync::watch as tokio_watch;
 use tokio_util::sync::CancellationToken;
 
 pub use names::Names;
@@ -143,6 +144,10 @@ pub(crate) struct Shared {
     pub killed: AtomicBool,
     pub cleaned: AtomicBool,
     pub latches_active: tokio_watch::Sender<usize>,
+    /// The session as the latch recipes see it (`Lost` once closing).
+    pub view: tokio_watch::Sender<SessionView>,
+    /// The session's driver, started on first use.
+    pub driver: std::sync::OnceLock<SessionDriver>,
     pub watcher: Arc<watch::Watcher>,
     pub last_rv: Arc<AtomicI64>,
 }
@@ -162,10 +167,6 @@ impl Shared {
         } else {
             Ok(())
         }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
     }
 
     /// Registers a term granted to this process.
@@ -212,6 +213,11 @@ impl Shared {
         seen.max(cm_rv).saturating_add(1)
     }
 
+    /// Tells the latch recipes the session is over (they release what they hold unless killed).
+    pub fn end_view(&self) {
+        self.view.send_modify(|v| v.state = ConnectionState::Lost);
+    }
+
     pub fn note_rv(&self, rv: i64) {
         self.last_rv.fetch_max(rv, Ordering::SeqCst);
     }
@@ -224,7 +230,7 @@ impl Drop for Shared {
 }
 
 /// Ends the background tasks when the last handle is dropped.
-struct DropGuard(CancellationToken);
+pub(crate) struct DropGuard(CancellationToken);
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
@@ -314,6 +320,8 @@ impl KubernetesBackend {
             killed: AtomicBool::new(false),
             cleaned: AtomicBool::new(false),
             latches_active: tokio_watch::channel(0).0,
+            view: tokio_watch::channel(SessionView::CONNECTED).0,
+            driver: std::sync::OnceLock::new(),
             last_rv,
         });
         session::start(&shared)
@@ -420,6 +428,7 @@ impl KubernetesBackend {
         self.shared.killed.store(true, Ordering::SeqCst);
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.cancel.cancel();
+        self.shared.end_view();
         self.shared.watcher.close_subscriptions();
         self.shared.connection.send_replace(ConnectionState::Lost);
     }
@@ -449,24 +458,29 @@ impl HaBackend for KubernetesBackend {
         SuspendedPolicy::TolerateSuspended
     }
 
-    async fn join_latch(
-        &self,
-        latch: &str,
-        events: mpsc::UnboundedSender<LatchEvent>,
-    ) -> Result<Box<dyn Latch>, KvError> {
-        validate_key(latch)?;
+    fn driver(&self) -> Result<SessionDriver, KvError> {
         self.shared.check_open()?;
-        let lock_cm = self.shared.names.latch_cm(latch)?;
-        Ok(Box::new(latch::join(self.shared.clone(), lock_cm, events)))
+        Ok(self
+            .shared
+            .driver
+            .get_or_init(|| {
+                SessionDriver::spawn(latch_io::Io {
+                    shared: Arc::downgrade(&self.shared),
+                    guard: Arc::downgrade(&self._guard),
+                    view: self.shared.view.subscribe(),
+                })
+            })
+            .clone())
     }
 
     async fn close(&self) -> Result<(), KvError> {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        // Latches release their records when cancelled; wait for them briefly.
+        // Latches release their records when the session ends; wait for them briefly.
+        self.shared.end_view();
+        latch_io::wait_released(&self.shared).await;
         self.shared.cancel.cancel();
-        latch::wait_released(&self.shared).await;
         let result = session::end(&self.shared).await;
         self.shared.watcher.close_subscriptions();
         self.shared.connection.send_replace(ConnectionState::Lost);

@@ -1,5 +1,5 @@
-//! The leader latch: Curator's `LeaderLatch` recipe, so tenure and Flink contenders on one latch
-//! agree who leads.
+//! The leader latch: Curator's `LeaderLatch` recipe as a state machine free of IO, so tenure
+//! and Flink contenders on one latch agree who leads.
 //!
 //! - Each participant creates an EPHEMERAL_SEQUENTIAL znode `<latch dir>/_c_<uuid>-latch-<seq>`
 //!   (Curator's protected mode: the `_c_<uuid>-` prefix finds the node again when the reply of
@@ -14,91 +14,82 @@
 //!   `reset()`); under [`SuspendedPolicy::TolerateSuspended`] leadership is kept until the session
 //!   is lost. Session lost: revoked; the node died with the session and a new one is created in
 //!   the backend's new session.
+//! - Leaving deletes the node (Curator's guaranteed delete: if the connection is down, once it
+//!   is back in the same session; nothing to do once that session is gone).
 //! - The fencing token is `(<latch node path>, <sequence>)`; fenced writes check that node.
+//!
+//! [`Recipe`] decides, [`crate::latch_io::Io`] performs its [`Request`]s; the session driver
+//! of `tenure-core` runs every latch of the session on one task.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::FutureExt;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
-use tenure_core::driver::{Latch, LatchEvent};
+use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 use tenure_core::kv::{FencingToken, KvError};
 use tenure_core::latch::{sequence as latch_sequence, sorted_participants};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 use zookeeper_client as zk;
 
 use crate::error::is_transient;
 use crate::paths::{child_path, latch_node_prefix, protected_prefix};
-use crate::session::{Shared, Status, backoff};
+use crate::session::backoff;
 
-/// A participation in a latch, returned by `join_latch`. Dropping it leaves the latch in the
-/// background.
+/// A request of the recipe, performed in session `generation` (a request for an older session
+/// fails with `SessionExpired` without reaching the server).
 #[derive(Debug)]
-pub(crate) struct ZkLatch {
-    commands: mpsc::UnboundedSender<oneshot::Sender<Result<(), KvError>>>,
-    stop: CancellationToken,
+pub(crate) struct Request {
+    /// The session the request belongs to.
+    pub generation: u64,
+    /// Tells this request's reply from the replies of earlier ones.
+    pub seq: u64,
+    /// What to do.
+    pub op: Op,
 }
 
-impl Drop for ZkLatch {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// The reply to a [`Request`].
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The request's `seq`.
+    pub seq: u64,
+    /// What happened.
+    pub response: Response,
 }
 
-#[async_trait]
-impl Latch for ZkLatch {
-    async fn close(&self) -> Result<(), KvError> {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(tx).is_err() {
-            return Ok(());
-        }
-        rx.await.unwrap_or(Ok(()))
-    }
+/// The operations of the recipe.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Create the EPHEMERAL_SEQUENTIAL node `<prefix><seq>`, creating the latch directory (and
+    /// its parent) if missing.
+    Create { dir: String, prefix: String },
+    /// The children of `dir` whose names start with `prefix` (a protection prefix).
+    Find { dir: String, prefix: String },
+    /// The children of `dir`.
+    List { dir: String },
+    /// Resolve once `path` changes (or at once if it does not exist).
+    Watch { path: String },
+    /// Delete `path` (missing is fine).
+    Delete { path: String },
+    /// Delete the children of `dir` whose names start with `prefix` (missing is fine).
+    DeleteProtected { dir: String, prefix: String },
 }
 
-/// Joins the latch whose directory znode is `dir`.
-pub(crate) fn join(
-    shared: &Arc<Shared>,
-    dir: String,
-    events: mpsc::UnboundedSender<LatchEvent>,
-) -> Result<ZkLatch, KvError> {
-    // Fail at once when the session is closed, so the election reports it.
-    shared.client()?;
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let stop = CancellationToken::new();
-    let status = shared.subscribe_status();
-    let task = LatchTask {
-        shared: Arc::downgrade(shared),
-        policy: shared.settings.suspended_policy,
-        dir: dir.clone(),
-        node: None,
-        pending: None,
-        leader: false,
-        need_reset: false,
-        seen: *status.borrow(),
-        events,
-        failures: 0,
-    };
-    let span = info_span!("latch", dir = %dir);
-    tokio::spawn(
-        task.run(cmd_rx, status, stop.clone(), shared.closed.clone())
-            .instrument(span),
-    );
-    Ok(ZkLatch {
-        commands: cmd_tx,
-        stop,
-    })
+/// The response to a [`Request`].
+#[derive(Debug)]
+pub(crate) enum Response {
+    /// The created node's name.
+    Created(Result<String, zk::Error>),
+    /// The names found, or the children listed (no directory: empty).
+    Names(Result<Vec<String>, zk::Error>),
+    /// The watched node changed or was missing, or the watch failed: look again.
+    Watched,
+    /// Deleted (or already missing).
+    Deleted(Result<(), zk::Error>),
 }
 
 #[derive(Clone, Debug)]
 struct Node {
-    path: String,
-    name: String,
+    name: Box<str>,
     seq: i64,
     generation: u64,
 }
@@ -110,544 +101,463 @@ struct Pending {
     generation: u64,
 }
 
-struct LatchTask {
-    shared: Weak<Shared>,
+/// What the recipe waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Nothing: step when connected.
+    Nothing,
+    /// A request's response.
+    Response,
+    /// A pause after a failure.
+    Pause,
+    /// A watch to fire (leaving or a reset may go ahead meanwhile).
+    Watching,
+}
+
+/// The kind of the request asked last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    Create,
+    Find,
+    List,
+    Watch,
+    Delete,
+    DeleteProtected,
+}
+
+/// Where the recipe is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Idle,
+    Campaigning,
+    /// Leaving; `reported` once `Left` was output.
+    Leaving {
+        reported: bool,
+    },
+}
+
+/// One participation in a latch.
+#[derive(Debug)]
+pub(crate) struct Recipe {
+    dir: Box<str>,
     policy: SuspendedPolicy,
-    dir: String,
+    retry_wait: Duration,
+    leave_wait: Duration,
+    session: SessionView,
+    life: Life,
     node: Option<Node>,
     pending: Option<Pending>,
     leader: bool,
     need_reset: bool,
-    seen: Status,
-    events: mpsc::UnboundedSender<LatchEvent>,
+    wait: Wait,
+    /// The `seq` of the request whose reply is awaited; other replies are stale.
+    expect: u64,
+    /// What that request was.
+    asked: Asked,
     failures: u32,
 }
 
-/// What one step of the recipe leaves to wait for.
-enum Wait {
-    /// Step again right away.
-    Again,
-    /// Step again when this watch fires.
-    Watch(zk::OneshotWatcher),
-    /// Step again after a pause (a transient failure).
-    Pause(Duration),
-}
+type Out = Vec<RecipeOutput<Request>>;
 
-enum Wake {
-    Stop,
-    Closed,
-    Close(oneshot::Sender<Result<(), KvError>>),
-    Status,
-    Stepped(Result<Wait, String>),
-    Ready,
-}
-
-async fn fired(w: zk::OneshotWatcher) {
-    // The client panics if it drops a watch without an event; that, too, means "look again".
-    let _ = AssertUnwindSafe(w.changed()).catch_unwind().await;
-}
-
-impl LatchTask {
-    async fn run(
-        mut self,
-        mut commands: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), KvError>>>,
-        mut status: watch::Receiver<Status>,
-        stop: CancellationToken,
-        closed: CancellationToken,
-    ) {
-        let mut wait = Wait::Again;
-        loop {
-            let st = *status.borrow_and_update();
-            self.on_status(st);
-            let connected = st.state == ConnectionState::Connected;
-            // Wait for whatever the last step asked for (or only for a status change while not
-            // connected).
-            // The wait (possibly a watch on our own node) stays alive until this round is over:
-            // leaving the latch deletes the node while the watch is still set, so the client
-            // sends no RemoveWatches request ahead of the delete.
-            let current = std::mem::replace(&mut wait, Wait::Again);
-            let mut waiting = Box::pin(async move {
-                match current {
-                    _ if !connected => std::future::pending::<()>().await,
-                    Wait::Again => {}
-                    Wait::Watch(w) => fired(w).await,
-                    Wait::Pause(d) => tokio::time::sleep(d).await,
-                }
-            });
-            let wake = tokio::select! {
-                biased;
-                _ = stop.cancelled() => Wake::Stop,
-                _ = closed.cancelled() => Wake::Closed,
-                cmd = commands.recv() => cmd.map_or(Wake::Stop, Wake::Close),
-                changed = status.changed() => if changed.is_ok() { Wake::Status } else { Wake::Closed },
-                _ = &mut waiting => Wake::Ready,
-            };
-            let wake = match wake {
-                Wake::Ready => {
-                    tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => Wake::Stop,
-                        _ = closed.cancelled() => Wake::Closed,
-                        cmd = commands.recv() => cmd.map_or(Wake::Stop, Wake::Close),
-                        changed = status.changed() => if changed.is_ok() { Wake::Status } else { Wake::Closed },
-                        r = self.step(st) => Wake::Stepped(r),
-                    }
-                }
-                other => other,
-            };
-            match wake {
-                Wake::Stop => {
-                    self.leave().await;
-                    drop(waiting);
-                    return;
-                }
-                Wake::Closed => {
-                    self.revoke();
-                    return;
-                }
-                Wake::Close(reply) => {
-                    self.leave().await;
-                    drop(waiting);
-                    let _ = reply.send(Ok(()));
-                    return;
-                }
-                Wake::Status | Wake::Ready => {}
-                Wake::Stepped(Ok(w)) => {
-                    self.failures = 0;
-                    wait = w;
-                }
-                Wake::Stepped(Err(reason)) => {
-                    warn!(%reason, "leader latch failed");
-                    self.revoke();
-                    let _ = self.events.send(LatchEvent::Failed(reason));
-                    // Keep the node out of the line: a failed latch must not block others.
-                    self.leave().await;
-                    return;
-                }
-            }
+impl Recipe {
+    /// A participation in the latch directory `dir` (an absolute znode path).
+    pub(crate) fn new(
+        dir: String,
+        policy: SuspendedPolicy,
+        retry_wait: Duration,
+        leave_wait: Duration,
+    ) -> Self {
+        Self {
+            dir: dir.into(),
+            policy,
+            retry_wait,
+            leave_wait,
+            session: SessionView {
+                state: ConnectionState::Suspended,
+                generation: 0,
+                suspensions: 0,
+            },
+            life: Life::Idle,
+            node: None,
+            pending: None,
+            leader: false,
+            need_reset: false,
+            wait: Wait::Nothing,
+            expect: 0,
+            asked: Asked::Watch,
+            failures: 0,
         }
     }
 
-    fn revoke(&mut self) {
+    fn connected(&self) -> bool {
+        self.session.state == ConnectionState::Connected
+    }
+
+    fn request(&mut self, op: Op, out: &mut Out) {
+        self.wait = Wait::Response;
+        self.asked = match &op {
+            Op::Create { .. } => Asked::Create,
+            Op::Find { .. } => Asked::Find,
+            Op::List { .. } => Asked::List,
+            Op::Watch { .. } => Asked::Watch,
+            Op::Delete { .. } => Asked::Delete,
+            Op::DeleteProtected { .. } => Asked::DeleteProtected,
+        };
+        self.expect += 1;
+        out.push(RecipeOutput::Request(Request {
+            generation: self.session.generation,
+            seq: self.expect,
+            op,
+        }));
+    }
+
+    fn node_path(&self, node: &Node) -> String {
+        child_path(&self.dir, &node.name)
+    }
+
+    fn revoke(&mut self, out: &mut Out) {
         if self.leader {
             self.leader = false;
-            info!("leadership revoked");
-            let _ = self.events.send(LatchEvent::Revoked);
+            info!(dir = %self.dir, "leadership revoked");
+            out.push(RecipeOutput::Revoked);
         }
     }
 
-    /// Bookkeeping for a session status change (revocations happen here, at once).
-    fn on_status(&mut self, st: Status) {
-        if st.suspensions != self.seen.suspensions
+    /// Bookkeeping for a session change (revocations happen here, at once).
+    fn on_session(&mut self, view: SessionView, out: &mut Out) {
+        if view.suspensions != self.session.suspensions
             && self.policy == SuspendedPolicy::RevokeOnSuspended
+            && self.session.generation != 0
         {
-            self.revoke();
+            self.revoke(out);
             // Curator's LeaderLatch resets (new node) on RECONNECTED under this policy.
             self.need_reset = true;
         }
-        if st.state == ConnectionState::Lost || st.generation != self.seen.generation {
-            self.revoke();
+        if view.state == ConnectionState::Lost || view.generation != self.session.generation {
+            self.revoke(out);
             // The node died with its session.
             self.node = None;
             self.pending = None;
             self.need_reset = false;
+            // Replies of the old session are stale; what is in flight fails by itself.
+            self.wait = Wait::Nothing;
+            self.expect += 1;
         }
-        self.seen = st;
+        self.session = view;
     }
 
-    /// One step of the recipe (connected): reset if asked, make sure our node exists, check the
-    /// line and return what to watch.
-    async fn step(&mut self, st: Status) -> Result<Wait, String> {
-        let Some(shared) = self.shared.upgrade() else {
-            return Ok(Wait::Pause(Duration::from_secs(3600)));
-        };
-        let Ok((client, generation)) = shared.client_gen() else {
-            return Ok(Wait::Pause(Duration::from_secs(3600)));
-        };
-        let acls = shared.acls();
-        let retry_wait = shared.settings.retry_wait;
-        drop(shared);
-        if generation != st.generation {
-            // The status will catch up; step again then.
-            return Ok(Wait::Pause(Duration::from_millis(50)));
+    /// Takes the next step if nothing is in flight.
+    fn step(&mut self, out: &mut Out) {
+        if self.wait != Wait::Nothing || !self.connected() {
+            return;
         }
-        match self.step_with(&client, generation, acls).await {
-            Ok(w) => Ok(w),
-            Err(e) if is_transient(&e) => {
-                self.failures = self.failures.saturating_add(1);
-                debug!(error = %e, "latch step interrupted; retrying");
-                Ok(Wait::Pause(
-                    backoff(retry_wait.min(Duration::from_millis(200)), self.failures)
-                        .min(Duration::from_secs(5)),
-                ))
-            }
-            Err(
-                e @ (zk::Error::NoAuth
-                | zk::Error::InvalidAcl
-                | zk::Error::NoChildrenForEphemerals
-                | zk::Error::BadArguments(_)
-                | zk::Error::AuthFailed),
-            ) => Err(format!("latch {}: {e}", self.dir)),
-            Err(e) => {
-                self.failures = self.failures.saturating_add(1);
-                warn!(error = %e, "latch step failed; retrying");
-                Ok(Wait::Pause(backoff(retry_wait, self.failures)))
-            }
+        match self.life {
+            Life::Idle => {}
+            Life::Leaving { .. } => self.leave_step(out),
+            Life::Campaigning => self.campaign_step(out),
         }
     }
 
-    async fn step_with(
-        &mut self,
-        client: &zk::Client,
-        generation: u64,
-        acls: zk::Acls<'static>,
-    ) -> Result<Wait, zk::Error> {
+    fn campaign_step(&mut self, out: &mut Out) {
+        let generation = self.session.generation;
         if self.need_reset {
-            if let Some(node) = self.node.take() {
-                info!(node = %node.path, "re-joining the latch after a suspended connection");
-                match client.delete(&node.path, None).await {
-                    Ok(()) | Err(zk::Error::NoNode) => {}
-                    Err(e) => {
-                        self.node = Some(node);
-                        return Err(e);
-                    }
-                }
+            if let Some(node) = &self.node {
+                info!(node = %self.node_path(node), "re-joining the latch after a suspended connection");
+                let path = self.node_path(node);
+                return self.request(Op::Delete { path }, out);
             }
-            self.delete_pending(client).await?;
+            if let Some(p) = self.pending {
+                let dir = self.dir.to_string();
+                let prefix = protected_prefix(&p.protection);
+                return self.request(Op::DeleteProtected { dir, prefix }, out);
+            }
             self.need_reset = false;
         }
+        if self.node.is_none()
+            && let Some(p) = self.pending
+        {
+            if p.generation != generation {
+                self.pending = None;
+            } else {
+                let dir = self.dir.to_string();
+                let prefix = protected_prefix(&p.protection);
+                return self.request(Op::Find { dir, prefix }, out);
+            }
+        }
         if self.node.is_none() {
-            self.adopt_pending(client, generation).await?;
-        }
-        if self.node.is_none() {
-            self.create_node(client, generation, acls).await?;
-        }
-        let Some(node) = self.node.clone() else {
-            return Ok(Wait::Again);
-        };
-        let children = match client.list_children(&self.dir).await {
-            Ok(c) => c,
-            Err(zk::Error::NoNode) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let line = sorted_participants(&children);
-        match line.iter().position(|(_, name)| *name == node.name) {
-            None => {
-                // Our node is gone (deleted by someone): we do not lead; join again.
-                warn!(node = %node.path, "the latch node disappeared; joining again");
-                self.revoke();
-                self.node = None;
-                Ok(Wait::Again)
-            }
-            Some(0) => {
-                if !self.leader {
-                    self.leader = true;
-                    info!(node = %node.path, "leadership granted");
-                    let token = FencingToken::new(node.path.as_str(), node.seq);
-                    let _ = self.events.send(LatchEvent::Granted(token));
-                }
-                match client.check_and_watch_stat(&node.path).await? {
-                    (Some(_), w) => Ok(Wait::Watch(w)),
-                    (None, _) => Ok(Wait::Again),
-                }
-            }
-            Some(i) => {
-                self.revoke();
-                let predecessor = child_path(&self.dir, line[i - 1].1);
-                debug!(%predecessor, "waiting for the predecessor");
-                match client.check_and_watch_stat(&predecessor).await? {
-                    (Some(_), w) => Ok(Wait::Watch(w)),
-                    (None, _) => Ok(Wait::Again),
-                }
-            }
-        }
-    }
-
-    async fn create_node(
-        &mut self,
-        client: &zk::Client,
-        generation: u64,
-        acls: zk::Acls<'static>,
-    ) -> Result<(), zk::Error> {
-        let protection = Uuid::new_v4();
-        let prefix = latch_node_prefix(&self.dir, &protection);
-        let opts = zk::CreateMode::EphemeralSequential.with_acls(acls);
-        let parents = zk::CreateMode::Persistent.with_acls(acls);
-        let mut tried_multi = false;
-        for _ in 0..3 {
+            let protection = Uuid::new_v4();
             self.pending = Some(Pending {
                 protection,
                 generation,
             });
-            match client.create(&prefix, &[], &opts).await {
-                Ok((_, seq)) => {
-                    let path = format!("{prefix}{seq}");
-                    let name = path.rsplit('/').next().unwrap_or_default().to_owned();
-                    self.take_node(name, seq.into_i64(), generation, "joined the latch");
-                    self.pending = None;
-                    return Ok(());
-                }
-                Err(zk::Error::NoNode) => {
-                    self.pending = None;
-                    // A new latch (a job's own election) usually lacks its directory and that
-                    // directory's parent: create both and the node in one multi (one write
-                    // instead of three). If that guess is wrong, make the directories.
-                    if !tried_multi {
-                        tried_multi = true;
-                        self.pending = Some(Pending {
-                            protection,
-                            generation,
-                        });
-                        match self
-                            .create_with_dirs(client, &prefix, &opts, &parents)
-                            .await
-                        {
-                            Ok(Some(name)) => {
-                                self.pending = None;
-                                return self.adopt_created(name, generation);
-                            }
-                            Ok(None) => self.pending = None,
-                            // With the reply lost, the node may exist: `pending` finds it.
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    match client.mkdir(&self.dir, &parents).await {
-                        Ok(()) | Err(zk::Error::NodeExists) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                // With the reply lost, the node may exist: `pending` finds it next step.
-                Err(e) => return Err(e),
+            let prefix = latch_node_prefix(&self.dir, &protection);
+            let dir = self.dir.to_string();
+            return self.request(Op::Create { dir, prefix }, out);
+        }
+        let dir = self.dir.to_string();
+        self.request(Op::List { dir }, out);
+    }
+
+    /// One step of leaving: delete the node, then what an interrupted create may have left.
+    fn leave_step(&mut self, out: &mut Out) {
+        let generation = self.session.generation;
+        if let Some(node) = self.node.clone() {
+            if node.generation == generation {
+                let path = self.node_path(&node);
+                return self.request(Op::Delete { path }, out);
             }
+            self.node = None;
         }
-        Err(zk::Error::NoNode)
+        if let Some(p) = self.pending {
+            if p.generation == generation {
+                let dir = self.dir.to_string();
+                let prefix = protected_prefix(&p.protection);
+                return self.request(Op::DeleteProtected { dir, prefix }, out);
+            }
+            self.pending = None;
+        }
+        self.finish_leaving(out);
     }
 
-    /// Creates the latch directory's parent, the directory and the node in one multi; the
-    /// node's name, or `None` if a directory exists already or a deeper one is missing.
-    async fn create_with_dirs(
-        &self,
-        client: &zk::Client,
-        prefix: &str,
-        node: &zk::CreateOptions<'_>,
-        dirs: &zk::CreateOptions<'_>,
-    ) -> Result<Option<String>, zk::Error> {
-        let Some(parent) = crate::paths::parent_path(&self.dir).filter(|p| *p != "/") else {
-            return Ok(None);
-        };
-        let mut w = client.new_multi_writer();
-        w.add_create(parent, &[], dirs)?;
-        w.add_create(&self.dir, &[], dirs)?;
-        w.add_create(prefix, &[], node)?;
-        match w.commit().await {
-            Ok(results) => match results.into_iter().last() {
-                Some(zk::MultiWriteResult::Create { path, .. }) => {
-                    Ok(path.rsplit('/').next().map(str::to_owned))
+    fn finish_leaving(&mut self, out: &mut Out) {
+        if let Life::Leaving { reported: false } = self.life {
+            debug!(dir = %self.dir, "left the latch");
+            out.push(RecipeOutput::Left);
+        }
+        self.life = Life::Leaving { reported: true };
+        out.push(RecipeOutput::Done);
+    }
+
+    /// A failure of a request: retried after a pause, or the end of the latch.
+    fn failed(&mut self, e: zk::Error, out: &mut Out) {
+        if matches!(
+            e,
+            zk::Error::NoAuth
+                | zk::Error::InvalidAcl
+                | zk::Error::NoChildrenForEphemerals
+                | zk::Error::BadArguments(_)
+                | zk::Error::AuthFailed
+        ) && self.life == Life::Campaigning
+        {
+            let reason = format!("latch {}: {e}", self.dir);
+            warn!(%reason, "leader latch failed");
+            self.revoke(out);
+            let err = match e {
+                zk::Error::NoAuth | zk::Error::InvalidAcl | zk::Error::AuthFailed => {
+                    KvError::Unauthorized {
+                        key: self.dir.to_string(),
+                        reason,
+                    }
                 }
-                _ => Err(zk::Error::UnexpectedError(
-                    "a multi create returned no created node".into(),
-                )),
-            },
-            Err(zk::MultiWriteError::OperationFailed { .. }) => Ok(None),
-            Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+                _ => KvError::Backend(reason),
+            };
+            out.push(RecipeOutput::Failed(err));
+            // Keep the node out of the line: a failed latch must not block others.
+            self.life = Life::Leaving { reported: true };
+            self.wait = Wait::Nothing;
+            return self.step(out);
         }
+        self.failures = self.failures.saturating_add(1);
+        let pause = if is_transient(&e) {
+            debug!(dir = %self.dir, error = %e, "latch step interrupted; retrying");
+            backoff(
+                self.retry_wait.min(Duration::from_millis(200)),
+                self.failures,
+            )
+            .min(Duration::from_secs(5))
+        } else {
+            warn!(dir = %self.dir, error = %e, "latch step failed; retrying");
+            backoff(self.retry_wait, self.failures)
+        };
+        self.wait = Wait::Pause;
+        out.push(RecipeOutput::WakeAfter(pause));
     }
 
-    /// Takes the node `name` created in this latch's directory as ours.
-    fn adopt_created(&mut self, name: String, generation: u64) -> Result<(), zk::Error> {
-        let seq = latch_sequence(&name).ok_or_else(|| {
+    fn take_node(&mut self, name: &str, how: &str) -> Result<(), zk::Error> {
+        let seq = latch_sequence(name).ok_or_else(|| {
             zk::Error::UnexpectedError(format!(
-                "created latch node {} has no sequence",
-                child_path(&self.dir, &name)
+                "latch node {} has no sequence",
+                child_path(&self.dir, name)
             ))
         })?;
-        self.take_node(
-            name,
-            seq,
-            generation,
-            "joined the latch (directories created with the node)",
-        );
-        Ok(())
-    }
-
-    /// Takes the node `name` (sequence `seq`) in this latch's directory as ours.
-    fn take_node(&mut self, name: String, seq: i64, generation: u64, how: &str) {
-        let path = child_path(&self.dir, &name);
-        debug!(node = %path, "{how}");
+        debug!(node = %child_path(&self.dir, name), "{how}");
         self.node = Some(Node {
-            path,
-            name,
+            name: name.into(),
             seq,
-            generation,
+            generation: self.session.generation,
         });
-    }
-
-    /// Our nodes from an interrupted create (found by the protection prefix).
-    async fn pending_nodes(&self, client: &zk::Client) -> Result<Vec<String>, zk::Error> {
-        let Some(p) = self.pending else {
-            return Ok(Vec::new());
-        };
-        let prefix = protected_prefix(&p.protection);
-        match client.list_children(&self.dir).await {
-            Ok(children) => Ok(children
-                .into_iter()
-                .filter(|c| c.starts_with(&prefix))
-                .collect()),
-            Err(zk::Error::NoNode) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn adopt_pending(
-        &mut self,
-        client: &zk::Client,
-        generation: u64,
-    ) -> Result<(), zk::Error> {
-        let Some(p) = self.pending else { return Ok(()) };
-        if p.generation != generation {
-            self.pending = None;
-            return Ok(());
-        }
-        let found = self.pending_nodes(client).await?;
-        self.pending = None;
-        if let Some(name) = found.into_iter().next()
-            && let Some(seq) = latch_sequence(&name)
-        {
-            self.take_node(
-                name,
-                seq,
-                generation,
-                "found the latch node of an interrupted create",
-            );
-        }
-        Ok(())
-    }
-
-    async fn delete_pending(&mut self, client: &zk::Client) -> Result<(), zk::Error> {
-        for name in self.pending_nodes(client).await? {
-            match client.delete(&child_path(&self.dir, &name), None).await {
-                Ok(()) | Err(zk::Error::NoNode) => {}
-                Err(e) => return Err(e),
-            }
-        }
         self.pending = None;
         Ok(())
     }
 
-    /// Leaves the latch: deletes our node (in the background if the connection is down, as
-    /// Curator's guaranteed delete does) so the next participant is granted.
-    async fn leave(&mut self) {
-        self.leader = false;
-        let Some(shared) = self.shared.upgrade() else {
+    fn response(&mut self, reply: Reply, out: &mut Out) {
+        if reply.seq != self.expect {
+            // Stale: a watch or request that was overtaken (a reset, a new session, leaving).
             return;
-        };
-        let Ok((client, generation)) = shared.client_gen() else {
-            return;
-        };
-        let timeout = shared.settings.connection_timeout;
-        let status = shared.subscribe_status();
-        drop(shared);
-        let connected = {
-            let s = *status.borrow();
-            s.state == ConnectionState::Connected && s.generation == generation
-        };
-        let mut doomed: Vec<Target> = Vec::new();
-        if let Some(node) = self.node.take()
-            && node.generation == generation
-        {
-            doomed.push(Target::Path(node.path));
         }
-        if let Some(p) = self.pending.take()
-            && p.generation == generation
-        {
-            doomed.push(Target::Protected {
-                dir: self.dir.clone(),
-                prefix: protected_prefix(&p.protection),
-            });
-        }
-        for target in doomed {
-            if connected
-                && let Ok(Ok(())) = tokio::time::timeout(timeout, target.delete(&client)).await
-            {
-                debug!(?target, "left the latch");
-                continue;
+        let r = reply.response;
+        if let Response::Watched = r {
+            // A watch's reply only means "look again" (also when it failed).
+            if self.wait == Wait::Watching {
+                self.wait = Wait::Nothing;
+                self.step(out);
             }
-            debug!(?target, "deleting the latch node later");
-            tokio::spawn(delete_later(
-                self.shared.clone(),
-                status.clone(),
-                target,
-                generation,
-            ));
+            return;
+        }
+        if self.wait != Wait::Response {
+            return;
+        }
+        self.wait = Wait::Nothing;
+        match self.outcome(r, out) {
+            Ok(()) => {
+                self.failures = 0;
+                self.step(out);
+            }
+            Err(e) => self.failed(e, out),
         }
     }
-}
 
-/// A latch node to delete: by path, or by the protection prefix of a create whose reply was
-/// not seen.
-#[derive(Debug)]
-enum Target {
-    Path(String),
-    Protected { dir: String, prefix: String },
-}
-
-impl Target {
-    async fn delete(&self, client: &zk::Client) -> Result<(), zk::Error> {
-        let paths = match self {
-            Target::Path(p) => vec![p.clone()],
-            Target::Protected { dir, prefix } => match client.list_children(dir).await {
-                Ok(children) => children
-                    .iter()
-                    .filter(|c| c.starts_with(prefix.as_str()))
-                    .map(|c| child_path(dir, c))
-                    .collect(),
-                Err(zk::Error::NoNode) => Vec::new(),
-                Err(e) => return Err(e),
-            },
-        };
-        for p in paths {
-            match client.delete(&p, None).await {
-                Ok(()) | Err(zk::Error::NoNode) => {}
-                Err(e) => return Err(e),
+    /// Applies the reply to the request asked last.
+    fn outcome(&mut self, r: Response, out: &mut Out) -> Result<(), zk::Error> {
+        match (self.asked, r) {
+            (Asked::Create, Response::Created(Ok(name))) => {
+                self.take_node(&name, "joined the latch")
             }
-        }
-        Ok(())
-    }
-}
-
-/// Deletes `target` once session `generation` is connected again; nothing to do once that
-/// session is gone (its ephemeral node went with it).
-async fn delete_later(
-    shared: Weak<Shared>,
-    mut status: watch::Receiver<Status>,
-    target: Target,
-    generation: u64,
-) {
-    loop {
-        let s = *status.borrow_and_update();
-        if s.generation != generation || s.state == ConnectionState::Lost {
-            return;
-        }
-        if s.state == ConnectionState::Connected {
-            let Some(sh) = shared.upgrade() else { return };
-            let Ok((client, g)) = sh.client_gen() else {
-                return;
-            };
-            drop(sh);
-            if g != generation {
-                return;
-            }
-            match target.delete(&client).await {
-                Ok(()) => return,
-                Err(e) if is_transient(&e) => {}
-                Err(e) => {
-                    warn!(?target, error = %e, "could not delete the latch node");
-                    return;
+            (Asked::Find, Response::Names(Ok(names))) => {
+                // The protected nodes of an interrupted create.
+                self.pending = None;
+                match names.first() {
+                    Some(name) => {
+                        self.take_node(name, "found the latch node of an interrupted create")
+                    }
+                    None => Ok(()),
                 }
             }
+            (Asked::List, Response::Names(Ok(children))) => {
+                if self.life == Life::Campaigning {
+                    self.check_line(&children, out);
+                }
+                Ok(())
+            }
+            (Asked::Delete, Response::Deleted(Ok(()))) => {
+                self.node = None;
+                Ok(())
+            }
+            (Asked::DeleteProtected, Response::Deleted(Ok(()))) => {
+                self.pending = None;
+                Ok(())
+            }
+            (
+                _,
+                Response::Created(Err(e)) | Response::Names(Err(e)) | Response::Deleted(Err(e)),
+            ) => Err(e),
+            (asked, r) => Err(zk::Error::UnexpectedError(format!(
+                "latch {}: reply {r:?} to a {asked:?} request",
+                self.dir
+            ))),
         }
-        if status.changed().await.is_err() {
+    }
+
+    /// Our place in the line: lead and watch our node, or watch the predecessor.
+    fn check_line(&mut self, children: &[String], out: &mut Out) {
+        let Some(node) = self.node.clone() else {
             return;
+        };
+        let line = sorted_participants(children);
+        match line.iter().position(|(_, name)| *name == &*node.name) {
+            None => {
+                // Our node is gone (deleted by someone): we do not lead; join again.
+                warn!(node = %self.node_path(&node), "the latch node disappeared; joining again");
+                self.revoke(out);
+                self.node = None;
+            }
+            Some(0) => {
+                let path = self.node_path(&node);
+                if !self.leader {
+                    self.leader = true;
+                    info!(node = %path, "leadership granted");
+                    out.push(RecipeOutput::Granted(FencingToken::new(
+                        path.as_str(),
+                        node.seq,
+                    )));
+                }
+                self.watch(path, out);
+            }
+            Some(i) => {
+                self.revoke(out);
+                let predecessor = child_path(&self.dir, line[i - 1].1);
+                debug!(%predecessor, "waiting for the predecessor");
+                self.watch(predecessor, out);
+            }
+        }
+    }
+
+    /// Watches `path`; the next step comes with the watch's response.
+    fn watch(&mut self, path: String, out: &mut Out) {
+        self.request(Op::Watch { path }, out);
+        self.wait = Wait::Watching;
+    }
+}
+
+impl LatchRecipe for Recipe {
+    type Request = Request;
+    type Response = Reply;
+
+    fn handle(&mut self, input: RecipeInput<Reply>, out: &mut Out) {
+        match input {
+            RecipeInput::Join => {
+                self.life = Life::Campaigning;
+                self.step(out);
+            }
+            RecipeInput::Leave => {
+                self.revoke(out);
+                self.life = Life::Leaving { reported: false };
+                if self.wait == Wait::Watching || self.wait == Wait::Pause {
+                    self.wait = Wait::Nothing;
+                    self.expect += 1;
+                }
+                if self.connected() {
+                    // Bounded: past this, contenders go on and the delete goes on behind.
+                    out.push(RecipeOutput::WakeAfter(self.leave_wait));
+                    self.step(out);
+                } else {
+                    // The node is deleted once connected again in this session.
+                    out.push(RecipeOutput::Left);
+                    self.life = Life::Leaving { reported: true };
+                }
+            }
+            RecipeInput::Session(view) => {
+                self.on_session(view, out);
+                if let Life::Leaving { .. } = self.life
+                    && (view.state == ConnectionState::Lost
+                        || (self.node.is_none() && self.pending.is_none()))
+                {
+                    // Nothing of this participation is left with the session gone.
+                    self.node = None;
+                    self.pending = None;
+                    self.wait = Wait::Nothing;
+                    return self.finish_leaving(out);
+                }
+                if self.wait == Wait::Watching {
+                    // A watch may miss what happened while disconnected: look again.
+                    self.wait = Wait::Nothing;
+                    self.expect += 1;
+                }
+                self.step(out);
+            }
+            RecipeInput::Response(r) => self.response(r, out),
+            RecipeInput::Wake => match self.life {
+                Life::Leaving { reported: false } => {
+                    out.push(RecipeOutput::Left);
+                    self.life = Life::Leaving { reported: true };
+                }
+                _ => {
+                    if self.wait == Wait::Pause {
+                        self.wait = Wait::Nothing;
+                        self.step(out);
+                    }
+                }
+            },
         }
     }
 }

@@ -52,6 +52,7 @@
 
 mod error;
 pub mod latch;
+mod latch_io;
 pub mod paths;
 mod session;
 pub mod settings;
@@ -64,9 +65,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tenure_core::config::HaConfig;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
-use tenure_core::driver::{HaBackend, Latch, LatchEvent};
+use tenure_core::driver::{HaBackend, SessionDriver};
 use tenure_core::kv::{KvError, VersionedKv, validate_key};
-use tokio::sync::{mpsc, watch as tokio_watch};
+use tokio::sync::watch as tokio_watch;
 
 pub use settings::{ConnectError, ZooKeeperSettings};
 pub use store::MAX_VALUE_BYTES;
@@ -162,14 +163,18 @@ impl HaBackend for ZooKeeperBackend {
         self.shared.settings.suspended_policy
     }
 
-    async fn join_latch(
-        &self,
-        latch: &str,
-        events: mpsc::UnboundedSender<LatchEvent>,
-    ) -> Result<Box<dyn Latch>, KvError> {
-        validate_key(latch)?;
-        let dir = self.shared.paths.path(latch);
-        Ok(Box::new(latch::join(&self.shared, dir, events)?))
+    fn driver(&self) -> Result<SessionDriver, KvError> {
+        self.shared.client()?;
+        Ok(self
+            .shared
+            .driver
+            .get_or_init(|| {
+                SessionDriver::spawn(latch_io::Io {
+                    shared: Arc::downgrade(&self.shared),
+                    view: self.shared.subscribe_status(),
+                })
+            })
+            .clone())
     }
 
     async fn close(&self) -> Result<(), KvError> {

@@ -22,15 +22,9 @@ use crate::paths::Paths;
 use crate::settings::{ConnectError, ZooKeeperSettings};
 
 /// What background tasks follow: the state of the current session, which session it is, and how
-/// many times the connection was suspended (so a quick suspend/reconnect is never missed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Status {
-    pub state: ConnectionState,
-    /// Increases with every new session.
-    pub generation: u64,
-    /// Increases every time the connection is suspended.
-    pub suspensions: u64,
-}
+/// many times the connection was suspended (so a quick suspend/reconnect is never missed). The
+/// latch recipes see exactly this.
+pub(crate) type Status = tenure_core::driver::SessionView;
 
 struct Current {
     client: zk::Client,
@@ -47,6 +41,8 @@ pub(crate) struct Shared {
     /// Fires when the backend is closed (explicitly or by dropping the last handle).
     pub closed: CancellationToken,
     session_id: AtomicI64,
+    /// The session's driver (every latch and election of this backend), started on first use.
+    pub driver: std::sync::OnceLock<tenure_core::driver::SessionDriver>,
 }
 
 impl Drop for Shared {
@@ -131,6 +127,7 @@ impl Shared {
             conn,
             closed: CancellationToken::new(),
             session_id: AtomicI64::new(session_id),
+            driver: std::sync::OnceLock::new(),
         });
         tokio::spawn(supervise(
             Arc::downgrade(&shared),

@@ -11,8 +11,8 @@ mod handle;
 pub mod recipe;
 mod task;
 
-pub use handle::SessionDriver;
 pub(crate) use handle::Command;
+pub use handle::SessionDriver;
 pub use recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 
 use std::fmt;

@@ -48,8 +48,14 @@ enum Completion<R> {
 
 /// One request in flight: a recipe's (boxed by the backend) or the driver's own.
 enum InFlight<R> {
-    Recipe { id: u64, fut: BoxFuture<'static, R> },
-    Own { id: u64, fut: BoxFuture<'static, Completion<R>> },
+    Recipe {
+        id: u64,
+        fut: BoxFuture<'static, R>,
+    },
+    Own {
+        id: u64,
+        fut: BoxFuture<'static, Completion<R>>,
+    },
 }
 
 impl<R> Future for InFlight<R> {
@@ -583,7 +589,9 @@ impl<I: LatchIo> Driver<I> {
                     self.inflight.push(InFlight::Recipe { id, fut });
                 }
                 RecipeOutput::WakeAfter(d) => self.wake_after(id, d),
-                RecipeOutput::Granted(token) => self.latch_event(id, owner, LatchEvent::Granted(token)),
+                RecipeOutput::Granted(token) => {
+                    self.latch_event(id, owner, LatchEvent::Granted(token))
+                }
                 RecipeOutput::Revoked => self.latch_event(id, owner, LatchEvent::Revoked),
                 RecipeOutput::Failed(err) => {
                     self.latch_event(id, owner, LatchEvent::Failed(err.to_string()))
@@ -751,9 +759,7 @@ impl<I: LatchIo> Driver<I> {
         match done {
             Completion::Response(r) => self.drive(id, RecipeInput::Response(r)),
             Completion::Wake => self.drive(id, RecipeInput::Wake),
-            Completion::Published { component, outcome } => {
-                self.published(id, component, outcome)
-            }
+            Completion::Published { component, outcome } => self.published(id, component, outcome),
         }
     }
 

@@ -1,0 +1,187 @@
+//! Performs the latch recipe's requests on the session's current ZooKeeper client.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tenure_core::driver::{LatchIo, SessionView};
+use tenure_core::kv::{KvError, VersionedKv, validate_key};
+use tokio::sync::watch;
+use zookeeper_client as zk;
+
+use crate::ZooKeeperBackend;
+use crate::latch::{Op, Recipe, Reply, Request, Response};
+use crate::paths::{child_path, parent_path};
+use crate::session::Shared;
+
+/// The IO half of the ZooKeeper latch, for the session driver.
+pub(crate) struct Io {
+    pub shared: Weak<Shared>,
+    pub view: watch::Receiver<SessionView>,
+}
+
+impl LatchIo for Io {
+    type Recipe = Recipe;
+
+    fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
+        validate_key(latch)?;
+        let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
+        Ok(Recipe::new(
+            shared.paths.path(latch),
+            shared.settings.suspended_policy,
+            shared.settings.retry_wait,
+            shared.settings.connection_timeout,
+        ))
+    }
+
+    fn perform(&self, request: Request) -> BoxFuture<'static, Reply> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let seq = request.seq;
+            let response = perform(shared, request).await;
+            Reply { seq, response }
+        })
+    }
+
+    fn session(&self) -> watch::Receiver<SessionView> {
+        self.view.clone()
+    }
+
+    fn kv(&self) -> Result<Arc<dyn VersionedKv>, KvError> {
+        let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
+        Ok(Arc::new(ZooKeeperBackend { shared }))
+    }
+}
+
+async fn perform(shared: Weak<Shared>, request: Request) -> Response {
+    let client = match client_of(&shared, request.generation) {
+        Ok(c) => c,
+        Err(e) => return failed(&request.op, e),
+    };
+    match request.op {
+        Op::Create { dir, prefix } => {
+            let acls = match shared.upgrade() {
+                Some(s) => s.acls(),
+                None => return Response::Created(Err(zk::Error::ClientClosed)),
+            };
+            Response::Created(create(&client, &dir, &prefix, acls).await)
+        }
+        Op::Find { dir, prefix } => Response::Names(
+            children(&client, &dir)
+                .await
+                .map(|c| c.into_iter().filter(|n| n.starts_with(&prefix)).collect()),
+        ),
+        Op::List { dir } => Response::Names(children(&client, &dir).await),
+        Op::Watch { path } => {
+            if let Err(e) = watch(&client, &path).await {
+                tracing::debug!(%path, error = %e, "latch watch failed; looking again");
+            }
+            Response::Watched
+        }
+        Op::Delete { path } => Response::Deleted(delete(&client, &path).await),
+        Op::DeleteProtected { dir, prefix } => {
+            Response::Deleted(delete_protected(&client, &dir, &prefix).await)
+        }
+    }
+}
+
+/// The client of session `generation`, if that session is still the current one.
+fn client_of(shared: &Weak<Shared>, generation: u64) -> Result<zk::Client, zk::Error> {
+    let shared = shared.upgrade().ok_or(zk::Error::ClientClosed)?;
+    match shared.client_gen() {
+        Ok((client, g)) if g == generation => Ok(client),
+        Ok(_) => Err(zk::Error::SessionExpired),
+        Err(_) => Err(zk::Error::ClientClosed),
+    }
+}
+
+fn failed(op: &Op, e: zk::Error) -> Response {
+    match op {
+        Op::Create { .. } => Response::Created(Err(e)),
+        Op::Find { .. } | Op::List { .. } => Response::Names(Err(e)),
+        Op::Watch { .. } => Response::Watched,
+        Op::Delete { .. } | Op::DeleteProtected { .. } => Response::Deleted(Err(e)),
+    }
+}
+
+async fn children(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Error> {
+    match client.list_children(dir).await {
+        Ok(c) => Ok(c),
+        Err(zk::Error::NoNode) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Resolves when `path` changes, at once if it does not exist.
+async fn watch(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
+    match client.check_and_watch_stat(path).await? {
+        (Some(_), w) => {
+            // The client panics if it drops a watch without an event; that, too, means
+            // "look again".
+            let _ = AssertUnwindSafe(w.changed()).catch_unwind().await;
+            Ok(())
+        }
+        (None, _) => Ok(()),
+    }
+}
+
+async fn delete(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
+    match client.delete(path, None).await {
+        Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete_protected(client: &zk::Client, dir: &str, prefix: &str) -> Result<(), zk::Error> {
+    for name in children(client, dir).await? {
+        if name.starts_with(prefix) {
+            delete(client, &child_path(dir, &name)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the latch node `<prefix><seq>`; a new latch (a job's own election) usually lacks its
+/// directory and that directory's parent: then both and the node are created in one multi (one
+/// write instead of three), or, if that guess is wrong, the directories one by one.
+async fn create(
+    client: &zk::Client,
+    dir: &str,
+    prefix: &str,
+    acls: zk::Acls<'static>,
+) -> Result<String, zk::Error> {
+    let node = zk::CreateMode::EphemeralSequential.with_acls(acls);
+    let dirs = zk::CreateMode::Persistent.with_acls(acls);
+    let name_of = |path: &str| path.rsplit('/').next().unwrap_or_default().to_owned();
+    match client.create(prefix, &[], &node).await {
+        Ok((_, seq)) => return Ok(name_of(&format!("{prefix}{seq}"))),
+        Err(zk::Error::NoNode) => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = parent_path(dir).filter(|p| *p != "/") {
+        let mut w = client.new_multi_writer();
+        w.add_create(parent, &[], &dirs)?;
+        w.add_create(dir, &[], &dirs)?;
+        w.add_create(prefix, &[], &node)?;
+        match w.commit().await {
+            Ok(results) => {
+                if let Some(zk::MultiWriteResult::Create { path, .. }) = results.into_iter().last()
+                {
+                    return Ok(name_of(&path));
+                }
+                return Err(zk::Error::UnexpectedError(
+                    "a multi create returned no created node".into(),
+                ));
+            }
+            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
+            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
+        }
+    }
+    match client.mkdir(dir, &dirs).await {
+        Ok(()) | Err(zk::Error::NodeExists) => {}
+        Err(e) => return Err(e),
+    }
+    let (_, seq) = client.create(prefix, &[], &node).await?;
+    Ok(name_of(&format!("{prefix}{seq}")))
+}
