@@ -10,6 +10,7 @@
 //! cargo run --release -p tenure-bench -- election    # one scenario; `report` rebuilds the report
 //! ```
 
+mod alloc;
 mod bench;
 mod child;
 mod clock;

@@ -337,6 +337,7 @@ impl Recipe {
                 | zk::Error::NoChildrenForEphemerals
                 | zk::Error::BadArguments(_)
                 | zk::Error::AuthFailed
+                | zk::Error::ClientClosed
         ) && self.life == Life::Campaigning
         {
             let reason = format!("latch {}: {e}", self.dir);
@@ -349,6 +350,7 @@ impl Recipe {
                         reason,
                     }
                 }
+                zk::Error::ClientClosed => KvError::Closed,
                 _ => KvError::Backend(reason),
             };
             out.push(RecipeOutput::Failed(err));

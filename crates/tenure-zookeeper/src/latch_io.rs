@@ -27,6 +27,8 @@ impl LatchIo for Io {
     fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
         validate_key(latch)?;
         let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
+        // Fail at once when the session is closed, so the election reports it.
+        shared.client()?;
         Ok(Recipe::new(
             shared.paths.path(latch),
             shared.settings.suspended_policy,
@@ -74,7 +76,7 @@ async fn perform(shared: Weak<Shared>, request: Request) -> Response {
         ),
         Op::List { dir } => Response::Names(children(&client, &dir).await),
         Op::Watch { path } => {
-            if let Err(e) = watch(&client, &path).await {
+            if let Err(e) = watch(client, &path).await {
                 tracing::debug!(%path, error = %e, "latch watch failed; looking again");
             }
             Response::Watched
@@ -113,9 +115,12 @@ async fn children(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Err
     }
 }
 
-/// Resolves when `path` changes, at once if it does not exist.
-async fn watch(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
-    match client.check_and_watch_stat(path).await? {
+/// Resolves when `path` changes, at once if it does not exist. The client is dropped before
+/// the wait: a session closes only once every clone of its client is gone.
+async fn watch(client: zk::Client, path: &str) -> Result<(), zk::Error> {
+    let watched = client.check_and_watch_stat(path).await;
+    drop(client);
+    match watched? {
         (Some(_), w) => {
             // The client panics if it drops a watch without an event; that, too, means
             // "look again".
