@@ -144,6 +144,14 @@ impl ElectionService {
         }
     }
 
+    /// Reports this service's grants, revocations and publications to `observer` (as
+    /// [`HaEvent`](crate::observer::HaEvent)s), from the next event on.
+    // observer hook (issue 11): port to the new election driver.
+    pub fn with_observer(self, observer: crate::observer::Observer) -> Self {
+        let _ = self.commands.send(Command::Observe(observer));
+        self
+    }
+
     /// The latch this service campaigns on.
     pub fn latch(&self) -> &str {
         &self.latch

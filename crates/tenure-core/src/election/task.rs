@@ -17,6 +17,7 @@ use crate::driver::{HaBackend, Latch, LatchEvent};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError, Version};
 use crate::layout::Layout;
+use crate::observer::HaEvent; // OBSERVER (issue 11)
 
 /// A request from a contender handle to the election task.
 pub(crate) enum Command {
@@ -34,6 +35,8 @@ pub(crate) enum Command {
         address: String,
         reply: oneshot::Sender<Result<bool, ElectionError>>,
     },
+    /// OBSERVER (issue 11): report grants, revocations and publications here.
+    Observe(crate::observer::Observer),
 }
 
 /// What a registered contender gets back.
@@ -62,6 +65,8 @@ pub(crate) struct ElectionTask {
     /// What each component last published in which term, so a new confirmation in the same
     /// term is one compare-and-set.
     published: Arc<Mutex<HashMap<ComponentId, (FencingToken, Version)>>>,
+    /// OBSERVER (issue 11): where grants, revocations and publications are reported.
+    observer: crate::observer::Observer,
 }
 
 impl ElectionTask {
@@ -82,6 +87,7 @@ impl ElectionTask {
             latch_events: None,
             publishing: HashMap::new(),
             published: Arc::new(Mutex::new(HashMap::new())),
+            observer: crate::observer::Observer::default(), // OBSERVER (issue 11)
         };
         tokio::spawn(task.run(rx).instrument(span));
         tx
@@ -112,6 +118,7 @@ impl ElectionTask {
 
     async fn command(&mut self, cmd: Command) {
         match cmd {
+            Command::Observe(observer) => self.observer = observer, // OBSERVER (issue 11)
             Command::Register { component, reply } => {
                 if self.state.is_registered(&component) {
                     let _ = reply.send(Err(ElectionError::AlreadyRegistered(component)));
@@ -242,6 +249,13 @@ impl ElectionTask {
                         old.cancel();
                     }
                     debug!(%component, %session, "granting");
+                    // OBSERVER (issue 11): granted.
+                    self.observer.emit(|| HaEvent::LeadershipGranted {
+                        latch: self.latch_key.as_str().into(),
+                        component,
+                        session,
+                        token: token.clone(),
+                    });
                     c.leadership.send_replace(Leadership::Leader(LeaderTerm {
                         session_id: session,
                         fencing_token: token,
@@ -255,6 +269,9 @@ impl ElectionTask {
                         term.cancel();
                     }
                     debug!(%component, "revoking");
+                    // OBSERVER (issue 11): revoked.
+                    self.observer
+                        .emit(|| HaEvent::LeadershipRevoked { component });
                     c.leadership.send_replace(Leadership::NotLeader);
                 }
             }
@@ -301,6 +318,7 @@ impl ElectionTask {
         let layout = self.layout;
         let errors = self.contenders.get(&component).map(|c| c.errors.clone());
         let published = self.published.clone();
+        let observer = self.observer.clone(); // OBSERVER (issue 11)
         let task = tokio::spawn(
             async move {
                 if let Some(previous) = previous {
@@ -319,6 +337,11 @@ impl ElectionTask {
                 let result = match outcome {
                     Ok(_) => {
                         info!(%component, address = %info.address, "leader information published");
+                        // OBSERVER (issue 11): published.
+                        observer.emit(|| HaEvent::LeaderPublished {
+                            component,
+                            address: info.address.clone(),
+                        });
                         Ok(true)
                     }
                     Err(KvError::NotLeader { .. }) => Ok(false),
