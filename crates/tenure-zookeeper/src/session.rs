@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     /// Fires when the backend is closed (explicitly or by dropping the last handle).
     pub closed: CancellationToken,
     session_id: AtomicI64,
+    /// The session's KV watches, one ZooKeeper watch per prefix (see `watch.rs`).
+    pub watch_hub: std::sync::OnceLock<tenure_core::watch_hub::WatchHub>,
 }
 
 impl Drop for Shared {
@@ -131,6 +133,7 @@ impl Shared {
             conn,
             closed: CancellationToken::new(),
             session_id: AtomicI64::new(session_id),
+            watch_hub: std::sync::OnceLock::new(),
         });
         tokio::spawn(supervise(
             Arc::downgrade(&shared),
