@@ -177,7 +177,15 @@ impl WatchHub {
 
     /// Opens the backend watch of `prefix` (whose slot is `Opening`) with `first` subscribed.
     async fn open(&self, prefix: &str, first: Sub) -> Result<(), KvError> {
+        // If this future is dropped mid-open (its caller was cancelled), the slot is freed and
+        // the waiters look again rather than wait forever.
+        let mut abandoned = Abandoned {
+            inner: &self.inner,
+            prefix,
+            armed: true,
+        };
         let opened = self.inner.source.open(prefix).await;
+        abandoned.armed = false;
         let mut state = self.inner.lock();
         let waiters = match state.feeds.remove(prefix) {
             Some(Slot::Opening(waiters)) => waiters,
@@ -208,6 +216,25 @@ impl WatchHub {
             let _ = w.send(());
         }
         result
+    }
+}
+
+/// Frees an `Opening` slot whose opener was dropped before it finished.
+struct Abandoned<'a> {
+    inner: &'a Inner,
+    prefix: &'a str,
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut state = self.inner.lock();
+            if matches!(state.feeds.get(self.prefix), Some(Slot::Opening(_))) {
+                // Dropping the waiters' senders wakes them.
+                state.feeds.remove(self.prefix);
+            }
+        }
     }
 }
 
@@ -308,6 +335,8 @@ mod tests {
     use tokio::time::timeout;
 
     const DEADLINE: Duration = Duration::from_secs(5);
+    /// Permits of the fake's gate; a test holding them all stops every open.
+    const GATE: usize = 1000;
 
     type Opened = Arc<Mutex<Vec<(String, mpsc::UnboundedSender<KvEvent>)>>>;
 
@@ -324,7 +353,7 @@ mod tests {
             Self {
                 opened: Arc::default(),
                 fail: Arc::default(),
-                gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+                gate: Arc::new(Semaphore::new(GATE)),
             }
         }
 
@@ -435,8 +464,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_first_subscribers_open_one_backend_watch() {
         let fake = Fake::new();
-        let permits = fake.gate.available_permits();
-        let held = fake.gate.acquire_many(permits as u32).await.expect("gate");
+        let held = fake.gate.acquire_many(GATE as u32).await.expect("gate");
         let hub = WatchHub::new(fake.clone());
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -458,6 +486,36 @@ mod tests {
         for w in &mut watches {
             assert_eq!(next(w).await, Some(put("jobs/j")));
         }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_first_subscriber_does_not_leave_the_others_waiting() {
+        let fake = Fake::new();
+        let held = fake.gate.acquire_many(GATE as u32).await.expect("gate");
+        let hub = WatchHub::new(fake.clone());
+        let first = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.watch("a").await }
+        });
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        let second = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.watch("a").await }
+        });
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        first.abort();
+        assert!(first.await.is_err(), "cancelled");
+        drop(held);
+        let w = timeout(DEADLINE, second)
+            .await
+            .expect("the second subscriber is not left waiting")
+            .expect("task");
+        assert!(w.is_ok());
+        assert_eq!(hub.backend_watches(), 1);
     }
 
     #[tokio::test]
