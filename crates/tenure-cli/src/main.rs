@@ -22,7 +22,6 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -123,17 +122,6 @@ enum Command {
     Watchdog(watchdog::WatchdogArgs),
 }
 
-impl Command {
-    fn metrics_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Command::Demo(d) => d.metrics_addr,
-            Command::Leaders(l) => l.metrics_addr,
-            Command::Run(r) => r.metrics_addr,
-            _ => None,
-        }
-    }
-}
-
 /// Parses the command line; errors are reported on one line with exit code 2.
 fn parse() -> Result<Cli, ExitCode> {
     match Cli::try_parse() {
@@ -163,18 +151,11 @@ fn parse() -> Result<Cli, ExitCode> {
     }
 }
 
-fn init_tracing(with_metrics: bool) {
+fn init_tracing() {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")));
-    let metrics = with_metrics.then(|| {
-        metrics::MetricsLayer
-            .with_filter(Targets::new().with_target("tenure_core", tracing::Level::DEBUG))
-    });
-    tracing_subscriber::registry()
-        .with(fmt)
-        .with(metrics)
-        .init();
+    tracing_subscriber::registry().with(fmt).init();
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, CliError> {
@@ -224,7 +205,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    init_tracing(cli.command.metrics_addr().is_some());
+    init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,11 +1,10 @@
 //! Prometheus metrics for the long-running commands (`run`, `leaders --watch`, `demo`), served
 //! in the OpenMetrics text format on `GET /metrics` of `--metrics-addr`.
 //!
-//! Election and store metrics come from the `tracing` events and spans the core emits (the
-//! election task's `granting` / `revoking` / `leader information published` events and the
-//! store operations' spans), through [`MetricsLayer`], so they cover every election and store of
-//! the process, the demo's simulated job managers included. Connection state and the published
-//! leaders seen by `leaders --watch` are set by the commands.
+//! Election, store and connection metrics come from the typed events of the HA services
+//! ([`tenure::observer::HaEvent`]): a command subscribes its services with [`observe`] (the demo
+//! subscribes every simulated job manager), so they cover every election and store operation of
+//! the process. The published leaders seen by `leaders --watch` are set by that command.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,14 +19,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use tenure::HaServices;
 use tenure::connection::ConnectionState;
+use tenure::observer::HaEvent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::exit::CliError;
 
@@ -41,7 +37,8 @@ pub struct ComponentLabels {
 /// Labels naming a store operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
-    /// The operation (`job_graph.put`, `checkpoint.add`, ...).
+    /// The kind of key and the KV operation (`job_graph.create`,
+    /// `checkpoint_counter.compare_and_set`, ...).
     pub op: String,
 }
 
@@ -68,6 +65,7 @@ pub struct Metrics {
     revoked: Family<ComponentLabels, Counter>,
     confirm_latency: Histogram,
     store_ops: HistogramFamily<OpLabels>,
+    store_op_failures: Family<OpLabels, Counter>,
     connection: Family<StateLabels, Gauge>,
     published: Family<ComponentLabels, Gauge>,
     leader_changes: Family<ComponentLabels, Counter>,
@@ -110,6 +108,12 @@ impl Metrics {
             Unit::Seconds,
             store_ops.clone(),
         );
+        let store_op_failures = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "store_op_failures",
+            "HA store operations that failed",
+            store_op_failures.clone(),
+        );
         let connection = Family::<StateLabels, Gauge>::default();
         registry.register(
             "connection_state",
@@ -135,6 +139,7 @@ impl Metrics {
             revoked,
             confirm_latency,
             store_ops,
+            store_op_failures,
             connection,
             published,
             leader_changes,
@@ -180,11 +185,31 @@ impl Metrics {
         }
     }
 
-    /// A store operation took `d`.
-    pub fn store_op(&self, op: &str, d: Duration) {
+    /// A store operation took `d`; `ok` says whether it succeeded.
+    pub fn store_op(&self, op: &str, d: Duration, ok: bool) {
+        let labels = OpLabels { op: op.to_owned() };
         self.store_ops
-            .get_or_create(&OpLabels { op: op.to_owned() })
+            .get_or_create(&labels)
             .observe(d.as_secs_f64());
+        if !ok {
+            self.store_op_failures.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Records one event of the HA services.
+    pub fn record(&self, event: &HaEvent) {
+        match event {
+            HaEvent::LeadershipGranted { component, .. } => self.granted(&component.name()),
+            HaEvent::LeadershipRevoked { component } => self.revoked(&component.name()),
+            HaEvent::LeaderPublished { component, .. } => self.confirmed(&component.name()),
+            HaEvent::StoreOp {
+                op,
+                key,
+                duration,
+                ok,
+            } => self.store_op(&format!("{}.{}", key.name(), op.name()), *duration, *ok),
+            HaEvent::Connection(state) => self.connection(*state),
+        }
     }
 
     /// The backend session is now in `state`.
@@ -227,86 +252,9 @@ pub fn metrics() -> &'static Arc<Metrics> {
     METRICS.get_or_init(|| Arc::new(Metrics::new()))
 }
 
-/// Turns the core's election events and store spans into metrics.
-#[derive(Debug, Default)]
-pub struct MetricsLayer;
-
-#[derive(Default)]
-struct Fields {
-    message: Option<String>,
-    component: Option<String>,
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "message" => self.message = Some(value.to_owned()),
-            "component" => self.component = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "message" => self.message = Some(format!("{value:?}")),
-            "component" => self.component = Some(format!("{value:?}")),
-            _ => {}
-        }
-    }
-}
-
-struct SpanStart(Instant);
-
-/// The metric name of a store span: `<module>.<function>` (`job_graph.put`).
-fn store_op_name(target: &str, name: &str) -> Option<String> {
-    let module = target.strip_prefix("tenure_core::store::")?;
-    Some(format!("{module}.{name}"))
-}
-
-impl<S> Layer<S> for MetricsLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let meta = attrs.metadata();
-        if store_op_name(meta.target(), meta.name()).is_some()
-            && let Some(span) = ctx.span(id)
-        {
-            span.extensions_mut().insert(SpanStart(Instant::now()));
-        }
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        let meta = span.metadata();
-        let Some(op) = store_op_name(meta.target(), meta.name()) else {
-            return;
-        };
-        if let Some(start) = span.extensions().get::<SpanStart>() {
-            metrics().store_op(&op, start.0.elapsed());
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        if !event
-            .metadata()
-            .target()
-            .starts_with("tenure_core::election")
-        {
-            return;
-        }
-        let mut f = Fields::default();
-        event.record(&mut f);
-        let (Some(message), Some(component)) = (f.message, f.component) else {
-            return;
-        };
-        match message.as_str() {
-            "granting" => metrics().granted(&component),
-            "revoking" => metrics().revoked(&component),
-            "leader information published" => metrics().confirmed(&component),
-            _ => {}
-        }
-    }
+/// Feeds the process's metrics from `services`' events for as long as they live.
+pub fn observe(services: &HaServices) {
+    services.observe(|e| metrics().record(e)).detach();
 }
 
 /// Serves `GET /metrics` on `addr` in the background; returns the address bound (useful with
@@ -381,28 +329,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn store_spans_are_named_by_module_and_function() {
-        assert_eq!(
-            store_op_name("tenure_core::store::job_graph", "put").as_deref(),
-            Some("job_graph.put")
-        );
-        assert_eq!(store_op_name("tenure_core::election::task", "x"), None);
-    }
-
-    #[test]
-    fn the_layer_turns_election_events_and_store_spans_into_metrics() {
+    fn the_services_events_become_metrics() {
         use tenure::embedded::EmbeddedCluster;
         use tenure::ids::JobId;
         use tenure::{HaServices, HaServicesOptions};
-        use tracing_subscriber::layer::SubscriberExt as _;
 
-        let subscriber = tracing_subscriber::registry().with(
-            MetricsLayer.with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target("tenure_core", tracing::Level::DEBUG),
-            ),
-        );
-        let _guard = tracing::subscriber::set_default(subscriber);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -411,6 +342,7 @@ mod tests {
             let cluster = EmbeddedCluster::new();
             let services =
                 HaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
+            observe(&services);
             let mut e = services
                 .rest_endpoint_leader_election()
                 .await
@@ -435,7 +367,8 @@ mod tests {
             "tenure_terms_revoked_total{component=\"rest_server\"} 1",
             "tenure_leadership{component=\"rest_server\"} 0",
             "tenure_confirm_latency_seconds_count 1",
-            "tenure_store_op_duration_seconds_count{op=\"counter.get_and_increment\"} 1",
+            // The counter's KV operations, whichever they are.
+            "tenure_store_op_duration_seconds_count{op=\"checkpoint_counter.",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
@@ -447,7 +380,8 @@ mod tests {
         m.granted("dispatcher");
         m.confirmed("dispatcher");
         m.revoked("dispatcher");
-        m.store_op("job_graph.put", Duration::from_millis(3));
+        m.store_op("job_graph.create", Duration::from_millis(3), true);
+        m.store_op("job_graph.create", Duration::from_millis(4), false);
         m.connection(ConnectionState::Suspended);
         m.published("rest_server", true, true);
         let text = m.render();
@@ -456,7 +390,8 @@ mod tests {
             "tenure_terms_granted_total{component=\"dispatcher\"} 1",
             "tenure_terms_revoked_total{component=\"dispatcher\"} 1",
             "tenure_confirm_latency_seconds_count 1",
-            "tenure_store_op_duration_seconds_count{op=\"job_graph.put\"} 1",
+            "tenure_store_op_duration_seconds_count{op=\"job_graph.create\"} 2",
+            "tenure_store_op_failures_total{op=\"job_graph.create\"} 1",
             "tenure_connection_state{state=\"suspended\"} 1",
             "tenure_connection_state{state=\"connected\"} 0",
             "tenure_published_leader{component=\"rest_server\"} 1",

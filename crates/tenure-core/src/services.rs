@@ -1,8 +1,15 @@
 //! The HA services of one process (Flink's `HighAvailabilityServices`): elections and
 //! retrievals for every component, the HA stores, the blob store, and the two ways to end.
+//!
+//! The services report what happens to them as typed [`HaEvent`]s: register an observer with
+//! [`HaServices::observe`] (a callback) or [`HaServices::subscribe`] (a channel). Grants,
+//! revocations and publications come from the elections, store operation latencies from the
+//! KV the stores use ([`ObservedKv`]), connection state changes from the backend session.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::blob::{BlobError, BlobStore};
 use crate::cleanup::{CleanupOutcome, CleanupPlan, JobResultFiles};
@@ -10,8 +17,10 @@ use crate::config::{ConfigError, HaConfig};
 use crate::driver::HaBackend;
 use crate::election::{ElectionError, ElectionService, LeaderElection};
 use crate::ids::{ComponentId, JobId};
-use crate::kv::{FencingToken, KvError};
+use crate::kv::{FencingToken, KvError, VersionedKv};
 use crate::layout::Layout;
+use crate::observed_kv::ObservedKv;
+use crate::observer::{Events, HaEvent, Observer, Subscription};
 use crate::retrieval::LeaderRetriever;
 use crate::store::JOB_RESULT_STORE_DIR;
 use crate::store::{
@@ -155,6 +164,11 @@ pub struct HaServices {
     owner: String,
     cluster_election: OnceLock<ElectionService>,
     job_results: Arc<dyn JobResultStore>,
+    observer: Observer,
+    /// The backend's KV, observed: what the stores use.
+    kv: Arc<dyn VersionedKv>,
+    /// Stops the task reporting connection state changes.
+    _connection_events: Option<DropGuard>,
 }
 
 impl fmt::Debug for HaServices {
@@ -171,15 +185,19 @@ impl HaServices {
     /// The services of this process on `backend`.
     pub fn new(backend: Arc<dyn HaBackend>, options: HaServicesOptions) -> Self {
         let codec = PayloadCodec::new(options.blobs.clone());
-        let kv = backend.kv();
+        let observer = Observer::new();
+        let kv: Arc<dyn VersionedKv> = Arc::new(ObservedKv::new(backend.kv(), observer.clone()));
         let job_results: Arc<dyn JobResultStore> = match &options.job_results {
-            JobResultStorage::Kv => Arc::new(KvJobResultStore::new(kv, options.layout, None)),
+            JobResultStorage::Kv => {
+                Arc::new(KvJobResultStore::new(kv.clone(), options.layout, None))
+            }
             JobResultStorage::Files {
                 dir,
                 delete_on_commit,
                 ..
             } => Arc::new(FileJobResultStore::new(dir.clone(), *delete_on_commit)),
         };
+        let connection_events = report_connection_changes(&backend, &observer);
         Self {
             backend,
             options,
@@ -187,7 +205,33 @@ impl HaServices {
             owner: uuid::Uuid::new_v4().to_string(),
             cluster_election: OnceLock::new(),
             job_results,
+            observer,
+            kv,
+            _connection_events: connection_events,
         }
+    }
+
+    /// The hub the services report their [`HaEvent`]s to; clones share it.
+    pub fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
+    /// Calls `callback` with every [`HaEvent`] of these services from now on, until the
+    /// returned [`Subscription`] is dropped (or for the services' lifetime after
+    /// [`Subscription::detach`]). The callback runs on the emitting task and must not block.
+    pub fn observe(&self, callback: impl Fn(&HaEvent) + Send + Sync + 'static) -> Subscription {
+        self.observer.subscribe(callback)
+    }
+
+    /// Every [`HaEvent`] of these services from now on, on an unbounded channel.
+    pub fn subscribe(&self) -> Events {
+        self.observer.events()
+    }
+
+    /// The versioned KV the stores use: the backend's, with every operation reported to the
+    /// observer as [`HaEvent::StoreOp`].
+    pub fn kv(&self) -> Arc<dyn VersionedKv> {
+        self.kv.clone()
     }
 
     /// The backend session of this process.
@@ -218,6 +262,7 @@ impl HaServices {
                 self.options.layout,
                 self.options.layout.cluster_latch(),
             )
+            .with_observer(self.observer.clone())
         })
     }
 
@@ -236,6 +281,7 @@ impl HaServices {
                     layout,
                     layout.component_latch(&component),
                 )
+                .with_observer(self.observer.clone())
                 .register(component)
                 .await
             }
@@ -306,7 +352,7 @@ impl HaServices {
         fence: Option<FencingToken>,
     ) -> Result<JobGraphStore, StoreError> {
         JobGraphStore::new(
-            self.backend.kv(),
+            self.kv(),
             self.options.layout,
             self.codec.clone(),
             self.owner.clone(),
@@ -322,12 +368,12 @@ impl HaServices {
 
     /// The running jobs registry; writes are fenced by `fence` when given.
     pub fn running_jobs_registry(&self, fence: Option<FencingToken>) -> RunningJobsRegistry {
-        RunningJobsRegistry::new(self.backend.kv(), self.options.layout, fence)
+        RunningJobsRegistry::new(self.kv(), self.options.layout, fence)
     }
 
     /// Creates per-job checkpoint stores and counters.
     pub fn checkpoint_recovery_factory(&self) -> CheckpointRecoveryFactory {
-        CheckpointRecoveryFactory::new(self.backend.kv(), self.options.layout, self.codec.clone())
+        CheckpointRecoveryFactory::new(self.kv(), self.options.layout, self.codec.clone())
     }
 
     /// The blob store of this cluster.
@@ -361,7 +407,7 @@ impl HaServices {
     pub async fn cleanup_plan(&self, force: bool) -> Result<CleanupPlan, HaError> {
         let files = self.job_result_files();
         CleanupPlan::compute(
-            self.backend.kv().as_ref(),
+            self.kv().as_ref(),
             &self.options.blobs,
             files.as_ref(),
             force,
@@ -373,12 +419,8 @@ impl HaServices {
     /// what was removed; the services stay open.
     pub async fn execute_cleanup(&self, plan: &CleanupPlan) -> Result<CleanupOutcome, HaError> {
         let files = self.job_result_files();
-        plan.execute(
-            self.backend.kv().as_ref(),
-            &self.options.blobs,
-            files.as_ref(),
-        )
-        .await
+        plan.execute(self.kv().as_ref(), &self.options.blobs, files.as_ref())
+            .await
     }
 
     /// Closes the services and removes the cluster's HA data: the keys of the HA layout in the
@@ -404,4 +446,34 @@ impl HaServices {
         let closed = self.backend.close().await.map_err(HaError::from);
         result.and(closed)
     }
+}
+
+/// Reports every change of `backend`'s connection state to `observer` while the returned guard
+/// lives. Outside a tokio runtime nothing is reported. A change that is undone before the task
+/// runs may be seen once, as the latest state.
+fn report_connection_changes(
+    backend: &Arc<dyn HaBackend>,
+    observer: &Observer,
+) -> Option<DropGuard> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let mut states = backend.connection_state();
+    states.borrow_and_update();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let observer = observer.clone();
+    runtime.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                changed = states.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let state = *states.borrow_and_update();
+                    observer.emit(|| HaEvent::Connection(state));
+                }
+            }
+        }
+    });
+    Some(stop.drop_guard())
 }

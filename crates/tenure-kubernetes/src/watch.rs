@@ -8,6 +8,11 @@
 //! each changed ConfigMap as [`KvEvent::Put`] / [`KvEvent::Deleted`], so a re-list after missed
 //! events reports exactly what changed meanwhile. It also feeds the session reaper (the
 //! cache) and wakes latches when their ConfigMap changes.
+//!
+//! This is already one watch per session fanned out to every [`KvWatch`] (filtered to each
+//! subscriber's prefix), so the core's `WatchHub` is not used here: that watch is always on (the
+//! cache, the session reaper and the latches need it), and there is no per-prefix backend watch
+//! to open for the first subscriber or to remove after the last.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -77,10 +82,14 @@ impl Watcher {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// A KV watch of the keys below `prefix`.
+    /// A KV watch of the keys below `prefix`, fed from the shared watch. Subscribers that were
+    /// dropped are forgotten here too, not only when an event of theirs fails to send (a
+    /// retriever of a component that never changes would otherwise stay forever).
     pub fn subscribe(&self, prefix: &str) -> KvWatch {
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.subs).push(Sub {
+        let mut subs = lock(&self.subs);
+        subs.retain(|s| !s.tx.is_closed());
+        subs.push(Sub {
             prefix: prefix.to_owned(),
             tx,
         });
@@ -257,5 +266,20 @@ pub(crate) async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_subscribers_are_forgotten_even_without_events_of_theirs() {
+        let watcher = Watcher::new(Names::new("c"), Arc::new(AtomicI64::new(0)));
+        for _ in 0..100 {
+            drop(watcher.subscribe("leader/dispatcher"));
+        }
+        let _kept = watcher.subscribe("leader/rest_server");
+        assert_eq!(lock(&watcher.subs).len(), 1);
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     session_id: AtomicI64,
     /// The session's driver (every latch and election of this backend), started on first use.
     pub driver: std::sync::OnceLock<tenure_core::driver::SessionDriver>,
+    /// The session's KV watches, one ZooKeeper watch per prefix (see `watch.rs`).
+    pub watch_hub: std::sync::OnceLock<tenure_core::watch_hub::WatchHub>,
 }
 
 impl Drop for Shared {
@@ -128,6 +130,7 @@ impl Shared {
             closed: CancellationToken::new(),
             session_id: AtomicI64::new(session_id),
             driver: std::sync::OnceLock::new(),
+            watch_hub: std::sync::OnceLock::new(),
         });
         tokio::spawn(supervise(
             Arc::downgrade(&shared),

@@ -1,28 +1,89 @@
-//! KV watches as ZooKeeper persistent recursive watches.
+//! KV watches as ZooKeeper persistent recursive watches, one per prefix per session.
 //!
-//! One `addWatch(<prefix znode>, PERSISTENT_RECURSIVE)` per [`KvWatch`]. `NodeCreated` and
-//! `NodeDataChanged` are re-read to give a [`KvEvent::Put`] with the entry; `NodeDeleted` is
-//! [`KvEvent::Deleted`]. After a reconnect (events may have been missed, ZOOKEEPER-4698) and in
-//! a new session the watch is registered again, then [`KvEvent::Reset`] is delivered, so a
-//! consumer that re-reads on `Reset` misses nothing.
+//! Every [`KvWatch`] of a session goes through the session's [`WatchHub`]: the first watch of a
+//! prefix registers one `addWatch(<prefix znode>, PERSISTENT_RECURSIVE)`, later watches of that
+//! prefix (or of a prefix below it) share it, and the watch is removed from the server when the
+//! last of them is dropped. So N retrievers of one component in a process cost one server-side
+//! watch, one event per change and one re-read per change, not N.
+//!
+//! `NodeCreated` and `NodeDataChanged` are re-read to give a [`KvEvent::Put`] with the entry;
+//! `NodeDeleted` is [`KvEvent::Deleted`]. After a reconnect (events may have been missed,
+//! ZOOKEEPER-4698) and in a new session the watch is registered again, then [`KvEvent::Reset`]
+//! is delivered to every sharer, so a consumer that re-reads on `Reset` misses nothing.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use futures::FutureExt;
 use tenure_core::connection::ConnectionState;
 use tenure_core::kv::{Entry, KvError, KvEvent, KvWatch, Version, is_below};
+use tenure_core::watch_hub::{WatchHub, WatchSource};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use zookeeper_client as zk;
 
+use crate::ZooKeeperBackend;
 use crate::error::{Op, map};
 use crate::session::Shared;
 
-/// Registers the watch and starts the task that turns its events into [`KvEvent`]s.
+/// A watch of the keys below `prefix`, on the session's shared ZooKeeper watch of it.
 pub(crate) async fn start(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
+    hub(shared).watch(prefix).await
+}
+
+fn hub(shared: &Arc<Shared>) -> &WatchHub {
+    shared
+        .watch_hub
+        .get_or_init(|| WatchHub::new(Source(Arc::downgrade(shared))))
+}
+
+/// How a session's KV watches map to ZooKeeper watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchStats {
+    /// Persistent recursive watches the session holds now (one per watched prefix).
+    pub persistent_watches: usize,
+    /// Persistent recursive watches registered since the session opened (re-registrations after
+    /// a reconnect not counted).
+    pub registered: u64,
+}
+
+/// How `backend`'s KV watches map to ZooKeeper watches.
+pub fn stats(backend: &ZooKeeperBackend) -> WatchStats {
+    match backend.shared.watch_hub.get() {
+        Some(hub) => WatchStats {
+            persistent_watches: hub.backend_watches(),
+            registered: hub.backend_watches_opened(),
+        },
+        None => WatchStats {
+            persistent_watches: 0,
+            registered: 0,
+        },
+    }
+}
+
+/// Opens the ZooKeeper watch of a prefix for the hub.
+struct Source(Weak<Shared>);
+
+impl WatchSource for Source {
+    fn open(
+        &self,
+        prefix: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<KvWatch, KvError>> + Send + '_>> {
+        let prefix = prefix.to_owned();
+        Box::pin(async move {
+            let shared = self.0.upgrade().ok_or(KvError::Closed)?;
+            open(&shared, &prefix).await
+        })
+    }
+}
+
+/// Registers one persistent recursive watch and starts the task that turns its events into
+/// [`KvEvent`]s; dropping the returned watch ends the task and removes the server-side watch.
+async fn open(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
     let (client, generation) = shared.client_gen()?;
     let path = shared.paths.prefix_path(prefix);
     let watcher = client

@@ -7,7 +7,7 @@ pub use tenure_core::config::{Configuration, HaConfig, HaMode};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::{
     blob, cleanup, clock, codec, config, connection, driver, election, embedded, ids, kv, latch,
-    layout, leader_info, retrieval, segments, services, store,
+    layout, leader_info, observed_kv, observer, retrieval, segments, services, store, watch_hub,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]

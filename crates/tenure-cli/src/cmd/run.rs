@@ -352,6 +352,7 @@ pub async fn run(
     let conn = connect(conn_args, Storage::Optional).await?;
     if let Some(addr) = args.metrics_addr {
         crate::metrics::serve(addr).await?;
+        crate::metrics::observe(&conn.services);
     }
     let backend = conn.services.backend().clone();
     let mut conn_rx = backend.connection_state();
@@ -371,7 +372,8 @@ pub async fn run(
     let (latch, election) = match args.scope {
         Scope::Component => {
             let latch = layout.component_latch(&component);
-            let service = ElectionService::new(backend.clone(), layout, latch.clone());
+            let service = ElectionService::new(backend.clone(), layout, latch.clone())
+                .with_observer(conn.services.observer().clone());
             (latch, service.register(component).await)
         }
         Scope::Cluster => (

@@ -97,6 +97,7 @@ impl Demo {
             }
             None => (connect(&self.config, &name).await?, None),
         };
+        crate::metrics::observe(&services);
         let jm = JobManager::start(name.clone(), services, session).await?;
         tl.push(
             &name,

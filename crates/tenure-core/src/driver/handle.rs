@@ -14,6 +14,7 @@ use crate::election::{ElectionError, Leadership};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::KvError;
 use crate::layout::Layout;
+use crate::observer::Observer;
 
 /// A request to the driver task.
 pub(crate) enum Command {
@@ -22,6 +23,7 @@ pub(crate) enum Command {
         election: u64,
         latch: Arc<str>,
         layout: Layout,
+        observer: Option<Observer>,
         component: ComponentId,
         reply: oneshot::Sender<Result<watch::Receiver<Leadership>, ElectionError>>,
     },

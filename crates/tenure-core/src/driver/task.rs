@@ -32,6 +32,7 @@ use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError, Version};
 use crate::layout::Layout;
 use crate::leader_info::LeaderInformation;
+use crate::observer::{HaEvent, Observer};
 
 /// What a finished request gives back.
 enum Completion<R> {
@@ -133,6 +134,8 @@ struct Election {
     leave_pending: bool,
     /// Told when the participation being left is left.
     on_left: Vec<oneshot::Sender<()>>,
+    /// Where grants, revocations and publications are reported.
+    observer: Option<Observer>,
 }
 
 impl Election {
@@ -147,6 +150,7 @@ impl Election {
             publications: Vec::new(),
             leave_pending: false,
             on_left: Vec::new(),
+            observer: None,
         }
     }
 
@@ -255,6 +259,7 @@ impl<I: LatchIo> Driver<I> {
                 election,
                 latch,
                 layout,
+                observer,
                 component,
                 reply,
             } => {
@@ -262,6 +267,9 @@ impl<I: LatchIo> Driver<I> {
                     .elections
                     .entry(election)
                     .or_insert_with(|| Election::new(latch, layout));
+                if observer.is_some() {
+                    e.observer = observer;
+                }
                 if e.state.is_registered(&component) {
                     let _ = reply.send(Err(ElectionError::AlreadyRegistered(component)));
                     return;
@@ -468,21 +476,30 @@ impl<I: LatchIo> Driver<I> {
                 session,
                 token,
             } => {
-                if let Some(c) = self
-                    .elections
-                    .get_mut(&election)
-                    .and_then(|e| e.contender(&component))
-                {
+                let Some(e) = self.elections.get_mut(&election) else {
+                    return;
+                };
+                if let Some(o) = &e.observer {
+                    o.emit(|| HaEvent::LeadershipGranted {
+                        latch: e.latch.clone(),
+                        component,
+                        session,
+                        token: token.clone(),
+                    });
+                }
+                if let Some(c) = e.contender(&component) {
                     debug!(%component, %session, "granting");
                     c.grant(session, token);
                 }
             }
             Output::Revoke { component } => {
-                if let Some(c) = self
-                    .elections
-                    .get_mut(&election)
-                    .and_then(|e| e.contender(&component))
-                {
+                let Some(e) = self.elections.get_mut(&election) else {
+                    return;
+                };
+                if let Some(o) = &e.observer {
+                    o.emit(|| HaEvent::LeadershipRevoked { component });
+                }
+                if let Some(c) = e.contender(&component) {
                     debug!(%component, "revoking");
                     c.revoke();
                 }
@@ -781,6 +798,12 @@ impl<I: LatchIo> Driver<I> {
             match &outcome {
                 Ok(Some(v)) => {
                     info!(%component, address = %info.address, "leader information published");
+                    if let Some(o) = &e.observer {
+                        o.emit(|| HaEvent::LeaderPublished {
+                            component,
+                            address: info.address.clone(),
+                        });
+                    }
                     q.known = Some((token.clone(), *v));
                 }
                 _ => q.known = None,

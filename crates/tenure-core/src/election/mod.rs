@@ -148,6 +148,7 @@ pub struct ElectionService {
     id: u64,
     layout: Layout,
     latch: Arc<str>,
+    observer: Option<crate::observer::Observer>,
 }
 
 impl ElectionService {
@@ -163,7 +164,15 @@ impl ElectionService {
             id,
             layout,
             latch: latch.into().into(),
+            observer: None,
         }
+    }
+
+    /// Reports this service's grants, revocations and publications to `observer` (as
+    /// [`HaEvent`](crate::observer::HaEvent)s), from the next event on.
+    pub fn with_observer(mut self, observer: crate::observer::Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The latch this service campaigns on.
@@ -180,6 +189,7 @@ impl ElectionService {
             election: self.id,
             latch: self.latch.clone(),
             layout: self.layout,
+            observer: self.observer.clone(),
             component,
             reply,
         })?;

@@ -1,0 +1,209 @@
+//! A [`VersionedKv`] that times every operation and reports it to an [`Observer`] as
+//! [`HaEvent::StoreOp`]; the HA services hand it to their stores.
+//!
+//! While nobody observes, an operation costs one atomic load more than the wrapped one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::kv::{
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
+};
+use crate::layout::{JOB_RESULTS_DIR, JOBS_DIR, LEADER_DIR, RUNNING_JOBS_DIR};
+use crate::observer::{HaEvent, KeyKind, KvOp, Observer};
+
+/// The kind of HA data under `key` (a key or prefix relative to the namespace), by its place in
+/// the layout; see [`KeyKind`].
+pub fn key_kind(key: &str) -> KeyKind {
+    if key.is_empty() {
+        return KeyKind::Namespace;
+    }
+    let segs: Vec<&str> = key.split('/').collect();
+    match segs.as_slice() {
+        [LEADER_DIR, "latch", ..] | [LEADER_DIR, _, "latch", ..] => KeyKind::LeaderLatch,
+        [JOBS_DIR, _, LEADER_DIR, "latch", ..] => KeyKind::LeaderLatch,
+        [LEADER_DIR, ..] | [JOBS_DIR, _, LEADER_DIR, ..] => KeyKind::LeaderInfo,
+        ["execution-plans" | "jobgraphs", _, "locks", ..] => KeyKind::JobGraphLock,
+        ["execution-plans" | "jobgraphs", ..] => KeyKind::JobGraph,
+        [JOBS_DIR, _, "checkpoint_id_counter"] | ["checkpoint-counter", ..] => {
+            KeyKind::CheckpointCounter
+        }
+        [JOBS_DIR, _, "checkpoints", ..] | ["checkpoints", ..] => KeyKind::Checkpoint,
+        [JOBS_DIR] | [JOBS_DIR, _] => KeyKind::Namespace,
+        [RUNNING_JOBS_DIR, ..] => KeyKind::RunningJob,
+        [JOB_RESULTS_DIR, ..] => KeyKind::JobResult,
+        _ => KeyKind::Other,
+    }
+}
+
+/// Wraps a [`VersionedKv`]: every operation is passed through unchanged and, when the observer
+/// has subscribers, reported with its duration and whether it succeeded.
+#[derive(Debug, Clone)]
+pub struct ObservedKv {
+    inner: Arc<dyn VersionedKv>,
+    observer: Observer,
+}
+
+impl ObservedKv {
+    /// Wraps `inner`, reporting to `observer`.
+    pub fn new(inner: Arc<dyn VersionedKv>, observer: Observer) -> Self {
+        Self { inner, observer }
+    }
+
+    /// The wrapped KV.
+    pub fn inner(&self) -> &Arc<dyn VersionedKv> {
+        &self.inner
+    }
+
+    async fn timed<T>(
+        &self,
+        op: KvOp,
+        key: &str,
+        f: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        if !self.observer.is_observed() {
+            return f.await;
+        }
+        let start = Instant::now();
+        let result = f.await;
+        let duration = start.elapsed();
+        let ok = result.is_ok();
+        self.observer.emit(|| HaEvent::StoreOp {
+            op,
+            key: key_kind(key),
+            duration,
+            ok,
+        });
+        result
+    }
+}
+
+#[async_trait]
+impl VersionedKv for ObservedKv {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        self.timed(KvOp::Get, key, self.inner.get(key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, KvError> {
+        self.timed(KvOp::List, prefix, self.inner.list(prefix))
+            .await
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<KvWatch, KvError> {
+        self.timed(KvOp::Watch, prefix, self.inner.watch(prefix))
+            .await
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Bytes,
+        opts: CreateOptions,
+    ) -> Result<Version, KvError> {
+        self.timed(KvOp::Create, key, self.inner.create(key, value, opts))
+            .await
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Version,
+        fence: Option<FencingToken>,
+    ) -> Result<Version, KvError> {
+        self.timed(
+            KvOp::CompareAndSet,
+            key,
+            self.inner.compare_and_set(key, value, expected, fence),
+        )
+        .await
+    }
+
+    async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError> {
+        self.timed(KvOp::Delete, key, self.inner.delete(key, opts))
+            .await
+    }
+
+    async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
+        self.timed(
+            KvOp::RemoveEmptyNamespace,
+            "",
+            self.inner.remove_empty_namespace(),
+        )
+        .await
+    }
+
+    fn session_id(&self) -> u64 {
+        self.inner.session_id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::HaBackend;
+    use crate::embedded::EmbeddedCluster;
+
+    #[test]
+    fn keys_are_classified_by_their_place_in_the_layout() {
+        let job = "58c7b669261b7be65fa686cc039885b6";
+        for (key, kind) in [
+            ("", KeyKind::Namespace),
+            ("leader/latch", KeyKind::LeaderLatch),
+            ("leader/latch/_c_x-latch-0000000001", KeyKind::LeaderLatch),
+            ("leader/dispatcher/latch", KeyKind::LeaderLatch),
+            ("leader/dispatcher/connection_info", KeyKind::LeaderInfo),
+            ("leader/dispatcher", KeyKind::LeaderInfo),
+            (&format!("execution-plans/{job}"), KeyKind::JobGraph),
+            (&format!("jobgraphs/{job}/locks/o"), KeyKind::JobGraphLock),
+            (
+                &format!("jobs/{job}/checkpoints/0000000000000000001"),
+                KeyKind::Checkpoint,
+            ),
+            (
+                &format!("jobs/{job}/checkpoint_id_counter"),
+                KeyKind::CheckpointCounter,
+            ),
+            (&format!("running_job_registry/{job}"), KeyKind::RunningJob),
+            (&format!("job-results/{job}_DIRTY"), KeyKind::JobResult),
+            ("foreign/thing", KeyKind::Other),
+        ] {
+            assert_eq!(key_kind(key), kind, "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_operation_is_reported_with_its_kind_and_outcome() {
+        let backend = EmbeddedCluster::new().connect();
+        let observer = Observer::new();
+        let kv = ObservedKv::new(backend.kv(), observer.clone());
+        kv.create(
+            "running_job_registry/x",
+            Bytes::new(),
+            CreateOptions::default(),
+        )
+        .await
+        .expect("create");
+        let mut events = observer.events();
+        kv.get("running_job_registry/x").await.expect("get");
+        assert!(
+            kv.delete("leader/nothing", DeleteOptions::default())
+                .await
+                .is_err()
+        );
+        let mut seen = Vec::new();
+        while let Some(HaEvent::StoreOp { op, key, ok, .. }) = events.try_recv() {
+            seen.push((op, key, ok));
+        }
+        assert_eq!(
+            seen,
+            [
+                (KvOp::Get, KeyKind::RunningJob, true),
+                (KvOp::Delete, KeyKind::LeaderInfo, false),
+            ]
+        );
+    }
+}
