@@ -7,6 +7,7 @@
 //! latch places, exactly as a ZooKeeper session expiry would.
 
 mod state;
+mod txn;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use crate::connection::{ConnectionState, SuspendedPolicy};
 use crate::driver::{HaBackend, Latch, LatchEvent};
 use crate::kv::{
-    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
-    validate_key, validate_prefix,
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
+    VersionedKv, validate_key, validate_prefix,
 };
 use state::{Member, State};
 
@@ -184,6 +185,11 @@ impl VersionedKv for EmbeddedSession {
     async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError> {
         validate_key(key)?;
         self.inner.alive()?.delete(key, &opts)
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        txn.validate()?;
+        self.inner.alive()?.txn(self.inner.id, &txn)
     }
 
     async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
