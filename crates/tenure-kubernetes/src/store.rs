@@ -1,6 +1,7 @@
 //! The versioned KV over ConfigMap data keys: every write is a replace (or create, or delete)
 //! of one ConfigMap conditioned on its `resourceVersion`, after the per-key version and fence
-//! checks on the content that was read.
+//! checks on the content that was read. A [`Txn`] is one such write of the one ConfigMap all its
+//! keys live in (`store/txn.rs`).
 
 use std::time::Duration;
 
@@ -8,14 +9,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::ConfigMap;
 use tenure_core::kv::{
-    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
-    is_below, validate_key, validate_prefix,
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
+    VersionedKv, is_below, validate_key, validate_prefix,
 };
 
 use crate::api::ApiError;
 use crate::codec::{Claim, KeyMeta, KvMeta};
 use crate::names::{CmKind, Scope};
 use crate::{KubernetesBackend, Shared, cm};
+
+#[path = "txn.rs"]
+mod txn;
 
 /// How many `409 Conflict`s one write absorbs before giving up.
 const MAX_CONFLICTS: usize = 200;
@@ -529,6 +533,10 @@ impl VersionedKv for KubernetesBackend {
             Ok(removal(c, &mut meta, doomed, is_job))
         })
         .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        self.shared.commit_txn(txn).await
     }
 
     async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
