@@ -108,9 +108,9 @@ impl Shared {
         let lock_cm = if *token.lock() == *target {
             current.cloned()
         } else {
-            self.read_cm(&token.lock())
+            self.read_cm(token.lock())
                 .await
-                .map_err(|e| backend_error("reading lock", &token.lock(), &e))?
+                .map_err(|e| backend_error("reading lock", token.lock(), &e))?
         };
         let record = lock_cm
             .as_ref()

@@ -87,7 +87,7 @@ impl ZooKeeperBackend {
             })
             .collect();
         let acls = self.shared.acls();
-        let persistent = zk::CreateMode::Persistent.with_acls(acls.clone());
+        let persistent = zk::CreateMode::Persistent.with_acls(acls);
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(acls);
         for _ in 0..PARENT_RACE_ATTEMPTS {
             let result = commit(&client, &self.shared.paths, txn.fence.as_ref(), |w| {

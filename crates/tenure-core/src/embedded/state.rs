@@ -89,7 +89,7 @@ impl State {
         let Some(token) = fence else { return Ok(()) };
         let current = self
             .latches
-            .get(&*token.lock())
+            .get(token.lock())
             .and_then(|q| q.holder)
             .map(|(_, epoch)| epoch);
         if current == Some(token.epoch()) {

@@ -228,7 +228,10 @@ pub async fn concurrent_checkpoint_adds_keep_the_retained_view(f: &dyn BackendFa
         "each id subsumed once"
     );
     // The view is exact: the next add subsumes exactly the oldest retained one.
-    let next = store.add(checkpoint(job, ADDS + 1, 2048)).await.expect("add");
+    let next = store
+        .add(checkpoint(job, ADDS + 1, 2048))
+        .await
+        .expect("add");
     assert_eq!(next, vec![CheckpointId(newest[0])]);
     let ids: Vec<u64> = store
         .recover()
