@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::blob::BlobStore;
 use crate::embedded::{EmbeddedCluster, EmbeddedSession};
-use crate::store::test_util::{kv, lead, stale_token};
+use crate::store::test_util::{CountingKv, kv, lead, stale_token};
 
 fn factory(session: &EmbeddedSession, blobs: &BlobStore) -> CheckpointRecoveryFactory {
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(16);
@@ -340,4 +340,33 @@ proptest! {
         };
         prop_assert_eq!(decode_checkpoint("k", &encode_checkpoint(&c)).unwrap(), c);
     }
+}
+
+#[tokio::test]
+async fn add_and_subsume_are_one_write() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let counting = CountingKv::new(kv(&s));
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
+    let job = JobId::new_random();
+    let store =
+        CompletedCheckpointStore::new(counting.clone(), Layout::default(), codec, job, 2, None)
+            .unwrap();
+    store.add(cp(job, 1)).await.unwrap();
+    // The first add lists what is retained; later ones know it.
+    assert_eq!(counting.take(), (1, 1));
+    store.add(cp(job, 2)).await.unwrap();
+    assert_eq!(counting.take(), (0, 1));
+    // Adding the third subsumes the first in the same transaction.
+    assert_eq!(store.add(cp(job, 3)).await.unwrap(), vec![CheckpointId(1)]);
+    assert_eq!(counting.take(), (0, 1));
+    let ids: Vec<u64> = store
+        .recover()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id.0)
+        .collect();
+    assert_eq!(ids, vec![2, 3]);
 }

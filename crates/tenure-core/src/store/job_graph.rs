@@ -116,7 +116,8 @@ impl JobGraphStore {
     pub async fn put(&self, job: JobId, graph: Bytes) -> Result<(), StoreError> {
         // Which keys are known to exist already (learnt from a failed transaction).
         let mut locks_exist = false;
-        let mut locked = false;
+        // Unknown at first: a process replacing a graph usually holds its lock already.
+        let mut locked: Option<bool> = None;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let (layout, existing) = self.layout_for(&job).await?;
             let key = layout.job_graph(&job);
@@ -149,7 +150,7 @@ impl JobGraphStore {
                     ephemeral: false,
                 }
             });
-            txn.ops.push(if locked {
+            txn.ops.push(if locked.unwrap_or(existing.is_some()) {
                 TxnOp::CheckExists { key: lock }
             } else {
                 TxnOp::Create {
@@ -182,11 +183,11 @@ impl JobGraphStore {
                     // Marked for deletion: finish that removal, then add afresh.
                     self.finish_removal(&key, entry).await?;
                     locks_exist = false;
-                    locked = false;
+                    locked = None;
                 }
                 (1, KvError::NotFound { .. }, None) => locks_exist = false,
-                (2, KvError::AlreadyExists { .. }, _) => locked = true,
-                (2, KvError::NotFound { .. }, _) => locked = false,
+                (2, KvError::AlreadyExists { .. }, _) => locked = Some(true),
+                (2, KvError::NotFound { .. }, _) => locked = Some(false),
                 _ => return Err(failure.into()),
             }
         }
