@@ -93,8 +93,10 @@ impl Shared {
         }
     }
 
-    /// Checks `token` for a write to ConfigMap `target` (read as `current`): this process holds
-    /// the term and the lock's leader annotation shows it. Returns the claim to write.
+    /// Checks `token` exactly for a write to ConfigMap `target` (read as `current`): this
+    /// process holds the term (lock and epoch) it names, the lock's leader record shows this
+    /// holder at that epoch, and `target` carries no claim of a later term of the same lock.
+    /// Returns the claim to write.
     async fn verify_term(
         &self,
         token: &FencingToken,
@@ -105,7 +107,13 @@ impl Shared {
             token: token.clone(),
         };
         let info = self.term(token)?;
-        let lock_cm = if *token.lock() == *target {
+        if let Some(claim) = current.and_then(cm::claim)
+            && claim.lock == token.lock()
+            && claim.term > token.epoch()
+        {
+            return Err(not_leader());
+        }
+        let lock_cm = if token.lock() == target {
             current.cloned()
         } else {
             self.read_cm(token.lock())
