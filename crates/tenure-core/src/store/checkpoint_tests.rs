@@ -370,3 +370,42 @@ async fn add_and_subsume_are_one_write() {
         .collect();
     assert_eq!(ids, vec![2, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_through_clones_lose_nothing() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
+    let job = JobId::new_random();
+    let store = CompletedCheckpointStore::new(
+        CountingKv::new(kv(&s)),
+        Layout::default(),
+        codec,
+        job,
+        2,
+        None,
+    )
+    .unwrap();
+    let tasks: Vec<_> = (1..=20)
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.add(cp(job, id)).await })
+        })
+        .collect();
+    let mut subsumed = Vec::new();
+    for t in tasks {
+        subsumed.extend(t.await.unwrap().unwrap().into_iter().map(|c| c.0));
+    }
+    subsumed.sort_unstable();
+    assert_eq!(subsumed, (1..=18).collect::<Vec<_>>(), "each subsumed once");
+    let mut keys = cluster.all_keys();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    // The view is exact: the next add subsumes exactly the older of the two.
+    assert_eq!(
+        store.add(cp(job, 21)).await.unwrap(),
+        vec![CheckpointId(19)]
+    );
+    assert_eq!(blobs.list("").await.unwrap().len(), 2);
+}

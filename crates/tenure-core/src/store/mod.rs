@@ -202,7 +202,8 @@ pub(crate) mod test_util {
         Arc::new(session.clone())
     }
 
-    /// Counts the calls that reach the backend, by kind.
+    /// Counts the calls that reach the backend, by kind; every call yields to the scheduler
+    /// first, so concurrent callers interleave as they do over a network.
     #[derive(Debug)]
     pub struct CountingKv {
         inner: Arc<dyn VersionedKv>,
@@ -225,11 +226,13 @@ pub(crate) mod test_util {
             (self.reads.swap(0, SeqCst), self.writes.swap(0, SeqCst))
         }
 
-        fn read(&self) {
+        async fn read(&self) {
+            tokio::task::yield_now().await;
             self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
 
-        fn write(&self) {
+        async fn write(&self) {
+            tokio::task::yield_now().await;
             self.writes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
@@ -238,11 +241,11 @@ pub(crate) mod test_util {
     #[async_trait::async_trait]
     impl VersionedKv for CountingKv {
         async fn get(&self, key: &str) -> Result<Option<crate::kv::Entry>, KvError> {
-            self.read();
+            self.read().await;
             self.inner.get(key).await
         }
         async fn list(&self, prefix: &str) -> Result<Vec<crate::kv::Entry>, KvError> {
-            self.read();
+            self.read().await;
             self.inner.list(prefix).await
         }
         async fn watch(&self, prefix: &str) -> Result<crate::kv::KvWatch, KvError> {
@@ -254,7 +257,7 @@ pub(crate) mod test_util {
             value: bytes::Bytes,
             opts: crate::kv::CreateOptions,
         ) -> Result<crate::kv::Version, KvError> {
-            self.write();
+            self.write().await;
             self.inner.create(key, value, opts).await
         }
         async fn compare_and_set(
@@ -264,17 +267,17 @@ pub(crate) mod test_util {
             expected: crate::kv::Version,
             fence: Option<FencingToken>,
         ) -> Result<crate::kv::Version, KvError> {
-            self.write();
+            self.write().await;
             self.inner
                 .compare_and_set(key, value, expected, fence)
                 .await
         }
         async fn delete(&self, key: &str, opts: crate::kv::DeleteOptions) -> Result<(), KvError> {
-            self.write();
+            self.write().await;
             self.inner.delete(key, opts).await
         }
         async fn txn(&self, txn: crate::kv::Txn) -> Result<Vec<crate::kv::TxnResult>, KvError> {
-            self.write();
+            self.write().await;
             self.inner.txn(txn).await
         }
         async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
