@@ -212,6 +212,17 @@ pub enum KvError {
         /// What was refused, naming the settings that decide it.
         reason: String,
     },
+    /// Operation `index` of a [`Txn`] failed, so nothing of the transaction was written.
+    #[error("transaction operation {index} ({op}) failed; nothing was written: {cause}")]
+    TxnFailed {
+        /// The index of the failed operation in [`Txn::ops`].
+        index: usize,
+        /// A short description of the operation, naming its key (`create jobs/x/checkpoints/1`).
+        op: String,
+        /// Why it failed ([`KvError::VersionConflict`], [`KvError::NotFound`],
+        /// [`KvError::AlreadyExists`], [`KvError::NotEmpty`], [`KvError::InvalidKey`], ...).
+        cause: Box<KvError>,
+    },
     /// This process's backend session is closed.
     #[error("backend session is closed")]
     Closed,
@@ -224,6 +235,176 @@ impl KvError {
     /// Whether this is [`KvError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, KvError::NotFound { .. })
+    }
+
+    /// The error of transaction operation `index` (`op`) failing with `cause`.
+    pub fn txn_failed(index: usize, op: &TxnOp, cause: KvError) -> Self {
+        KvError::TxnFailed {
+            index,
+            op: op.to_string(),
+            cause: Box::new(cause),
+        }
+    }
+
+    /// For [`KvError::TxnFailed`]: the failed operation's index and cause; `None` for any other
+    /// error (the transaction failed as a whole).
+    pub fn failed_op(&self) -> Option<(usize, &KvError)> {
+        match self {
+            KvError::TxnFailed { index, cause, .. } => Some((*index, cause)),
+            _ => None,
+        }
+    }
+}
+
+/// One operation of a [`Txn`]. Checks write nothing; writes behave as the single-key
+/// operations of [`VersionedKv`] (a create makes missing parents where the backend needs them).
+/// Operations apply in order, each seeing the effect of the ones before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOp {
+    /// `key` exists at `version`; else [`KvError::VersionConflict`] ([`KvError::NotFound`] if
+    /// it does not exist).
+    CheckVersion {
+        /// The key.
+        key: String,
+        /// Its expected version.
+        version: Version,
+    },
+    /// `key` exists (any version); else [`KvError::NotFound`].
+    CheckExists {
+        /// The key.
+        key: String,
+    },
+    /// `key` does not exist; else [`KvError::AlreadyExists`].
+    CheckAbsent {
+        /// The key.
+        key: String,
+    },
+    /// Creates `key`; [`KvError::AlreadyExists`] if it exists.
+    Create {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: Bytes,
+        /// Delete it when this process's backend session ends.
+        ephemeral: bool,
+    },
+    /// Replaces the value of an existing `key` (only at version `expected`, if given);
+    /// [`KvError::NotFound`] or [`KvError::VersionConflict`] otherwise. An ephemeral key stays
+    /// ephemeral.
+    Set {
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: Bytes,
+        /// The version it must be at.
+        expected: Option<Version>,
+    },
+    /// Deletes `key` (only at version `expected`, if given); [`KvError::NotFound`],
+    /// [`KvError::VersionConflict`], or [`KvError::NotEmpty`] if it has descendants.
+    Delete {
+        /// The key.
+        key: String,
+        /// The version it must be at.
+        expected: Option<Version>,
+    },
+}
+
+impl TxnOp {
+    /// The key the operation concerns.
+    pub fn key(&self) -> &str {
+        match self {
+            TxnOp::CheckVersion { key, .. }
+            | TxnOp::CheckExists { key }
+            | TxnOp::CheckAbsent { key }
+            | TxnOp::Create { key, .. }
+            | TxnOp::Set { key, .. }
+            | TxnOp::Delete { key, .. } => key,
+        }
+    }
+
+    /// Whether the operation writes (create, set, delete).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            TxnOp::Create { .. } | TxnOp::Set { .. } | TxnOp::Delete { .. }
+        )
+    }
+}
+
+impl fmt::Display for TxnOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |v: &Option<Version>| v.map(|v| format!(" at version {v}")).unwrap_or_default();
+        match self {
+            TxnOp::CheckVersion { key, version } => {
+                write!(f, "check {key} is at version {version}")
+            }
+            TxnOp::CheckExists { key } => write!(f, "check {key} exists"),
+            TxnOp::CheckAbsent { key } => write!(f, "check {key} is absent"),
+            TxnOp::Create { key, ephemeral, .. } => {
+                let kind = if *ephemeral { "ephemeral " } else { "" };
+                write!(f, "create {kind}{key}")
+            }
+            TxnOp::Set { key, expected, .. } => write!(f, "set {key}{}", at(expected)),
+            TxnOp::Delete { key, expected } => write!(f, "delete {key}{}", at(expected)),
+        }
+    }
+}
+
+/// The result of one [`TxnOp`] of a committed transaction, in the same position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnResult {
+    /// A check held.
+    Checked,
+    /// The key was created at this version.
+    Created(Version),
+    /// The key was set; its new version.
+    Set(Version),
+    /// The key was deleted.
+    Deleted,
+}
+
+impl TxnResult {
+    /// The new version written by a create or set.
+    pub fn version(&self) -> Option<Version> {
+        match self {
+            TxnResult::Created(v) | TxnResult::Set(v) => Some(*v),
+            TxnResult::Checked | TxnResult::Deleted => None,
+        }
+    }
+}
+
+/// An atomic transaction: every operation holds and is applied, or nothing is written
+/// ([`VersionedKv::txn`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Txn {
+    /// Commit only while this term is current; else [`KvError::NotLeader`], nothing written.
+    pub fence: Option<FencingToken>,
+    /// The operations, applied in order.
+    pub ops: Vec<TxnOp>,
+}
+
+impl Txn {
+    /// An empty transaction fenced by `fence`.
+    pub fn new(fence: Option<FencingToken>) -> Self {
+        Self {
+            fence,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Adds `op`.
+    pub fn op(mut self, op: TxnOp) -> Self {
+        self.ops.push(op);
+        self
+    }
+
+    /// Checks every key of the transaction, failing with [`KvError::TxnFailed`] naming the
+    /// first invalid one.
+    pub fn validate(&self) -> Result<(), KvError> {
+        for (i, op) in self.ops.iter().enumerate() {
+            validate_key(op.key()).map_err(|e| KvError::txn_failed(i, op, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -304,6 +485,13 @@ pub trait VersionedKv: Send + Sync + fmt::Debug {
 
     /// Deletes `key`; [`KvError::NotFound`] if it does not exist.
     async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError>;
+
+    /// Commits `txn` atomically, in one round trip to the backend: either every operation holds
+    /// and its writes are applied (results in operation order), or nothing is written. A failed
+    /// operation is [`KvError::TxnFailed`] naming its index, key and cause; a term that is over
+    /// is [`KvError::NotLeader`]. Backends may limit which keys can share a transaction
+    /// (Kubernetes: keys of one ConfigMap) and fail otherwise, naming the keys.
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError>;
 
     /// Removes the container of this cluster's namespace once nothing of it is left (the last
     /// step of `close_and_cleanup_all_data`, after every planned key was deleted one by one).

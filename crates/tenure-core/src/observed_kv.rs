@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::kv::{
-    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
+    VersionedKv,
 };
 use crate::layout::{JOB_RESULTS_DIR, JOBS_DIR, LEADER_DIR, RUNNING_JOBS_DIR};
 use crate::observer::{HaEvent, KeyKind, KvOp, Observer};
@@ -134,6 +135,15 @@ impl VersionedKv for ObservedKv {
             self.inner.remove_empty_namespace(),
         )
         .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        let key = txn
+            .ops
+            .first()
+            .map(|op| op.key().to_owned())
+            .unwrap_or_default();
+        self.timed(KvOp::Txn, &key, self.inner.txn(txn)).await
     }
 
     fn session_id(&self) -> u64 {

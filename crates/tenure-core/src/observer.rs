@@ -57,6 +57,8 @@ pub enum KvOp {
     Delete,
     /// [`crate::kv::VersionedKv::remove_empty_namespace`].
     RemoveEmptyNamespace,
+    /// [`crate::kv::VersionedKv::txn`] (labelled by its first key).
+    Txn,
 }
 
 impl KvOp {
@@ -70,6 +72,7 @@ impl KvOp {
             KvOp::CompareAndSet => "compare_and_set",
             KvOp::Delete => "delete",
             KvOp::RemoveEmptyNamespace => "remove_empty_namespace",
+            KvOp::Txn => "txn",
         }
     }
 }

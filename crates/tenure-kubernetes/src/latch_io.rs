@@ -213,7 +213,7 @@ async fn release(sh: &Shared, lock_cm: &str, identity: &str) {
 /// re-checked. Best effort: a ConfigMap that cannot be claimed now is claimed by the first
 /// write of the term there.
 async fn sweep_claims(sh: &Shared, token: &FencingToken) {
-    let jobs: Vec<String> = match sh.names.classify(&token.lock()) {
+    let jobs: Vec<String> = match sh.names.classify(token.lock()) {
         CmKind::Cluster => match sh.list_all().await {
             Ok(cms) => cms
                 .into_iter()
@@ -225,7 +225,7 @@ async fn sweep_claims(sh: &Shared, token: &FencingToken) {
                 return;
             }
         },
-        CmKind::Lock => match sh.names.job_of_lock(&token.lock()) {
+        CmKind::Lock => match sh.names.job_of_lock(token.lock()) {
             Some(job) => vec![sh.names.job_cm(&job)],
             None => return,
         },

@@ -1,6 +1,7 @@
 //! The versioned KV over ConfigMap data keys: every write is a replace (or create, or delete)
 //! of one ConfigMap conditioned on its `resourceVersion`, after the per-key version and fence
-//! checks on the content that was read.
+//! checks on the content that was read. A [`Txn`] is one such write of the one ConfigMap all its
+//! keys live in (`store/txn.rs`).
 
 use std::time::Duration;
 
@@ -8,14 +9,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::ConfigMap;
 use tenure_core::kv::{
-    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
-    is_below, validate_key, validate_prefix,
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
+    VersionedKv, is_below, validate_key, validate_prefix,
 };
 
 use crate::api::ApiError;
 use crate::codec::{Claim, KeyMeta, KvMeta};
 use crate::names::{CmKind, Scope};
 use crate::{KubernetesBackend, Shared, cm};
+
+#[path = "txn.rs"]
+mod txn;
 
 /// How many `409 Conflict`s one write absorbs before giving up.
 const MAX_CONFLICTS: usize = 200;
@@ -89,8 +93,10 @@ impl Shared {
         }
     }
 
-    /// Checks `token` for a write to ConfigMap `target` (read as `current`): this process holds
-    /// the term and the lock's leader annotation shows it. Returns the claim to write.
+    /// Checks `token` exactly for a write to ConfigMap `target` (read as `current`): this
+    /// process holds the term (lock and epoch) it names, the lock's leader record shows this
+    /// holder at that epoch, and `target` carries no claim of a later term of the same lock.
+    /// Returns the claim to write.
     async fn verify_term(
         &self,
         token: &FencingToken,
@@ -101,12 +107,18 @@ impl Shared {
             token: token.clone(),
         };
         let info = self.term(token)?;
-        let lock_cm = if *token.lock() == *target {
+        if let Some(claim) = current.and_then(cm::claim)
+            && claim.lock == token.lock()
+            && claim.term > token.epoch()
+        {
+            return Err(not_leader());
+        }
+        let lock_cm = if token.lock() == target {
             current.cloned()
         } else {
-            self.read_cm(&token.lock())
+            self.read_cm(token.lock())
                 .await
-                .map_err(|e| backend_error("reading lock", &token.lock(), &e))?
+                .map_err(|e| backend_error("reading lock", token.lock(), &e))?
         };
         let record = lock_cm
             .as_ref()
@@ -529,6 +541,10 @@ impl VersionedKv for KubernetesBackend {
             Ok(removal(c, &mut meta, doomed, is_job))
         })
         .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        self.shared.commit_txn(txn).await
     }
 
     async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {

@@ -320,7 +320,7 @@ async fn per_component_latches_use_flinks_per_component_configmaps() {
     let job = JobId::new_random();
     let (_l, token, _ev) = acquire(&a, &layout.component_latch(&ComponentId::JobMaster(job))).await;
     let name = format!("{}-{job}-jobmanager-leader", f.settings().cluster_id);
-    assert_eq!(&*token.lock(), name.as_str());
+    assert_eq!(token.lock(), name.as_str());
     let lock = cm(&f, &name).unwrap();
     assert!(
         lock["metadata"]["annotations"]["control-plane.alpha.kubernetes.io/leader"].is_string()

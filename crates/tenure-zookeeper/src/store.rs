@@ -9,6 +9,8 @@
 //!   `check(<latch node>, version 0)`: the latch node is never modified, so the check holds
 //!   exactly while the node (the leadership term) exists. A failed check is
 //!   [`KvError::NotLeader`] and nothing is written.
+//! - A [`Txn`] is ONE `multi`: the fence check first, then its operations (`store/txn.rs`). The
+//!   fence must name a latch node of this namespace whose sequence is the token's epoch.
 //! - A write whose reply was lost with the connection is [`KvError::OutcomeUnknown`]; reads are
 //!   retried.
 
@@ -16,18 +18,22 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::join_all;
 use tenure_core::kv::{
-    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
-    validate_key, validate_prefix,
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
+    VersionedKv, validate_key, validate_prefix,
 };
+use tenure_core::latch;
 use zookeeper_client as zk;
 
 use crate::ZooKeeperBackend;
 use crate::error::{Op, is_definite, map};
-use crate::paths::{child_path, parent_path};
+use crate::paths::{Paths, child_path, parent_path};
 
 /// The largest value accepted: ZooKeeper's default `jute.maxbuffer` (1 MiB) less a margin for
 /// the request's path and headers.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024 - 1024;
+
+#[path = "txn.rs"]
+mod txn;
 
 /// How many times a write whose parent vanished concurrently is retried.
 const PARENT_RACE_ATTEMPTS: usize = 5;
@@ -63,10 +69,21 @@ fn zk_version(v: Version) -> Option<i32> {
     i32::try_from(v.0).ok()
 }
 
-/// Whether a fencing token can name a latch node of this backend at all.
-fn fence_path(token: &FencingToken) -> Result<&str, KvError> {
-    if token.lock().starts_with('/') && !token.lock().ends_with('/') {
-        Ok(&token.lock())
+/// The latch node a fencing token names, if the token is one this backend can have minted: an
+/// absolute path strictly inside this session's namespace, at least two segments below it (a
+/// latch directory and the node), whose name is a well-formed latch node
+/// ([`tenure_core::latch::sequence`]) whose sequence is the token's epoch. Any other token is
+/// [`KvError::NotLeader`]: it names no term of this cluster, so no write may carry it.
+pub(crate) fn fence_path<'t>(paths: &Paths, token: &'t FencingToken) -> Result<&'t str, KvError> {
+    let lock = token.lock();
+    let exact = paths.key(lock).is_some_and(|key| {
+        validate_key(key).is_ok()
+            && key
+                .rsplit_once('/')
+                .is_some_and(|(_, name)| latch::sequence(name) == Some(token.epoch()))
+    });
+    if exact {
+        Ok(lock)
     } else {
         Err(KvError::NotLeader {
             token: token.clone(),
@@ -75,7 +92,7 @@ fn fence_path(token: &FencingToken) -> Result<&str, KvError> {
 }
 
 /// Outcome of a `multi` guarded by a fence.
-enum MultiFailure {
+pub(crate) enum MultiFailure {
     /// The fence check (op 0) failed: the term is over.
     NotLeader(FencingToken),
     /// Operation `index` (counted without the check) failed.
@@ -88,10 +105,11 @@ enum MultiFailure {
 /// error, or [`KvError::NotLeader`] when the term is over.
 async fn fenced(
     client: &zk::Client,
+    paths: &Paths,
     token: &FencingToken,
     build: impl FnOnce(&mut zk::MultiWriter<'_>) -> Result<(), zk::Error>,
 ) -> Result<Result<Vec<zk::MultiWriteResult>, zk::Error>, KvError> {
-    match commit(client, Some(token), build).await {
+    match commit(client, paths, Some(token), build).await {
         Ok(results) => Ok(Ok(results)),
         Err(MultiFailure::NotLeader(token)) => Err(KvError::NotLeader { token }),
         Err(MultiFailure::Op { error, .. } | MultiFailure::Request(error)) => Ok(Err(error)),
@@ -99,16 +117,19 @@ async fn fenced(
 }
 
 /// Commits the operations `build` adds as ONE `multi`, preceded by the fence check
-/// `check(<latch node>, 0)` when `fence` is given.
-async fn commit(
+/// `check(<latch node>, 0)` when `fence` is given (a token [`fence_path`] refuses sends
+/// nothing and is [`MultiFailure::NotLeader`]). Latch nodes are created with empty data and
+/// never set, so version 0 holds exactly while the node, the term, exists.
+pub(crate) async fn commit(
     client: &zk::Client,
+    paths: &Paths,
     fence: Option<&FencingToken>,
     build: impl FnOnce(&mut zk::MultiWriter<'_>) -> Result<(), zk::Error>,
 ) -> Result<Vec<zk::MultiWriteResult>, MultiFailure> {
     let not_leader = |t: &FencingToken| MultiFailure::NotLeader(t.clone());
     let mut w = client.new_multi_writer();
     if let Some(token) = fence {
-        let lock = fence_path(token).map_err(|_| not_leader(token))?;
+        let lock = fence_path(paths, token).map_err(|_| not_leader(token))?;
         w.add_check_version(lock, 0)
             .map_err(|_| not_leader(token))?;
     }
@@ -237,7 +258,7 @@ impl ZooKeeperBackend {
         fence: Option<&FencingToken>,
     ) -> Result<(), KvError> {
         if let Some(token) = fence {
-            fence_path(token)?;
+            fence_path(&self.shared.paths, token)?;
         }
         let mut last_err = None;
         for _ in 0..PARENT_RACE_ATTEMPTS {
@@ -267,7 +288,7 @@ impl ZooKeeperBackend {
             let mut retry = false;
             for (i, batch) in batches.into_iter().enumerate() {
                 let last = i + 1 == n;
-                let result = commit(client, fence, |w| {
+                let result = commit(client, &self.shared.paths, fence, |w| {
                     if let Some(v) = expected {
                         w.add_check_version(path, v)?;
                     }
@@ -404,7 +425,7 @@ impl VersionedKv for ZooKeeperBackend {
         for _ in 0..PARENT_RACE_ATTEMPTS {
             let result = match fence {
                 None => client.create(&path, &value, &create_opts).await.map(|_| ()),
-                Some(token) => fenced(&client, token, |w| {
+                Some(token) => fenced(&client, &self.shared.paths, token, |w| {
                     w.add_create(&path, &value, &create_opts)
                 })
                 .await?
@@ -446,14 +467,16 @@ impl VersionedKv for ZooKeeperBackend {
         };
         let result = match fence {
             None => client.set_data(&path, &value, Some(v)).await,
-            Some(token) => fenced(&client, token, |w| w.add_set_data(&path, &value, Some(v)))
-                .await?
-                .and_then(|mut results| match results.pop() {
-                    Some(zk::MultiWriteResult::SetData { stat }) => Ok(stat),
-                    _ => Err(zk::Error::UnexpectedError(
-                        "multi returned no SetData result".into(),
-                    )),
-                }),
+            Some(token) => fenced(&client, &self.shared.paths, token, |w| {
+                w.add_set_data(&path, &value, Some(v))
+            })
+            .await?
+            .and_then(|mut results| match results.pop() {
+                Some(zk::MultiWriteResult::SetData { stat }) => Ok(stat),
+                _ => Err(zk::Error::UnexpectedError(
+                    "multi returned no SetData result".into(),
+                )),
+            }),
         };
         match result {
             Ok(stat) => Ok(Version(i64::from(stat.version))),
@@ -488,9 +511,11 @@ impl VersionedKv for ZooKeeperBackend {
         }
         let result = match opts.fence.as_ref() {
             None => client.delete(&path, expected).await,
-            Some(token) => fenced(&client, token, |w| w.add_delete(&path, expected))
-                .await?
-                .map(|_| ()),
+            Some(token) => fenced(&client, &self.shared.paths, token, |w| {
+                w.add_delete(&path, expected)
+            })
+            .await?
+            .map(|_| ()),
         };
         match result {
             Ok(()) => Ok(()),
@@ -500,6 +525,10 @@ impl VersionedKv for ZooKeeperBackend {
             }
             Err(e) => Err(map(e, key, Op::Write)),
         }
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        self.commit_txn(txn).await
     }
 
     async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {

@@ -45,7 +45,7 @@ async fn latch_nodes_have_curators_protected_names_and_flinks_path() {
         "first node of the latch: {name}"
     );
     let path = format!("{dir}/{name}");
-    assert_eq!(&*token.lock(), path, "the token names the latch node");
+    assert_eq!(token.lock(), path, "the token names the latch node");
     assert_eq!(token.epoch(), 0, "the token's epoch is the sequence number");
     let (data, stat) = raw.get_data(&path).await.unwrap();
     assert!(data.is_empty(), "Curator's default participant id is empty");

@@ -8,6 +8,7 @@
 
 mod latch;
 mod state;
+mod txn;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -18,8 +19,8 @@ use tokio::sync::watch;
 use crate::connection::{ConnectionState, SuspendedPolicy};
 use crate::driver::{HaBackend, SessionDriver, SessionView};
 use crate::kv::{
-    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Version, VersionedKv,
-    validate_key, validate_prefix,
+    CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
+    VersionedKv, validate_key, validate_prefix,
 };
 use state::State;
 
@@ -201,6 +202,11 @@ impl VersionedKv for EmbeddedSession {
     async fn delete(&self, key: &str, opts: DeleteOptions) -> Result<(), KvError> {
         validate_key(key)?;
         self.inner.alive()?.delete(key, &opts)
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        txn.validate()?;
+        self.inner.alive()?.txn(self.inner.id, &txn)
     }
 
     async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {

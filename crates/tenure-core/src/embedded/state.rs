@@ -46,7 +46,7 @@ pub(crate) struct LatchQueue {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub nodes: BTreeMap<String, Node>,
-    revision: i64,
+    pub(crate) revision: i64,
     watchers: Vec<Watcher>,
     pub latches: HashMap<String, LatchQueue>,
     next_id: u64,
@@ -60,12 +60,12 @@ impl State {
         self.next_id
     }
 
-    fn next_revision(&mut self) -> i64 {
+    pub(crate) fn next_revision(&mut self) -> i64 {
         self.revision += 1;
         self.revision
     }
 
-    fn notify(&mut self, event: &KvEvent) {
+    pub(crate) fn notify(&mut self, event: &KvEvent) {
         let key = match event {
             KvEvent::Put(e) => e.key.as_str(),
             KvEvent::Deleted { key } => key.as_str(),
@@ -89,7 +89,7 @@ impl State {
         let Some(token) = fence else { return Ok(()) };
         let current = self
             .latches
-            .get(&*token.lock())
+            .get(token.lock())
             .and_then(|q| q.holder)
             .map(|(_, epoch)| epoch);
         if current == Some(token.epoch()) {

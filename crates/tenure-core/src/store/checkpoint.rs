@@ -8,7 +8,7 @@
 //! "TCP1" <job id: 16 bytes> <checkpoint id: u64 BE> <timestamp ms: u64 BE> <metadata bytes>
 //! ```
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -16,7 +16,7 @@ use super::counter::CheckpointIdCounter;
 use super::payload::{CHECKPOINT_BLOB_PREFIX, Payload, PayloadCodec};
 use super::{JobStatus, StoreError, delete_opts, ignore_not_found, persistent};
 use crate::ids::{CheckpointId, JobId};
-use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, VersionedKv};
+use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, Txn, TxnOp, VersionedKv};
 use crate::layout::Layout;
 
 const CHECKPOINT_MAGIC: &[u8; 4] = b"TCP1";
@@ -80,10 +80,22 @@ pub struct CompletedCheckpointStore {
     job: JobId,
     max_retained: usize,
     fence: Option<FencingToken>,
-    /// tenure's own retained checkpoints as this store last saw them, ascending, so an add needs
-    /// no listing (Flink's store lists only at recovery, too). Only the leader writes (fenced),
-    /// so the view stays exact; without a fence a stale view only ever retains too many.
-    retained: Arc<Mutex<Option<Retained>>>,
+    /// tenure's own retained checkpoints as this store (and its clones) last saw them, so an add
+    /// needs no listing (Flink's store lists only at recovery, too). Held for the whole of an
+    /// add, so concurrent adds through clones are serialized and none is lost from the view.
+    /// Only the leader writes (fenced), so the view stays exact; without a fence a stale view
+    /// only ever retains too many.
+    view: Arc<tokio::sync::Mutex<View>>,
+}
+
+/// What the store knows between operations.
+#[derive(Debug, Default)]
+struct View {
+    /// tenure's retained checkpoints, ascending by id; `None`: list before the next add.
+    retained: Option<Retained>,
+    /// Subsumed checkpoints whose key is deleted but whose blob could not be discarded yet;
+    /// retried at the next add.
+    orphans: Vec<Entry>,
 }
 
 /// tenure's own retained checkpoint entries, ascending by id.
@@ -122,19 +134,8 @@ impl CompletedCheckpointStore {
             job,
             max_retained,
             fence,
-            retained: Arc::new(Mutex::new(None)),
+            view: Arc::new(tokio::sync::Mutex::new(View::default())),
         })
-    }
-
-    fn cached(&self) -> Option<Retained> {
-        self.retained
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_cached(&self, value: Option<Retained>) {
-        *self.retained.lock().unwrap_or_else(|p| p.into_inner()) = value;
     }
 
     /// The stored checkpoints that are tenure pointers (not Flink's, not garbage), ascending by
@@ -231,12 +232,13 @@ impl CompletedCheckpointStore {
     /// All retained checkpoints, ascending by id. Fails, naming the key, if any of them cannot
     /// be read (as Flink's recovery does) rather than silently recovering from an older one.
     pub async fn recover(&self) -> Result<Vec<CompletedCheckpoint>, StoreError> {
+        let mut view = self.view.lock().await;
         let mut out = Vec::new();
         let entries = self.entries().await?;
         for (id, entry) in &entries {
             out.push(self.read(*id, entry).await?);
         }
-        self.set_cached(Some(
+        view.retained = Some(
             entries
                 .into_iter()
                 .map(|(id, entry)| Held {
@@ -245,7 +247,7 @@ impl CompletedCheckpointStore {
                     decoded: true,
                 })
                 .collect(),
-        ));
+        );
         Ok(out)
     }
 
@@ -261,8 +263,10 @@ impl CompletedCheckpointStore {
     /// oldest ones while more than `max_retained` are stored, never the newest. Returns the ids
     /// subsumed and discarded, oldest first. Only checkpoints this store can decode are counted
     /// and subsumed: values it cannot decode (Flink's, corrupt ones, pointers to missing or
-    /// damaged blobs) are logged with their key and kept. A failed discard, or a checkpoint that
-    /// could not be read to decide, is logged and retried at the next add.
+    /// damaged blobs) are logged with their key and kept. The new key and the deletion of the
+    /// subsumed keys are one transaction (one round trip); their blobs are discarded after it.
+    /// A failed discard, or a checkpoint that could not be read to decide, is logged and retried
+    /// at the next add. Adds through clones of one store are serialized.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %self.job, id = %cp.id))]
     pub async fn add(&self, cp: CompletedCheckpoint) -> Result<Vec<CheckpointId>, StoreError> {
         if cp.job_id != self.job {
@@ -271,70 +275,143 @@ impl CompletedCheckpointStore {
                 cp.job_id, self.job
             )));
         }
+        let mut view = self.view.lock().await;
+        for orphan in std::mem::take(&mut view.orphans) {
+            if let Err(e) = self.discard_blob(&orphan).await {
+                tracing::warn!(key = %orphan.key, "could not discard subsumed checkpoint: {e}");
+                view.orphans.push(orphan);
+            }
+        }
         let key = self.layout.checkpoint(&self.job, cp.id);
         let pointer = self
             .codec
             .store(CHECKPOINT_BLOB_PREFIX, encode_checkpoint(&cp))
             .await?;
-        let known = self.cached();
-        let version = match self
-            .kv
-            .create(&key, pointer.clone(), persistent(&self.fence))
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                if !matches!(e, KvError::OutcomeUnknown { .. })
-                    && let Err(d) = self.codec.discard(&key, &pointer).await
-                {
-                    tracing::warn!(%key, "could not discard an unwritten checkpoint: {d}");
-                }
-                self.set_cached(None);
-                return Err(match e {
-                    KvError::AlreadyExists { .. } => {
-                        StoreError::AlreadyExists(format!("checkpoint {key:?}"))
-                    }
-                    e => e.into(),
-                });
-            }
+        let known = match view.retained.take() {
+            Some(known) => known,
+            None => match self.ours().await {
+                Ok(ours) => ours,
+                Err(e) => return Err(self.unwritten(&key, &pointer, e).await),
+            },
         };
+        let mut ours: Retained = known.into_iter().filter(|h| h.id != cp.id).collect();
         let added = Held {
             id: cp.id,
             entry: Entry {
-                key,
-                value: pointer,
-                version,
+                key: key.clone(),
+                value: pointer.clone(),
+                version: crate::kv::Version(0),
                 ephemeral_owner: None,
             },
             decoded: true,
         };
-        let mut ours = match known {
-            Some(mut ours) => {
-                ours.push(added);
-                ours.sort_by_key(|h| h.id);
-                ours
-            }
-            None => {
-                let mut ours = self.ours().await?;
-                if let Some(h) = ours.iter_mut().find(|h| h.id == cp.id) {
-                    *h = added;
-                }
-                ours
-            }
-        };
+        ours.push(added);
+        ours.sort_by_key(|h| h.id);
+        let mut decided = true;
         if ours.len() > self.max_retained {
-            ours = match self.decoded(ours).await {
-                Ok(ours) => ours,
+            match self.decoded(ours.clone()).await {
+                Ok(d) => ours = d,
                 Err(e) => {
                     tracing::warn!(
                         "could not read the retained checkpoints to subsume the oldest; \
                          retried at the next add: {e}"
                     );
-                    self.set_cached(None);
-                    return Ok(Vec::new());
+                    decided = false;
                 }
-            };
+            }
         }
+        let excess = if decided {
+            ours.len().saturating_sub(self.max_retained)
+        } else {
+            0
+        };
+        let doomed: Vec<Held> = ours.drain(..excess).collect();
+        let mut txn = Txn::new(self.fence.clone()).op(TxnOp::Create {
+            key: key.clone(),
+            value: pointer.clone(),
+            ephemeral: false,
+        });
+        for d in &doomed {
+            let expected = (d.id != cp.id).then_some(d.entry.version);
+            txn.ops.push(TxnOp::Delete {
+                key: d.entry.key.clone(),
+                expected,
+            });
+        }
+        let results = match self.kv.txn(txn).await {
+            Ok(results) => results,
+            Err(e) => match e.failed_op() {
+                Some((0, KvError::AlreadyExists { .. })) => {
+                    let e = StoreError::AlreadyExists(format!("checkpoint {key:?}"));
+                    return Err(self.unwritten(&key, &pointer, e).await);
+                }
+                // A subsumed key changed or has children: add alone, then subsume one by one.
+                Some((i, _)) if i > 0 => {
+                    return self.add_then_subsume(&mut view, &cp, &pointer).await;
+                }
+                _ => return Err(self.unwritten_kv(&key, &pointer, e).await),
+            },
+        };
+        let version = results
+            .first()
+            .and_then(|r| r.version())
+            .unwrap_or(crate::kv::Version(0));
+        for h in ours.iter_mut().filter(|h| h.id == cp.id) {
+            h.entry.version = version;
+        }
+        let mut subsumed = Vec::new();
+        for d in doomed {
+            if let Err(e) = self.discard_blob(&d.entry).await {
+                tracing::warn!(key = %d.entry.key, "could not discard subsumed checkpoint: {e}");
+                view.orphans.push(d.entry);
+            }
+            subsumed.push(d.id);
+        }
+        view.retained = decided.then_some(ours);
+        Ok(subsumed)
+    }
+
+    /// After a failed add: discards the unwritten blob and forgets the view (it is listed again
+    /// at the next add).
+    async fn unwritten(&self, key: &str, pointer: &[u8], e: StoreError) -> StoreError {
+        if let Err(d) = self.codec.discard(key, pointer).await {
+            tracing::warn!(%key, "could not discard an unwritten checkpoint: {d}");
+        }
+        e
+    }
+
+    /// As [`Self::unwritten`] for a KV error; the blob stays if the write may have happened.
+    async fn unwritten_kv(&self, key: &str, pointer: &[u8], e: KvError) -> StoreError {
+        if matches!(e, KvError::OutcomeUnknown { .. }) {
+            return e.into();
+        }
+        self.unwritten(key, pointer, e.into()).await
+    }
+
+    /// The add of a checkpoint whose subsumption could not be one transaction: creates its key,
+    /// then lists and subsumes the oldest one by one.
+    async fn add_then_subsume(
+        &self,
+        view: &mut View,
+        cp: &CompletedCheckpoint,
+        pointer: &Bytes,
+    ) -> Result<Vec<CheckpointId>, StoreError> {
+        view.retained = None;
+        let key = self.layout.checkpoint(&self.job, cp.id);
+        if let Err(e) = self
+            .kv
+            .create(&key, pointer.clone(), persistent(&self.fence))
+            .await
+        {
+            return Err(match e {
+                KvError::AlreadyExists { .. } => {
+                    let e = StoreError::AlreadyExists(format!("checkpoint {key:?}"));
+                    self.unwritten(&key, pointer, e).await
+                }
+                e => self.unwritten_kv(&key, pointer, e).await,
+            });
+        }
+        let mut ours = self.decoded(self.ours().await?).await?;
         let mut subsumed = Vec::new();
         while ours.len() > self.max_retained {
             let oldest = ours.remove(0);
@@ -345,8 +422,17 @@ impl CompletedCheckpointStore {
             }
             subsumed.push(oldest.id);
         }
-        self.set_cached(Some(ours));
+        view.retained = Some(ours);
         Ok(subsumed)
+    }
+
+    /// Discards the blob of a subsumed checkpoint whose key is deleted (a corrupt pointer has
+    /// nothing to discard).
+    async fn discard_blob(&self, entry: &Entry) -> Result<(), StoreError> {
+        match self.codec.discard(&entry.key, &entry.value).await {
+            Ok(()) | Err(StoreError::Corrupt { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes one checkpoint's key (fenced, only at the version read), then its blob.
@@ -365,10 +451,7 @@ impl CompletedCheckpointStore {
             }
             other => ignore_not_found(other)?,
         }
-        match self.codec.discard(&entry.key, &entry.value).await {
-            Ok(()) | Err(StoreError::Corrupt { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.discard_blob(entry).await
     }
 
     /// Shuts the store down. A globally terminal job's checkpoints and their blobs are deleted
@@ -379,7 +462,8 @@ impl CompletedCheckpointStore {
         if !status.is_globally_terminal() {
             return Ok(());
         }
-        self.set_cached(None);
+        let mut view = self.view.lock().await;
+        view.retained = None;
         let mut foreign = None;
         for (_, entry) in self.entries().await? {
             match Payload::decode(&entry.key, &entry.value) {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::blob::BlobStore;
 use crate::embedded::{EmbeddedCluster, EmbeddedSession};
-use crate::store::test_util::{kv, lead, stale_token};
+use crate::store::test_util::{CountingKv, kv, lead, stale_token};
 
 fn factory(session: &EmbeddedSession, blobs: &BlobStore) -> CheckpointRecoveryFactory {
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(16);
@@ -340,4 +340,72 @@ proptest! {
         };
         prop_assert_eq!(decode_checkpoint("k", &encode_checkpoint(&c)).unwrap(), c);
     }
+}
+
+#[tokio::test]
+async fn add_and_subsume_are_one_write() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let counting = CountingKv::new(kv(&s));
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
+    let job = JobId::new_random();
+    let store =
+        CompletedCheckpointStore::new(counting.clone(), Layout::default(), codec, job, 2, None)
+            .unwrap();
+    store.add(cp(job, 1)).await.unwrap();
+    // The first add lists what is retained; later ones know it.
+    assert_eq!(counting.take(), (1, 1));
+    store.add(cp(job, 2)).await.unwrap();
+    assert_eq!(counting.take(), (0, 1));
+    // Adding the third subsumes the first in the same transaction.
+    assert_eq!(store.add(cp(job, 3)).await.unwrap(), vec![CheckpointId(1)]);
+    assert_eq!(counting.take(), (0, 1));
+    let ids: Vec<u64> = store
+        .recover()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id.0)
+        .collect();
+    assert_eq!(ids, vec![2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_through_clones_lose_nothing() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
+    let job = JobId::new_random();
+    let store = CompletedCheckpointStore::new(
+        CountingKv::new(kv(&s)),
+        Layout::default(),
+        codec,
+        job,
+        2,
+        None,
+    )
+    .unwrap();
+    let tasks: Vec<_> = (1..=20)
+        .map(|id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.add(cp(job, id)).await })
+        })
+        .collect();
+    let mut subsumed = Vec::new();
+    for t in tasks {
+        subsumed.extend(t.await.unwrap().unwrap().into_iter().map(|c| c.0));
+    }
+    subsumed.sort_unstable();
+    assert_eq!(subsumed, (1..=18).collect::<Vec<_>>(), "each subsumed once");
+    let mut keys = cluster.all_keys();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    // The view is exact: the next add subsumes exactly the older of the two.
+    assert_eq!(
+        store.add(cp(job, 21)).await.unwrap(),
+        vec![CheckpointId(19)]
+    );
+    assert_eq!(blobs.list("").await.unwrap().len(), 2);
 }

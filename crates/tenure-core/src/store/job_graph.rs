@@ -20,11 +20,10 @@ use futures::stream::{self, SelectAll, Stream, StreamExt};
 
 use super::payload::{EXECUTION_PLAN_BLOB_PREFIX, JOB_GRAPH_BLOB_PREFIX, Payload, PayloadCodec};
 use super::{
-    MAX_CAS_ATTEMPTS, StoreError, delete_opts, ephemeral, ignore_not_found, persistent,
-    too_much_contention,
+    MAX_CAS_ATTEMPTS, StoreError, delete_opts, ephemeral, ignore_not_found, too_much_contention,
 };
 use crate::ids::JobId;
-use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, KvEvent, VersionedKv};
+use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, KvEvent, Txn, TxnOp, VersionedKv};
 use crate::layout::{Layout, NamingEra};
 
 /// Job graphs of the cluster, with per-process locks.
@@ -108,61 +107,88 @@ impl JobGraphStore {
     }
 
     /// Stores `graph` as the job's graph and locks it for this process (Flink's `putJobGraph`:
-    /// add-and-lock, or replace if the graph exists). A leftover of an interrupted removal is
-    /// removed first. A graph written by Flink ([`StoreError::Foreign`]) or one that cannot be
-    /// decoded ([`StoreError::Corrupt`]) is never replaced.
+    /// add-and-lock, or replace if the graph exists). The graph, its `locks` key and this
+    /// process's lock are written in ONE transaction, so no crash leaves a graph without its
+    /// lock. A leftover of an interrupted removal is removed first. A graph written by Flink
+    /// ([`StoreError::Foreign`]) or one that cannot be decoded ([`StoreError::Corrupt`]) is
+    /// never replaced.
     #[tracing::instrument(level = "debug", skip_all, fields(job = %job))]
     pub async fn put(&self, job: JobId, graph: Bytes) -> Result<(), StoreError> {
+        // Which keys are known to exist already (learnt from a failed transaction).
+        let mut locks_exist = false;
+        // Unknown at first: a process replacing a graph usually holds its lock already.
+        let mut locked: Option<bool> = None;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let (layout, existing) = self.layout_for(&job).await?;
             let key = layout.job_graph(&job);
-            let Some(entry) = existing else {
-                let pointer = self.codec.store(self.blob_prefix(), graph.clone()).await?;
-                match self
-                    .kv
-                    .create(&key, pointer.clone(), persistent(&self.fence))
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(KvError::AlreadyExists { .. }) => {
-                        self.codec.discard(&key, &pointer).await?;
-                        continue;
-                    }
-                    Err(e) => return Err(self.discard_after(&key, &pointer, e).await),
-                }
-                let locks = layout.job_graph_locks(&job);
-                match self
-                    .kv
-                    .create(&locks, Bytes::new(), persistent(&self.fence))
-                    .await
-                {
-                    Ok(_) | Err(KvError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                return self.lock(&layout, &job).await;
-            };
-            Payload::decode(&key, &entry.value)?;
-            if self.kv.get(&layout.job_graph_locks(&job)).await?.is_none() {
-                // Marked for deletion: finish that removal, then add afresh.
-                self.finish_removal(&key, &entry).await?;
-                continue;
+            let locks = layout.job_graph_locks(&job);
+            let lock = layout.job_graph_lock(&job, &self.owner);
+            if let Some(entry) = &existing {
+                Payload::decode(&key, &entry.value)?;
             }
             let pointer = self.codec.store(self.blob_prefix(), graph.clone()).await?;
-            match self
-                .kv
-                .compare_and_set(&key, pointer.clone(), entry.version, self.fence.clone())
-                .await
-            {
+            let mut txn = Txn::new(self.fence.clone());
+            txn.ops.push(match &existing {
+                None => TxnOp::Create {
+                    key: key.clone(),
+                    value: pointer.clone(),
+                    ephemeral: false,
+                },
+                Some(entry) => TxnOp::Set {
+                    key: key.clone(),
+                    value: pointer.clone(),
+                    expected: Some(entry.version),
+                },
+            });
+            txn.ops.push(if existing.is_some() || locks_exist {
+                // Present while the graph is live; gone means marked for deletion.
+                TxnOp::CheckExists { key: locks }
+            } else {
+                TxnOp::Create {
+                    key: locks,
+                    value: Bytes::new(),
+                    ephemeral: false,
+                }
+            });
+            txn.ops.push(if locked.unwrap_or(existing.is_some()) {
+                TxnOp::CheckExists { key: lock }
+            } else {
+                TxnOp::Create {
+                    key: lock,
+                    value: Bytes::new(),
+                    ephemeral: true,
+                }
+            });
+            let failure = match self.kv.txn(txn).await {
                 Ok(_) => {
-                    if let Err(e) = self.codec.discard(&key, &entry.value).await {
+                    if let Some(entry) = &existing
+                        && let Err(e) = self.codec.discard(&key, &entry.value).await
+                    {
                         tracing::warn!(%key, "could not discard the replaced job graph: {e}");
                     }
-                    return self.lock(&layout, &job).await;
+                    return Ok(());
                 }
-                Err(KvError::VersionConflict { .. } | KvError::NotFound { .. }) => {
-                    self.codec.discard(&key, &pointer).await?;
+                Err(e) => e,
+            };
+            let Some((index, cause)) = failure.failed_op() else {
+                return Err(self.discard_after(&key, &pointer, failure).await);
+            };
+            self.codec.discard(&key, &pointer).await?;
+            match (index, cause, &existing) {
+                // The graph appeared or changed meanwhile: read again.
+                (0, KvError::AlreadyExists { .. }, None)
+                | (0, KvError::VersionConflict { .. } | KvError::NotFound { .. }, Some(_)) => {}
+                (1, KvError::AlreadyExists { .. }, None) => locks_exist = true,
+                (1, KvError::NotFound { .. }, Some(entry)) => {
+                    // Marked for deletion: finish that removal, then add afresh.
+                    self.finish_removal(&key, entry).await?;
+                    locks_exist = false;
+                    locked = None;
                 }
-                Err(e) => return Err(self.discard_after(&key, &pointer, e).await),
+                (1, KvError::NotFound { .. }, None) => locks_exist = false,
+                (2, KvError::AlreadyExists { .. }, _) => locked = Some(true),
+                (2, KvError::NotFound { .. }, _) => locked = Some(false),
+                _ => return Err(failure.into()),
             }
         }
         Err(too_much_contention(&self.layout.job_graph(&job)))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::blob::BlobStore;
 use crate::embedded::{EmbeddedCluster, EmbeddedSession};
-use crate::store::test_util::{kv, lead, stale_token};
+use crate::store::test_util::{CountingKv, kv, lead, stale_token};
 
 fn store(session: &EmbeddedSession, blobs: &BlobStore, owner: &str) -> JobGraphStore {
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
@@ -281,4 +281,58 @@ fn owner_must_be_one_segment() {
         );
     }
     assert_eq!(JobGraphStore::new_owner_id().len(), 36);
+}
+
+#[tokio::test]
+async fn put_is_one_write_that_adds_graph_and_locks_together() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let counting = CountingKv::new(kv(&s));
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
+    let a =
+        JobGraphStore::new(counting.clone(), Layout::default(), codec, "owner-a", None).unwrap();
+    let job = JobId::new_random();
+    a.put(job, Bytes::from_static(BIG)).await.unwrap();
+    // Reads: this era's key, then the other era's; then ONE transaction.
+    assert_eq!(counting.take(), (2, 1), "(reads, writes) of a new graph");
+    a.put(job, Bytes::from_static(BIG)).await.unwrap();
+    assert_eq!(counting.take(), (1, 1), "(reads, writes) of a replace");
+    let mut keys = cluster.all_keys();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            format!("execution-plans/{job}"),
+            format!("execution-plans/{job}/locks"),
+            format!("execution-plans/{job}/locks/owner-a"),
+        ]
+    );
+    // Another process replacing the graph takes its lock in the same write.
+    let b = store(&s, &blobs, "owner-b");
+    b.put(job, Bytes::from_static(BIG)).await.unwrap();
+    assert!(
+        cluster
+            .all_keys()
+            .contains(&format!("execution-plans/{job}/locks/owner-b"))
+    );
+}
+
+#[tokio::test]
+async fn a_put_that_fails_leaves_neither_graph_nor_lock() {
+    let cluster = EmbeddedCluster::new();
+    let s = cluster.connect();
+    let blobs = BlobStore::in_memory();
+    let job = JobId::new_random();
+    // A put fenced by a term that is over writes neither the graph nor any lock key.
+    let stale = stale_token(&cluster).await;
+    let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
+    let a = JobGraphStore::new(kv(&s), Layout::default(), codec, "owner-a", Some(stale)).unwrap();
+    let err = a.put(job, Bytes::from_static(BIG)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Kv(KvError::NotLeader { .. })),
+        "{err}"
+    );
+    assert!(cluster.all_keys().is_empty(), "{:?}", cluster.all_keys());
+    assert!(blobs.list("").await.unwrap().is_empty(), "blob discarded");
 }

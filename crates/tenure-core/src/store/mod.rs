@@ -177,7 +177,7 @@ pub(crate) mod test_util {
 
     use crate::driver::{HaBackend, Latch, LatchEvent};
     use crate::embedded::EmbeddedSession;
-    use crate::kv::FencingToken;
+    use crate::kv::{FencingToken, KvError, VersionedKv};
 
     /// Joins `latch` on `session` and waits for the grant; the latch must be free.
     pub async fn lead(session: &EmbeddedSession, latch: &str) -> (FencingToken, Box<dyn Latch>) {
@@ -200,5 +200,91 @@ pub(crate) mod test_util {
     /// The session as the KV trait object the stores take.
     pub fn kv(session: &EmbeddedSession) -> Arc<dyn crate::kv::VersionedKv> {
         Arc::new(session.clone())
+    }
+
+    /// Counts the calls that reach the backend, by kind; every call yields to the scheduler
+    /// first, so concurrent callers interleave as they do over a network.
+    #[derive(Debug)]
+    pub struct CountingKv {
+        inner: Arc<dyn VersionedKv>,
+        reads: std::sync::atomic::AtomicUsize,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CountingKv {
+        pub fn new(inner: Arc<dyn VersionedKv>) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                reads: Default::default(),
+                writes: Default::default(),
+            })
+        }
+
+        /// `(reads, writes)` since the last call.
+        pub fn take(&self) -> (usize, usize) {
+            use std::sync::atomic::Ordering::SeqCst;
+            (self.reads.swap(0, SeqCst), self.writes.swap(0, SeqCst))
+        }
+
+        async fn read(&self) {
+            tokio::task::yield_now().await;
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        async fn write(&self) {
+            tokio::task::yield_now().await;
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl VersionedKv for CountingKv {
+        async fn get(&self, key: &str) -> Result<Option<crate::kv::Entry>, KvError> {
+            self.read().await;
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<crate::kv::Entry>, KvError> {
+            self.read().await;
+            self.inner.list(prefix).await
+        }
+        async fn watch(&self, prefix: &str) -> Result<crate::kv::KvWatch, KvError> {
+            self.inner.watch(prefix).await
+        }
+        async fn create(
+            &self,
+            key: &str,
+            value: bytes::Bytes,
+            opts: crate::kv::CreateOptions,
+        ) -> Result<crate::kv::Version, KvError> {
+            self.write().await;
+            self.inner.create(key, value, opts).await
+        }
+        async fn compare_and_set(
+            &self,
+            key: &str,
+            value: bytes::Bytes,
+            expected: crate::kv::Version,
+            fence: Option<FencingToken>,
+        ) -> Result<crate::kv::Version, KvError> {
+            self.write().await;
+            self.inner
+                .compare_and_set(key, value, expected, fence)
+                .await
+        }
+        async fn delete(&self, key: &str, opts: crate::kv::DeleteOptions) -> Result<(), KvError> {
+            self.write().await;
+            self.inner.delete(key, opts).await
+        }
+        async fn txn(&self, txn: crate::kv::Txn) -> Result<Vec<crate::kv::TxnResult>, KvError> {
+            self.write().await;
+            self.inner.txn(txn).await
+        }
+        async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
+            self.inner.remove_empty_namespace().await
+        }
+        fn session_id(&self) -> u64 {
+            self.inner.session_id()
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Versioned KV conformance: versions, conflicts, ephemeral keys, watches and fencing.
 
 use bytes::Bytes;
-use tenure_core::kv::{CreateOptions, DeleteOptions, KvError, KvEvent, Version};
+use tenure_core::kv::{
+    CreateOptions, DeleteOptions, FencingToken, KvError, KvEvent, Txn, TxnOp, TxnResult, Version,
+};
 
 use super::acquire;
 use crate::{BackendFactory, DEADLINE};
@@ -228,4 +230,217 @@ pub async fn invalid_keys_are_rejected(f: &dyn BackendFactory) {
             .unwrap_err();
         assert!(matches!(err, KvError::InvalidKey { .. }), "{key:?}: {err}");
     }
+}
+
+fn set(key: &str, value: &'static str, expected: Option<Version>) -> TxnOp {
+    TxnOp::Set {
+        key: key.into(),
+        value: b(value),
+        expected,
+    }
+}
+
+/// A transaction writes all of its operations or none: a failing check in the middle leaves
+/// every key as it was, and the error names the failed operation's index and key. A
+/// transaction that holds applies creates, sets (with and without expected version), deletes
+/// and checks in order, and returns the new versions.
+pub async fn txn_is_all_or_nothing(f: &dyn BackendFactory) {
+    let kv = f.connect().await.kv();
+    let va = kv
+        .create("x/a", b("a1"), CreateOptions::default())
+        .await
+        .expect("create a");
+    let vd = kv
+        .create("x/d", b("d1"), CreateOptions::default())
+        .await
+        .expect("create d");
+    let failing = Txn::new(None)
+        .op(set("x/a", "a2", Some(va)))
+        .op(TxnOp::Create {
+            key: "x/b".into(),
+            value: b("b1"),
+            ephemeral: false,
+        })
+        .op(TxnOp::CheckVersion {
+            key: "x/d".into(),
+            version: Version(vd.0 + 1000),
+        })
+        .op(TxnOp::Delete {
+            key: "x/d".into(),
+            expected: None,
+        });
+    let err = kv.txn(failing).await.unwrap_err();
+    match &err {
+        KvError::TxnFailed { index, op, cause } => {
+            assert_eq!(*index, 2, "{err}");
+            assert!(op.contains("x/d"), "{err}");
+            assert!(
+                matches!(**cause, KvError::VersionConflict { ref key, .. } if key == "x/d"),
+                "{err}"
+            );
+        }
+        other => panic!("expected TxnFailed, got {other}"),
+    }
+    let a = kv.get("x/a").await.expect("get").expect("a kept");
+    assert_eq!((a.value, a.version), (b("a1"), va));
+    assert!(kv.get("x/b").await.expect("get").is_none(), "b not created");
+    assert_eq!(
+        kv.get("x/d").await.expect("get").expect("d kept").version,
+        vd
+    );
+
+    // A check of a missing key and of a present one fail naming their op.
+    let err = kv
+        .txn(Txn::new(None).op(TxnOp::CheckExists {
+            key: "x/nope".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.failed_op(), Some((0, KvError::NotFound { key })) if key == "x/nope"),
+        "{err}"
+    );
+    let err = kv
+        .txn(
+            Txn::new(None)
+                .op(TxnOp::CheckAbsent {
+                    key: "x/nope".into(),
+                })
+                .op(TxnOp::CheckAbsent { key: "x/a".into() }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.failed_op(), Some((1, KvError::AlreadyExists { key })) if key == "x/a"),
+        "{err}"
+    );
+
+    let ok = Txn::new(None)
+        .op(TxnOp::CheckVersion {
+            key: "x/a".into(),
+            version: va,
+        })
+        .op(TxnOp::CheckAbsent { key: "x/b".into() })
+        .op(set("x/a", "a2", Some(va)))
+        .op(TxnOp::Create {
+            key: "x/b".into(),
+            value: b("b1"),
+            ephemeral: true,
+        })
+        .op(set("x/b", "b2", None))
+        .op(TxnOp::CheckExists { key: "x/d".into() })
+        .op(TxnOp::Delete {
+            key: "x/d".into(),
+            expected: Some(vd),
+        });
+    let results = kv.txn(ok).await.expect("txn");
+    assert_eq!(results.len(), 7);
+    assert_eq!(results[0], TxnResult::Checked);
+    assert_eq!(results[6], TxnResult::Deleted);
+    let a = kv.get("x/a").await.expect("get").expect("a");
+    assert_eq!((a.value, Some(a.version)), (b("a2"), results[2].version()));
+    assert_ne!(a.version, va);
+    let bb = kv.get("x/b").await.expect("get").expect("b");
+    assert_eq!(
+        (bb.value, Some(bb.version)),
+        (b("b2"), results[4].version())
+    );
+    assert_eq!(
+        bb.ephemeral_owner,
+        Some(kv.session_id()),
+        "b stays ephemeral"
+    );
+    assert!(kv.get("x/d").await.expect("get").is_none(), "d deleted");
+}
+
+/// A transaction fenced by a term that is over fails with `NotLeader` and writes nothing; the
+/// current term's transaction commits.
+pub async fn txn_fence_is_checked(f: &dyn BackendFactory) {
+    let a = f.connect().await;
+    let b_ = f.connect().await;
+    let (latch_a, token_a, _ev_a) = acquire(&a, "leader/latch").await;
+    let kv_a = a.kv();
+    let write = |fence| {
+        Txn::new(fence)
+            .op(TxnOp::Create {
+                key: "tf/x".into(),
+                value: b("1"),
+                ephemeral: false,
+            })
+            .op(TxnOp::Create {
+                key: "tf/y".into(),
+                value: b("1"),
+                ephemeral: false,
+            })
+    };
+    latch_a.close().await.expect("leave latch");
+    let (_latch_b, token_b, _ev_b) = acquire(&b_, "leader/latch").await;
+    let err = kv_a.txn(write(Some(token_a))).await.unwrap_err();
+    assert!(matches!(err, KvError::NotLeader { .. }), "{err}");
+    let kv_b = b_.kv();
+    assert!(kv_b.get("tf/x").await.expect("get").is_none());
+    assert!(kv_b.get("tf/y").await.expect("get").is_none());
+    kv_b.txn(write(Some(token_b))).await.expect("current term");
+    assert!(kv_b.get("tf/y").await.expect("get").is_some());
+}
+
+/// Fencing tokens are checked exactly: a token naming the current lock with another epoch, or
+/// naming an object that is no lock of this cluster, is refused with `NotLeader` by every
+/// fenced write (create, compare-and-set, delete, transaction), and nothing is written.
+pub async fn forged_fencing_tokens_are_rejected(f: &dyn BackendFactory) {
+    let a = f.connect().await;
+    let (_latch, real, _ev) = acquire(&a, "leader/latch").await;
+    let kv = a.kv();
+    let v = kv
+        .create("ff/x", b("1"), CreateOptions::default())
+        .await
+        .expect("create");
+    let outside = format!("/elsewhere/{}", real.lock().trim_start_matches('/'));
+    let parent = real
+        .lock()
+        .rsplit_once('/')
+        .map_or_else(|| "leader".to_owned(), |(p, _)| p.to_owned());
+    let forged = [
+        FencingToken::new(real.lock(), real.epoch() + 1),
+        FencingToken::new(real.lock(), real.epoch() - 1),
+        FencingToken::new(outside.as_str(), real.epoch()),
+        FencingToken::new(parent.as_str(), real.epoch()),
+        FencingToken::new(format!("{}x", real.lock()), real.epoch()),
+        FencingToken::new("", real.epoch()),
+    ];
+    for token in forged {
+        let err = kv
+            .create(
+                "ff/y",
+                b("1"),
+                CreateOptions {
+                    fence: Some(token.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{token}: {err}");
+        let err = kv
+            .compare_and_set("ff/x", b("2"), v, Some(token.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{token}: {err}");
+        let del = DeleteOptions {
+            fence: Some(token.clone()),
+            ..Default::default()
+        };
+        let err = kv.delete("ff/x", del).await.unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{token}: {err}");
+        let txn = Txn::new(Some(token.clone())).op(set("ff/x", "3", None));
+        let err = kv.txn(txn).await.unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{token}: {err}");
+    }
+    assert!(kv.get("ff/y").await.expect("get").is_none());
+    let x = kv.get("ff/x").await.expect("get").expect("kept");
+    assert_eq!((x.value, x.version), (b("1"), v));
+    // The real token still writes.
+    kv.compare_and_set("ff/x", b("2"), v, Some(real))
+        .await
+        .expect("real token");
 }

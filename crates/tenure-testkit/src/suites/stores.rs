@@ -180,6 +180,74 @@ pub async fn checkpoint_retention_and_recovery(f: &dyn BackendFactory) {
     );
 }
 
+/// Concurrent adds through clones of one checkpoint store lose nothing from its retained view:
+/// every id is either retained or subsumed exactly once, the backend holds exactly the newest
+/// ones, and a later add subsumes exactly the oldest of them.
+pub async fn concurrent_checkpoint_adds_keep_the_retained_view(f: &dyn BackendFactory) {
+    const RETAIN: usize = 3;
+    const ADDS: u64 = 24;
+    let procs = Processes::new(f, RETAIN);
+    let a = procs.start().await;
+    let job = JobId::new_random();
+    let store = a
+        .checkpoint_recovery_factory()
+        .create_completed_checkpoint_store(job, RETAIN, None)
+        .expect("store");
+    // Ids in an interleaved order, so that late adds of old ids race with new ones.
+    let ids: Vec<u64> = (1..=ADDS / 2).flat_map(|i| [ADDS + 1 - i, i]).collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.add(checkpoint(job, id, 2048)).await })
+        })
+        .collect();
+    let mut subsumed = Vec::new();
+    for t in tasks {
+        subsumed.extend(t.await.expect("task").expect("add"));
+    }
+    let newest: Vec<u64> = (ADDS + 1 - RETAIN as u64..=ADDS).collect();
+    let recovered: Vec<u64> = procs
+        .start()
+        .await
+        .checkpoint_recovery_factory()
+        .create_completed_checkpoint_store(job, RETAIN, None)
+        .expect("reader")
+        .recover()
+        .await
+        .expect("recover")
+        .iter()
+        .map(|c| c.id.0)
+        .collect();
+    assert_eq!(recovered, newest, "the backend holds the newest");
+    let mut seen: Vec<u64> = subsumed.iter().map(|c| c.0).chain(newest.clone()).collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=ADDS).collect::<Vec<_>>(),
+        "each id subsumed once"
+    );
+    // The view is exact: the next add subsumes exactly the oldest retained one.
+    let next = store
+        .add(checkpoint(job, ADDS + 1, 2048))
+        .await
+        .expect("add");
+    assert_eq!(next, vec![CheckpointId(newest[0])]);
+    let ids: Vec<u64> = store
+        .recover()
+        .await
+        .expect("recover")
+        .iter()
+        .map(|c| c.id.0)
+        .collect();
+    assert_eq!(
+        ids,
+        (ADDS + 2 - RETAIN as u64..=ADDS + 1).collect::<Vec<_>>()
+    );
+    let blobs = procs.blobs().list("").await.expect("blobs");
+    assert_eq!(blobs.len(), RETAIN, "subsumed blobs are gone: {blobs:?}");
+}
+
 /// Shutdown with a suspended status keeps the checkpoints; a terminal status discards them.
 pub async fn checkpoint_shutdown_keeps_or_discards(f: &dyn BackendFactory) {
     let procs = Processes::new(f, 2);

@@ -1,0 +1,125 @@
+//! Transactions and fencing against a real ZooKeeper: one `multi` per transaction, exact
+//! fencing tokens.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::granted;
+use tenure_core::blob::BlobStore;
+use tenure_core::driver::HaBackend;
+use tenure_core::ids::JobId;
+use tenure_core::kv::{CreateOptions, FencingToken, KvError, Txn, TxnOp, VersionedKv};
+use tenure_core::layout::Layout;
+use tenure_core::store::{JobGraphStore, PayloadCodec};
+use tenure_testkit::zookeeper::{ZooKeeperFactory, four_letter_word, test_settings};
+use tenure_zookeeper::ZooKeeperBackend;
+use tokio::sync::mpsc;
+
+/// Requests the server received from `backend`'s session so far (`cons`' `recved`).
+async fn received(f: &ZooKeeperFactory, backend: &ZooKeeperBackend) -> u64 {
+    let sid = format!("sid=0x{:x}", backend.session_info().unwrap().id().0);
+    let cons = four_letter_word(f.server().port(), "cons").await.unwrap();
+    let line = cons
+        .lines()
+        .find(|l| l.contains(&sid))
+        .unwrap_or_else(|| panic!("no connection of {sid} in {cons}"));
+    let recved = line.split("recved=").nth(1).unwrap();
+    recved.split(',').next().unwrap().parse().unwrap()
+}
+
+fn create(key: &str) -> TxnOp {
+    TxnOp::Create {
+        key: key.into(),
+        value: Bytes::from_static(b"v"),
+        ephemeral: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_one_request_and_a_job_graph_put_one_write() {
+    let f = ZooKeeperFactory::start().await;
+    let a = f.connect_zk().await;
+    // Parents exist already: the transaction is exactly one request. Pings of the session may
+    // land between two readings, so the fewest seen over a few tries is the count.
+    a.create("t/p", Bytes::new(), CreateOptions::default())
+        .await
+        .unwrap();
+    let mut fewest = u64::MAX;
+    for i in 0..5 {
+        let before = received(&f, &a).await;
+        let txn = Txn::new(None)
+            .op(create(&format!("t/p/{i}")))
+            .op(TxnOp::CheckExists { key: "t/p".into() })
+            .op(create(&format!("t/p/{i}/c")));
+        a.txn(txn).await.unwrap();
+        fewest = fewest.min(received(&f, &a).await - before);
+    }
+    assert_eq!(fewest, 1, "requests per transaction");
+
+    let store = JobGraphStore::new(
+        a.kv(),
+        Layout::default(),
+        PayloadCodec::new(BlobStore::in_memory()),
+        "owner-a",
+        None,
+    )
+    .unwrap();
+    store
+        .put(JobId::new_random(), Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    let mut fewest = u64::MAX;
+    for _ in 0..5 {
+        let before = received(&f, &a).await;
+        store
+            .put(JobId::new_random(), Bytes::from_static(b"graph"))
+            .await
+            .unwrap();
+        fewest = fewest.min(received(&f, &a).await - before);
+    }
+    // Two reads (this era's key and the other era's), then ONE multi for graph, locks and lock.
+    assert_eq!(fewest, 3, "requests per job graph put");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_other_namespaces_and_non_latch_nodes_are_refused() {
+    let f = ZooKeeperFactory::start().await;
+    let a = f.connect_zk().await;
+    let other = f
+        .connect_with(test_settings(
+            f.server(),
+            &format!("{}-other", f.cluster_id()),
+        ))
+        .await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _latch = other.join_latch("leader/latch", tx).await.unwrap();
+    // A live latch node at version 0, but of another cluster's namespace.
+    let foreign = granted(&mut rx).await;
+    // A znode of this namespace with a well-formed latch name whose data was set: not a latch
+    // node at version 0.
+    let fake = "fake/_c_00000000-0000-0000-0000-000000000000-latch-0000000007";
+    let v = a
+        .create(fake, Bytes::new(), CreateOptions::default())
+        .await
+        .unwrap();
+    a.compare_and_set(fake, Bytes::from_static(b"x"), v, None)
+        .await
+        .unwrap();
+    let fake_path = format!("/flink/{}/{fake}", f.cluster_id());
+    for token in [foreign, FencingToken::new(fake_path.as_str(), 7)] {
+        let opts = CreateOptions {
+            fence: Some(token.clone()),
+            ..Default::default()
+        };
+        let err = a.create("w", Bytes::new(), opts).await.unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{token}: {err}");
+        let err = a
+            .txn(Txn::new(Some(token.clone())).op(create("w")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, KvError::NotLeader { .. }), "{token}: {err}");
+    }
+    assert!(a.get("w").await.unwrap().is_none());
+}
