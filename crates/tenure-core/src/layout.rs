@@ -542,7 +542,10 @@ mod tests {
             l1.parse(&format!("jobgraphs/{JOB}")),
             Some(HaKey::ExecutionPlan(job))
         );
-        assert_eq!(l2.parse(&format!("execution-plans/{}", JOB.to_uppercase())), None);
+        assert_eq!(
+            l2.parse(&format!("execution-plans/{}", JOB.to_uppercase())),
+            None
+        );
         assert_eq!(l2.parse("leader/resourcemanager/connection_info"), None);
         assert_eq!(l1.parse(&format!("leader/job-{JOB}")), None);
         assert_eq!(
@@ -557,7 +560,14 @@ mod tests {
             l2.parse("leader/latch/junk"),
             Some(HaKey::ClusterLatchNode("junk".into()))
         );
-        for bad in ["", "/", "leader/", "leader//latch", "leader/latch/", "jobs/"] {
+        for bad in [
+            "",
+            "/",
+            "leader/",
+            "leader//latch",
+            "leader/latch/",
+            "jobs/",
+        ] {
             assert_eq!(Layout::parse_any_era(bad), None, "{bad:?}");
         }
         assert_eq!(job_dir_of(&format!("jobs/{JOB}/anything/else")), Some(job));
