@@ -176,7 +176,7 @@ impl Ctx {
         };
         self.progress.end();
         if let Some(first) = out.first() {
-            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut versions = tenure_core::sync::lock(&self.versions);
             for (key, name) in [
                 ("java", "Java (Curator peer)"),
                 ("curator", "Apache Curator"),
@@ -193,10 +193,7 @@ impl Ctx {
 
     /// Records a version for the report.
     pub fn version(&self, what: &str, version: String) {
-        self.versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(what.to_owned(), version);
+        tenure_core::sync::lock(&self.versions).insert(what.to_owned(), version);
     }
 }
 

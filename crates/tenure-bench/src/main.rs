@@ -224,12 +224,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     machine.load_after = Load::now();
     machine.seconds = started.elapsed().as_secs_f64();
     machine.scenarios = scenarios.iter().map(|s| (*s).to_owned()).collect();
-    machine.versions.extend(
-        ctx.versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
-    );
+    machine
+        .versions
+        .extend(tenure_core::sync::lock(&ctx.versions).clone());
     let machine_path = cli.out.join("machine.json");
     // A single scenario keeps the machine record of the last full run, if there is one.
     if matches!(cli.command, Command::All) || read_json::<Machine>(&machine_path).is_err() {

@@ -13,11 +13,11 @@
 
 use std::process::ExitCode;
 
-use tenure::HaError;
 use tenure::blob::BlobError;
 use tenure::election::ElectionError;
 use tenure::kv::KvError;
 use tenure::store::StoreError;
+use tenure::{ConnectError, HaError};
 
 /// An error that ends the command, with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -144,15 +144,25 @@ impl CliError {
         }
     }
 
+    /// The error of connecting a backend, prefixed with what was being done: a bad setting is
+    /// a usage error (exit 2), refused credentials exit 7, anything else is unreachable (exit 4).
+    pub fn connect(context: &str, e: ConnectError) -> Self {
+        let msg = format!("{context}: {e}");
+        match e {
+            ConnectError::InvalidConfig { .. } => CliError::Usage(msg),
+            ConnectError::AuthFailed { .. } => CliError::Unauthorized(msg),
+            ConnectError::NoClientConfig { .. } | ConnectError::Unreachable { .. } => {
+                CliError::Unreachable(msg)
+            }
+        }
+    }
+
     /// The error of the HA services as a whole, prefixed with what was being done.
     pub fn ha(context: &str, e: HaError) -> Self {
         match e {
             HaError::Config(c) => CliError::Usage(format!("{context}: {c}")),
-            HaError::Unsupported(m) | HaError::InvalidSetting(m) => {
-                CliError::Usage(format!("{context}: {m}"))
-            }
-            HaError::Unreachable(m) => CliError::Unreachable(format!("{context}: {m}")),
-            HaError::Unauthenticated(m) => CliError::Unauthorized(format!("{context}: {m}")),
+            HaError::Unsupported(m) => CliError::Usage(format!("{context}: {m}")),
+            HaError::Connect(c) => Self::connect(context, c),
             HaError::Kv(kv) => Self::kv(context, kv),
             HaError::Blob(b) => Self::blob(context, b),
             HaError::Store(s) => Self::store(context, s),
@@ -181,8 +191,38 @@ mod tests {
         assert_eq!(nl.code(), REFUSED);
         let cfg = CliError::ha("connecting", HaError::Unsupported("no zookeeper".into()));
         assert_eq!(cfg.code(), USAGE);
-        let down = CliError::ha("connecting", HaError::Unreachable("no session".into()));
+        let down = CliError::ha(
+            "connecting",
+            HaError::Connect(ConnectError::Unreachable {
+                service: "ZooKeeper",
+                address: "zk1:2181".into(),
+                attempts: 4,
+                limit: None,
+                source: "no session".into(),
+            }),
+        );
         assert_eq!(down.code(), UNREACHABLE);
+        let no_config = CliError::ha(
+            "connecting",
+            HaError::Connect(ConnectError::NoClientConfig {
+                service: "Kubernetes",
+                origin: None,
+                source: "no kubeconfig".into(),
+            }),
+        );
+        assert_eq!(no_config.code(), UNREACHABLE);
+        let setting = CliError::ha(
+            "connecting",
+            HaError::Connect(ConnectError::InvalidConfig {
+                key: "high-availability.zookeeper.quorum",
+                reason: "not set".into(),
+            }),
+        );
+        assert_eq!(setting.code(), USAGE);
+        assert!(
+            setting.to_string().contains("zookeeper.quorum"),
+            "{setting}"
+        );
         assert_eq!(CliError::Other("x".into()).code(), FAILED);
     }
 
@@ -221,7 +261,15 @@ mod tests {
         );
         assert_eq!(denied.code(), UNAUTHORIZED);
         assert!(denied.to_string().contains("client.digest"), "{denied}");
-        let refused = CliError::ha("connecting", HaError::Unauthenticated("digest".into()));
+        let refused = CliError::ha(
+            "connecting",
+            HaError::Connect(ConnectError::AuthFailed {
+                service: "ZooKeeper",
+                address: "zk1:2181".into(),
+                setting: "high-availability.zookeeper.client.digest",
+                source: "AuthFailed".into(),
+            }),
+        );
         assert_eq!(refused.code(), UNAUTHORIZED);
         let election = CliError::election(
             "campaigning",

@@ -9,7 +9,7 @@ use tenure::codec::decode_leader_info;
 use tenure::ids::ComponentId;
 use tenure::kv::{Entry, VersionedKv};
 use tenure::latch;
-use tenure::layout::{LEADER_DIR, Layout};
+use tenure::layout::{HaKey, LEADER_DIR, Layout};
 
 use crate::exit::CliError;
 use crate::output::sanitize;
@@ -88,44 +88,46 @@ impl LeaderSnapshot {
             let name = layout.component_name(c);
             comps.insert(
                 (i as u8, name.clone()),
-                no_leader(&name, None, format!("{LEADER_DIR}/{name}/connection_info")),
+                no_leader(&name, None, layout.leader_info(c)),
             );
         }
         let mut latches: BTreeMap<String, Vec<Contender>> = BTreeMap::new();
         for e in entries {
-            let Some(rest) = e
-                .key
-                .strip_prefix(LEADER_DIR)
-                .and_then(|r| r.strip_prefix('/'))
-            else {
+            let Some((era, parsed)) = Layout::parse_any_era(&e.key) else {
+                tracing::debug!(key = ?e.key, "not a key of the leader layout; ignored");
                 continue;
             };
-            let segs: Vec<&str> = rest.split('/').collect();
-            match segs.as_slice() {
-                ["latch", node] => latches
-                    .entry(format!("{LEADER_DIR}/latch"))
-                    .or_default()
-                    .push(contender(e, None, node)),
-                [name, "latch", node] if component_of(name).is_some() => latches
-                    .entry(format!("{LEADER_DIR}/{name}/latch"))
-                    .or_default()
-                    .push(contender(e, Some(name), node)),
-                [name] | [name, "connection_info"] if *name != "latch" => {
-                    let Some(c) = component_of(name) else {
-                        tracing::debug!(key = ?e.key, "not a component's leader data; ignored");
-                        continue;
-                    };
-                    let slot = (rank(&c), (*name).to_owned());
-                    let key = format!("{LEADER_DIR}/{name}/connection_info");
+            match parsed {
+                HaKey::ClusterLatchNode(node) => {
+                    let latch = era.cluster_latch();
+                    latches
+                        .entry(latch.clone())
+                        .or_default()
+                        .push(contender(e, latch, None, &node));
+                }
+                HaKey::LeaderLatchNode(c, node) => {
+                    let latch = era.component_latch(&c);
+                    let name = era.component_name(&c);
+                    latches.entry(latch.clone()).or_default().push(contender(
+                        e,
+                        latch,
+                        Some(&name),
+                        &node,
+                    ));
+                }
+                HaKey::LeaderDir(c) | HaKey::LeaderInfo(c) => {
+                    let name = era.component_name(&c);
+                    let slot = (rank(&c), name.clone());
+                    let key = era.leader_info(&c);
                     let job = match c {
                         ComponentId::JobMaster(job) => Some(job.to_string()),
                         _ => None,
                     };
                     let current = comps
                         .entry(slot)
-                        .or_insert_with(|| no_leader(name, job.clone(), key.clone()));
-                    if segs.len() == 2 {
-                        *current = decode(name, job, key, &e.value);
+                        .or_insert_with(|| no_leader(&name, job.clone(), key.clone()));
+                    if matches!(parsed, HaKey::LeaderInfo(_)) {
+                        *current = decode(&name, job, key, &e.value);
                     }
                 }
                 _ => {}
@@ -238,10 +240,6 @@ pub async fn guard(
     Ok(snap)
 }
 
-fn component_of(name: &str) -> Option<ComponentId> {
-    ComponentId::parse(name).ok()
-}
-
 fn rank(c: &ComponentId) -> u8 {
     FIXED
         .iter()
@@ -282,11 +280,7 @@ pub fn decode(name: &str, job_id: Option<String>, key: String, bytes: &[u8]) -> 
     }
 }
 
-fn contender(e: &Entry, component: Option<&str>, node: &str) -> Contender {
-    let latch = match component {
-        Some(c) => format!("{LEADER_DIR}/{c}/latch"),
-        None => format!("{LEADER_DIR}/latch"),
-    };
+fn contender(e: &Entry, latch: String, component: Option<&str>, node: &str) -> Contender {
     let sequence = latch::sequence(node);
     Contender {
         latch,

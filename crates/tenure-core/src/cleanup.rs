@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::blob::BlobStore;
 use crate::ids::JobId;
 use crate::kv::{DeleteOptions, KvError, Version, VersionedKv};
-use crate::layout::{DIRTY_SUFFIX, is_layout_key};
+use crate::layout::{Layout, is_layout_key};
 use crate::services::HaError;
 use crate::store::{
     CHECKPOINT_BLOB_PREFIX, EXECUTION_PLAN_BLOB_PREFIX, FileJobResultStore, JOB_GRAPH_BLOB_PREFIX,
@@ -170,22 +170,13 @@ fn in_nested(name: &str, roots: &[String]) -> bool {
 
 /// The job ids named anywhere in `keys` (job graphs, per-job data, results, leaders).
 fn referenced_jobs<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeSet<JobId> {
-    let mut out = BTreeSet::new();
-    for key in keys {
-        for seg in key.split('/') {
-            let seg = seg.strip_suffix(DIRTY_SUFFIX).unwrap_or(seg);
-            let seg = seg.strip_prefix("job-").unwrap_or(seg);
-            if let Ok(job) = JobId::parse(seg) {
-                out.insert(job);
-            }
-        }
-    }
-    out
+    keys.filter_map(|key| Layout::parse_any_era(key)?.1.job())
+        .collect()
 }
 
 /// How many `/`-separated segments `key` has.
 fn depth(key: &str) -> usize {
-    key.split('/').count()
+    key.matches('/').count() + 1
 }
 
 impl CleanupPlan {

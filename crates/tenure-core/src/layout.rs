@@ -46,10 +46,279 @@ pub const JOB_RESULTS_DIR: &str = "job-results";
 /// Suffix that marks a dirty job result.
 pub const DIRTY_SUFFIX: &str = "_DIRTY";
 
+/// Flink 2.x's job graph directory.
+const EXECUTION_PLANS_DIR: &str = "execution-plans";
+/// Flink 1.x's job graph directory.
+const JOB_GRAPHS_DIR: &str = "jobgraphs";
+/// Flink ≤ 1.14's checkpoint directory (`checkpoints/<job>/<%019d>`).
+const LEGACY_CHECKPOINTS_DIR: &str = "checkpoints";
+/// Flink ≤ 1.14's checkpoint counter directory (`checkpoint-counter/<job>`).
+const LEGACY_COUNTERS_DIR: &str = "checkpoint-counter";
+
+/// One key of the HA layout, relative to the cluster namespace: what the key *is*, never how it
+/// is spelled. [`Layout::key`] spells it in the layout's era; [`Layout::parse`] reads a key back,
+/// accepting exactly the spellings `key` produces.
+///
+/// Free-form segments (`owner`, latch `node`) must be non-empty and must not contain `/`; a key
+/// built from any other segment is not one `parse` returns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HaKey {
+    /// `leader`: the directory of all leader data.
+    LeaderRoot,
+    /// `leader/latch`: the process-wide election's latch directory (Flink 1.15+).
+    ClusterLatch,
+    /// `leader/latch/<node>`: a child of the process-wide latch.
+    ClusterLatchNode(String),
+    /// `leader/<component>`: a component's leader directory (deleted when its election ends).
+    LeaderDir(ComponentId),
+    /// `leader/<component>/connection_info`: the component's published leader information.
+    LeaderInfo(ComponentId),
+    /// `leader/<component>/latch`: a per-component election's latch directory (Flink 1.14
+    /// style).
+    LeaderLatch(ComponentId),
+    /// `leader/<component>/latch/<node>`: a child of a per-component latch.
+    LeaderLatchNode(ComponentId, String),
+    /// `execution-plans` (Flink 1.x: `jobgraphs`): the job graph directory.
+    ExecutionPlans,
+    /// `execution-plans/<job>`: a job graph.
+    ExecutionPlan(JobId),
+    /// `execution-plans/<job>/locks`: the lock directory of a job graph.
+    ExecutionPlanLocks(JobId),
+    /// `execution-plans/<job>/locks/<owner>`: one process's lock on a job graph.
+    ExecutionPlanLock(JobId, String),
+    /// `jobs`: the directory of per-job data.
+    Jobs,
+    /// `jobs/<job>`: all data of one job (checkpoints, counter).
+    JobDir(JobId),
+    /// `jobs/<job>/checkpoints`: the checkpoint directory of a job.
+    Checkpoints(JobId),
+    /// `jobs/<job>/checkpoints/<%019d id>`: one completed checkpoint.
+    Checkpoint(JobId, CheckpointId),
+    /// `jobs/<job>/checkpoint_id_counter`: a job's checkpoint id counter.
+    CheckpointCounter(JobId),
+    /// `running_job_registry`: the running jobs registry.
+    RunningJobs,
+    /// `running_job_registry/<job>`: a job's registry entry.
+    RunningJob(JobId),
+    /// `job-results`: the job results (KV form).
+    JobResults,
+    /// `job-results/<job>[_DIRTY]`: a job's result, dirty or clean.
+    JobResult {
+        /// The job.
+        job: JobId,
+        /// Whether the result is dirty (its cleanup has not finished).
+        dirty: bool,
+    },
+    /// `jobs/<job>/leader`: a job master's leader directory of Flink ≤ 1.14.
+    LegacyJobLeaderDir(JobId),
+    /// `jobs/<job>/leader/connection_info`: Flink ≤ 1.14 job master leader information.
+    LegacyJobLeaderInfo(JobId),
+    /// `jobs/<job>/leader/latch`: Flink ≤ 1.14 job master latch directory.
+    LegacyJobLeaderLatch(JobId),
+    /// `jobs/<job>/leader/latch/<node>`: a child of a Flink ≤ 1.14 job master latch.
+    LegacyJobLeaderLatchNode(JobId, String),
+    /// `checkpoints`: Flink ≤ 1.14's checkpoint directory.
+    LegacyCheckpointsRoot,
+    /// `checkpoints/<job>`: a job's checkpoints in Flink ≤ 1.14.
+    LegacyCheckpoints(JobId),
+    /// `checkpoints/<job>/<%019d id>`: one checkpoint in Flink ≤ 1.14.
+    LegacyCheckpoint(JobId, CheckpointId),
+    /// `checkpoint-counter`: Flink ≤ 1.14's checkpoint counter directory.
+    LegacyCheckpointCountersRoot,
+    /// `checkpoint-counter/<job>`: a job's checkpoint counter in Flink ≤ 1.14.
+    LegacyCheckpointCounter(JobId),
+}
+
+impl HaKey {
+    /// The job this key belongs to (job graphs, per-job data, registry entries, results, job
+    /// masters' leader data), if any.
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            HaKey::LeaderDir(c)
+            | HaKey::LeaderInfo(c)
+            | HaKey::LeaderLatch(c)
+            | HaKey::LeaderLatchNode(c, _) => match c {
+                ComponentId::JobMaster(job) => Some(*job),
+                _ => None,
+            },
+            HaKey::ExecutionPlan(j)
+            | HaKey::ExecutionPlanLocks(j)
+            | HaKey::ExecutionPlanLock(j, _)
+            | HaKey::JobDir(j)
+            | HaKey::Checkpoints(j)
+            | HaKey::Checkpoint(j, _)
+            | HaKey::CheckpointCounter(j)
+            | HaKey::RunningJob(j)
+            | HaKey::JobResult { job: j, .. }
+            | HaKey::LegacyJobLeaderDir(j)
+            | HaKey::LegacyJobLeaderInfo(j)
+            | HaKey::LegacyJobLeaderLatch(j)
+            | HaKey::LegacyJobLeaderLatchNode(j, _)
+            | HaKey::LegacyCheckpoints(j)
+            | HaKey::LegacyCheckpoint(j, _)
+            | HaKey::LegacyCheckpointCounter(j) => Some(*j),
+            HaKey::LeaderRoot
+            | HaKey::ClusterLatch
+            | HaKey::ClusterLatchNode(_)
+            | HaKey::ExecutionPlans
+            | HaKey::Jobs
+            | HaKey::RunningJobs
+            | HaKey::JobResults
+            | HaKey::LegacyCheckpointsRoot
+            | HaKey::LegacyCheckpointCountersRoot => None,
+        }
+    }
+
+    /// Whether the key is data the HA services write: every key except a latch child that is
+    /// not a well-formed latch node ([`latch::is_participant`]), which is foreign junk in a
+    /// directory of ours.
+    pub fn is_ha_data(&self) -> bool {
+        match self {
+            HaKey::ClusterLatchNode(node)
+            | HaKey::LeaderLatchNode(_, node)
+            | HaKey::LegacyJobLeaderLatchNode(_, node) => latch::is_participant(node),
+            _ => true,
+        }
+    }
+}
+
+/// Whether `s` can be a free-form segment (owner, latch node) of a key.
+fn is_segment(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/')
+}
+
 impl Layout {
     /// A layout writing `naming`'s names.
     pub const fn new(naming: NamingEra) -> Self {
         Self { naming }
+    }
+
+    /// The key of `key` in this layout's names.
+    pub fn key(&self, key: &HaKey) -> String {
+        match key {
+            HaKey::LeaderRoot => LEADER_DIR.to_owned(),
+            HaKey::ClusterLatch => format!("{LEADER_DIR}/latch"),
+            HaKey::ClusterLatchNode(node) => format!("{LEADER_DIR}/latch/{node}"),
+            HaKey::LeaderDir(c) => format!("{LEADER_DIR}/{}", self.component_name(c)),
+            HaKey::LeaderInfo(c) => {
+                format!("{LEADER_DIR}/{}/connection_info", self.component_name(c))
+            }
+            HaKey::LeaderLatch(c) => format!("{LEADER_DIR}/{}/latch", self.component_name(c)),
+            HaKey::LeaderLatchNode(c, node) => {
+                format!("{LEADER_DIR}/{}/latch/{node}", self.component_name(c))
+            }
+            HaKey::ExecutionPlans => self.job_graphs_dir().to_owned(),
+            HaKey::ExecutionPlan(job) => format!("{}/{job}", self.job_graphs_dir()),
+            HaKey::ExecutionPlanLocks(job) => format!("{}/{job}/locks", self.job_graphs_dir()),
+            HaKey::ExecutionPlanLock(job, owner) => {
+                format!("{}/{job}/locks/{owner}", self.job_graphs_dir())
+            }
+            HaKey::Jobs => JOBS_DIR.to_owned(),
+            HaKey::JobDir(job) => format!("{JOBS_DIR}/{job}"),
+            HaKey::Checkpoints(job) => format!("{JOBS_DIR}/{job}/checkpoints"),
+            HaKey::Checkpoint(job, id) => {
+                format!("{JOBS_DIR}/{job}/checkpoints/{}", id.padded())
+            }
+            HaKey::CheckpointCounter(job) => format!("{JOBS_DIR}/{job}/checkpoint_id_counter"),
+            HaKey::RunningJobs => RUNNING_JOBS_DIR.to_owned(),
+            HaKey::RunningJob(job) => format!("{RUNNING_JOBS_DIR}/{job}"),
+            HaKey::JobResults => JOB_RESULTS_DIR.to_owned(),
+            HaKey::JobResult { job, dirty: true } => {
+                format!("{JOB_RESULTS_DIR}/{job}{DIRTY_SUFFIX}")
+            }
+            HaKey::JobResult { job, dirty: false } => format!("{JOB_RESULTS_DIR}/{job}"),
+            HaKey::LegacyJobLeaderDir(job) => format!("{JOBS_DIR}/{job}/{LEADER_DIR}"),
+            HaKey::LegacyJobLeaderInfo(job) => {
+                format!("{JOBS_DIR}/{job}/{LEADER_DIR}/connection_info")
+            }
+            HaKey::LegacyJobLeaderLatch(job) => format!("{JOBS_DIR}/{job}/{LEADER_DIR}/latch"),
+            HaKey::LegacyJobLeaderLatchNode(job, node) => {
+                format!("{JOBS_DIR}/{job}/{LEADER_DIR}/latch/{node}")
+            }
+            HaKey::LegacyCheckpointsRoot => LEGACY_CHECKPOINTS_DIR.to_owned(),
+            HaKey::LegacyCheckpoints(job) => format!("{LEGACY_CHECKPOINTS_DIR}/{job}"),
+            HaKey::LegacyCheckpoint(job, id) => {
+                format!("{LEGACY_CHECKPOINTS_DIR}/{job}/{}", id.padded())
+            }
+            HaKey::LegacyCheckpointCountersRoot => LEGACY_COUNTERS_DIR.to_owned(),
+            HaKey::LegacyCheckpointCounter(job) => format!("{LEGACY_COUNTERS_DIR}/{job}"),
+        }
+    }
+
+    /// What `key` is in this layout's names: `Some(k)` exactly when `self.key(&k) == key`.
+    /// Other spellings (the other era's names, upper-case job ids, unpadded checkpoint ids,
+    /// Kubernetes component names) give `None`; so does anything outside the layout. Never
+    /// panics, whatever the input.
+    pub fn parse(&self, key: &str) -> Option<HaKey> {
+        let parsed = self.parse_segments(key)?;
+        (self.key(&parsed) == key).then_some(parsed)
+    }
+
+    /// What `key` is in either era's names, and the layout whose names it uses (Flink 2.x
+    /// first, for keys both eras spell alike): `Some((l, k))` exactly when `l.key(&k) == key`.
+    pub fn parse_any_era(key: &str) -> Option<(Layout, HaKey)> {
+        [NamingEra::Flink2, NamingEra::Flink1]
+            .into_iter()
+            .map(Layout::new)
+            .find_map(|l| l.parse(key).map(|k| (l, k)))
+    }
+
+    /// The candidate key of `key`'s segments; [`Layout::parse`] checks the spelling.
+    fn parse_segments(&self, key: &str) -> Option<HaKey> {
+        let segs: Vec<&str> = key.split('/').collect();
+        let job = |s: &str| JobId::parse(s).ok();
+        let component = |s: &str| ComponentId::parse(s).ok();
+        let id = |s: &str| s.parse::<CheckpointId>().ok();
+        let plans = self.job_graphs_dir();
+        Some(match segs.as_slice() {
+            [LEADER_DIR] => HaKey::LeaderRoot,
+            [LEADER_DIR, "latch"] => HaKey::ClusterLatch,
+            [LEADER_DIR, "latch", node] if is_segment(node) => {
+                HaKey::ClusterLatchNode((*node).to_owned())
+            }
+            [LEADER_DIR, c] => HaKey::LeaderDir(component(c)?),
+            [LEADER_DIR, c, "connection_info"] => HaKey::LeaderInfo(component(c)?),
+            [LEADER_DIR, c, "latch"] => HaKey::LeaderLatch(component(c)?),
+            [LEADER_DIR, c, "latch", node] if is_segment(node) => {
+                HaKey::LeaderLatchNode(component(c)?, (*node).to_owned())
+            }
+            [dir] if *dir == plans => HaKey::ExecutionPlans,
+            [dir, j] if *dir == plans => HaKey::ExecutionPlan(job(j)?),
+            [dir, j, "locks"] if *dir == plans => HaKey::ExecutionPlanLocks(job(j)?),
+            [dir, j, "locks", owner] if *dir == plans && is_segment(owner) => {
+                HaKey::ExecutionPlanLock(job(j)?, (*owner).to_owned())
+            }
+            [JOBS_DIR] => HaKey::Jobs,
+            [JOBS_DIR, j] => HaKey::JobDir(job(j)?),
+            [JOBS_DIR, j, "checkpoints"] => HaKey::Checkpoints(job(j)?),
+            [JOBS_DIR, j, "checkpoints", c] => HaKey::Checkpoint(job(j)?, id(c)?),
+            [JOBS_DIR, j, "checkpoint_id_counter"] => HaKey::CheckpointCounter(job(j)?),
+            [JOBS_DIR, j, LEADER_DIR] => HaKey::LegacyJobLeaderDir(job(j)?),
+            [JOBS_DIR, j, LEADER_DIR, "connection_info"] => HaKey::LegacyJobLeaderInfo(job(j)?),
+            [JOBS_DIR, j, LEADER_DIR, "latch"] => HaKey::LegacyJobLeaderLatch(job(j)?),
+            [JOBS_DIR, j, LEADER_DIR, "latch", node] if is_segment(node) => {
+                HaKey::LegacyJobLeaderLatchNode(job(j)?, (*node).to_owned())
+            }
+            [RUNNING_JOBS_DIR] => HaKey::RunningJobs,
+            [RUNNING_JOBS_DIR, j] => HaKey::RunningJob(job(j)?),
+            [JOB_RESULTS_DIR] => HaKey::JobResults,
+            [JOB_RESULTS_DIR, name] => match name.strip_suffix(DIRTY_SUFFIX) {
+                Some(j) => HaKey::JobResult {
+                    job: job(j)?,
+                    dirty: true,
+                },
+                None => HaKey::JobResult {
+                    job: job(name)?,
+                    dirty: false,
+                },
+            },
+            [LEGACY_CHECKPOINTS_DIR] => HaKey::LegacyCheckpointsRoot,
+            [LEGACY_CHECKPOINTS_DIR, j] => HaKey::LegacyCheckpoints(job(j)?),
+            [LEGACY_CHECKPOINTS_DIR, j, c] => HaKey::LegacyCheckpoint(job(j)?, id(c)?),
+            [LEGACY_COUNTERS_DIR] => HaKey::LegacyCheckpointCountersRoot,
+            [LEGACY_COUNTERS_DIR, j] => HaKey::LegacyCheckpointCounter(job(j)?),
+            _ => return None,
+        })
     }
 
     /// The component's directory name under `leader/`.
@@ -62,131 +331,109 @@ impl Layout {
 
     /// The process-wide election's latch directory.
     pub fn cluster_latch(&self) -> String {
-        format!("{LEADER_DIR}/latch")
+        self.key(&HaKey::ClusterLatch)
     }
 
     /// A per-component election's latch directory.
     pub fn component_latch(&self, component: &ComponentId) -> String {
-        format!("{LEADER_DIR}/{}/latch", self.component_name(component))
+        self.key(&HaKey::LeaderLatch(*component))
     }
 
     /// The component's leader directory (deleted when its election ends).
     pub fn leader_dir(&self, component: &ComponentId) -> String {
-        format!("{LEADER_DIR}/{}", self.component_name(component))
+        self.key(&HaKey::LeaderDir(*component))
     }
 
     /// The key holding the component's published leader information.
     pub fn leader_info(&self, component: &ComponentId) -> String {
-        format!("{}/connection_info", self.leader_dir(component))
+        self.key(&HaKey::LeaderInfo(*component))
     }
 
     /// Parses `leader/<component>/connection_info` back into the component (either era's names).
     pub fn parse_leader_info_key(&self, key: &str) -> Option<ComponentId> {
-        let rest = key.strip_prefix(LEADER_DIR)?.strip_prefix('/')?;
-        let name = rest.strip_suffix("/connection_info")?;
-        if name.contains('/') {
-            return None;
+        match Self::parse_any_era(key)? {
+            (_, HaKey::LeaderInfo(c)) => Some(c),
+            _ => None,
         }
-        ComponentId::parse(name).ok()
     }
 
     /// The job graph directory written by this layout.
     pub fn job_graphs_dir(&self) -> &'static str {
         match self.naming {
-            NamingEra::Flink2 => "execution-plans",
-            NamingEra::Flink1 => "jobgraphs",
+            NamingEra::Flink2 => EXECUTION_PLANS_DIR,
+            NamingEra::Flink1 => JOB_GRAPHS_DIR,
         }
     }
 
     /// Both eras' job graph directories, for reading.
     pub fn all_job_graph_dirs(&self) -> [&'static str; 2] {
-        ["execution-plans", "jobgraphs"]
+        [EXECUTION_PLANS_DIR, JOB_GRAPHS_DIR]
     }
 
     /// The key of a job graph.
     pub fn job_graph(&self, job: &JobId) -> String {
-        format!("{}/{job}", self.job_graphs_dir())
+        self.key(&HaKey::ExecutionPlan(*job))
     }
 
     /// The lock directory of a job graph.
     pub fn job_graph_locks(&self, job: &JobId) -> String {
-        format!("{}/locks", self.job_graph(job))
+        self.key(&HaKey::ExecutionPlanLocks(*job))
     }
 
     /// One process's lock on a job graph.
     pub fn job_graph_lock(&self, job: &JobId, owner: &str) -> String {
-        format!("{}/{owner}", self.job_graph_locks(job))
+        self.key(&HaKey::ExecutionPlanLock(*job, owner.to_owned()))
     }
 
     /// All data of one job (checkpoints, counter).
     pub fn job_dir(&self, job: &JobId) -> String {
-        format!("{JOBS_DIR}/{job}")
+        self.key(&HaKey::JobDir(*job))
     }
 
     /// The checkpoint directory of a job.
     pub fn checkpoints_dir(&self, job: &JobId) -> String {
-        format!("{}/checkpoints", self.job_dir(job))
+        self.key(&HaKey::Checkpoints(*job))
     }
 
     /// The key of one completed checkpoint.
     pub fn checkpoint(&self, job: &JobId, id: CheckpointId) -> String {
-        format!("{}/{}", self.checkpoints_dir(job), id.padded())
+        self.key(&HaKey::Checkpoint(*job, id))
     }
 
     /// The key of a job's checkpoint id counter.
     pub fn checkpoint_counter(&self, job: &JobId) -> String {
-        format!("{}/checkpoint_id_counter", self.job_dir(job))
+        self.key(&HaKey::CheckpointCounter(*job))
     }
 
     /// The key of a job's running-jobs-registry entry.
     pub fn running_job(&self, job: &JobId) -> String {
-        format!("{RUNNING_JOBS_DIR}/{job}")
+        self.key(&HaKey::RunningJob(*job))
     }
 
     /// The key of a job's result, dirty or clean.
     pub fn job_result(&self, job: &JobId, dirty: bool) -> String {
-        if dirty {
-            format!("{JOB_RESULTS_DIR}/{job}{DIRTY_SUFFIX}")
-        } else {
-            format!("{JOB_RESULTS_DIR}/{job}")
-        }
+        self.key(&HaKey::JobResult { job: *job, dirty })
     }
 }
 
 /// Whether `key` (relative to the cluster namespace) is a key of the HA layout: tenure's and
 /// Flink 2.x names, Flink 1.15–1.20 names (`jobgraphs/`, bare job ids), Flink 1.14's per-job
-/// leader nodes and the older `checkpoints/<job>` and `checkpoint-counter/<job>` nodes.
+/// leader nodes and the older `checkpoints/<job>` and `checkpoint-counter/<job>` nodes. A latch
+/// child counts only when it is a well-formed latch node ([`HaKey::is_ha_data`]).
 pub fn is_layout_key(key: &str) -> bool {
-    let segs: Vec<&str> = key.split('/').collect();
-    let job = |s: &str| JobId::parse(s).is_ok();
-    let component = |s: &str| ComponentId::parse(s).is_ok();
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match segs.as_slice() {
-        [LEADER_DIR] | [LEADER_DIR, "latch"] => true,
-        [LEADER_DIR, "latch", node] => latch::is_participant(node),
-        [LEADER_DIR, c] | [LEADER_DIR, c, "connection_info" | "latch"] => component(c),
-        [LEADER_DIR, c, "latch", node] => component(c) && latch::is_participant(node),
-        ["execution-plans" | "jobgraphs"] => true,
-        ["execution-plans" | "jobgraphs", j] | ["execution-plans" | "jobgraphs", j, "locks"] => {
-            job(j)
-        }
-        ["execution-plans" | "jobgraphs", j, "locks", owner] => job(j) && !owner.is_empty(),
-        [JOBS_DIR] => true,
-        [JOBS_DIR, j]
-        | [
-            JOBS_DIR,
-            j,
-            "checkpoints" | "checkpoint_id_counter" | LEADER_DIR,
-        ] => job(j),
-        [JOBS_DIR, j, "checkpoints", id] => job(j) && digits(id),
-        [JOBS_DIR, j, LEADER_DIR, "connection_info" | "latch"] => job(j),
-        [JOBS_DIR, j, LEADER_DIR, "latch", node] => job(j) && latch::is_participant(node),
-        ["checkpoints" | "checkpoint-counter" | RUNNING_JOBS_DIR | JOB_RESULTS_DIR] => true,
-        ["checkpoints" | "checkpoint-counter" | RUNNING_JOBS_DIR, j] => job(j),
-        ["checkpoints", j, id] => job(j) && digits(id),
-        [JOB_RESULTS_DIR, name] => job(name.strip_suffix(DIRTY_SUFFIX).unwrap_or(name)),
-        _ => false,
+    Layout::parse_any_era(key).is_some_and(|(_, k)| k.is_ha_data())
+}
+
+/// The job whose per-job directory `jobs/<job>` holds `key` (the directory itself or any key
+/// below it, whether or not the layout names it), spelled canonically; `None` otherwise.
+pub fn job_dir_of(key: &str) -> Option<JobId> {
+    let mut segs = key.split('/');
+    if segs.next()? != JOBS_DIR {
+        return None;
     }
+    let seg = segs.next()?;
+    let job = JobId::parse(seg).ok()?;
+    (job.to_string() == seg).then_some(job)
 }
 
 #[cfg(test)]
@@ -272,6 +519,176 @@ mod tests {
             "leader/rest_server/connection_info/extra",
         ] {
             assert!(!is_layout_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn parse_reads_each_eras_spelling_and_rejects_others() {
+        const JOB: &str = "58c7b669261b7be65fa686cc039885b6";
+        let job = JobId::parse(JOB).unwrap();
+        let l2 = Layout::default();
+        let l1 = Layout::new(NamingEra::Flink1);
+        assert_eq!(
+            l2.parse(&format!("jobs/{JOB}/checkpoints/0000000000000000042")),
+            Some(HaKey::Checkpoint(job, CheckpointId(42)))
+        );
+        assert_eq!(l2.parse(&format!("jobs/{JOB}/checkpoints/42")), None);
+        assert_eq!(
+            l2.parse(&format!("job-results/{JOB}_DIRTY")),
+            Some(HaKey::JobResult { job, dirty: true })
+        );
+        assert_eq!(l2.parse(&format!("jobgraphs/{JOB}")), None);
+        assert_eq!(
+            l1.parse(&format!("jobgraphs/{JOB}")),
+            Some(HaKey::ExecutionPlan(job))
+        );
+        assert_eq!(
+            l2.parse(&format!("execution-plans/{}", JOB.to_uppercase())),
+            None
+        );
+        assert_eq!(l2.parse("leader/resourcemanager/connection_info"), None);
+        assert_eq!(l1.parse(&format!("leader/job-{JOB}")), None);
+        assert_eq!(
+            Layout::parse_any_era(&format!("leader/{JOB}/latch")),
+            Some((l1, HaKey::LeaderLatch(ComponentId::JobMaster(job))))
+        );
+        assert_eq!(
+            Layout::parse_any_era("leader/dispatcher"),
+            Some((l2, HaKey::LeaderDir(ComponentId::Dispatcher)))
+        );
+        assert_eq!(
+            l2.parse("leader/latch/junk"),
+            Some(HaKey::ClusterLatchNode("junk".into()))
+        );
+        for bad in [
+            "",
+            "/",
+            "leader/",
+            "leader//latch",
+            "leader/latch/",
+            "jobs/",
+        ] {
+            assert_eq!(Layout::parse_any_era(bad), None, "{bad:?}");
+        }
+        assert_eq!(job_dir_of(&format!("jobs/{JOB}/anything/else")), Some(job));
+        assert_eq!(job_dir_of(&format!("jobs/{JOB}")), Some(job));
+        assert_eq!(job_dir_of(&format!("jobs/{}", JOB.to_uppercase())), None);
+        assert_eq!(job_dir_of("jobs"), None);
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn era() -> impl Strategy<Value = Layout> {
+            prop_oneof![Just(NamingEra::Flink2), Just(NamingEra::Flink1)].prop_map(Layout::new)
+        }
+
+        fn job() -> impl Strategy<Value = JobId> {
+            any::<[u8; 16]>().prop_map(JobId::from_bytes)
+        }
+
+        fn component() -> impl Strategy<Value = ComponentId> {
+            prop_oneof![
+                Just(ComponentId::ResourceManager),
+                Just(ComponentId::Dispatcher),
+                Just(ComponentId::RestServer),
+                job().prop_map(ComponentId::JobMaster),
+            ]
+        }
+
+        fn segment() -> impl Strategy<Value = String> {
+            "[^/]{1,24}"
+        }
+
+        fn id() -> impl Strategy<Value = CheckpointId> {
+            any::<u64>().prop_map(CheckpointId)
+        }
+
+        fn ha_key() -> impl Strategy<Value = HaKey> {
+            prop_oneof![
+                Just(HaKey::LeaderRoot),
+                Just(HaKey::ClusterLatch),
+                segment().prop_map(HaKey::ClusterLatchNode),
+                component().prop_map(HaKey::LeaderDir),
+                component().prop_map(HaKey::LeaderInfo),
+                component().prop_map(HaKey::LeaderLatch),
+                (component(), segment()).prop_map(|(c, n)| HaKey::LeaderLatchNode(c, n)),
+                Just(HaKey::ExecutionPlans),
+                job().prop_map(HaKey::ExecutionPlan),
+                job().prop_map(HaKey::ExecutionPlanLocks),
+                (job(), segment()).prop_map(|(j, o)| HaKey::ExecutionPlanLock(j, o)),
+                Just(HaKey::Jobs),
+                job().prop_map(HaKey::JobDir),
+                job().prop_map(HaKey::Checkpoints),
+                (job(), id()).prop_map(|(j, i)| HaKey::Checkpoint(j, i)),
+                job().prop_map(HaKey::CheckpointCounter),
+                Just(HaKey::RunningJobs),
+                job().prop_map(HaKey::RunningJob),
+                Just(HaKey::JobResults),
+                (job(), any::<bool>()).prop_map(|(job, dirty)| HaKey::JobResult { job, dirty }),
+                job().prop_map(HaKey::LegacyJobLeaderDir),
+                job().prop_map(HaKey::LegacyJobLeaderInfo),
+                job().prop_map(HaKey::LegacyJobLeaderLatch),
+                (job(), segment()).prop_map(|(j, n)| HaKey::LegacyJobLeaderLatchNode(j, n)),
+                Just(HaKey::LegacyCheckpointsRoot),
+                job().prop_map(HaKey::LegacyCheckpoints),
+                (job(), id()).prop_map(|(j, i)| HaKey::LegacyCheckpoint(j, i)),
+                Just(HaKey::LegacyCheckpointCountersRoot),
+                job().prop_map(HaKey::LegacyCheckpointCounter),
+            ]
+        }
+
+        /// Strings near the layout: its segments, ids and junk joined by `/`.
+        fn near_key() -> impl Strategy<Value = String> {
+            let seg = prop_oneof![
+                Just("leader".to_owned()),
+                Just("latch".to_owned()),
+                Just("connection_info".to_owned()),
+                Just("execution-plans".to_owned()),
+                Just("jobgraphs".to_owned()),
+                Just("locks".to_owned()),
+                Just("jobs".to_owned()),
+                Just("checkpoints".to_owned()),
+                Just("checkpoint_id_counter".to_owned()),
+                Just("checkpoint-counter".to_owned()),
+                Just("running_job_registry".to_owned()),
+                Just("job-results".to_owned()),
+                Just("58c7b669261b7be65fa686cc039885b6".to_owned()),
+                Just("58C7B669261B7BE65FA686CC039885B6".to_owned()),
+                Just("job-58c7b669261b7be65fa686cc039885b6".to_owned()),
+                Just("58c7b669261b7be65fa686cc039885b6_DIRTY".to_owned()),
+                Just("resource_manager".to_owned()),
+                Just("resourcemanager".to_owned()),
+                Just("0000000000000000007".to_owned()),
+                Just("7".to_owned()),
+                Just("_c_x-latch-0000000001".to_owned()),
+                ".{0,6}",
+            ];
+            proptest::collection::vec(seg, 1..6).prop_map(|v| v.join("/"))
+        }
+
+        proptest! {
+            #[test]
+            fn parse_inverts_key(l in era(), k in ha_key()) {
+                let key = l.key(&k);
+                prop_assert_eq!(l.parse(&key), Some(k.clone()));
+                let (any, parsed) = Layout::parse_any_era(&key).unwrap();
+                prop_assert_eq!(any.key(&parsed), key);
+            }
+
+            #[test]
+            fn parse_accepts_only_what_key_spells(l in era(), s in prop_oneof![".*", near_key()]) {
+                if let Some(k) = l.parse(&s) {
+                    prop_assert_eq!(l.key(&k), s.clone());
+                }
+                if let Some((any, k)) = Layout::parse_any_era(&s) {
+                    prop_assert_eq!(any.key(&k), s.clone());
+                }
+                let _ = is_layout_key(&s);
+                let _ = job_dir_of(&s);
+            }
         }
     }
 }

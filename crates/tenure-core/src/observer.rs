@@ -176,7 +176,7 @@ struct Hub {
 
 impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, Arc<Vec<(u64, Callback)>>> {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.subscribers)
     }
 }
 

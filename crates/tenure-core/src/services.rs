@@ -14,6 +14,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::blob::{BlobError, BlobStore};
 use crate::cleanup::{CleanupOutcome, CleanupPlan, JobResultFiles};
 use crate::config::{ConfigError, HaConfig};
+use crate::connect::ConnectError;
 use crate::driver::HaBackend;
 use crate::election::{ElectionError, ElectionService, LeaderElection};
 use crate::ids::{ComponentId, JobId};
@@ -49,15 +50,10 @@ pub enum HaError {
     /// The HA mode cannot be served by this build.
     #[error("{0}")]
     Unsupported(String),
-    /// A backend setting is invalid (the message names the key).
-    #[error("{0}")]
-    InvalidSetting(String),
-    /// The backend could not be reached.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The backend refused this process's credentials (the message names the setting).
-    #[error("{0}")]
-    Unauthenticated(String),
+    /// The backend could not be set up or connected: an invalid backend setting, no client
+    /// configuration, unreachable servers or refused credentials.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
 }
 
 /// How components are elected.

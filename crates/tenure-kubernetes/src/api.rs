@@ -40,6 +40,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl std::error::Error for ApiError {}
+
 fn classify(e: kube::Error) -> ApiError {
     match e {
         kube::Error::Api(s) => match s.code {

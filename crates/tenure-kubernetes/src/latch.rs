@@ -80,7 +80,7 @@ pub(crate) enum Op {
 pub(crate) enum Response {
     /// The lock ConfigMap (or none), and whether the cluster's data was cleaned up.
     Got {
-        cm: Result<Option<ConfigMap>, ApiError>,
+        cm: Result<Option<Box<ConfigMap>>, ApiError>,
         cleaned: bool,
     },
     /// The outcome of a create or replace.
@@ -249,7 +249,7 @@ impl Recipe {
     /// Decides on the record read: write (acquire, renew) or a step outcome.
     fn decide(
         &mut self,
-        got: Result<Option<ConfigMap>, ApiError>,
+        got: Result<Option<Box<ConfigMap>>, ApiError>,
         cleaned: bool,
         out: &mut Out,
     ) -> Option<Step> {
@@ -319,14 +319,7 @@ impl Recipe {
         cm::set_leader_record(&mut c, &new);
         self.writing = new.leader_transitions;
         let lock = self.lock.clone();
-        self.request(
-            Op::Replace {
-                lock,
-                cm: Box::new(c),
-            },
-            Wait::Response,
-            out,
-        );
+        self.request(Op::Replace { lock, cm: c }, Wait::Response, out);
         None
     }
 
@@ -525,11 +518,11 @@ impl LatchRecipe for Recipe {
                         }
                         self.schedule(false, out);
                     }
-                    (Wait::Timer, Response::Changed) => {
-                        if self.life == Life::Campaigning && self.leading.is_none() {
-                            self.wait = Wait::Nothing;
-                            self.attempt(out);
-                        }
+                    (Wait::Timer, Response::Changed)
+                        if self.life == Life::Campaigning && self.leading.is_none() =>
+                    {
+                        self.wait = Wait::Nothing;
+                        self.attempt(out);
                     }
                     (Wait::Release, Response::Released) => {
                         info!(lock = %self.lock, "leadership released");

@@ -93,7 +93,7 @@ impl LatchIo for Io {
 async fn perform(sh: Arc<Shared>, weak: Weak<Shared>, op: Op) -> Response {
     match op {
         Op::Get { lock } => {
-            let r = sh.api.get(&lock).await;
+            let r = sh.api.get(&lock).await.map(|c| c.map(Box::new));
             if let Ok(Some(c)) = &r {
                 sh.note_rv(cm::rv_num(c));
             }

@@ -108,18 +108,22 @@ mod watch;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tenure_core::config::HaConfig;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
 use tenure_core::driver::{HaBackend, SessionDriver, SessionView};
 use tenure_core::kv::{FencingToken, KvError, VersionedKv};
+use tenure_core::sync::lock;
 use tokio::sync::watch as tokio_watch;
 use tokio_util::sync::CancellationToken;
 
 pub use names::Names;
 pub use settings::{ConnectError, KubernetesSettings};
+
+/// How connect errors name the service.
+const API_SERVER: &str = "the Kubernetes API server";
 
 use api::ConfigMaps;
 
@@ -150,10 +154,6 @@ pub(crate) struct Shared {
     pub driver: std::sync::OnceLock<SessionDriver>,
     pub watcher: Arc<watch::Watcher>,
     pub last_rv: Arc<AtomicI64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
@@ -273,26 +273,26 @@ impl KubernetesBackend {
         let url = url.into();
         let names = Names::new(settings.cluster_id.clone());
         let api = ConfigMaps::new(client, &settings.namespace, settings.request_timeout);
-        let mut last = String::new();
-        let mut ok = false;
-        for attempt in 0..=settings.max_retries {
+        let unreachable =
+            |url: String, attempts: u32, e: api::ApiError| ConnectError::Unreachable {
+                service: API_SERVER,
+                address: url,
+                attempts,
+                limit: None,
+                source: Box::new(e),
+            };
+        let mut backoff = settings.retry_policy().backoff();
+        loop {
             match api.get(&names.cluster_cm()).await {
-                Ok(_) => {
-                    ok = true;
-                    break;
+                Ok(_) => break,
+                Err(e @ api::ApiError::Refused(_)) => {
+                    return Err(unreachable(url, backoff.attempts() + 1, e));
                 }
-                Err(api::ApiError::Refused(m)) => {
-                    return Err(ConnectError::Unreachable { url, reason: m });
+                Err(e) if backoff.attempts() >= settings.max_retries => {
+                    return Err(unreachable(url, backoff.attempts() + 1, e));
                 }
-                Err(e) => last = e.to_string(),
+                Err(_) => tokio::time::sleep(backoff.next_wait()).await,
             }
-            if attempt < settings.max_retries {
-                tokio::time::sleep(settings.retry_period.min(std::time::Duration::from_secs(1)))
-                    .await;
-            }
-        }
-        if !ok {
-            return Err(ConnectError::Unreachable { url, reason: last });
         }
         let session_id = loop {
             let id = u64::from_be_bytes(
@@ -326,9 +326,12 @@ impl KubernetesBackend {
         });
         session::start(&shared)
             .await
-            .map_err(|e| ConnectError::Unreachable {
-                url: shared.url.clone(),
-                reason: e.to_string(),
+            .map_err(|(attempts, e)| ConnectError::Unreachable {
+                service: API_SERVER,
+                address: shared.url.clone(),
+                attempts,
+                limit: Some("creating this process's session ConfigMap".into()),
+                source: Box::new(e),
             })?;
         tokio::spawn(watch::run(
             shared.api.clone(),
@@ -366,8 +369,11 @@ impl KubernetesBackend {
         install_crypto_provider();
         let url = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|e| ConnectError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
+            service: API_SERVER,
+            address: url.clone(),
+            attempts: 0,
+            limit: Some("the client could not be built".into()),
+            source: Box::new(e),
         })?;
         Self::connect(settings, client, url).await
     }
@@ -377,7 +383,11 @@ impl KubernetesBackend {
     pub async fn connect_inferred(settings: KubernetesSettings) -> Result<Self, ConnectError> {
         let config = kube::Config::infer()
             .await
-            .map_err(|e| ConnectError::NoClientConfig(e.to_string()))?;
+            .map_err(|e| ConnectError::NoClientConfig {
+                service: "Kubernetes",
+                origin: None,
+                source: Box::new(e),
+            })?;
         Self::connect_with_config(settings, config).await
     }
 
@@ -395,11 +405,13 @@ impl KubernetesBackend {
             context: k.context.clone(),
             ..Default::default()
         };
-        let no_config = |e: kube::config::KubeconfigError| {
-            ConnectError::NoClientConfig(match &k.config_file {
-                Some(path) => format!("kubernetes.config.file {path:?}: {e}"),
-                None => e.to_string(),
-            })
+        let no_config = |e: kube::config::KubeconfigError| ConnectError::NoClientConfig {
+            service: "Kubernetes",
+            origin: k
+                .config_file
+                .as_ref()
+                .map(|path| format!("kubernetes.config.file {path:?}")),
+            source: Box::new(e),
         };
         let client_config = match &k.config_file {
             Some(path) => {

@@ -35,8 +35,9 @@
 
 use std::collections::BTreeMap;
 
-use tenure_core::ids::{ComponentId, JobId};
+use tenure_core::ids::{CheckpointId, ComponentId, JobId};
 use tenure_core::kv::KvError;
+use tenure_core::layout::{HaKey, Layout, NamingEra, job_dir_of};
 
 /// Label `type` of every HA ConfigMap.
 pub const LABEL_TYPE: (&str, &str) = ("type", "flink-native-kubernetes");
@@ -136,29 +137,30 @@ fn canonical_job(seg: &str) -> Option<JobId> {
     (job.to_string() == seg).then_some(job)
 }
 
-/// The core's leader directory segment ⇄ Flink's Kubernetes component name.
-fn k8s_component(segment: &str) -> Option<String> {
-    match segment {
-        "resource_manager" => Some("resourcemanager".into()),
-        "dispatcher" => Some("dispatcher".into()),
-        "rest_server" => Some("restserver".into()),
-        s => {
-            let bare = s.strip_prefix("job-").unwrap_or(s);
-            canonical_job(bare).map(|_| s.to_owned())
-        }
+/// Flink's Kubernetes name of `component` in `layout`'s era (`resourcemanager`, `restserver`,
+/// `job-<job>` or, in Flink 1.x, the bare job id).
+fn k8s_component(layout: Layout, component: &ComponentId) -> String {
+    match component {
+        ComponentId::ResourceManager => "resourcemanager".into(),
+        ComponentId::Dispatcher => "dispatcher".into(),
+        ComponentId::RestServer => "restserver".into(),
+        ComponentId::JobMaster(_) => layout.component_name(component),
     }
 }
 
-fn core_component(k8s: &str) -> Option<String> {
-    match k8s {
-        "resourcemanager" => Some("resource_manager".into()),
-        "dispatcher" => Some("dispatcher".into()),
-        "restserver" => Some("rest_server".into()),
-        s => {
-            let bare = s.strip_prefix("job-").unwrap_or(s);
-            canonical_job(bare).map(|_| s.to_owned())
-        }
-    }
+/// The component (and the era whose names it uses) of Flink's Kubernetes component name.
+fn core_component(k8s: &str) -> Option<(Layout, ComponentId)> {
+    let component = ComponentId::parse(k8s).ok()?;
+    [NamingEra::Flink2, NamingEra::Flink1]
+        .into_iter()
+        .map(Layout::new)
+        .find(|l| k8s_component(*l, &component) == k8s)
+        .map(|l| (l, component))
+}
+
+/// The data key of checkpoint `id` (`checkpointID-<%019d>`).
+fn checkpoint_data_key(id: CheckpointId) -> String {
+    format!("checkpointID-{}", id.padded())
 }
 
 /// `tenure.` + the key escaped into the data-key alphabet.
@@ -308,17 +310,10 @@ impl Names {
     /// The ConfigMap holding latch `latch` (a layout key): `leader/latch` is the cluster
     /// ConfigMap, `leader/<component>/latch` the component's own.
     pub fn latch_cm(&self, latch: &str) -> Result<String, KvError> {
-        if latch == "leader/latch" {
-            return Ok(self.cluster_cm());
-        }
-        let component = latch
-            .strip_prefix("leader/")
-            .and_then(|r| r.strip_suffix("/latch"))
-            .filter(|c| !c.contains('/'))
-            .and_then(|c| k8s_component(c).and_then(|_| ComponentId::parse(c).ok()));
-        match component {
-            Some(c) => Ok(self.component_lock_cm(&c)),
-            None => Err(KvError::InvalidKey {
+        match Layout::parse_any_era(latch) {
+            Some((_, HaKey::ClusterLatch)) => Ok(self.cluster_cm()),
+            Some((_, HaKey::LeaderLatch(c))) => Ok(self.component_lock_cm(&c)),
+            _ => Err(KvError::InvalidKey {
                 key: latch.to_owned(),
                 reason: "not a latch of Flink's layout (leader/latch or leader/<component>/latch)"
                     .into(),
@@ -326,55 +321,40 @@ impl Names {
         }
     }
 
-    fn job_of(&self, key: &str) -> Option<JobId> {
-        let rest = key.strip_prefix("jobs/")?;
-        let seg = rest.split('/').next()?;
-        canonical_job(seg)
-    }
-
     /// Where `key` (a valid key) lives.
     pub fn locate(&self, key: &str) -> Result<Location, KvError> {
-        let segs: Vec<&str> = key.split('/').collect();
         let cluster = |data_key: String, encoding| Location {
             cm: self.cluster_cm(),
             data_key,
             encoding,
         };
-        let loc = match segs.as_slice() {
-            ["leader", comp, "connection_info"] => match k8s_component(comp) {
-                Some(k) => cluster(format!("{LEADER_KEY_PREFIX}{k}"), Encoding::LeaderInfo),
+        let job = |job: &JobId, data_key: String, encoding| Location {
+            cm: self.job_cm(job),
+            data_key,
+            encoding,
+        };
+        let loc = match Layout::parse_any_era(key) {
+            Some((l, HaKey::LeaderInfo(c))) => cluster(
+                format!("{LEADER_KEY_PREFIX}{}", k8s_component(l, &c)),
+                Encoding::LeaderInfo,
+            ),
+            Some((l, HaKey::ExecutionPlan(j))) => match l.naming {
+                NamingEra::Flink2 => cluster(format!("executionPlan-{j}"), Encoding::Base64),
+                NamingEra::Flink1 => cluster(format!("jobGraph-{j}"), Encoding::Base64),
+            },
+            Some((_, HaKey::RunningJob(j))) => {
+                cluster(format!("runningJobsRegistry-{j}"), Encoding::Text)
+            }
+            Some((_, HaKey::Checkpoint(j, id))) => {
+                job(&j, checkpoint_data_key(id), Encoding::Base64)
+            }
+            Some((_, HaKey::CheckpointCounter(j))) => {
+                job(&j, "counter".to_owned(), Encoding::Counter)
+            }
+            _ => match job_dir_of(key) {
+                Some(j) => job(&j, escape_key(key), Encoding::Binary),
                 None => cluster(escape_key(key), Encoding::Binary),
             },
-            ["execution-plans", job] if canonical_job(job).is_some() => {
-                cluster(format!("executionPlan-{job}"), Encoding::Base64)
-            }
-            ["jobgraphs", job] if canonical_job(job).is_some() => {
-                cluster(format!("jobGraph-{job}"), Encoding::Base64)
-            }
-            ["running_job_registry", job] if canonical_job(job).is_some() => {
-                cluster(format!("runningJobsRegistry-{job}"), Encoding::Text)
-            }
-            ["jobs", job, rest @ ..] if canonical_job(job).is_some() => {
-                let (data_key, encoding) = match rest {
-                    ["checkpoints", id]
-                        if id.len() == 19 && id.bytes().all(|b| b.is_ascii_digit()) =>
-                    {
-                        (format!("checkpointID-{id}"), Encoding::Base64)
-                    }
-                    ["checkpoint_id_counter"] => ("counter".to_owned(), Encoding::Counter),
-                    _ => (escape_key(key), Encoding::Binary),
-                };
-                let job = canonical_job(job).ok_or_else(|| KvError::InvalidKey {
-                    key: key.to_owned(),
-                    reason: "bad job id".into(),
-                })?;
-                Location {
-                    cm: self.job_cm(&job),
-                    data_key,
-                    encoding,
-                }
-            }
-            _ => cluster(escape_key(key), Encoding::Binary),
         };
         if loc.data_key.len() > MAX_DATA_KEY {
             return Err(KvError::InvalidKey {
@@ -404,33 +384,35 @@ impl Names {
         match kind {
             CmKind::Cluster => {
                 if let Some(comp) = data_key.strip_prefix(LEADER_KEY_PREFIX) {
-                    let seg = core_component(comp)?;
-                    return Some((
-                        format!("leader/{seg}/connection_info"),
-                        Encoding::LeaderInfo,
-                    ));
+                    let (layout, c) = core_component(comp)?;
+                    return Some((layout.key(&HaKey::LeaderInfo(c)), Encoding::LeaderInfo));
                 }
-                let (dir, job, enc) = if let Some(j) = data_key.strip_prefix("executionPlan-") {
-                    ("execution-plans", j, Encoding::Base64)
+                let (layout, job, enc) = if let Some(j) = data_key.strip_prefix("executionPlan-") {
+                    (Layout::new(NamingEra::Flink2), j, Encoding::Base64)
                 } else if let Some(j) = data_key.strip_prefix("jobGraph-") {
-                    ("jobgraphs", j, Encoding::Base64)
+                    (Layout::new(NamingEra::Flink1), j, Encoding::Base64)
                 } else if let Some(j) = data_key.strip_prefix("runningJobsRegistry-") {
-                    ("running_job_registry", j, Encoding::Text)
+                    let job = canonical_job(j)?;
+                    return Some((
+                        Layout::default().key(&HaKey::RunningJob(job)),
+                        Encoding::Text,
+                    ));
                 } else {
                     return None;
                 };
-                canonical_job(job).map(|_| (format!("{dir}/{job}"), enc))
+                canonical_job(job).map(|j| (layout.key(&HaKey::ExecutionPlan(j)), enc))
             }
             CmKind::Job(job) => {
+                let layout = Layout::default();
                 if data_key == "counter" {
                     return Some((
-                        format!("jobs/{job}/checkpoint_id_counter"),
+                        layout.key(&HaKey::CheckpointCounter(job)),
                         Encoding::Counter,
                     ));
                 }
-                let id = data_key.strip_prefix("checkpointID-")?;
-                (id.len() == 19 && id.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| (format!("jobs/{job}/checkpoints/{id}"), Encoding::Base64))
+                let id = data_key.strip_prefix("checkpointID-")?.parse().ok()?;
+                (checkpoint_data_key(id) == data_key)
+                    .then(|| (layout.key(&HaKey::Checkpoint(job, id)), Encoding::Base64))
             }
             _ => None,
         }
@@ -441,7 +423,7 @@ impl Names {
         if prefix.is_empty() || prefix == "jobs" {
             return Scope::All;
         }
-        match self.job_of(prefix) {
+        match job_dir_of(prefix) {
             Some(job) => Scope::One(self.job_cm(&job)),
             None => Scope::One(self.cluster_cm()),
         }
@@ -451,9 +433,6 @@ impl Names {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use tenure_core::ids::CheckpointId;
-    use tenure_core::layout::{Layout, NamingEra};
-
     use super::*;
 
     const JOB: &str = "58c7b669261b7be65fa686cc039885b6";
@@ -652,6 +631,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn every_located_key_maps_back(
+            s in proptest::prop_oneof![
+                ".*",
+                "(leader|jobs|jobgraphs|execution-plans|running_job_registry)/(58c7b669261b7be65fa686cc039885b6|job-58c7b669261b7be65fa686cc039885b6|dispatcher|restserver)(/(connection_info|latch|checkpoints|checkpoint_id_counter|0000000000000000042|42))*",
+            ]
+        ) {
+            let n = names();
+            if let Ok(loc) = n.locate(&s) {
+                proptest::prop_assert_eq!(
+                    n.key_of(n.classify(&loc.cm), &loc.data_key),
+                    Some((s.clone(), loc.encoding))
+                );
+            }
+        }
+
         #[test]
         fn unescape_never_panics(s in ".*") {
             let _ = unescape_key(&s);

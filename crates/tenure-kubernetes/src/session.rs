@@ -63,24 +63,20 @@ async fn renew(sh: &Shared) -> Result<(), ApiError> {
     }
 }
 
-/// Creates the session ConfigMap (at connect).
-pub(crate) async fn start(sh: &Shared) -> Result<(), ApiError> {
-    let mut attempt = 0;
+/// Creates the session ConfigMap (at connect), retrying conflicts and transient failures up to
+/// `max_retries` times with the settings' backoff; on failure, how many attempts were made and
+/// the last error.
+pub(crate) async fn start(sh: &Shared) -> Result<(), (u32, ApiError)> {
+    let mut backoff = sh.settings.retry_policy().backoff();
     loop {
         match renew(sh).await {
             Ok(()) => return Ok(()),
             Err(ApiError::Transient(_) | ApiError::Conflict | ApiError::AlreadyExists)
-                if attempt < sh.settings.max_retries =>
+                if backoff.attempts() < sh.settings.max_retries =>
             {
-                attempt += 1;
-                tokio::time::sleep(
-                    sh.settings
-                        .retry_period
-                        .min(std::time::Duration::from_secs(1)),
-                )
-                .await;
+                tokio::time::sleep(backoff.next_wait()).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err((backoff.attempts() + 1, e)),
         }
     }
 }

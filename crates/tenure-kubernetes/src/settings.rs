@@ -6,41 +6,13 @@ use std::time::Duration;
 
 use tenure_core::clock::{Clock, SystemClock};
 use tenure_core::config::{HaConfig, KubernetesConfig};
+pub use tenure_core::connect::ConnectError;
+use tenure_core::retry::RetryPolicy;
 
 use crate::names::{MAX_CLUSTER_ID, valid_cluster_id};
 
 /// The config key of the cluster id, named in errors.
 pub const CLUSTER_ID_KEY: &str = "kubernetes.cluster-id";
-
-/// Why a backend could not be set up or connected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// A setting is invalid; `key` is the Flink config key.
-    #[error("invalid value for {key}: {reason}")]
-    InvalidConfig {
-        /// The config key.
-        key: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// No Kubernetes client configuration was found (no kubeconfig, not in a cluster).
-    #[error("no Kubernetes client configuration: {0}")]
-    NoClientConfig(String),
-    /// The API server could not be reached or refused the first request.
-    #[error("cannot reach the Kubernetes API server at {url}: {reason}")]
-    Unreachable {
-        /// The API server URL.
-        url: String,
-        /// The last failure.
-        reason: String,
-    },
-}
-
-impl From<ConnectError> for tenure_core::kv::KvError {
-    fn from(e: ConnectError) -> Self {
-        tenure_core::kv::KvError::Backend(e.to_string())
-    }
-}
 
 /// Everything the backend needs besides the client.
 #[derive(Clone)]
@@ -144,6 +116,16 @@ impl KubernetesSettings {
     /// Settings from an HA configuration.
     pub fn from_ha_config(config: &HaConfig) -> Result<Self, ConnectError> {
         Self::from_config(&config.kubernetes)
+    }
+
+    /// The backoff between the attempts of connecting (checking the API server answers,
+    /// creating the session ConfigMap): from [`RetryPolicy::MIN_WAIT`] doubling up to the retry
+    /// period, at most 1 s (`kubernetes.transactional-operation.max-retries` bounds the count).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::new(
+            RetryPolicy::MIN_WAIT,
+            self.retry_period.min(Duration::from_secs(1)),
+        )
     }
 
     /// Checks names and timings.

@@ -314,7 +314,8 @@ fn removal(mut c: ConfigMap, meta: &mut KvMeta, doomed: Vec<String>, is_job: boo
 }
 
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5)))
+    tenure_core::retry::RetryPolicy::new(Duration::from_millis(50), Duration::from_millis(1600))
+        .wait(attempt)
 }
 
 fn jitter(n: usize) -> Duration {

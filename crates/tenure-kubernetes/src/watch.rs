@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -60,9 +60,7 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tenure_core::sync::lock;
 
 impl Watcher {
     pub fn new(names: Names, last_rv: Arc<AtomicI64>) -> Arc<Self> {

@@ -75,7 +75,7 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state consistent (every update is one step).
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        tenure_core::sync::lock(&self.state)
     }
 
     fn set_mode(state: &mut State, tx: &watch::Sender<ProxyMode>, mode: ProxyMode) {

@@ -33,7 +33,7 @@ use zookeeper_client as zk;
 
 use crate::error::is_transient;
 use crate::paths::{child_path, latch_node_prefix, protected_prefix};
-use crate::session::backoff;
+use tenure_core::retry::RetryPolicy;
 
 /// A request of the recipe, performed in session `generation` (a request for an older session
 /// fails with `SessionExpired` without reaching the server).
@@ -141,7 +141,8 @@ enum Life {
 pub(crate) struct Recipe {
     dir: Box<str>,
     policy: SuspendedPolicy,
-    retry_wait: Duration,
+    /// Pauses after a failed request (`retry-wait` doubling up to `max-retry-wait`).
+    retry: RetryPolicy,
     leave_wait: Duration,
     session: SessionView,
     life: Life,
@@ -164,13 +165,13 @@ impl Recipe {
     pub(crate) fn new(
         dir: String,
         policy: SuspendedPolicy,
-        retry_wait: Duration,
+        retry: RetryPolicy,
         leave_wait: Duration,
     ) -> Self {
         Self {
             dir: dir.into(),
             policy,
-            retry_wait,
+            retry,
             leave_wait,
             session: SessionView {
                 state: ConnectionState::Suspended,
@@ -361,15 +362,16 @@ impl Recipe {
         }
         self.failures = self.failures.saturating_add(1);
         let pause = if is_transient(&e) {
+            // An interrupted request is retried soon: the connection is usually back at once.
             debug!(dir = %self.dir, error = %e, "latch step interrupted; retrying");
-            backoff(
-                self.retry_wait.min(Duration::from_millis(200)),
-                self.failures,
+            RetryPolicy::new(
+                self.retry.base.min(Duration::from_millis(200)),
+                self.retry.max_wait.min(Duration::from_secs(5)),
             )
-            .min(Duration::from_secs(5))
+            .wait(self.failures)
         } else {
             warn!(dir = %self.dir, error = %e, "latch step failed; retrying");
-            backoff(self.retry_wait, self.failures)
+            self.retry.wait(self.failures)
         };
         self.wait = Wait::Pause;
         out.push(RecipeOutput::WakeAfter(pause));

@@ -32,7 +32,7 @@ impl LatchIo for Io {
         Ok(Recipe::new(
             shared.paths.path(latch),
             shared.settings.suspended_policy,
-            shared.settings.retry_wait,
+            shared.settings.retry_policy(),
             shared.settings.connection_timeout,
         ))
     }

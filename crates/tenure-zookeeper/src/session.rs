@@ -65,8 +65,9 @@ impl Shared {
         let bound = settings.connection_timeout;
         let deadline = tokio::time::Instant::now() + bound;
         let max_attempts = settings.max_retry_attempts.saturating_add(1);
+        let mut backoff = settings.retry_policy().backoff();
         let mut attempts = 0;
-        let mut last = String::new();
+        let mut last = OpenError::TimedOut(bound);
         let mut client = None;
         while attempts < max_attempts {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -74,7 +75,7 @@ impl Shared {
                 break;
             }
             if attempts > 0 {
-                let wait = backoff(settings.retry_wait, attempts - 1);
+                let wait = backoff.next_wait();
                 if wait >= left {
                     break;
                 }
@@ -87,26 +88,30 @@ impl Shared {
                     client = Some(c);
                     break;
                 }
-                Err(OpenError::AuthFailed(reason)) => {
+                Err(e @ OpenError::AuthFailed(_)) => {
                     return Err(ConnectError::AuthFailed {
-                        quorum: settings.quorum.clone(),
-                        reason,
+                        service: "ZooKeeper",
+                        address: settings.quorum.clone(),
+                        setting: "high-availability.zookeeper.client.digest",
+                        source: Box::new(e),
                     });
                 }
                 Err(e) => {
                     warn!(quorum = %settings.quorum, attempt = attempts, error = %e, "connecting to ZooKeeper failed");
-                    last = e.to_string();
+                    last = e;
                 }
             }
         }
         let Some(client) = client else {
             return Err(ConnectError::Unreachable {
-                quorum: settings.quorum.clone(),
+                service: "ZooKeeper",
+                address: settings.quorum.clone(),
                 attempts,
-                reason: format!(
-                    "{last} (the first connect gives up after the connection timeout, \
-                     high-availability.zookeeper.client.connection-timeout = {bound:?})"
-                ),
+                limit: Some(format!(
+                    "the first connect gives up after the connection timeout, \
+                     high-availability.zookeeper.client.connection-timeout = {bound:?}"
+                )),
+                source: Box::new(last),
             });
         };
         let state_watcher = client.state_watcher();
@@ -145,7 +150,7 @@ impl Shared {
         if self.closed.is_cancelled() {
             return Err(KvError::Closed);
         }
-        let slot = self.slot.read().unwrap_or_else(|p| p.into_inner());
+        let slot = tenure_core::sync::read(&self.slot);
         slot.as_ref()
             .map(|c| (c.client.clone(), c.generation))
             .ok_or(KvError::Closed)
@@ -196,7 +201,7 @@ impl Shared {
 
     /// Installs a new session; `false` (and the client is dropped) if the backend was closed.
     fn install(&self, client: zk::Client) -> bool {
-        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        let mut slot = tenure_core::sync::write(&self.slot);
         if self.closed.is_cancelled() {
             return false;
         }
@@ -220,7 +225,7 @@ impl Shared {
     pub async fn close(&self) {
         let first = !self.closed.is_cancelled();
         self.closed.cancel();
-        let current = self.slot.write().unwrap_or_else(|p| p.into_inner()).take();
+        let current = tenure_core::sync::write(&self.slot).take();
         self.set_state(ConnectionState::Lost, false);
         let Some(Current { client, .. }) = current else {
             return;
@@ -248,20 +253,17 @@ impl Shared {
 }
 
 /// Why one attempt to open a session failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum OpenError {
     /// The server refused the credentials: another attempt fails the same way.
-    AuthFailed(String),
-    /// Anything else (unreachable, timed out, ...).
-    Other(String),
-}
-
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::AuthFailed(m) | OpenError::Other(m) => f.write_str(m),
-        }
-    }
+    #[error("{0}")]
+    AuthFailed(#[source] zk::Error),
+    /// The client failed otherwise (unreachable, refused, ...).
+    #[error("{0}")]
+    Failed(#[source] zk::Error),
+    /// No session was established within the time given (to the nearest millisecond).
+    #[error("no session established within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Opens one new session: one attempt, trying the servers in turn for at most `bound`.
@@ -275,25 +277,15 @@ pub(crate) async fn open_client(
     }
     match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e @ zk::Error::AuthFailed)) => Err(OpenError::AuthFailed(e.to_string())),
-        Ok(Err(e)) => Err(OpenError::Other(e.to_string())),
-        Err(_) => Err(OpenError::Other(format!(
-            "no session established within {:?}",
-            // To the nearest millisecond: the first connect's last attempt gets what is left.
-            Duration::from_millis(
-                ((bound.as_micros() + 500) / 1000)
-                    .try_into()
-                    .unwrap_or(u64::MAX)
-            )
+        Ok(Err(e @ zk::Error::AuthFailed)) => Err(OpenError::AuthFailed(e)),
+        Ok(Err(e)) => Err(OpenError::Failed(e)),
+        // To the nearest millisecond: the first connect's last attempt gets what is left.
+        Err(_) => Err(OpenError::TimedOut(Duration::from_millis(
+            ((bound.as_micros() + 500) / 1000)
+                .try_into()
+                .unwrap_or(u64::MAX),
         ))),
     }
-}
-
-/// Exponential backoff: `base * 2^attempt`, at least 50 ms, at most 30 s.
-pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
-    let factor = 1u32 << attempt.min(10);
-    base.saturating_mul(factor)
-        .clamp(Duration::from_millis(50), Duration::from_secs(30))
 }
 
 /// Follows the session state; after the session is lost, opens a new one until closed.
@@ -344,7 +336,7 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                 }
                 Err(e) => {
                     warn!(attempt, error = %e, "opening a new ZooKeeper session failed");
-                    let wait = backoff(settings.retry_wait, attempt);
+                    let wait = settings.retry_policy().wait(attempt);
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
                         _ = closed.cancelled() => return,
@@ -353,19 +345,5 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_bounded() {
-        let b = Duration::from_millis(100);
-        assert_eq!(backoff(b, 0), Duration::from_millis(100));
-        assert_eq!(backoff(b, 3), Duration::from_millis(800));
-        assert_eq!(backoff(b, 40), Duration::from_secs(30));
-        assert_eq!(backoff(Duration::ZERO, 0), Duration::from_millis(50));
     }
 }

@@ -4,57 +4,14 @@ use std::fmt;
 use std::time::Duration;
 
 use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperConfig};
+pub use tenure_core::connect::ConnectError;
 use tenure_core::connection::SuspendedPolicy;
+use tenure_core::retry::RetryPolicy;
 
 use crate::paths::generate_zookeeper_path;
 
 /// The config key of the quorum, named in errors.
 pub const QUORUM_KEY: &str = "high-availability.zookeeper.quorum";
-
-/// Why a backend could not be set up or connected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConnectError {
-    /// A setting is invalid; `key` is the Flink config key.
-    #[error("invalid value for {key}: {reason}")]
-    InvalidConfig {
-        /// The config key.
-        key: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The server refused the credentials (`high-availability.zookeeper.client.digest`).
-    #[error(
-        "ZooKeeper at {quorum} refused the credentials of high-availability.zookeeper.client.digest: {reason}"
-    )]
-    AuthFailed {
-        /// The quorum tried.
-        quorum: String,
-        /// The client's report.
-        reason: String,
-    },
-    /// No session could be established within the configured attempts.
-    #[error("cannot connect to ZooKeeper at {quorum} after {attempts} attempt(s): {reason}")]
-    Unreachable {
-        /// The quorum tried.
-        quorum: String,
-        /// How many attempts were made.
-        attempts: u32,
-        /// The last failure.
-        reason: String,
-    },
-}
-
-impl From<ConnectError> for tenure_core::kv::KvError {
-    fn from(e: ConnectError) -> Self {
-        match e {
-            ConnectError::AuthFailed { .. } => tenure_core::kv::KvError::Unauthorized {
-                key: "/".into(),
-                reason: e.to_string(),
-            },
-            e => tenure_core::kv::KvError::Backend(e.to_string()),
-        }
-    }
-}
 
 /// Everything needed to open ZooKeeper sessions for one cluster id.
 ///
@@ -74,8 +31,12 @@ pub struct ZooKeeperSettings {
     /// client's own rule, which plays the part of Curator's SUSPENDED detection.
     pub connection_timeout: Duration,
     /// Base sleep between connection attempts (doubled after each failed attempt, at most
-    /// 30 s); also paces the attempts to open a new session after one expired.
+    /// [`max_retry_wait`](Self::max_retry_wait)); also paces the attempts to open a new session
+    /// after one expired.
     pub retry_wait: Duration,
+    /// The longest sleep between connection attempts
+    /// (`high-availability.zookeeper.client.max-retry-wait`, default 60 s).
+    pub max_retry_wait: Duration,
     /// Connection attempts after the first one before [`ZooKeeperBackend::connect`] gives up.
     ///
     /// [`ZooKeeperBackend::connect`]: crate::ZooKeeperBackend::connect
@@ -96,6 +57,7 @@ impl fmt::Debug for ZooKeeperSettings {
             .field("session_timeout", &self.session_timeout)
             .field("connection_timeout", &self.connection_timeout)
             .field("retry_wait", &self.retry_wait)
+            .field("max_retry_wait", &self.max_retry_wait)
             .field("max_retry_attempts", &self.max_retry_attempts)
             .field("acl", &self.acl)
             .field(
@@ -117,6 +79,7 @@ impl ZooKeeperSettings {
             session_timeout: d.session_timeout,
             connection_timeout: d.connection_timeout,
             retry_wait: d.retry_wait,
+            max_retry_wait: d.max_retry_wait,
             max_retry_attempts: d.max_retry_attempts,
             acl: d.acl,
             digest_auth: d.digest_auth,
@@ -139,6 +102,7 @@ impl ZooKeeperSettings {
             session_timeout: zk.session_timeout,
             connection_timeout: zk.connection_timeout,
             retry_wait: zk.retry_wait,
+            max_retry_wait: zk.max_retry_wait,
             max_retry_attempts: zk.max_retry_attempts,
             acl: zk.acl,
             digest_auth: zk.digest_auth.clone(),
@@ -176,6 +140,17 @@ impl ZooKeeperSettings {
         self
     }
 
+    /// Sets the longest sleep between connection attempts.
+    pub fn with_max_retry_wait(mut self, max_wait: Duration) -> Self {
+        self.max_retry_wait = max_wait;
+        self
+    }
+
+    /// The backoff between connection attempts: `retry_wait` doubling up to `max_retry_wait`.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::new(self.retry_wait, self.max_retry_wait)
+    }
+
     /// Sets the suspended policy.
     pub fn with_suspended_policy(mut self, policy: SuspendedPolicy) -> Self {
         self.suspended_policy = policy;
@@ -205,6 +180,12 @@ impl ZooKeeperSettings {
         if self.connection_timeout.is_zero() {
             return Err(ConnectError::InvalidConfig {
                 key: "high-availability.zookeeper.client.connection-timeout",
+                reason: "must be positive".into(),
+            });
+        }
+        if self.max_retry_wait.is_zero() {
+            return Err(ConnectError::InvalidConfig {
+                key: "high-availability.zookeeper.client.max-retry-wait",
                 reason: "must be positive".into(),
             });
         }

@@ -55,7 +55,8 @@ impl BackendRegistry {
 ///
 /// Connecting is bounded: with ZooKeeper the first session must be established within
 /// `high-availability.zookeeper.client.connection-timeout` (Flink's default 15 s), retries
-/// included; else this fails with [`HaError::Unreachable`] naming the servers. (Once connected,
+/// included; else this fails with [`HaError::Connect`] ([`ConnectError::Unreachable`](tenure_core::connect::ConnectError::Unreachable)) naming
+/// the servers. (Once connected,
 /// a lost connection is retried in the background and reported as a connection state.) The
 /// Kubernetes backend bounds each API request by its request timeout. `NONE` never waits.
 pub async fn connect(config: &HaConfig) -> Result<HaServices, HaError> {
@@ -86,32 +87,11 @@ pub async fn connect_with(
         },
         #[cfg(feature = "zookeeper")]
         HaMode::ZooKeeper => {
-            use tenure_zookeeper::{ConnectError, ZooKeeperBackend};
-            match ZooKeeperBackend::from_config(config).await {
-                Ok(backend) => Arc::new(backend),
-                Err(e @ ConnectError::InvalidConfig { .. }) => {
-                    return Err(HaError::InvalidSetting(e.to_string()));
-                }
-                Err(e @ ConnectError::Unreachable { .. }) => {
-                    return Err(HaError::Unreachable(e.to_string()));
-                }
-                Err(e @ ConnectError::AuthFailed { .. }) => {
-                    return Err(HaError::Unauthenticated(e.to_string()));
-                }
-            }
+            Arc::new(tenure_zookeeper::ZooKeeperBackend::from_config(config).await?)
         }
         #[cfg(feature = "kubernetes")]
         HaMode::Kubernetes => {
-            use tenure_kubernetes::{ConnectError, KubernetesBackend};
-            match KubernetesBackend::from_config(config).await {
-                Ok(backend) => Arc::new(backend),
-                Err(e @ ConnectError::InvalidConfig { .. }) => {
-                    return Err(HaError::InvalidSetting(e.to_string()));
-                }
-                Err(e @ (ConnectError::NoClientConfig(_) | ConnectError::Unreachable { .. })) => {
-                    return Err(HaError::Unreachable(e.to_string()));
-                }
-            }
+            Arc::new(tenure_kubernetes::KubernetesBackend::from_config(config).await?)
         }
         other => {
             return Err(HaError::Unsupported(format!(

@@ -4,10 +4,12 @@ mod connect;
 
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
+pub use tenure_core::connect::ConnectError;
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::{
     blob, cleanup, clock, codec, config, connection, driver, election, embedded, ids, kv, latch,
-    layout, leader_info, observed_kv, observer, retrieval, segments, services, store, watch_hub,
+    layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, store, sync,
+    watch_hub,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]

@@ -148,7 +148,14 @@ async fn an_unreachable_quorum_fails_within_the_connection_timeout() {
     let started = std::time::Instant::now();
     let err = tenure::connect(&config).await.expect_err("nothing listens");
     let took = started.elapsed();
-    assert!(matches!(err, HaError::Unreachable(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            HaError::Connect(tenure::ConnectError::Unreachable { attempts: 1.., .. })
+        ),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
     assert!(err.to_string().contains(&quorum), "{err}");
     assert!(err.to_string().contains("connection-timeout"), "{err}");
     // Generous: the bound is 1 s.

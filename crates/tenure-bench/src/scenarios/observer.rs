@@ -69,7 +69,7 @@ impl Observer {
                         };
                         if event.event_type == zk::EventType::NodeDeleted {
                             let t = mono_ns();
-                            sink.lock().unwrap_or_else(|p| p.into_inner()).push(t);
+                            tenure_core::sync::lock(&sink).push(t);
                         } else if event.event_type == zk::EventType::Session
                             && event.session_state.is_terminated()
                         {
@@ -89,7 +89,7 @@ impl Observer {
 
     /// For each moment of `grants`, the last deletion seen before it (the previous leader's node).
     pub fn expiries(&self, grants: &[u64]) -> Vec<Option<u64>> {
-        let deletions = self.deletions.lock().unwrap_or_else(|p| p.into_inner());
+        let deletions = tenure_core::sync::lock(&self.deletions);
         grants
             .iter()
             .map(|g| deletions.iter().copied().filter(|d| d <= g).max())

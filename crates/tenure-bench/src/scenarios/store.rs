@@ -237,7 +237,7 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
                     })
                     .await?;
                     let oldest = {
-                        let mut r = retained.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut r = tenure_core::sync::lock(&retained);
                         r.push_back(path);
                         if r.len() > RETAIN {
                             r.pop_front()

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde::Serialize;
 use tenure::HaServices;
 use tenure::ids::{CheckpointId, JobId};
+use tenure::layout::HaKey;
 use tenure::store::{PayloadCodec, StoreError, decode_checkpoint, fnv1a64};
 
 use super::Origin;
@@ -110,19 +111,10 @@ pub async fn list(services: &HaServices, job: JobId) -> Result<Vec<CheckpointInf
     let codec = PayloadCodec::new(services.blob_store().clone());
     let mut out = Vec::new();
     for e in entries {
-        let Some(name) = e
-            .key
-            .strip_prefix(dir.as_str())
-            .and_then(|r| r.strip_prefix('/'))
-        else {
-            continue;
+        let id = match layout.parse(&e.key) {
+            Some(HaKey::Checkpoint(j, id)) if j == job => id,
+            _ => continue,
         };
-        let Ok(id) = name.parse::<CheckpointId>() else {
-            continue;
-        };
-        if name.len() != 19 {
-            continue;
-        }
         let mut info = CheckpointInfo {
             id: id.0,
             key: e.key.clone(),

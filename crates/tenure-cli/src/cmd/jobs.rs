@@ -5,7 +5,7 @@ use serde::Serialize;
 use tenure::HaServices;
 use tenure::ids::JobId;
 use tenure::kv::{DeleteOptions, Entry, KvError};
-use tenure::layout::{Layout, NamingEra};
+use tenure::layout::{HaKey, Layout, NamingEra};
 use tenure::store::{JobStatus, StoreError, fnv1a64};
 
 use super::checkpoints::{self, CheckpointInfo, CounterInfo, corrupt_entry};
@@ -114,9 +114,9 @@ pub async fn graph_info(
         .await
         .map_err(|e| CliError::kv(&format!("listing {locks_dir}"), e))?
         .into_iter()
-        .filter_map(|e| {
-            let owner = e.key.strip_prefix(&locks_dir)?.strip_prefix('/')?;
-            (!owner.contains('/')).then(|| owner.to_owned())
+        .filter_map(|e| match layout.parse(&e.key) {
+            Some(HaKey::ExecutionPlanLock(j, owner)) if j == job => Some(owner),
+            _ => None,
         })
         .collect();
     Ok(Some(JobGraphInfo {

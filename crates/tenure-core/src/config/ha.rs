@@ -77,6 +77,10 @@ pub struct ZooKeeperConfig {
     pub connection_timeout: Duration,
     /// `high-availability.zookeeper.client.retry-wait`: base sleep of the exponential backoff, default 5 s.
     pub retry_wait: Duration,
+    /// `high-availability.zookeeper.client.max-retry-wait`: the longest sleep of the
+    /// exponential backoff (Curator's `maxSleepMs`), default 60 s; positive and at least
+    /// `retry-wait`. See [`RetryPolicy`](crate::retry::RetryPolicy).
+    pub max_retry_wait: Duration,
     /// `high-availability.zookeeper.client.max-retry-attempts`, default 3.
     pub max_retry_attempts: u32,
     /// `high-availability.zookeeper.client.acl`: `open` (default) or `creator`; `creator` in
@@ -102,6 +106,7 @@ impl Default for ZooKeeperConfig {
             session_timeout: Duration::from_secs(60),
             connection_timeout: Duration::from_secs(15),
             retry_wait: Duration::from_secs(5),
+            max_retry_wait: crate::retry::DEFAULT_MAX_RETRY_WAIT,
             max_retry_attempts: 3,
             acl: ZooKeeperAcl::Open,
             tolerate_suspended_connections: false,
@@ -120,6 +125,7 @@ impl fmt::Debug for ZooKeeperConfig {
             .field("session_timeout", &self.session_timeout)
             .field("connection_timeout", &self.connection_timeout)
             .field("retry_wait", &self.retry_wait)
+            .field("max_retry_wait", &self.max_retry_wait)
             .field("max_retry_attempts", &self.max_retry_attempts)
             .field("acl", &self.acl)
             .field(
@@ -612,12 +618,34 @@ fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
             ));
         }
     };
+    let retry_wait = dur("client.retry-wait", d.retry_wait, Duration::ZERO)?;
+    // Unset, the ceiling is the default or the base, whichever is longer; set, it must not be
+    // shorter than the first wait.
+    let max_wait_key = key("client.max-retry-wait");
+    let max_retry_wait = match c.lookup(&max_wait_key, &[]) {
+        None => d.max_retry_wait.max(retry_wait),
+        Some((k, v)) => {
+            let max = c.duration_or(k, &[], d.max_retry_wait, POSITIVE)?;
+            if max < retry_wait {
+                return Err(invalid(
+                    k,
+                    v,
+                    &format!(
+                        "a duration of at least {ZK}client.retry-wait ({retry_wait:?}), the \
+                         first wait"
+                    ),
+                ));
+            }
+            max
+        }
+    };
     Ok(ZooKeeperConfig {
         quorum: quorum.filter(|q| !q.is_empty()),
         root: c.string_or(&key("path.root"), &[&old("path.root")], &d.root),
         session_timeout: dur("client.session-timeout", d.session_timeout, POSITIVE)?,
         connection_timeout: dur("client.connection-timeout", d.connection_timeout, POSITIVE)?,
-        retry_wait: dur("client.retry-wait", d.retry_wait, Duration::ZERO)?,
+        retry_wait,
+        max_retry_wait,
         max_retry_attempts: c.int_or(
             &key("client.max-retry-attempts"),
             &[&old("client.max-retry-attempts")],

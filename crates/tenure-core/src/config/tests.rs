@@ -562,7 +562,7 @@ proptest::proptest! {
     }
 }
 
-const KNOWN_KEYS: [&str; 24] = [
+const KNOWN_KEYS: [&str; 25] = [
     "high-availability.type",
     "high-availability",
     "recovery.mode",
@@ -578,6 +578,7 @@ const KNOWN_KEYS: [&str; 24] = [
     "high-availability.zookeeper.client.connection-timeout",
     "high-availability.zookeeper.client.retry-wait",
     "high-availability.zookeeper.client.max-retry-attempts",
+    "high-availability.zookeeper.client.max-retry-wait",
     "high-availability.zookeeper.client.acl",
     "high-availability.zookeeper.client.tolerate-suspended-connections",
     "high-availability.zookeeper.client.digest",
@@ -645,4 +646,48 @@ fn reading_tools_need_no_storage_dir_but_everything_else() {
         ("kubernetes.cluster-id", "c1"),
     ];
     assert_eq!(read(&k8s).expect("valid").storage_dir, None);
+}
+
+#[test]
+fn max_retry_wait_defaults_to_a_minute_and_bounds_the_backoff() {
+    let z = ha(&[]).unwrap().zookeeper;
+    assert_eq!(z.max_retry_wait, Duration::from_secs(60));
+    let z = ha(&[("high-availability.zookeeper.client.max-retry-wait", "10 s")])
+        .unwrap()
+        .zookeeper;
+    assert_eq!(z.max_retry_wait, Duration::from_secs(10));
+    let p = crate::retry::RetryPolicy::from_zookeeper(&z);
+    assert_eq!(p.wait(0), Duration::from_secs(5));
+    assert_eq!(p.wait(5), Duration::from_secs(10));
+    // Unset, it never falls below a long base wait.
+    let z = ha(&[("high-availability.zookeeper.client.retry-wait", "2 min")])
+        .unwrap()
+        .zookeeper;
+    assert_eq!(z.max_retry_wait, Duration::from_secs(120));
+}
+
+#[test]
+fn max_retry_wait_must_be_positive_and_not_below_the_base() {
+    for (value, expected) in [
+        ("0", "expected a positive duration"),
+        ("-1", "expected a duration"),
+        ("soon", "expected a duration"),
+        (
+            "1 s",
+            "at least high-availability.zookeeper.client.retry-wait (5s)",
+        ),
+    ] {
+        let err = ha(&[("high-availability.zookeeper.client.max-retry-wait", value)]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("high-availability.zookeeper.client.max-retry-wait")
+                && text.contains(expected),
+            "{value}: {text}"
+        );
+    }
+    let ok = ha(&[
+        ("high-availability.zookeeper.client.retry-wait", "1 s"),
+        ("high-availability.zookeeper.client.max-retry-wait", "1 s"),
+    ]);
+    assert!(ok.is_ok(), "{ok:?}");
 }

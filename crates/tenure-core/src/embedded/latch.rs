@@ -100,13 +100,12 @@ impl LatchRecipe for Recipe {
 
 impl Recipe {
     fn leave(&mut self, out: &mut Vec<RecipeOutput<Request>>) {
-        match self.member.take() {
-            Some(member) => out.push(RecipeOutput::Request(Request::Leave {
+        // Not joined yet: leave once the join's response names the place.
+        if let Some(member) = self.member.take() {
+            out.push(RecipeOutput::Request(Request::Leave {
                 latch: self.latch.clone(),
                 member,
-            })),
-            // Not joined yet: leave once the join's response names the place.
-            None => {}
+            }));
         }
     }
 }

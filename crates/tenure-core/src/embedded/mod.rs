@@ -68,7 +68,7 @@ impl EmbeddedCluster {
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panic while holding the lock cannot leave the maps half-updated in a way later readers
     // could misuse more than a poisoned lock would; keep serving.
-    state.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(state)
 }
 
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use super::payload::{CHECKPOINT_BLOB_PREFIX, Payload, PayloadCodec};
 use super::{JobStatus, StoreError, delete_opts, ignore_not_found, persistent};
 use crate::ids::{CheckpointId, JobId};
 use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, Txn, TxnOp, VersionedKv};
-use crate::layout::Layout;
+use crate::layout::{HaKey, Layout};
 
 const CHECKPOINT_MAGIC: &[u8; 4] = b"TCP1";
 const HEADER_LEN: usize = 4 + 16 + 8 + 8;
@@ -205,12 +205,10 @@ impl CompletedCheckpointStore {
 
     /// The id of `<checkpoints dir>/<19 digits>`, else `None`.
     fn parse_key(&self, key: &str) -> Option<CheckpointId> {
-        let name = key.rsplit_once('/')?.1;
-        if name.len() != 19 || !name.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+        match self.layout.parse(key)? {
+            HaKey::Checkpoint(job, id) if job == self.job => Some(id),
+            _ => None,
         }
-        let id = CheckpointId(name.parse().ok()?);
-        (self.layout.checkpoint(&self.job, id) == key).then_some(id)
     }
 
     async fn read(

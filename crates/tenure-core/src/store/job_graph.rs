@@ -24,7 +24,7 @@ use super::{
 };
 use crate::ids::JobId;
 use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, KvEvent, Txn, TxnOp, VersionedKv};
-use crate::layout::{Layout, NamingEra};
+use crate::layout::{HaKey, Layout, NamingEra};
 
 /// Job graphs of the cluster, with per-process locks.
 #[derive(Clone, Debug)]
@@ -362,13 +362,10 @@ impl JobGraphStore {
 
 /// `<dir>/<job-id>` of either era, else `None`.
 fn parse_graph_key(key: &str) -> Option<JobId> {
-    let (dir, name) = key.split_once('/')?;
-    let job = JobId::parse(name).ok()?;
-    [NamingEra::Flink2, NamingEra::Flink1]
-        .into_iter()
-        .map(Layout::new)
-        .any(|l| l.job_graphs_dir() == dir && l.job_graph(&job) == key)
-        .then_some(job)
+    match Layout::parse_any_era(key)?.1 {
+        HaKey::ExecutionPlan(job) => Some(job),
+        _ => None,
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = KvEvent> + Send>>;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::{StoreError, delete_opts, ignore_not_found, persistent};
 use crate::ids::JobId;
 use crate::kv::{DeleteOptions, FencingToken, KvError, VersionedKv};
-use crate::layout::{JOB_RESULTS_DIR, Layout};
+use crate::layout::{HaKey, JOB_RESULTS_DIR, Layout};
 
 /// How a job ended, as Flink's `ApplicationStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -310,12 +310,10 @@ impl KvJobResultStore {
 
     /// `(job, dirty)` of a result key, else `None`.
     fn parse_key(&self, key: &str) -> Option<(JobId, bool)> {
-        let name = key.strip_prefix(JOB_RESULTS_DIR)?.strip_prefix('/')?;
-        let job = JobId::parse(name.get(..32)?).ok()?;
-        [true, false]
-            .into_iter()
-            .find(|dirty| self.layout.job_result(&job, *dirty) == key)
-            .map(|dirty| (job, dirty))
+        match self.layout.parse(key)? {
+            HaKey::JobResult { job, dirty } => Some((job, dirty)),
+            _ => None,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::ids::JobId;
 use crate::kv::{FencingToken, KvError, VersionedKv};
-use crate::layout::{Layout, RUNNING_JOBS_DIR};
+use crate::layout::{HaKey, Layout, RUNNING_JOBS_DIR};
 
 /// A job's scheduling status (Flink's `RunningJobsRegistry.JobSchedulingStatus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -138,12 +138,7 @@ impl RunningJobsRegistry {
     pub async fn all(&self) -> Result<Vec<(JobId, JobSchedulingStatus)>, StoreError> {
         let mut out = Vec::new();
         for e in self.kv.list(RUNNING_JOBS_DIR).await? {
-            let Some(job) = e
-                .key
-                .rsplit_once('/')
-                .and_then(|(_, name)| JobId::parse(name).ok())
-                .filter(|job| self.layout.running_job(job) == e.key)
-            else {
+            let Some(HaKey::RunningJob(job)) = self.layout.parse(&e.key) else {
                 continue;
             };
             out.push((job, JobSchedulingStatus::decode(&e.key, &e.value)?));

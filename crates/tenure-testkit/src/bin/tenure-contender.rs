@@ -110,7 +110,7 @@ impl HistoryLog {
     fn log(&self, event: &Event) {
         let line = event.to_json_line();
         if let Some(file) = &self.file {
-            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = tenure_core::sync::lock(file);
             if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.flush()) {
                 eprintln!("tenure-contender: cannot write the history: {e}");
             }

@@ -80,18 +80,12 @@ impl BackendFactory for KubernetesFactory {
     async fn connect(&self) -> Arc<dyn HaBackend> {
         let backend = self.connect_k8s().await;
         let dynamic: Arc<dyn HaBackend> = Arc::new(backend.clone());
-        self.backends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((dynamic.clone(), backend));
+        tenure_core::sync::lock(&self.backends).push((dynamic.clone(), backend));
         dynamic
     }
 
     async fn crash(&self, backend: &Arc<dyn HaBackend>) {
-        let typed = self
-            .backends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let typed = tenure_core::sync::lock(&self.backends)
             .iter()
             .find(|(d, _)| std::ptr::addr_eq(Arc::as_ptr(d), Arc::as_ptr(backend)))
             .map(|(_, t)| t.clone());

@@ -46,7 +46,9 @@ pub mod store;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::Duration;
+use tenure_core::sync::lock;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -72,10 +74,6 @@ pub(crate) struct Inner {
     bookmark_interval: Mutex<Duration>,
     drop_watches: watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Inner {

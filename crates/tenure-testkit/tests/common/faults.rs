@@ -411,7 +411,7 @@ impl Drop for Contender {
         if self.ended {
             return;
         }
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let mut child = tenure_core::sync::lock(&self.child);
         // SIGKILL ends a stopped process too.
         let _ = child.kill();
         let _ = child.wait();
