@@ -438,7 +438,9 @@ impl Recipe {
                 }
             }
             (Asked::List, Response::Names(Ok(children))) => {
-                if self.life == Life::Campaigning {
+                // A line read before a suspension that asked for a reset grants nothing: the
+                // node goes first.
+                if self.life == Life::Campaigning && !self.need_reset {
                     self.check_line(&children, out);
                 }
                 Ok(())

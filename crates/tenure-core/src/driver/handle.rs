@@ -15,6 +15,7 @@ use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::KvError;
 use crate::layout::Layout;
 use crate::observer::Observer;
+use crate::retrieval::{LeaderState, RetrievalState};
 
 /// A request to the driver task.
 pub(crate) enum Command {
@@ -55,6 +56,16 @@ pub(crate) enum Command {
         events: mpsc::UnboundedSender<LatchEvent>,
         reply: oneshot::Sender<Result<(), KvError>>,
     },
+    /// Starts following a component's leader key.
+    Retrieve {
+        id: u64,
+        key: String,
+        dir: String,
+        state: RetrievalState,
+        tx: watch::Sender<LeaderState>,
+    },
+    /// Stops a retrieval.
+    StopRetrieve { id: u64 },
     /// Leaves a directly joined latch; `reply` once left.
     LeaveLatch {
         election: u64,

@@ -9,6 +9,7 @@
 
 mod handle;
 pub mod recipe;
+mod retrieval;
 mod task;
 
 pub(crate) use handle::Command;

@@ -25,6 +25,8 @@ use tracing::{debug, info, warn};
 use super::LatchEvent;
 use super::handle::Command;
 use super::recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, ResponseOf, SessionView};
+use super::retrieval::{self, Retrieval};
+use crate::connection::ConnectionState;
 use crate::election::publish::{publish_leader_info, unpublish_leader_info};
 use crate::election::state::{ElectionState, Input, Output};
 use crate::election::{ElectionError, LeaderTerm, Leadership};
@@ -45,6 +47,8 @@ enum Completion<R> {
         component: ComponentId,
         outcome: Result<Option<Version>, KvError>,
     },
+    /// A retrieval's request finished (`None`: cancelled).
+    Retrieved(Option<(u64, u64, retrieval::Done)>),
 }
 
 /// One request in flight: a recipe's (boxed by the backend) or the driver's own.
@@ -57,6 +61,7 @@ enum InFlight<R> {
         id: u64,
         fut: BoxFuture<'static, Completion<R>>,
     },
+    Retrieval(retrieval::Request),
 }
 
 impl<R> Future for InFlight<R> {
@@ -69,6 +74,9 @@ impl<R> Future for InFlight<R> {
                 .poll(cx)
                 .map(|r| (*id, Completion::Response(r))),
             InFlight::Own { id, fut } => fut.as_mut().poll(cx).map(|c| (*id, c)),
+            InFlight::Retrieval(fut) => {
+                fut.as_mut().poll(cx).map(|r| (0, Completion::Retrieved(r)))
+            }
         }
     }
 }
@@ -196,6 +204,7 @@ pub(crate) struct Driver<I: LatchIo> {
     io: I,
     session: watch::Receiver<SessionView>,
     elections: HashMap<u64, Election>,
+    retrievals: HashMap<u64, Retrieval>,
     participations: HashMap<u64, Participation<I::Recipe>>,
     next_participation: u64,
     /// Participations being left, and the election waiting for each.
@@ -211,6 +220,7 @@ impl<I: LatchIo> Driver<I> {
             io,
             session,
             elections: HashMap::new(),
+            retrievals: HashMap::new(),
             participations: HashMap::new(),
             next_participation: 1,
             leaving_of: HashMap::new(),
@@ -232,6 +242,7 @@ impl<I: LatchIo> Driver<I> {
                     for id in ids {
                         self.drive(id, RecipeInput::Session(view));
                     }
+                    self.retrievals_connection(view.state);
                 }
                 Some((id, done)) = self.inflight.next(), if !self.inflight.is_empty() => {
                     self.completed(id, done);
@@ -242,7 +253,16 @@ impl<I: LatchIo> Driver<I> {
                 },
             }
         }
-        // The session is gone (or nobody can reach the driver): every term is over.
+        // The session is gone (or nobody can reach the driver): every term is over, and no
+        // leader is known any more.
+        for (_, mut r) in self.retrievals.drain() {
+            r.connection(
+                0,
+                ConnectionState::Lost,
+                Err(KvError::Closed),
+                &mut Vec::new(),
+            );
+        }
         for (_, mut e) in self.elections.drain() {
             for c in &mut e.contenders {
                 c.revoke();
@@ -407,6 +427,25 @@ impl<I: LatchIo> Driver<I> {
                     let _ = reply.send(Err(err));
                 }
             },
+            Command::Retrieve {
+                id,
+                key,
+                dir,
+                state,
+                tx,
+            } => {
+                let mut r = Retrieval::new(key, dir, state, tx);
+                let mut out = Vec::new();
+                let view = *self.session.borrow();
+                r.connection(id, view.state, self.io.kv(), &mut out);
+                self.retrievals.insert(id, r);
+                self.push_retrievals(out);
+            }
+            Command::StopRetrieve { id } => {
+                if let Some(mut r) = self.retrievals.remove(&id) {
+                    r.stop();
+                }
+            }
             Command::LeaveLatch { election, reply } => {
                 let Some(e) = self.elections.get_mut(&election) else {
                     if let Some(reply) = reply {
@@ -777,6 +816,15 @@ impl<I: LatchIo> Driver<I> {
             Completion::Response(r) => self.drive(id, RecipeInput::Response(r)),
             Completion::Wake => self.drive(id, RecipeInput::Wake),
             Completion::Published { component, outcome } => self.published(id, component, outcome),
+            Completion::Retrieved(Some((rid, epoch, done))) => {
+                let mut out = Vec::new();
+                let kv = self.io.kv();
+                if let Some(r) = self.retrievals.get_mut(&rid) {
+                    r.done(rid, epoch, done, kv, &mut out);
+                }
+                self.push_retrievals(out);
+            }
+            Completion::Retrieved(None) => {}
         }
     }
 
@@ -822,6 +870,22 @@ impl<I: LatchIo> Driver<I> {
         self.start_next(election, component);
         self.maybe_leave(election);
         self.forget_if_finished(election);
+    }
+
+    /// Every retrieval learns the connection state (and watches afresh once connected).
+    fn retrievals_connection(&mut self, state: ConnectionState) {
+        let mut out = Vec::new();
+        let kv = self.io.kv();
+        for (id, r) in &mut self.retrievals {
+            r.connection(*id, state, kv.clone(), &mut out);
+        }
+        self.push_retrievals(out);
+    }
+
+    fn push_retrievals(&mut self, requests: Vec<retrieval::Request>) {
+        for r in requests {
+            self.inflight.push(InFlight::Retrieval(r));
+        }
     }
 
     fn forget_if_finished(&mut self, election: u64) {

@@ -11,15 +11,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::debug;
 
 pub use state::{DEFAULT_LEADER_ID, LeaderState, RetrievalState};
 
-use crate::codec::decode_leader_info;
-use crate::connection::ConnectionState;
-use crate::driver::HaBackend;
+use crate::driver::{Command, HaBackend, SessionDriver};
 use crate::ids::ComponentId;
-use crate::kv::{KvError, KvEvent};
+use crate::kv::KvError;
 use crate::layout::Layout;
 use crate::leader_info::LeaderInformation;
 
@@ -32,22 +30,30 @@ pub trait LeaderRetrievalListener: Send + Sync + 'static {
 }
 
 /// Follows one component's leader. Dropping it stops following.
+///
+/// The session's driver ([`crate::driver::SessionDriver`]) does the following: one task for
+/// every retrieval and election of the process, one backend watch per prefix among them.
 #[derive(Debug)]
 pub struct LeaderRetriever {
     component: ComponentId,
     state: watch::Receiver<LeaderState>,
-    task: JoinHandle<()>,
+    driver: Option<(SessionDriver, u64)>,
+    /// Keeps the session open while the retriever lives.
+    _backend: Arc<dyn HaBackend>,
 }
 
 impl Drop for LeaderRetriever {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some((driver, id)) = &self.driver {
+            let _ = driver.send(Command::StopRetrieve { id: *id });
+        }
     }
 }
 
 impl LeaderRetriever {
     /// Starts following `component`. With `default_address`, that address is shown when nothing
-    /// is published (Flink's job master retriever). Must be called inside a tokio runtime.
+    /// is published (Flink's job master retriever). Must be called inside a tokio runtime. On a
+    /// closed session the leader stays [`LeaderState::Unknown`].
     pub fn start(
         backend: Arc<dyn HaBackend>,
         layout: Layout,
@@ -55,11 +61,28 @@ impl LeaderRetriever {
         default_address: Option<String>,
     ) -> Self {
         let (tx, rx) = watch::channel(LeaderState::Unknown);
-        let task = tokio::spawn(follow(backend, layout, component, default_address, tx));
+        let driver = match backend.driver() {
+            Ok(driver) => {
+                let id = driver.next_id();
+                let sent = driver.send(Command::Retrieve {
+                    id,
+                    key: layout.leader_info(&component),
+                    dir: layout.leader_dir(&component),
+                    state: RetrievalState::new(backend.suspended_policy(), default_address),
+                    tx,
+                });
+                sent.ok().map(|()| (driver, id))
+            }
+            Err(e) => {
+                debug!(%component, error = %e, "cannot follow the leader: the session is closed");
+                None
+            }
+        };
         Self {
             component,
             state: rx,
-            task,
+            driver,
+            _backend: backend,
         }
     }
 
@@ -94,80 +117,5 @@ impl LeaderRetriever {
                 }
             }
         })
-    }
-}
-
-async fn follow(
-    backend: Arc<dyn HaBackend>,
-    layout: Layout,
-    component: ComponentId,
-    default_address: Option<String>,
-    tx: watch::Sender<LeaderState>,
-) {
-    let kv = backend.kv();
-    let key = layout.leader_info(&component);
-    let dir = layout.leader_dir(&component);
-    let mut conn = backend.connection_state();
-    let mut state = RetrievalState::new(backend.suspended_policy(), default_address);
-    let set = |s: LeaderState| {
-        tx.send_if_modified(|cur| {
-            let changed = *cur != s;
-            *cur = s;
-            changed
-        });
-    };
-    loop {
-        let c = *conn.borrow_and_update();
-        set(state.connection(c));
-        // Lost: the session is gone. Backends that open a new session by themselves report
-        // `Connected` again, and the key is read afresh then.
-        if c == ConnectionState::Connected {
-            // Watch first, then read, so nothing between the two is missed.
-            let mut watch = match kv.watch(&dir).await {
-                Ok(w) => w,
-                Err(e) => {
-                    warn!(%component, error = %e, "cannot watch leader information");
-                    if conn.changed().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let read = |e: Option<crate::kv::Entry>| match e {
-                None => None,
-                Some(e) => match decode_leader_info(&e.value) {
-                    Ok(info) => info,
-                    Err(err) => {
-                        warn!(key = %e.key, error = %err, "unreadable leader information");
-                        None
-                    }
-                },
-            };
-            match kv.get(&key).await {
-                Ok(e) => set(state.published(read(e))),
-                Err(e) => debug!(%component, error = %e, "reading leader information failed"),
-            }
-            loop {
-                tokio::select! {
-                    ev = watch.next() => match ev {
-                        Some(KvEvent::Put(e)) if e.key == key => set(state.published(read(Some(e)))),
-                        Some(KvEvent::Deleted { key: k }) if k == key => set(state.published(None)),
-                        Some(KvEvent::Reset) => {
-                            if let Ok(e) = kv.get(&key).await {
-                                set(state.published(read(e)));
-                            }
-                        }
-                        Some(_) => {}
-                        None => break,
-                    },
-                    changed = conn.changed() => {
-                        if changed.is_err() { return; }
-                        break;
-                    }
-                }
-            }
-        } else if conn.changed().await.is_err() {
-            return;
-        }
     }
 }
