@@ -13,7 +13,7 @@ use crate::kv::{
     CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
     VersionedKv,
 };
-use crate::layout::{JOB_RESULTS_DIR, JOBS_DIR, LEADER_DIR, RUNNING_JOBS_DIR};
+use crate::layout::{HaKey, Layout};
 use crate::observer::{HaEvent, KeyKind, KvOp, Observer};
 
 /// The kind of HA data under `key` (a key or prefix relative to the namespace), by its place in
@@ -22,21 +22,34 @@ pub fn key_kind(key: &str) -> KeyKind {
     if key.is_empty() {
         return KeyKind::Namespace;
     }
-    let segs: Vec<&str> = key.split('/').collect();
-    match segs.as_slice() {
-        [LEADER_DIR, "latch", ..] | [LEADER_DIR, _, "latch", ..] => KeyKind::LeaderLatch,
-        [JOBS_DIR, _, LEADER_DIR, "latch", ..] => KeyKind::LeaderLatch,
-        [LEADER_DIR, ..] | [JOBS_DIR, _, LEADER_DIR, ..] => KeyKind::LeaderInfo,
-        ["execution-plans" | "jobgraphs", _, "locks", ..] => KeyKind::JobGraphLock,
-        ["execution-plans" | "jobgraphs", ..] => KeyKind::JobGraph,
-        [JOBS_DIR, _, "checkpoint_id_counter"] | ["checkpoint-counter", ..] => {
-            KeyKind::CheckpointCounter
-        }
-        [JOBS_DIR, _, "checkpoints", ..] | ["checkpoints", ..] => KeyKind::Checkpoint,
-        [JOBS_DIR] | [JOBS_DIR, _] => KeyKind::Namespace,
-        [RUNNING_JOBS_DIR, ..] => KeyKind::RunningJob,
-        [JOB_RESULTS_DIR, ..] => KeyKind::JobResult,
-        _ => KeyKind::Other,
+    let Some((_, k)) = Layout::parse_any_era(key) else {
+        return KeyKind::Other;
+    };
+    match k {
+        HaKey::ClusterLatch
+        | HaKey::ClusterLatchNode(_)
+        | HaKey::LeaderLatch(_)
+        | HaKey::LeaderLatchNode(..)
+        | HaKey::LegacyJobLeaderLatch(_)
+        | HaKey::LegacyJobLeaderLatchNode(..) => KeyKind::LeaderLatch,
+        HaKey::LeaderRoot
+        | HaKey::LeaderDir(_)
+        | HaKey::LeaderInfo(_)
+        | HaKey::LegacyJobLeaderDir(_)
+        | HaKey::LegacyJobLeaderInfo(_) => KeyKind::LeaderInfo,
+        HaKey::ExecutionPlans | HaKey::ExecutionPlan(_) => KeyKind::JobGraph,
+        HaKey::ExecutionPlanLocks(_) | HaKey::ExecutionPlanLock(..) => KeyKind::JobGraphLock,
+        HaKey::Checkpoints(_)
+        | HaKey::Checkpoint(..)
+        | HaKey::LegacyCheckpointsRoot
+        | HaKey::LegacyCheckpoints(_)
+        | HaKey::LegacyCheckpoint(..) => KeyKind::Checkpoint,
+        HaKey::CheckpointCounter(_)
+        | HaKey::LegacyCheckpointCountersRoot
+        | HaKey::LegacyCheckpointCounter(_) => KeyKind::CheckpointCounter,
+        HaKey::Jobs | HaKey::JobDir(_) => KeyKind::Namespace,
+        HaKey::RunningJobs | HaKey::RunningJob(_) => KeyKind::RunningJob,
+        HaKey::JobResults | HaKey::JobResult { .. } => KeyKind::JobResult,
     }
 }
 
@@ -190,19 +203,19 @@ mod tests {
         let backend = EmbeddedCluster::new().connect();
         let observer = Observer::new();
         let kv = ObservedKv::new(backend.kv(), observer.clone());
-        kv.create(
-            "running_job_registry/x",
-            Bytes::new(),
-            CreateOptions::default(),
-        )
-        .await
-        .expect("create");
+        let running = "running_job_registry/58c7b669261b7be65fa686cc039885b6";
+        kv.create(running, Bytes::new(), CreateOptions::default())
+            .await
+            .expect("create");
         let mut events = observer.events();
-        kv.get("running_job_registry/x").await.expect("get");
+        kv.get(running).await.expect("get");
         assert!(
-            kv.delete("leader/nothing", DeleteOptions::default())
-                .await
-                .is_err()
+            kv.delete(
+                "leader/dispatcher/connection_info",
+                DeleteOptions::default()
+            )
+            .await
+            .is_err()
         );
         let mut seen = Vec::new();
         while let Some(HaEvent::StoreOp { op, key, ok, .. }) = events.try_recv() {

@@ -34,7 +34,7 @@ pub enum LatchEvent {
     /// session lost, latch node deleted). The latch keeps campaigning unless closed.
     Revoked,
     /// The latch failed and will not recover by itself.
-    Failed(String),
+    Failed(KvError),
 }
 
 /// One process's participation in a latch (a leader-latch recipe on the backend).

@@ -649,9 +649,7 @@ impl<I: LatchIo> Driver<I> {
                     self.latch_event(id, owner, LatchEvent::Granted(token))
                 }
                 RecipeOutput::Revoked => self.latch_event(id, owner, LatchEvent::Revoked),
-                RecipeOutput::Failed(err) => {
-                    self.latch_event(id, owner, LatchEvent::Failed(err.to_string()))
-                }
+                RecipeOutput::Failed(err) => self.latch_event(id, owner, LatchEvent::Failed(err)),
                 RecipeOutput::Left => self.left(id),
                 RecipeOutput::Done => {
                     self.left(id);
@@ -785,8 +783,9 @@ impl<I: LatchIo> Driver<I> {
             PubOp::Unpublish { token, .. } => {
                 q.known = None;
                 let token = token.clone();
+                let latch = e.latch.clone();
                 Box::pin(async move {
-                    let outcome = unpublish_leader_info(&*kv, &layout, &component, &token)
+                    let outcome = unpublish_leader_info(&*kv, &layout, &component, &token, &latch)
                         .await
                         .map(|()| None);
                     Completion::Published { component, outcome }

@@ -60,7 +60,7 @@ pub enum ElectionError {
     Closed,
     /// The latch failed and will not recover by itself.
     #[error("leader latch failed: {0}")]
-    LatchFailed(String),
+    LatchFailed(#[source] KvError),
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] KvError),

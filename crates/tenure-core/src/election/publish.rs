@@ -4,7 +4,9 @@ use bytes::Bytes;
 
 use crate::codec::encode_leader_info;
 use crate::ids::ComponentId;
-use crate::kv::{CreateOptions, DeleteOptions, FencingToken, KvError, Version, VersionedKv};
+use crate::kv::{
+    CreateOptions, DeleteOptions, FencingToken, KvError, Txn, TxnOp, Version, VersionedKv, is_below,
+};
 use crate::layout::Layout;
 use crate::leader_info::LeaderInformation;
 
@@ -85,18 +87,46 @@ pub async fn publish_leader_info(
 }
 
 /// Removes the component's leader information (and its leader directory if nothing else is in
-/// it), fenced by the term. Missing keys are fine.
+/// it), fenced by the term. Missing keys are fine. `latch` is the latch the term was won on: when
+/// it lies outside the leader directory (Flink's process-wide election), the information and the
+/// directory go in one transaction (one round trip); when it lies inside (a per-component
+/// election, whose latch keeps the directory), only the information is deleted.
 pub async fn unpublish_leader_info(
     kv: &dyn VersionedKv,
     layout: &Layout,
     component: &ComponentId,
     token: &FencingToken,
+    latch: &str,
 ) -> Result<(), KvError> {
+    let info = layout.leader_info(component);
+    let dir = layout.leader_dir(component);
     let fenced = DeleteOptions {
         fence: Some(token.clone()),
         ..Default::default()
     };
-    for key in [layout.leader_info(component), layout.leader_dir(component)] {
+    if is_below(&dir, latch) {
+        return match kv.delete(&info, fenced).await {
+            Ok(()) | Err(KvError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    let both = Txn::new(Some(token.clone()))
+        .op(TxnOp::Delete {
+            key: info.clone(),
+            expected: None,
+        })
+        .op(TxnOp::Delete {
+            key: dir.clone(),
+            expected: None,
+        });
+    match kv.txn(both).await {
+        Ok(_) => return Ok(()),
+        // Something else is there (nothing published, another key in the directory): one by
+        // one below.
+        Err(KvError::TxnFailed { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    for key in [info, dir] {
         match kv.delete(&key, fenced.clone()).await {
             Ok(()) | Err(KvError::NotFound { .. }) | Err(KvError::NotEmpty { .. }) => {}
             Err(e) => return Err(e),

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{ComponentId, LeaderSessionId};
-use crate::kv::FencingToken;
+use crate::kv::{FencingToken, KvError};
 use crate::leader_info::LeaderInformation;
 
 /// What happens to an election.
@@ -28,7 +28,7 @@ pub enum Input {
     /// The latch was lost.
     Revoked,
     /// The latch failed for good.
-    LatchFailed(String),
+    LatchFailed(KvError),
     /// A contender confirms leadership for `session` at `address`.
     Confirm {
         /// The confirming component.
@@ -83,7 +83,7 @@ pub enum Output {
         component: ComponentId,
     },
     /// Report an error to every contender.
-    Error(String),
+    Error(KvError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -77,9 +77,7 @@ impl LatchRecipe for Recipe {
                     out.push(match event {
                         LatchEvent::Granted(token) => RecipeOutput::Granted(token),
                         LatchEvent::Revoked => RecipeOutput::Revoked,
-                        LatchEvent::Failed(reason) => {
-                            RecipeOutput::Failed(KvError::Backend(reason))
-                        }
+                        LatchEvent::Failed(e) => RecipeOutput::Failed(e),
                     });
                     out.push(RecipeOutput::Request(Request::Next(rx)));
                 }
