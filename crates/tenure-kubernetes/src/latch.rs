@@ -244,6 +244,30 @@ impl Recipe {
         self.started = self.now();
         let lock = self.lock.clone();
         self.request(Op::Get { lock }, Wait::Response, out);
+        if let Some((_, last)) = self.leading {
+            // The round may hang: the term still ends at the renew deadline (client-go gives
+            // up renewing at the renew deadline, whatever the request in flight).
+            let until = (last + lease::ms(self.renew_deadline)).saturating_sub(self.now());
+            out.push(RecipeOutput::WakeAfter(Duration::from_millis(until)));
+        }
+    }
+
+    /// Steps down at the renew deadline even with a round in flight; that round is abandoned
+    /// (its late success must not look like a new grant) and a new one starts.
+    fn check_deadline(&mut self, out: &mut Out) {
+        if self.life != Life::Campaigning {
+            return;
+        }
+        if let Some((_, last)) = self.leading
+            && lease::must_step_down(last, self.now(), self.renew_deadline)
+        {
+            self.revoke("no renewal confirmed within the renew deadline", out);
+            if self.wait == Wait::Response {
+                self.wait = Wait::Nothing;
+                self.expect += 1;
+                self.attempt(out);
+            }
+        }
     }
 
     /// Decides on the record read: write (acquire, renew) or a step outcome.
@@ -459,6 +483,7 @@ impl LatchRecipe for Recipe {
                 }
             }
             RecipeInput::Wake => {
+                self.check_deadline(out);
                 if self.wait == Wait::Timer && self.life == Life::Campaigning {
                     self.wait = Wait::Nothing;
                     self.attempt(out);
@@ -534,3 +559,7 @@ impl LatchRecipe for Recipe {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "latch_tests.rs"]
+mod tests;

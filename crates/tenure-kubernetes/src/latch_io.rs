@@ -160,6 +160,14 @@ impl Active {
     }
 }
 
+#[cfg(test)]
+impl Active {
+    /// A guard counted by no backend, for recipes driven by tests.
+    pub(crate) fn detached() -> Self {
+        Self(Weak::new())
+    }
+}
+
 impl std::fmt::Debug for Active {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Active")

@@ -360,6 +360,8 @@ impl Recipe {
             self.wait = Wait::Nothing;
             return self.step(out);
         }
+        // The policy counts retries from 0: the first retry waits the base.
+        let attempt = self.failures;
         self.failures = self.failures.saturating_add(1);
         let pause = if is_transient(&e) {
             // An interrupted request is retried soon: the connection is usually back at once.
@@ -368,10 +370,10 @@ impl Recipe {
                 self.retry.base.min(Duration::from_millis(200)),
                 self.retry.max_wait.min(Duration::from_secs(5)),
             )
-            .wait(self.failures)
+            .wait(attempt)
         } else {
             warn!(dir = %self.dir, error = %e, "latch step failed; retrying");
-            self.retry.wait(self.failures)
+            self.retry.wait(attempt)
         };
         self.wait = Wait::Pause;
         out.push(RecipeOutput::WakeAfter(pause));
@@ -552,18 +554,24 @@ impl LatchRecipe for Recipe {
                 self.step(out);
             }
             RecipeInput::Response(r) => self.response(r, out),
-            RecipeInput::Wake => match self.life {
-                Life::Leaving { reported: false } => {
+            RecipeInput::Wake => {
+                // A wake-up does not say which timer elapsed: the bounded leave wait or a retry
+                // pause. Either way the leave wait is over as far as contenders are concerned,
+                // and a paused retry goes ahead (so a leaving node is not kept until the leave
+                // wait after a short pause).
+                if let Life::Leaving { reported: false } = self.life {
                     out.push(RecipeOutput::Left);
                     self.life = Life::Leaving { reported: true };
                 }
-                _ => {
-                    if self.wait == Wait::Pause {
-                        self.wait = Wait::Nothing;
-                        self.step(out);
-                    }
+                if self.wait == Wait::Pause {
+                    self.wait = Wait::Nothing;
+                    self.step(out);
                 }
-            },
+            }
         }
     }
 }
+
+#[cfg(test)]
+#[path = "latch_tests.rs"]
+mod tests;

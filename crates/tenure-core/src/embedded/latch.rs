@@ -176,3 +176,7 @@ fn join(
     st.grant_next(latch);
     Ok((member, rx))
 }
+
+#[cfg(test)]
+#[path = "latch_tests.rs"]
+mod tests;
