@@ -38,12 +38,69 @@ impl LatchIo for Io {
     }
 
     fn perform(&self, request: Request) -> BoxFuture<'static, Reply> {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let seq = request.seq;
-            let response = perform(shared, request).await;
-            Reply { seq, response }
-        })
+        // Each operation is boxed on its own, so a long-lived watch holds a future of a watch's
+        // size, not of the largest operation's.
+        let Request {
+            generation,
+            seq,
+            op,
+        } = request;
+        let client = match client_of(&self.shared, generation) {
+            Ok(c) => c,
+            Err(e) => {
+                let response = failed(&op, e);
+                return Box::pin(async move { Reply { seq, response } });
+            }
+        };
+        match op {
+            Op::Watch { path } => Box::pin(async move {
+                // Only the watcher is kept while waiting: no client, no path.
+                match client.check_and_watch_stat(&path).await {
+                    Ok((Some(_), w)) => {
+                        drop((client, path));
+                        fired(w).await;
+                    }
+                    Ok((None, _)) => {}
+                    Err(e) => {
+                        tracing::debug!(%path, error = %e, "latch watch failed; looking again");
+                    }
+                }
+                Reply {
+                    seq,
+                    response: Response::Watched,
+                }
+            }),
+            Op::Create { dir, prefix } => {
+                let acls = self.shared.upgrade().map(|s| s.acls());
+                Box::pin(async move {
+                    let response = match acls {
+                        Some(acls) => Response::Created(create(&client, &dir, &prefix, acls).await),
+                        None => Response::Created(Err(zk::Error::ClientClosed)),
+                    };
+                    Reply { seq, response }
+                })
+            }
+            Op::Find { dir, prefix } => Box::pin(async move {
+                let response = Response::Names(
+                    children(&client, &dir)
+                        .await
+                        .map(|c| c.into_iter().filter(|n| n.starts_with(&prefix)).collect()),
+                );
+                Reply { seq, response }
+            }),
+            Op::List { dir } => Box::pin(async move {
+                let response = Response::Names(children(&client, &dir).await);
+                Reply { seq, response }
+            }),
+            Op::Delete { path } => Box::pin(async move {
+                let response = Response::Deleted(delete(&client, &path).await);
+                Reply { seq, response }
+            }),
+            Op::DeleteProtected { dir, prefix } => Box::pin(async move {
+                let response = Response::Deleted(delete_protected(&client, &dir, &prefix).await);
+                Reply { seq, response }
+            }),
+        }
     }
 
     fn session(&self) -> watch::Receiver<SessionView> {
@@ -53,38 +110,6 @@ impl LatchIo for Io {
     fn kv(&self) -> Result<Arc<dyn VersionedKv>, KvError> {
         let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
         Ok(Arc::new(ZooKeeperBackend { shared }))
-    }
-}
-
-async fn perform(shared: Weak<Shared>, request: Request) -> Response {
-    let client = match client_of(&shared, request.generation) {
-        Ok(c) => c,
-        Err(e) => return failed(&request.op, e),
-    };
-    match request.op {
-        Op::Create { dir, prefix } => {
-            let acls = match shared.upgrade() {
-                Some(s) => s.acls(),
-                None => return Response::Created(Err(zk::Error::ClientClosed)),
-            };
-            Response::Created(create(&client, &dir, &prefix, acls).await)
-        }
-        Op::Find { dir, prefix } => Response::Names(
-            children(&client, &dir)
-                .await
-                .map(|c| c.into_iter().filter(|n| n.starts_with(&prefix)).collect()),
-        ),
-        Op::List { dir } => Response::Names(children(&client, &dir).await),
-        Op::Watch { path } => {
-            if let Err(e) = watch(client, &path).await {
-                tracing::debug!(%path, error = %e, "latch watch failed; looking again");
-            }
-            Response::Watched
-        }
-        Op::Delete { path } => Response::Deleted(delete(&client, &path).await),
-        Op::DeleteProtected { dir, prefix } => {
-            Response::Deleted(delete_protected(&client, &dir, &prefix).await)
-        }
     }
 }
 
@@ -115,20 +140,10 @@ async fn children(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Err
     }
 }
 
-/// Resolves when `path` changes, at once if it does not exist. The client is dropped before
-/// the wait: a session closes only once every clone of its client is gone.
-async fn watch(client: zk::Client, path: &str) -> Result<(), zk::Error> {
-    let watched = client.check_and_watch_stat(path).await;
-    drop(client);
-    match watched? {
-        (Some(_), w) => {
-            // The client panics if it drops a watch without an event; that, too, means
-            // "look again".
-            let _ = AssertUnwindSafe(w.changed()).catch_unwind().await;
-            Ok(())
-        }
-        (None, _) => Ok(()),
-    }
+/// Resolves when the watch fires. The client panics if it drops a watch without an event;
+/// that, too, means "look again".
+async fn fired(w: zk::OneshotWatcher) {
+    let _ = AssertUnwindSafe(w.changed()).catch_unwind().await;
 }
 
 async fn delete(client: &zk::Client, path: &str) -> Result<(), zk::Error> {

@@ -100,8 +100,15 @@ struct Contender {
     component: ComponentId,
     leadership: watch::Sender<Leadership>,
     term: Option<CancellationToken>,
-    errors: VecDeque<ElectionError>,
-    error_waiters: Vec<oneshot::Sender<ElectionError>>,
+    /// Errors not yet taken, and who waits for the next; allocated on first use.
+    errors: Option<Box<Errors>>,
+}
+
+/// A contender's undelivered errors and their waiters.
+#[derive(Default)]
+struct Errors {
+    queue: VecDeque<ElectionError>,
+    waiters: Vec<oneshot::Sender<ElectionError>>,
 }
 
 /// A publication or unpublication waiting its turn.
@@ -189,13 +196,14 @@ impl Election {
 
 impl Contender {
     fn report(&mut self, mut err: ElectionError) {
-        while let Some(waiter) = self.error_waiters.pop() {
+        let errors = self.errors.get_or_insert_with(Box::default);
+        while let Some(waiter) = errors.waiters.pop() {
             match waiter.send(err) {
                 Ok(()) => return,
                 Err(back) => err = back,
             }
         }
-        self.errors.push_back(err);
+        errors.queue.push_back(err);
     }
 }
 
@@ -203,9 +211,10 @@ impl Contender {
 pub(crate) struct Driver<I: LatchIo> {
     io: I,
     session: watch::Receiver<SessionView>,
-    elections: HashMap<u64, Election>,
+    /// Boxed: a map's slack then costs a pointer, not an election, per free slot.
+    elections: HashMap<u64, Box<Election>>,
     retrievals: HashMap<u64, Retrieval>,
-    participations: HashMap<u64, Participation<I::Recipe>>,
+    participations: HashMap<u64, Box<Participation<I::Recipe>>>,
     next_participation: u64,
     /// Participations being left, and the election waiting for each.
     leaving_of: HashMap<u64, u64>,
@@ -286,7 +295,7 @@ impl<I: LatchIo> Driver<I> {
                 let e = self
                     .elections
                     .entry(election)
-                    .or_insert_with(|| Election::new(latch, layout));
+                    .or_insert_with(|| Box::new(Election::new(latch, layout)));
                 if observer.is_some() {
                     e.observer = observer;
                 }
@@ -295,12 +304,12 @@ impl<I: LatchIo> Driver<I> {
                     return;
                 }
                 let (tx, rx) = watch::channel(Leadership::NotLeader);
+                e.contenders.reserve_exact(1);
                 e.contenders.push(Contender {
                     component,
                     leadership: tx,
                     term: None,
-                    errors: VecDeque::new(),
-                    error_waiters: Vec::new(),
+                    errors: None,
                 });
                 let _ = reply.send(Ok(rx));
                 self.apply(election, Input::Register(component));
@@ -399,13 +408,14 @@ impl<I: LatchIo> Driver<I> {
                     .get_mut(&election)
                     .and_then(|e| e.contender(&component))
                 {
-                    match c.errors.pop_front() {
+                    let errors = c.errors.get_or_insert_with(Box::default);
+                    match errors.queue.pop_front() {
                         Some(err) => {
                             let _ = reply.send(err);
                         }
                         None => {
-                            c.error_waiters.retain(|w| !w.is_closed());
-                            c.error_waiters.push(reply);
+                            errors.waiters.retain(|w| !w.is_closed());
+                            errors.waiters.push(reply);
                         }
                     }
                 }
@@ -419,7 +429,7 @@ impl<I: LatchIo> Driver<I> {
                 Ok(recipe) => {
                     let mut e = Election::new(latch.into(), Layout::default());
                     e.events = Some(events);
-                    self.elections.insert(election, e);
+                    self.elections.insert(election, Box::new(e));
                     let _ = reply.send(Ok(()));
                     self.join(election, recipe);
                 }
@@ -579,10 +589,10 @@ impl<I: LatchIo> Driver<I> {
         }
         self.participations.insert(
             id,
-            Participation {
+            Box::new(Participation {
                 recipe,
                 owner: Owner::Election(election),
-            },
+            }),
         );
         let view = *self.session.borrow();
         self.drive(id, RecipeInput::Session(view));

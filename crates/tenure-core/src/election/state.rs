@@ -5,8 +5,6 @@
 //! just one (per-component election). The task in [`super::task`] feeds it backend events and
 //! contender commands and carries out its outputs.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError};
 use crate::leader_info::LeaderInformation;
@@ -99,17 +97,19 @@ enum LatchState {
 /// The state of one election (one latch).
 #[derive(Clone, Debug)]
 pub struct ElectionState {
-    contenders: BTreeSet<ComponentId>,
+    /// Sorted; a small vector, since most elections (a job's own) have one component.
+    contenders: Vec<ComponentId>,
     latch: LatchState,
-    confirmed: BTreeMap<ComponentId, LeaderInformation>,
+    /// Sorted by component.
+    confirmed: Vec<(ComponentId, LeaderInformation)>,
 }
 
 impl Default for ElectionState {
     fn default() -> Self {
         Self {
-            contenders: BTreeSet::new(),
+            contenders: Vec::new(),
             latch: LatchState::Idle,
-            confirmed: BTreeMap::new(),
+            confirmed: Vec::new(),
         }
     }
 }
@@ -125,12 +125,64 @@ impl ElectionState {
 
     /// Whether `component` is registered.
     pub fn is_registered(&self, component: &ComponentId) -> bool {
-        self.contenders.contains(component)
+        self.contenders.binary_search(component).is_ok()
     }
 
-    /// The leader information confirmed in the current term.
-    pub fn confirmed(&self) -> &BTreeMap<ComponentId, LeaderInformation> {
+    /// The leader information confirmed in the current term, by component.
+    pub fn confirmed(&self) -> &[(ComponentId, LeaderInformation)] {
         &self.confirmed
+    }
+
+    /// Adds `component`; false if it was there.
+    fn add_contender(&mut self, component: ComponentId) -> bool {
+        match self.contenders.binary_search(&component) {
+            Ok(_) => false,
+            Err(i) => {
+                self.contenders.reserve_exact(1);
+                self.contenders.insert(i, component);
+                true
+            }
+        }
+    }
+
+    /// Removes `component`; false if it was not there.
+    fn remove_contender(&mut self, component: &ComponentId) -> bool {
+        match self.contenders.binary_search(component) {
+            Ok(i) => {
+                self.contenders.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Records `component`'s confirmed information (replacing an earlier one).
+    fn confirm(
+        confirmed: &mut Vec<(ComponentId, LeaderInformation)>,
+        component: ComponentId,
+        info: LeaderInformation,
+    ) {
+        match confirmed.binary_search_by(|(c, _)| c.cmp(&component)) {
+            Ok(i) => confirmed[i].1 = info,
+            Err(i) => {
+                confirmed.reserve_exact(1);
+                confirmed.insert(i, (component, info));
+            }
+        }
+    }
+
+    /// Forgets `component`'s confirmed information; whether there was any.
+    fn unconfirm(
+        confirmed: &mut Vec<(ComponentId, LeaderInformation)>,
+        component: &ComponentId,
+    ) -> bool {
+        match confirmed.binary_search_by(|(c, _)| c.cmp(component)) {
+            Ok(i) => {
+                confirmed.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Applies one input and returns what must be done, in order.
@@ -138,7 +190,7 @@ impl ElectionState {
         let mut out = Vec::new();
         match input {
             Input::Register(component) => {
-                if !self.contenders.insert(component) {
+                if !self.add_contender(component) {
                     return out;
                 }
                 match &self.latch {
@@ -155,12 +207,12 @@ impl ElectionState {
                 }
             }
             Input::Unregister(component) => {
-                if !self.contenders.remove(&component) {
+                if !self.remove_contender(&component) {
                     return out;
                 }
                 if let LatchState::Leader { token, .. } = &self.latch {
                     out.push(Output::Revoke { component });
-                    if self.confirmed.remove(&component).is_some() {
+                    if Self::unconfirm(&mut self.confirmed, &component) {
                         out.push(Output::Unpublish {
                             component,
                             token: token.clone(),
@@ -209,10 +261,10 @@ impl ElectionState {
                 address,
             } => match &self.latch {
                 LatchState::Leader { session: s, token }
-                    if *s == session && self.contenders.contains(&component) =>
+                    if *s == session && self.contenders.binary_search(&component).is_ok() =>
                 {
                     let info = LeaderInformation::new(session, address);
-                    self.confirmed.insert(component, info.clone());
+                    Self::confirm(&mut self.confirmed, component, info.clone());
                     out.push(Output::Publish {
                         component,
                         info,

@@ -74,7 +74,10 @@ fn notices_become_granted_revoked_and_failed_each_followed_by_the_next_wait() {
     for (event, expect) in [
         (LatchEvent::Granted(token.clone()), "granted"),
         (LatchEvent::Revoked, "revoked"),
-        (LatchEvent::Failed(KvError::Backend("boom".into())), "failed"),
+        (
+            LatchEvent::Failed(KvError::Backend("boom".into())),
+            "failed",
+        ),
     ] {
         let (_, rx) = mpsc::unbounded_channel();
         let out = feed(
