@@ -232,6 +232,32 @@ impl Zk {
             })
     }
 
+    /// Requests the server has received so far, from every client together (`srvr`'s
+    /// `Received`; four-letter words are not counted).
+    pub async fn received(&self) -> anyhow::Result<u64> {
+        let srvr = tenure_testkit::zookeeper::four_letter_word(self.server.port(), "srvr")
+            .await
+            .context("srvr")?;
+        srvr.lines()
+            .find_map(|l| l.strip_prefix("Received: "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no `Received:` line in the server's srvr answer")
+    }
+
+    /// Runs `op` and returns its output with the number of requests the server received
+    /// meanwhile (and in the [`SETTLE`] after it, so requests sent as it completes are in).
+    /// Call it only while nothing else talks to the server.
+    pub async fn counted<T>(
+        &self,
+        op: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<(T, u64)> {
+        let before = self.received().await?;
+        let out = op.await?;
+        tokio::time::sleep(SETTLE).await;
+        let after = self.received().await?;
+        Ok((out, after.saturating_sub(before)))
+    }
+
     /// tenure's settings for `cluster_id` with `session_timeout`.
     pub fn settings(&self, cluster_id: &str, session_timeout: Duration) -> ZooKeeperSettings {
         settings(&self.connect_string(), cluster_id, session_timeout)
@@ -294,6 +320,23 @@ pub async fn raw_client(connect: &str, session_timeout: Duration) -> anyhow::Res
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => bail!("raw client cannot connect to {connect}: {e}"),
         Err(_) => bail!("raw client cannot connect to {connect} within 15 s"),
+    }
+}
+
+/// The fewest requests seen over several counted trials (a session's ping that happens to fall
+/// into one trial is left out that way).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fewest(Option<u64>);
+
+impl Fewest {
+    /// Takes one trial's count into account.
+    pub fn add(&mut self, count: u64) {
+        self.0 = Some(self.0.map_or(count, |c| c.min(count)));
+    }
+
+    /// The fewest requests seen, if any trial was counted.
+    pub fn get(self) -> Option<u64> {
+        self.0
     }
 }
 
