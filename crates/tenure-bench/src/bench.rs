@@ -202,6 +202,8 @@ impl Ctx {
 #[derive(Debug)]
 pub struct Zk {
     server: ZooKeeperServer,
+    /// What one `srvr` adds to the server's `Received` count (it counts itself), measured once.
+    srvr_overhead: tokio::sync::OnceCell<u64>,
 }
 
 impl Zk {
@@ -211,7 +213,10 @@ impl Zk {
         let server = tokio::spawn(ZooKeeperServer::start()).await.context(
             "the ZooKeeper server did not start (is the Debian package `zookeeper` installed?)",
         )?;
-        Ok(Self { server })
+        Ok(Self {
+            server,
+            srvr_overhead: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// `127.0.0.1:<port>`.
@@ -232,8 +237,8 @@ impl Zk {
             })
     }
 
-    /// Requests the server has received so far, from every client together (`srvr`'s
-    /// `Received`; four-letter words are not counted).
+    /// Packets the server has received so far, from every client together (`srvr`'s
+    /// `Received`, which counts the `srvr` that asks, too: see [`Zk::requests_since`]).
     pub async fn received(&self) -> anyhow::Result<u64> {
         let srvr = tenure_testkit::zookeeper::four_letter_word(self.server.port(), "srvr")
             .await
@@ -242,6 +247,26 @@ impl Zk {
             .find_map(|l| l.strip_prefix("Received: "))
             .and_then(|v| v.trim().parse().ok())
             .context("no `Received:` line in the server's srvr answer")
+    }
+
+    /// Requests the server received since [`Zk::received`] returned `before`, without the
+    /// `srvr` commands that asked (their share is measured once: the fewest counted between two
+    /// `srvr`s in a row, over a few tries).
+    pub async fn requests_since(&self, before: u64) -> anyhow::Result<u64> {
+        let after = self.received().await?;
+        let overhead = *self
+            .srvr_overhead
+            .get_or_try_init(|| async {
+                let mut fewest = u64::MAX;
+                for _ in 0..3 {
+                    let a = self.received().await?;
+                    let b = self.received().await?;
+                    fewest = fewest.min(b.saturating_sub(a));
+                }
+                anyhow::Ok(fewest)
+            })
+            .await?;
+        Ok(after.saturating_sub(before).saturating_sub(overhead))
     }
 
     /// Runs `op` and returns its output with the number of requests the server received
@@ -254,8 +279,7 @@ impl Zk {
         let before = self.received().await?;
         let out = op.await?;
         tokio::time::sleep(SETTLE).await;
-        let after = self.received().await?;
-        Ok((out, after.saturating_sub(before)))
+        Ok((out, self.requests_since(before).await?))
     }
 
     /// tenure's settings for `cluster_id` with `session_timeout`.

@@ -91,7 +91,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         let node = format!("{prefix}{seq}");
         let (_, own) = client.check_and_watch_stat(&node).await?;
         if let Some(before) = before {
-            requests.add(zk.received().await?.saturating_sub(before));
+            requests.add(zk.requests_since(before).await?);
         }
         client.delete(&node, None).await?;
         own.changed().await;

@@ -387,7 +387,7 @@ impl Floor<'_> {
             bail!("the floor standby's node vanished");
         }
         let requests = match (count, before) {
-            (Some(zk), Some(before)) => Some(zk.received().await?.saturating_sub(before)),
+            (Some(zk), Some(before)) => Some(zk.requests_since(before).await?),
             _ => None,
         };
         Ok(FloorTrial {

@@ -41,7 +41,7 @@ async fn counting(zk: &Zk, now: bool) -> anyhow::Result<Option<u64>> {
 async fn count(zk: &Zk, before: Option<u64>, fewest: &mut Fewest) -> anyhow::Result<()> {
     if let Some(before) = before {
         tokio::time::sleep(bench::SETTLE).await;
-        fewest.add(zk.received().await?.saturating_sub(before));
+        fewest.add(zk.requests_since(before).await?);
     }
     Ok(())
 }

@@ -196,7 +196,7 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
     let per_election = live1.saturating_sub(live0) as f64 / n as f64;
     let rss_per_election = rss1.saturating_sub(rss0) as f64 / n as f64;
     tokio::time::sleep(bench::SETTLE).await;
-    let requests = zk.received().await?.saturating_sub(received0) as f64 / n as f64;
+    let requests = zk.requests_since(received0).await? as f64 / n as f64;
     let row = Row::new(
         who::TENURE,
         "per-job elections (PerComponent) on one session",
@@ -275,7 +275,7 @@ async fn floor_per_job(zk: &Zk, n: usize) -> anyhow::Result<Row> {
     };
     let done = join_all((0..n).map(one)).await;
     let total = t0.elapsed();
-    let requests = zk.received().await?.saturating_sub(received0) as f64 / n as f64;
+    let requests = zk.requests_since(received0).await? as f64 / n as f64;
     let mut granted = Vec::with_capacity(n);
     for d in done {
         granted.push(ms(d? - t0));

@@ -122,7 +122,7 @@ impl Kind {
 
     fn floor_what(self) -> &'static str {
         match self {
-            Kind::Checkpoint => "multi(check, create) [+ multi(check, delete oldest)]",
+            Kind::Checkpoint => "multi(check, create [, delete oldest])",
             Kind::JobGraph => {
                 "getData × 2 (both eras' keys) + blob file write + multi(check, create graph, \
                  locks, lock)"
@@ -236,21 +236,23 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
                 Box::pin(async move {
                     let path = znode(&cid, &layout.checkpoint(&job, cp.id));
                     let value = Payload::Inline(encode_checkpoint(&cp)).encode();
+                    // tenure's add: the new checkpoint and the subsumed oldest in ONE multi.
+                    let oldest = {
+                        let r = tenure_core::sync::lock(&retained);
+                        (r.len() >= RETAIN).then(|| r.front().cloned()).flatten()
+                    };
                     fenced(&client, &lock, |w| {
-                        w.add_create(&path, &value, &bench::persistent())
+                        w.add_create(&path, &value, &bench::persistent())?;
+                        match &oldest {
+                            Some(old) => w.add_delete(old, None),
+                            None => Ok(()),
+                        }
                     })
                     .await?;
-                    let oldest = {
-                        let mut r = tenure_core::sync::lock(&retained);
-                        r.push_back(path);
-                        if r.len() > RETAIN {
-                            r.pop_front()
-                        } else {
-                            None
-                        }
-                    };
-                    if let Some(old) = oldest {
-                        fenced(&client, &lock, |w| w.add_delete(&old, None)).await?;
+                    let mut r = tenure_core::sync::lock(&retained);
+                    r.push_back(path);
+                    if oldest.is_some() {
+                        r.pop_front();
                     }
                     Ok(())
                 })
@@ -368,8 +370,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         each on its own job. Throughput = operations ÷ wall time of the series. \
         **tenure**: the typed stores of `HaServices` (blobs in a local storage directory). \
         **floor**: the ZooKeeper writes a store needs at the least, made directly: a checkpoint \
-        add is one fenced create and, past {RETAIN} retained, one fenced delete of the oldest \
-        (ids kept in memory, as Flink's store does); a job graph put is the blob file plus one \
+        add is one fenced multi creating the checkpoint and, past {RETAIN} retained, deleting the \
+        oldest (ids kept in memory, as Flink's store does); a job graph put is the blob file plus one \
         fenced multi creating the graph pointer, its `locks` node and this process's lock, after \
         the two reads tenure's put makes first (the job's graph key in both naming eras, so a \
         graph written under Flink 1.x names is found); a counter increment is a read plus a fenced versioned set. Checkpoint metadata \
