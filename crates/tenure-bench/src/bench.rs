@@ -202,6 +202,8 @@ impl Ctx {
 #[derive(Debug)]
 pub struct Zk {
     server: ZooKeeperServer,
+    /// What one `srvr` adds to the server's `Received` count (it counts itself), measured once.
+    srvr_overhead: tokio::sync::OnceCell<u64>,
 }
 
 impl Zk {
@@ -211,7 +213,10 @@ impl Zk {
         let server = tokio::spawn(ZooKeeperServer::start()).await.context(
             "the ZooKeeper server did not start (is the Debian package `zookeeper` installed?)",
         )?;
-        Ok(Self { server })
+        Ok(Self {
+            server,
+            srvr_overhead: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// `127.0.0.1:<port>`.
@@ -230,6 +235,51 @@ impl Zk {
                 let v = v.split(',').next().unwrap_or(v).trim();
                 v.split('-').next().unwrap_or(v).to_owned()
             })
+    }
+
+    /// Packets the server has received so far, from every client together (`srvr`'s
+    /// `Received`, which counts the `srvr` that asks, too: see [`Zk::requests_since`]).
+    pub async fn received(&self) -> anyhow::Result<u64> {
+        let srvr = tenure_testkit::zookeeper::four_letter_word(self.server.port(), "srvr")
+            .await
+            .context("srvr")?;
+        srvr.lines()
+            .find_map(|l| l.strip_prefix("Received: "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no `Received:` line in the server's srvr answer")
+    }
+
+    /// Requests the server received since [`Zk::received`] returned `before`, without the
+    /// `srvr` commands that asked (their share is measured once: the fewest counted between two
+    /// `srvr`s in a row, over a few tries).
+    pub async fn requests_since(&self, before: u64) -> anyhow::Result<u64> {
+        let after = self.received().await?;
+        let overhead = *self
+            .srvr_overhead
+            .get_or_try_init(|| async {
+                let mut fewest = u64::MAX;
+                for _ in 0..3 {
+                    let a = self.received().await?;
+                    let b = self.received().await?;
+                    fewest = fewest.min(b.saturating_sub(a));
+                }
+                anyhow::Ok(fewest)
+            })
+            .await?;
+        Ok(after.saturating_sub(before).saturating_sub(overhead))
+    }
+
+    /// Runs `op` and returns its output with the number of requests the server received
+    /// meanwhile (and in the [`SETTLE`] after it, so requests sent as it completes are in).
+    /// Call it only while nothing else talks to the server.
+    pub async fn counted<T>(
+        &self,
+        op: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<(T, u64)> {
+        let before = self.received().await?;
+        let out = op.await?;
+        tokio::time::sleep(SETTLE).await;
+        Ok((out, self.requests_since(before).await?))
     }
 
     /// tenure's settings for `cluster_id` with `session_timeout`.
@@ -294,6 +344,23 @@ pub async fn raw_client(connect: &str, session_timeout: Duration) -> anyhow::Res
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => bail!("raw client cannot connect to {connect}: {e}"),
         Err(_) => bail!("raw client cannot connect to {connect} within 15 s"),
+    }
+}
+
+/// The fewest requests seen over several counted trials (a session's ping that happens to fall
+/// into one trial is left out that way).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fewest(Option<u64>);
+
+impl Fewest {
+    /// Takes one trial's count into account.
+    pub fn add(&mut self, count: u64) {
+        self.0 = Some(self.0.map_or(count, |c| c.min(count)));
+    }
+
+    /// The fewest requests seen, if any trial was counted.
+    pub fn get(self) -> Option<u64> {
+        self.0
     }
 }
 

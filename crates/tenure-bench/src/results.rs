@@ -68,6 +68,15 @@ impl Row {
         self.extra.insert(key.to_owned(), value);
         self
     }
+
+    /// The same row with `requests`: the ZooKeeper requests one operation of the row made (all
+    /// sessions together, counted by the server), when they were counted.
+    pub fn with_requests(mut self, requests: Option<u64>) -> Self {
+        if let Some(r) = requests {
+            self.extra.insert("requests".to_owned(), r as f64);
+        }
+        self
+    }
 }
 
 /// Rows that are compared with each other (one table in the report).

@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::bail;
 use tenure::services::ElectionMode;
 
-use crate::bench::{self, Ctx, Zk, cluster_id, znode};
+use crate::bench::{self, Ctx, Fewest, Zk, cluster_id, znode};
 use crate::clock::us;
 use crate::results::{Group, Row, ScenarioResult, who};
 
@@ -19,7 +19,9 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         `HaServices::dispatcher_leader_election()` + `wait_for_leadership()` (process-wide latch \
         `leader/latch`, Curator-compatible node names). **floor**: the same ZooKeeper operations \
         made directly with zookeeper-client: one create (ephemeral sequential, protected name) and \
-        one get-children. **Curator**: `new LeaderLatch` + `start()` + `await()`. **kazoo**: \
+        one get-children (then, untimed, an `exists` watch on its own node, which tenure's \
+        latch sets once it leads). *requests*: ZooKeeper requests of one election, counted by \
+        the server (`srvr`) over the untimed warm-up trials (fewest seen). **Curator**: `new LeaderLatch` + `start()` + `await()`. **kazoo**: \
         `Lock.acquire()` (kazoo's `Election` runs the same `Lock`)."
         .into();
     let n = ctx.sizes.election;
@@ -32,24 +34,33 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
         .await?;
     let mut samples = Vec::with_capacity(n);
+    let mut requests = Fewest::default();
     for i in 0..n + warmup {
         ctx.progress
             .detail(&format!("election: tenure trial {}/{}", i + 1, n + warmup));
-        let t0 = Instant::now();
-        let mut election = services.dispatcher_leader_election().await?;
-        election.wait_for_leadership().await?;
-        let dt = t0.elapsed();
+        let campaign = async {
+            let t0 = Instant::now();
+            let mut election = services.dispatcher_leader_election().await?;
+            election.wait_for_leadership().await?;
+            anyhow::Ok((election, t0.elapsed()))
+        };
+        let (election, dt) = if i < warmup {
+            let (out, count) = zk.counted(campaign).await?;
+            requests.add(count);
+            out
+        } else {
+            campaign.await?
+        };
         election.stop().await?;
         if i >= warmup {
             samples.push(us(dt));
         }
     }
     services.close().await?;
-    group.rows.push(Row::new(
-        who::TENURE,
-        "register + wait_for_leadership",
-        samples,
-    ));
+    group.rows.push(
+        Row::new(who::TENURE, "register + wait_for_leadership", samples)
+            .with_requests(requests.get()),
+    );
     ctx.progress.end();
 
     ctx.progress.begin("election: floor");
@@ -59,7 +70,13 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     client.mkdir(&dir, &bench::persistent()).await?;
     let prefix = format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4());
     let mut samples = Vec::with_capacity(n);
+    let mut requests = Fewest::default();
     for i in 0..n + warmup {
+        let before = if i < warmup {
+            Some(zk.received().await?)
+        } else {
+            None
+        };
         let t0 = Instant::now();
         let (_, seq) = client
             .create(&prefix, &[], &bench::ephemeral_sequential())
@@ -69,16 +86,27 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         if line.first().and_then(|c| bench::sequence(c)) != Some(seq.into_i64()) {
             bail!("the floor contender is not first: {line:?}");
         }
-        client.delete(&format!("{prefix}{seq}"), None).await?;
+        // The leader watches its own node (untimed), as tenure's latch does once it leads; the
+        // watch stays set until the delete fires it.
+        let node = format!("{prefix}{seq}");
+        let (_, own) = client.check_and_watch_stat(&node).await?;
+        if let Some(before) = before {
+            requests.add(zk.requests_since(before).await?);
+        }
+        client.delete(&node, None).await?;
+        own.changed().await;
         if i >= warmup {
             samples.push(us(dt));
         }
     }
-    group.rows.push(Row::new(
-        who::FLOOR,
-        "create ephemeral-sequential + get-children",
-        samples,
-    ));
+    group.rows.push(
+        Row::new(
+            who::FLOOR,
+            "create ephemeral-sequential + get-children (+ own-node exists watch, untimed)",
+            samples,
+        )
+        .with_requests(requests.get()),
+    );
     ctx.progress.end();
 
     let args = [("n", n.to_string()), ("warmup", warmup.to_string())];

@@ -5,9 +5,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tenure::election::Leadership;
 use tenure::services::ElectionMode;
+use tenure_core::ids::ComponentId;
+use tenure_core::layout::Layout;
+use tenure_zookeeper::zk;
 use tokio::sync::watch;
 
-use crate::bench::{self, Ctx, Zk, cluster_id, wait_children, znode};
+use crate::bench::{self, Ctx, Fewest, Zk, cluster_id, wait_children, znode};
 use crate::clock::{mono_ns, us_between};
 use crate::results::{Group, Row, ScenarioResult, who};
 
@@ -43,17 +46,27 @@ pub async fn join_granted(
 /// Measures graceful handovers.
 pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result<()> {
     out.title = "2. Graceful handover".into();
-    out.method = "Two sessions (two simulated processes) on one latch; the standby's node is in \
-        line and its watch set (the harness waits until the latch has two nodes, then 20 ms). \
-        From the leader's stop call until the standby knows it leads. **tenure**: \
-        `LeaderElection::stop()` → the standby's `leadership()` watch shows a term. **floor**: \
-        raw delete of the leader's node → the standby's `exists` watch fires (*delete + notify*), \
-        and → its get-children confirms it is first (*+ get-children*, what a correct recipe \
-        must do). **Curator**: `LeaderLatch.close()` → the standby's `await()` returns. \
-        **kazoo**: `Lock.release()` → the waiting `acquire()` returns. The second table splits \
-        tenure's and the floor's handover where an observer session (a persistent watch on the \
-        latch) sees the leader's node deleted: the leader's part (stop → delete done) and the \
-        standby's part (notification → re-check → leads)."
+    out.method = "Two sessions (two simulated processes) on one latch; the leader has confirmed \
+        its address (its leader information is published), the standby's node is in line and \
+        its watch set (the harness waits until the latch has two nodes, then 20 ms). From the \
+        leader's stop call until the standby knows it leads. **tenure**: \
+        `LeaderElection::stop()` → the standby's `leadership()` watch shows a term; `stop()` \
+        removes the published leader information (two fenced deletes: `connection_info`, then \
+        the component's leader directory), then deletes the latch node. **floor (same \
+        requests)**: the same requests made directly with zookeeper-client: `multi(check latch \
+        node, delete connection_info)`, `multi(check latch node, delete leader directory)`, \
+        delete of the latch node → the standby's `exists` watch fires → its get-children \
+        confirms it is first (then, untimed, it watches its own node, as tenure's latch does). \
+        **floor (delete + notify only)**: the latch node's delete → the standby's watch fires, \
+        and → + get-children; no leader information (the least any recipe does). **Curator**: \
+        `LeaderLatch.close()` → the standby's `await()` returns (Curator's latch publishes \
+        nothing). **kazoo**: `Lock.release()` → the waiting `acquire()` returns. *requests*: the \
+        ZooKeeper requests of one handover, both sessions together, counted by the server \
+        (`srvr`) over the untimed warm-up trials (fewest seen). The second table splits \
+        tenure's and the same-requests floor's handover where an observer session (a persistent \
+        watch on the latch) sees the leader's node deleted: the leader's part (stop → latch \
+        node deleted, including the unpublish) and the standby's part (notification → re-check \
+        → leads)."
         .into();
     let n = ctx.sizes.handover;
     let warmup = ctx.sizes.warmup;
@@ -79,17 +92,31 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     let mut samples = Vec::with_capacity(n);
     let mut leader_side = Vec::with_capacity(n);
     let mut standby_side = Vec::with_capacity(n);
+    let mut requests = Fewest::default();
     for i in 0..n + warmup {
         ctx.progress
             .detail(&format!("handover: tenure trial {}/{}", i + 1, n + warmup));
         let mut leader = a.dispatcher_leader_election().await?;
-        leader.wait_for_leadership().await?;
+        let term = leader.wait_for_leadership().await?;
+        if !leader.confirm(term.session_id, "bench://handover").await? {
+            bail!("the leader's confirmation was not published");
+        }
         let standby = b.dispatcher_leader_election().await?;
         wait_children(&raw, &latch_dir, 2).await?;
         let waiter = granted_at(standby.leadership());
-        let t0 = mono_ns();
-        leader.stop().await?;
-        let t1 = join_granted(waiter, grant_timeout).await?;
+        let handover = async {
+            let t0 = mono_ns();
+            leader.stop().await?;
+            let t1 = join_granted(waiter, grant_timeout).await?;
+            anyhow::Ok((t0, t1))
+        };
+        let (t0, t1) = if i < warmup {
+            let (t, count) = zk.counted(handover).await?;
+            requests.add(count);
+            t
+        } else {
+            handover.await?
+        };
         let deleted = observer.expiries(&[t1])[0];
         standby.stop().await?;
         wait_children(&raw, &latch_dir, 0).await?;
@@ -104,11 +131,14 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     drop(observer);
     a.close().await?;
     b.close().await?;
-    group.rows.push(Row::new(
-        who::TENURE,
-        "stop() → standby's leadership watch",
-        samples,
-    ));
+    group.rows.push(
+        Row::new(
+            who::TENURE,
+            "stop() (unpublish + latch delete) → standby's leadership watch",
+            samples,
+        )
+        .with_requests(requests.get()),
+    );
     split.rows.push(
         Row::new(
             who::TENURE,
@@ -131,62 +161,60 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     let ca = zk.raw().await?;
     let cb = zk.raw().await?;
     let cid = cluster_id("handover-floor");
+    let layout = Layout::default();
     let dir = znode(&cid, "raw/latch");
+    let info = znode(&cid, &layout.leader_info(&ComponentId::Dispatcher));
+    let info_dir = znode(&cid, &layout.leader_dir(&ComponentId::Dispatcher));
     ca.mkdir(&dir, &bench::persistent()).await?;
-    let prefix_a = format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4());
-    let prefix_b = format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4());
+    let floor = Floor {
+        ca: &ca,
+        cb: &cb,
+        dir: &dir,
+        prefix_a: format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4()),
+        prefix_b: format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4()),
+        info: &info,
+        info_dir: &info_dir,
+        grant_timeout,
+    };
     let observer = Observer::start(zk, &dir).await?;
-    let mut notify = Vec::with_capacity(n);
-    let mut recipe = Vec::with_capacity(n);
+    let mut same = Vec::with_capacity(n);
     let mut leader_side = Vec::with_capacity(n);
     let mut standby_side = Vec::with_capacity(n);
+    let mut requests = Fewest::default();
     for i in 0..n + warmup {
-        let (_, sa) = ca
-            .create(&prefix_a, &[], &bench::ephemeral_sequential())
-            .await?;
-        let path_a = format!("{prefix_a}{sa}");
-        let (_, sb) = cb
-            .create(&prefix_b, &[], &bench::ephemeral_sequential())
-            .await?;
-        let path_b = format!("{prefix_b}{sb}");
-        let line = bench::sorted_line(cb.list_children(&dir).await?);
-        if line.len() != 2 || !path_a.ends_with(&line[0]) {
-            bail!("unexpected floor line {line:?}");
+        let t = floor.trial(true, (i < warmup).then_some(zk)).await?;
+        if let Some(count) = t.requests {
+            requests.add(count);
         }
-        let (stat, watcher) = cb.check_and_watch_stat(&path_a).await?;
-        if stat.is_none() {
-            bail!("the floor leader's node vanished");
-        }
-        let (cb2, dir2, b_seq) = (cb.clone(), dir.clone(), sb.into_i64());
-        let waiter = tokio::spawn(async move {
-            watcher.changed().await;
-            let t_notify = mono_ns();
-            let line = bench::sorted_line(cb2.list_children(&dir2).await?);
-            let t_leader = mono_ns();
-            if line.first().and_then(|c| bench::sequence(c)) != Some(b_seq) {
-                bail!("the floor standby is not first after the delete: {line:?}");
-            }
-            anyhow::Ok((t_notify, t_leader))
-        });
-        let t0 = mono_ns();
-        ca.delete(&path_a, None).await?;
-        let (t_notify, t_leader) = tokio::time::timeout(grant_timeout, waiter).await???;
-        let deleted = observer.expiries(&[t_leader])[0];
-        cb.delete(&path_b, None).await?;
+        let deleted = observer.expiries(&[t.leader])[0];
+        floor.cleanup(t.standby_node).await?;
         if i >= warmup {
-            notify.push(us_between(t0, t_notify));
-            recipe.push(us_between(t0, t_leader));
+            same.push(us_between(t.start, t.leader));
             if let Some(d) = deleted {
-                leader_side.push(us_between(t0, d));
-                standby_side.push(us_between(d, t_leader));
+                leader_side.push(us_between(t.start, d));
+                standby_side.push(us_between(d, t.leader));
             }
         }
     }
     drop(observer);
+    let mut notify = Vec::with_capacity(n);
+    let mut recipe = Vec::with_capacity(n);
+    let mut bare_requests = Fewest::default();
+    for i in 0..n + warmup {
+        let t = floor.trial(false, (i < warmup).then_some(zk)).await?;
+        if let Some(count) = t.requests {
+            bare_requests.add(count);
+        }
+        floor.cleanup(t.standby_node).await?;
+        if i >= warmup {
+            notify.push(us_between(t.start, t.notified));
+            recipe.push(us_between(t.start, t.leader));
+        }
+    }
     split.rows.push(
         Row::new(
             who::FLOOR,
-            "leader: delete() → its node is deleted",
+            "leader: unpublish (2 fenced multis) + delete → its node is deleted",
             leader_side,
         )
         .paired("leader"),
@@ -199,16 +227,31 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         )
         .paired("standby"),
     );
-    group.rows.push(Row::new(
-        who::FLOOR,
-        "delete → watch notification (delete + notify)",
-        notify,
-    ));
-    group.rows.push(Row::new(
-        who::FLOOR,
-        "delete → notification → get-children",
-        recipe,
-    ));
+    group.rows.push(
+        Row::new(
+            who::FLOOR,
+            "same requests: multi(check, delete info) + multi(check, delete dir) + delete → \
+             notification → get-children",
+            same,
+        )
+        .with_requests(requests.get()),
+    );
+    group.rows.push(
+        Row::new(
+            who::FLOOR,
+            "delete + notify only: delete → watch notification",
+            notify,
+        )
+        .with_requests(bare_requests.get()),
+    );
+    group.rows.push(
+        Row::new(
+            who::FLOOR,
+            "delete + notify only: delete → notification → get-children",
+            recipe,
+        )
+        .with_requests(bare_requests.get()),
+    );
     ctx.progress.end();
 
     let args = [("n", n.to_string()), ("warmup", warmup.to_string())];
@@ -237,4 +280,129 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     out.groups.push(group);
     out.groups.push(split);
     Ok(())
+}
+
+/// The raw-client handover: two sessions on one latch directory.
+struct Floor<'a> {
+    ca: &'a zk::Client,
+    cb: &'a zk::Client,
+    dir: &'a str,
+    prefix_a: String,
+    prefix_b: String,
+    info: &'a str,
+    info_dir: &'a str,
+    grant_timeout: Duration,
+}
+
+/// When the steps of one raw handover happened ([`mono_ns`]).
+struct FloorTrial {
+    /// The leader starts to stop.
+    start: u64,
+    /// The standby's watch fired.
+    notified: u64,
+    /// The standby's get-children showed it first.
+    leader: u64,
+    /// The standby's node, with the watch it keeps on it while it leads.
+    standby_node: (String, zk::OneshotWatcher),
+    /// The requests from `start` until the new leader's own-node watch is set, when counted.
+    requests: Option<u64>,
+}
+
+impl Floor<'_> {
+    /// One handover: A leads (and, with `publish`, has published its leader information), B
+    /// waits on A's node; A stops (with `publish`: removing the information first, as tenure's
+    /// `stop()` does); B is notified and re-checks the line. With `count`, the server's
+    /// request counter is read right before and after the handover (untimed reads).
+    async fn trial(&self, publish: bool, count: Option<&Zk>) -> anyhow::Result<FloorTrial> {
+        let (ca, cb, dir) = (self.ca, self.cb, self.dir);
+        let (_, sa) = ca
+            .create(&self.prefix_a, &[], &bench::ephemeral_sequential())
+            .await?;
+        let path_a = format!("{}{sa}", self.prefix_a);
+        // The leader watches its own node, as tenure's latch does; the watch stays set until
+        // the node's deletion fires it (dropping it earlier would send a RemoveWatches).
+        let (stat, own_a) = ca.check_and_watch_stat(&path_a).await?;
+        if stat.is_none() {
+            bail!("the floor leader's node vanished");
+        }
+        if publish {
+            // What tenure's first confirmation of a term does when the leader directory is
+            // missing (the previous stop removed it): the fenced create fails NoNode, the
+            // directory is made, the fenced create again.
+            let create = |w: &mut zk::MultiWriter<'_>| {
+                w.add_check_version(&path_a, 0)?;
+                w.add_create(self.info, b"bench://handover", &bench::ephemeral())
+            };
+            let mut w = ca.new_multi_writer();
+            create(&mut w)?;
+            if w.commit().await.is_err() {
+                ca.mkdir(self.info_dir, &bench::persistent()).await?;
+                let mut w = ca.new_multi_writer();
+                create(&mut w)?;
+                w.commit().await.context("floor publish")?;
+            }
+        }
+        let (_, sb) = cb
+            .create(&self.prefix_b, &[], &bench::ephemeral_sequential())
+            .await?;
+        let path_b = format!("{}{sb}", self.prefix_b);
+        let line = bench::sorted_line(cb.list_children(dir).await?);
+        if line.len() != 2 || !path_a.ends_with(&line[0]) {
+            bail!("unexpected floor line {line:?}");
+        }
+        let (stat, watcher) = cb.check_and_watch_stat(&path_a).await?;
+        if stat.is_none() {
+            bail!("the floor leader's node vanished");
+        }
+        let (cb2, dir2, b_seq) = (cb.clone(), dir.to_owned(), sb.into_i64());
+        let waiter = tokio::spawn(async move {
+            watcher.changed().await;
+            let t_notify = mono_ns();
+            let line = bench::sorted_line(cb2.list_children(&dir2).await?);
+            let t_leader = mono_ns();
+            if line.first().and_then(|c| bench::sequence(c)) != Some(b_seq) {
+                bail!("the floor standby is not first after the delete: {line:?}");
+            }
+            anyhow::Ok((t_notify, t_leader))
+        });
+        let before = match count {
+            Some(zk) => Some(zk.received().await?),
+            None => None,
+        };
+        let start = mono_ns();
+        if publish {
+            for node in [self.info, self.info_dir] {
+                let mut w = ca.new_multi_writer();
+                w.add_check_version(&path_a, 0)?;
+                w.add_delete(node, None)?;
+                w.commit().await.context("floor unpublish")?;
+            }
+        }
+        ca.delete(&path_a, None).await?;
+        let (notified, leader) = tokio::time::timeout(self.grant_timeout, waiter).await???;
+        own_a.changed().await;
+        // The new leader watches its own node, as tenure's latch does (untimed).
+        let (stat, own_b) = cb.check_and_watch_stat(&path_b).await?;
+        if stat.is_none() {
+            bail!("the floor standby's node vanished");
+        }
+        let requests = match (count, before) {
+            (Some(zk), Some(before)) => Some(zk.requests_since(before).await?),
+            _ => None,
+        };
+        Ok(FloorTrial {
+            start,
+            notified,
+            leader,
+            standby_node: (path_b, own_b),
+            requests,
+        })
+    }
+
+    /// The standby stops (untimed): its node is deleted, which fires its own-node watch.
+    async fn cleanup(&self, (path, own): (String, zk::OneshotWatcher)) -> anyhow::Result<()> {
+        self.cb.delete(&path, None).await?;
+        own.changed().await;
+        Ok(())
+    }
 }

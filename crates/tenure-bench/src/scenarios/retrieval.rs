@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use tenure::services::ElectionMode;
 
-use crate::bench::{self, Ctx, Zk, cluster_id};
+use crate::bench::{self, Ctx, Fewest, Zk, cluster_id};
 use crate::child::{Spawned, raw_info_node};
 use crate::clock::{mono_ns, us_between};
 use crate::results::{Group, Row, ScenarioResult, who};
@@ -27,6 +27,25 @@ async fn seen(child: &mut Spawned, address: &str) -> anyhow::Result<u64> {
     }
 }
 
+/// The server's request counter before an untimed (warm-up) trial, when `now`.
+async fn counting(zk: &Zk, now: bool) -> anyhow::Result<Option<u64>> {
+    Ok(if now {
+        Some(zk.received().await?)
+    } else {
+        None
+    })
+}
+
+/// Adds the requests since `before` (and a settling pause, so the retriever's re-arming of its
+/// watch is in) to `fewest`.
+async fn count(zk: &Zk, before: Option<u64>, fewest: &mut Fewest) -> anyhow::Result<()> {
+    if let Some(before) = before {
+        tokio::time::sleep(bench::SETTLE).await;
+        fewest.add(zk.requests_since(before).await?);
+    }
+    Ok(())
+}
+
 /// Measures confirm-to-retrieval.
 pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result<()> {
     out.title = "4. Confirm-to-retrieval".into();
@@ -36,8 +55,10 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         → the child's `LeaderRetriever` (`dispatcher_leader_retriever()`) shows it. **floor**: \
         raw `setData` of the leader-information znode → the child's data watch fires → it \
         re-reads the znode (`getData`, re-arming the watch). Also shown: how long the leader's \
-        call itself takes. No peer: Curator and kazoo have no leader-address recipe of their own \
-        (Flink builds one on Curator's caches)."
+        call itself takes. *requests*: ZooKeeper requests of one confirmation until the \
+        retriever has seen it (both processes), counted by the server (`srvr`) over the untimed \
+        warm-up trials (fewest seen). No peer: Curator and kazoo have no leader-address recipe \
+        of their own (Flink builds one on Curator's caches)."
         .into();
     let n = ctx.sizes.retrieval;
     let warmup = ctx.sizes.warmup;
@@ -66,16 +87,19 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     seen(&mut child, "bench://initial").await?;
     let mut seen_us = Vec::with_capacity(n);
     let mut call_us = Vec::with_capacity(n);
+    let mut requests = Fewest::default();
     for i in 0..n + warmup {
         ctx.progress
             .detail(&format!("retrieval: tenure trial {}/{}", i + 1, n + warmup));
         let address = format!("bench://leader-{i}");
+        let before = counting(zk, i < warmup).await?;
         let t0 = mono_ns();
         if !election.confirm(term.session_id, address.clone()).await? {
             bail!("the confirmation was not published");
         }
         let t_call = mono_ns();
         let t1 = seen(&mut child, &address).await?;
+        count(zk, before, &mut requests).await?;
         if i >= warmup {
             seen_us.push(us_between(t0, t1));
             call_us.push(us_between(t0, t_call));
@@ -84,11 +108,14 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     child.stop().await;
     election.stop().await?;
     services.close().await?;
-    group.rows.push(Row::new(
-        who::TENURE,
-        "confirm() → retriever in another process",
-        seen_us,
-    ));
+    group.rows.push(
+        Row::new(
+            who::TENURE,
+            "confirm() → retriever in another process",
+            seen_us,
+        )
+        .with_requests(requests.get()),
+    );
     group.rows.push(
         Row::new(who::TENURE, "confirm() call returns (leader side)", call_us).paired("call"),
     );
@@ -113,23 +140,29 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     seen(&mut child, "bench://initial").await?;
     let mut seen_us = Vec::with_capacity(n);
     let mut call_us = Vec::with_capacity(n);
+    let mut requests = Fewest::default();
     for i in 0..n + warmup {
         let address = format!("bench://leader-{i}");
+        let before = counting(zk, i < warmup).await?;
         let t0 = mono_ns();
         client.set_data(&node, address.as_bytes(), None).await?;
         let t_call = mono_ns();
         let t1 = seen(&mut child, &address).await?;
+        count(zk, before, &mut requests).await?;
         if i >= warmup {
             seen_us.push(us_between(t0, t1));
             call_us.push(us_between(t0, t_call));
         }
     }
     child.stop().await;
-    group.rows.push(Row::new(
-        who::FLOOR,
-        "setData → watch → getData in another process",
-        seen_us,
-    ));
+    group.rows.push(
+        Row::new(
+            who::FLOOR,
+            "setData → watch → getData in another process",
+            seen_us,
+        )
+        .with_requests(requests.get()),
+    );
     group
         .rows
         .push(Row::new(who::FLOOR, "setData call returns", call_us).paired("call"));

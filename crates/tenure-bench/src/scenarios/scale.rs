@@ -28,9 +28,15 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     out.method = "**Per-job elections**: N job master elections (`ElectionMode::PerComponent`, \
         one latch per job, Flink ≤ 1.14 style) started at once in one process on one session; \
         each series is the time from the start until each election is granted, so its max is \
-        the time to acquire all (ratios compare those). Memory: growth of the process's VmRSS \
-        (`/proc/self/status`) from before the first to after the last grant, ÷ N (Curator: the \
-        JVM's VmRSS and, steadier, the heap used after GC). Then, with the N elections live, \
+        the time to acquire all (ratios compare those). Memory, like with like in two columns: \
+        **heap per election** is tenure's live heap bytes (allocated and not freed, counted by \
+        the harness's global allocator, `stats_alloc`) and Curator's JVM heap in use after \
+        `System.gc()`, each from before the first election starts to after the last grant, ÷ N \
+        (tenure's includes the caller's election handles); **RSS per election** is the growth \
+        of the process's VmRSS (`/proc/self/status`) over the same span, ÷ N (tenure, Curator, \
+        kazoo; coarse: pages, and memory the allocator keeps). *requests per election*: all \
+        ZooKeeper requests from the start until every election leads, counted by the server \
+        (`srvr`), ÷ N. Then, with the N elections live, \
         handovers to a standby on a second session, one at a time (notification latency at that \
         scale). **floor**: the same znodes made directly, all N pipelined: one multi (the job's \
         directory, its latch directory, the ephemeral-sequential node) + one get-children each. \
@@ -112,7 +118,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
                 row.extra.insert("total_ms".into(), t / 1e6);
             }
             if let Some(b) = res.num("rss_delta_bytes") {
-                row.extra.insert("bytes_per_election".into(), b / size);
+                row.extra.insert("rss_bytes_per_election".into(), b / size);
             }
             if let Some(b) = res.num("heap_delta_bytes") {
                 row.extra.insert("heap_bytes_per_election".into(), b / size);
@@ -160,6 +166,7 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
         e.wait_for_leadership().await?;
         e.stop().await?;
     }
+    let received0 = zk.received().await?;
     let rss0 = rss_bytes().unwrap_or(0);
     let live0 = crate::alloc::live_bytes();
     let t0 = Instant::now();
@@ -188,6 +195,8 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
     let live1 = crate::alloc::live_bytes();
     let per_election = live1.saturating_sub(live0) as f64 / n as f64;
     let rss_per_election = rss1.saturating_sub(rss0) as f64 / n as f64;
+    tokio::time::sleep(bench::SETTLE).await;
+    let requests = zk.requests_since(received0).await? as f64 / n as f64;
     let row = Row::new(
         who::TENURE,
         "per-job elections (PerComponent) on one session",
@@ -196,7 +205,8 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
     .with("size", n as f64)
     .with("total_ms", ms(total))
     .with("bytes_per_election", per_election)
-    .with("rss_bytes_per_election", rss_per_election);
+    .with("rss_bytes_per_election", rss_per_election)
+    .with("requests_per_election", requests);
 
     // Handovers while the N elections are live.
     let k = ctx.sizes.scale_handovers.min(n);
@@ -236,6 +246,7 @@ async fn floor_per_job(zk: &Zk, n: usize) -> anyhow::Result<Row> {
     let cid = cluster_id(&format!("scale{n}-floor"));
     let base = znode(&cid, "raw");
     client.mkdir(&base, &bench::persistent()).await?;
+    let received0 = zk.received().await?;
     let t0 = Instant::now();
     let one = |i: usize| {
         let client = &client;
@@ -264,6 +275,7 @@ async fn floor_per_job(zk: &Zk, n: usize) -> anyhow::Result<Row> {
     };
     let done = join_all((0..n).map(one)).await;
     let total = t0.elapsed();
+    let requests = zk.requests_since(received0).await? as f64 / n as f64;
     let mut granted = Vec::with_capacity(n);
     for d in done {
         granted.push(ms(d? - t0));
@@ -274,7 +286,8 @@ async fn floor_per_job(zk: &Zk, n: usize) -> anyhow::Result<Row> {
         granted,
     )
     .with("size", n as f64)
-    .with("total_ms", ms(total)))
+    .with("total_ms", ms(total))
+    .with("requests_per_election", requests))
 }
 
 async fn tenure_process_wide(ctx: &Ctx, zk: &Zk, m: usize) -> anyhow::Result<(Row, Row)> {

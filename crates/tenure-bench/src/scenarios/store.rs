@@ -3,6 +3,7 @@
 //! from 16 concurrent workers on the one session.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,11 +14,11 @@ use futures::future::BoxFuture;
 use tenure::services::ElectionMode;
 use tenure_core::ids::{CheckpointId, JobId};
 use tenure_core::kv::FencingToken;
-use tenure_core::layout::Layout;
+use tenure_core::layout::{Layout, NamingEra};
 use tenure_core::store::{CompletedCheckpoint, Payload, encode_checkpoint, fnv1a64};
 use tenure_zookeeper::zk;
 
-use crate::bench::{self, Ctx, Zk, cluster_id, znode};
+use crate::bench::{self, Ctx, Fewest, Zk, cluster_id, znode};
 use crate::clock::us;
 use crate::results::{Group, Row, ScenarioResult, who};
 
@@ -121,8 +122,11 @@ impl Kind {
 
     fn floor_what(self) -> &'static str {
         match self {
-            Kind::Checkpoint => "multi(check, create) [+ multi(check, delete oldest)]",
-            Kind::JobGraph => "blob file write + multi(check, create graph, locks, lock)",
+            Kind::Checkpoint => "multi(check, create [, delete oldest])",
+            Kind::JobGraph => {
+                "getData × 2 (both eras' keys) + blob file write + multi(check, create graph, \
+                 locks, lock)"
+            }
             Kind::Counter => "getData + multi(check, setData@version)",
         }
     }
@@ -232,21 +236,23 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
                 Box::pin(async move {
                     let path = znode(&cid, &layout.checkpoint(&job, cp.id));
                     let value = Payload::Inline(encode_checkpoint(&cp)).encode();
+                    // tenure's add: the new checkpoint and the subsumed oldest in ONE multi.
+                    let oldest = {
+                        let r = tenure_core::sync::lock(&retained);
+                        (r.len() >= RETAIN).then(|| r.front().cloned()).flatten()
+                    };
                     fenced(&client, &lock, |w| {
-                        w.add_create(&path, &value, &bench::persistent())
+                        w.add_create(&path, &value, &bench::persistent())?;
+                        match &oldest {
+                            Some(old) => w.add_delete(old, None),
+                            None => Ok(()),
+                        }
                     })
                     .await?;
-                    let oldest = {
-                        let mut r = tenure_core::sync::lock(&retained);
-                        r.push_back(path);
-                        if r.len() > RETAIN {
-                            r.pop_front()
-                        } else {
-                            None
-                        }
-                    };
-                    if let Some(old) = oldest {
-                        fenced(&client, &lock, |w| w.add_delete(&old, None)).await?;
+                    let mut r = tenure_core::sync::lock(&retained);
+                    r.push_back(path);
+                    if oldest.is_some() {
+                        r.pop_front();
                     }
                     Ok(())
                 })
@@ -281,7 +287,26 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
                         checksum: fnv1a64(&graph),
                     }
                     .encode();
-                    tokio::fs::write(dir.join(&name), &graph).await?;
+                    // tenure's put: the graph's key in both naming eras (graphs written under
+                    // Flink 1.x names are found), then the blob, then one fenced multi.
+                    for era in [layout, Layout::new(NamingEra::Flink1)] {
+                        match client.get_data(&znode(&cid, &era.job_graph(&job))).await {
+                            Err(zk::Error::NoNode) => {}
+                            Ok(_) => anyhow::bail!("the new job's graph exists already"),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    // Create-new, as tenure's blob store writes a new blob.
+                    let path = dir.join(&name);
+                    let data = graph.clone();
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(path)?
+                            .write_all(&data)
+                    })
+                    .await??;
                     let node = znode(&cid, &layout.job_graph(&job));
                     let locks = znode(&cid, &layout.job_graph_locks(&job));
                     let mine = znode(&cid, &layout.job_graph_lock(&job, &owner));
@@ -319,6 +344,22 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
     })
 }
 
+/// The fewest ZooKeeper requests of one operation of `op` in steady state: it runs
+/// `RETAIN + 3` times on its own job (a checkpoint store deletes the oldest only once more than
+/// `RETAIN` are stored); the last two are counted.
+async fn requests_of(zk: &Zk, op: Op) -> anyhow::Result<Option<u64>> {
+    let mut fewest = Fewest::default();
+    for i in 0..RETAIN + 3 {
+        if i <= RETAIN {
+            op(i).await?;
+        } else {
+            let ((), count) = zk.counted(op(i)).await?;
+            fewest.add(count);
+        }
+    }
+    Ok(fewest.get())
+}
+
 /// Measures the stores.
 pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result<()> {
     out.title = "5. Store throughput and latency".into();
@@ -329,12 +370,15 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         each on its own job. Throughput = operations ÷ wall time of the series. \
         **tenure**: the typed stores of `HaServices` (blobs in a local storage directory). \
         **floor**: the ZooKeeper writes a store needs at the least, made directly: a checkpoint \
-        add is one fenced create and, past {RETAIN} retained, one fenced delete of the oldest \
-        (ids kept in memory, as Flink's store does); a job graph put is the blob file plus one \
-        fenced multi creating the graph pointer, its `locks` node and this process's lock; a \
-        counter increment is a read plus a fenced versioned set. Checkpoint metadata \
+        add is one fenced multi creating the checkpoint and, past {RETAIN} retained, deleting the \
+        oldest (ids kept in memory, as Flink's store does); a job graph put is the blob file plus one \
+        fenced multi creating the graph pointer, its `locks` node and this process's lock, after \
+        the two reads tenure's put makes first (the job's graph key in both naming eras, so a \
+        graph written under Flink 1.x names is found); a counter increment is a read plus a fenced versioned set. Checkpoint metadata \
         {CHECKPOINT_METADATA} B (inline), job graph {} KiB (blob). No peer: Curator and kazoo \
-        have no HA stores.",
+        have no HA stores. *requests*: ZooKeeper requests of one operation in steady state \
+        (past {RETAIN} retained checkpoints), counted by the server (`srvr`) over two untimed \
+        operations (fewest seen).",
         JOB_GRAPH / 1024,
         c = ctx.sizes.concurrency,
     );
@@ -367,10 +411,18 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
             "µs",
         )
         .with_cdf();
+        let t_requests = requests_of(zk, tenure_op(&setup, kind)?).await?;
+        let f_requests = requests_of(zk, floor_op(&setup, kind).await?).await?;
         let t = measure(vec![tenure_op(&setup, kind)?], warmup, seq_n).await?;
-        seq.rows.push(t.row(who::TENURE, kind.tenure_what()));
+        seq.rows.push(
+            t.row(who::TENURE, kind.tenure_what())
+                .with_requests(t_requests),
+        );
         let f = measure(vec![floor_op(&setup, kind).await?], warmup, seq_n).await?;
-        seq.rows.push(f.row(who::FLOOR, kind.floor_what()));
+        seq.rows.push(
+            f.row(who::FLOOR, kind.floor_what())
+                .with_requests(f_requests),
+        );
         out.groups.push(seq);
         ctx.progress.end();
 
@@ -385,13 +437,19 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
             .map(|_| tenure_op(&setup, kind))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let t = measure(ops, warmup.min(3), per_worker).await?;
-        par.rows.push(t.row(who::TENURE, kind.tenure_what()));
+        par.rows.push(
+            t.row(who::TENURE, kind.tenure_what())
+                .with_requests(t_requests),
+        );
         let mut ops = Vec::with_capacity(conc);
         for _ in 0..conc {
             ops.push(floor_op(&setup, kind).await?);
         }
         let f = measure(ops, warmup.min(3), per_worker).await?;
-        par.rows.push(f.row(who::FLOOR, kind.floor_what()));
+        par.rows.push(
+            f.row(who::FLOOR, kind.floor_what())
+                .with_requests(f_requests),
+        );
         out.groups.push(par);
         ctx.progress.end();
     }
