@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let backend: Arc<dyn tenure_core::driver::HaBackend> = match &server {
         Some(server) => {
-            let settings = ZooKeeperSettings::new(&server.connect_string(), "/flink", "mem")
+            let settings = ZooKeeperSettings::new(server.connect_string(), "/flink", "mem")
                 .with_session_timeout(Duration::from_secs(20));
             Arc::new(ZooKeeperBackend::connect(settings).await?)
         }
