@@ -68,8 +68,9 @@ pub(crate) enum Op {
     List { dir: String },
     /// Resolve once `path` changes (or at once if it does not exist).
     Watch { path: String },
-    /// Delete `path` (missing is fine).
-    Delete { path: String },
+    /// Delete `path` (missing is fine); with `also` (keys of leader information), those first
+    /// in the same multi, as far as they exist and are empty.
+    Delete { path: String, also: Vec<String> },
     /// Delete the children of `dir` whose names start with `prefix` (missing is fine).
     DeleteProtected { dir: String, prefix: String },
 }
@@ -156,6 +157,8 @@ pub(crate) struct Recipe {
     /// What that request was.
     asked: Asked,
     failures: u32,
+    /// Keys to delete in the same write as the node when leaving.
+    unpublish: Vec<String>,
 }
 
 type Out = Vec<RecipeOutput<Request>>;
@@ -187,6 +190,7 @@ impl Recipe {
             expect: 0,
             asked: Asked::Watch,
             failures: 0,
+            unpublish: Vec::new(),
         }
     }
 
@@ -265,7 +269,13 @@ impl Recipe {
             if let Some(node) = &self.node {
                 info!(node = %self.node_path(node), "re-joining the latch after a suspended connection");
                 let path = self.node_path(node);
-                return self.request(Op::Delete { path }, out);
+                return self.request(
+                    Op::Delete {
+                        path,
+                        also: Vec::new(),
+                    },
+                    out,
+                );
             }
             if let Some(p) = self.pending {
                 let dir = self.dir.to_string();
@@ -305,7 +315,9 @@ impl Recipe {
         if let Some(node) = self.node.clone() {
             if node.generation == generation {
                 let path = self.node_path(&node);
-                return self.request(Op::Delete { path }, out);
+                // Kept until the delete lands: a retry deletes them too.
+                let also = self.unpublish.clone();
+                return self.request(Op::Delete { path, also }, out);
             }
             self.node = None;
         }
@@ -449,6 +461,7 @@ impl Recipe {
             }
             (Asked::Delete, Response::Deleted(Ok(()))) => {
                 self.node = None;
+                self.unpublish.clear();
                 Ok(())
             }
             (Asked::DeleteProtected, Response::Deleted(Ok(()))) => {
@@ -510,6 +523,19 @@ impl Recipe {
 impl LatchRecipe for Recipe {
     type Request = Request;
     type Response = Reply;
+
+    fn delete_on_leave(&mut self, keys: Vec<String>) -> bool {
+        // Only a leader whose node is in this session can make its node delete the fence.
+        let held = self.leader
+            && self
+                .node
+                .as_ref()
+                .is_some_and(|n| n.generation == self.session.generation);
+        if held {
+            self.unpublish = keys;
+        }
+        held
+    }
 
     fn handle(&mut self, input: RecipeInput<Reply>, out: &mut Out) {
         match input {

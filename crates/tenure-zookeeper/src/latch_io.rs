@@ -92,10 +92,16 @@ impl LatchIo for Io {
                 let response = Response::Names(children(&client, &dir).await);
                 Reply { seq, response }
             }),
-            Op::Delete { path } => Box::pin(async move {
-                let response = Response::Deleted(delete(&client, &path).await);
-                Reply { seq, response }
-            }),
+            Op::Delete { path, also } => {
+                let also: Vec<String> = match self.shared.upgrade() {
+                    Some(s) => also.iter().map(|k| s.paths.path(k)).collect(),
+                    None => Vec::new(),
+                };
+                Box::pin(async move {
+                    let response = Response::Deleted(delete_with(&client, &path, &also).await);
+                    Reply { seq, response }
+                })
+            }
             Op::DeleteProtected { dir, prefix } => Box::pin(async move {
                 let response = Response::Deleted(delete_protected(&client, &dir, &prefix).await);
                 Reply { seq, response }
@@ -151,6 +157,26 @@ async fn delete(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
         Ok(()) | Err(zk::Error::NoNode) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Deletes the latch node `path` and, in the same multi before it, the paths of `also` (the
+/// leader's published information): the node's delete fences them, since the node exists only
+/// while its term holds. A path of `also` that is missing or not empty is left out and the
+/// multi sent again without it (the last one first); with none left it is a plain delete.
+async fn delete_with(client: &zk::Client, path: &str, also: &[String]) -> Result<(), zk::Error> {
+    for n in (1..=also.len()).rev() {
+        let mut w = client.new_multi_writer();
+        for p in &also[..n] {
+            w.add_delete(p, None)?;
+        }
+        w.add_delete(path, None)?;
+        match w.commit().await {
+            Ok(_) => return Ok(()),
+            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
+            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
+        }
+    }
+    delete(client, path).await
 }
 
 async fn delete_protected(client: &zk::Client, dir: &str, prefix: &str) -> Result<(), zk::Error> {

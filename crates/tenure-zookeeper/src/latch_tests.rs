@@ -90,7 +90,7 @@ impl Harness {
                             Ev::List
                         }
                         Op::Watch { path } => Ev::Watch(path.clone()),
-                        Op::Delete { path } => Ev::Delete(path.clone()),
+                        Op::Delete { path, .. } => Ev::Delete(path.clone()),
                         Op::DeleteProtected { dir, prefix } => {
                             assert_eq!(dir, DIR);
                             Ev::DeleteProtected(prefix.clone())

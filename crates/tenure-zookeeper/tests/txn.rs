@@ -123,3 +123,41 @@ async fn tokens_of_other_namespaces_and_non_latch_nodes_are_refused() {
     }
     assert!(a.get("w").await.unwrap().is_none());
 }
+
+/// A leader of the process-wide election that stops removes its published leader information
+/// and its latch node in one write: the node's delete fences the information's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_is_one_write_that_removes_information_and_node() {
+    use std::sync::Arc;
+    use tenure_core::election::ElectionService;
+    use tenure_core::ids::ComponentId;
+
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    let service = ElectionService::new(a.clone(), layout, layout.cluster_latch());
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let mut e = service.register(ComponentId::Dispatcher).await.unwrap();
+        let term = e.wait_for_leadership().await.unwrap();
+        assert!(e.confirm(term.session_id, "addr").await.unwrap());
+        let info = layout.leader_info(&ComponentId::Dispatcher);
+        assert!(a.get(&info).await.unwrap().is_some());
+        let before = received(&f, &a).await;
+        e.stop().await.unwrap();
+        fewest = fewest.min(received(&f, &a).await - before);
+        assert!(a.get(&info).await.unwrap().is_none(), "information removed");
+        assert!(
+            a.get(&layout.leader_dir(&ComponentId::Dispatcher))
+                .await
+                .unwrap()
+                .is_none(),
+            "its directory removed"
+        );
+        assert!(
+            a.list("leader/latch").await.unwrap().is_empty(),
+            "the latch node removed"
+        );
+    }
+    assert_eq!(fewest, 1, "requests per graceful stop");
+}

@@ -89,6 +89,16 @@ pub trait LatchRecipe: Send + 'static {
         input: RecipeInput<Self::Response>,
         out: &mut Vec<RecipeOutput<Self::Request>>,
     );
+
+    /// Asks the recipe, which holds the latch and is about to be told to leave, to delete
+    /// `keys` (layout keys of the leader's published information) in the same atomic write that
+    /// gives the latch up, so a graceful handover is one round trip and the keys go only while
+    /// the term still holds. Returns false if this backend cannot (the driver then deletes them
+    /// first, fenced by the term); the default.
+    fn delete_on_leave(&mut self, keys: Vec<String>) -> bool {
+        let _ = keys;
+        false
+    }
 }
 
 /// The request type of a [`LatchIo`]'s recipe.

@@ -330,7 +330,14 @@ impl<I: LatchIo> Driver<I> {
                 let mut reply = reply;
                 for output in outputs {
                     match output {
-                        Output::Unpublish { component, token } if !leaving => {
+                        Output::Unpublish { component, token } if leaving => {
+                            // The latch is left next: the recipe may remove the information in
+                            // the same write as its node (one round trip, fenced by the node).
+                            if !self.unpublish_on_leave(election, &component) {
+                                self.execute(election, Output::Unpublish { component, token });
+                            }
+                        }
+                        Output::Unpublish { component, token } => {
                             self.enqueue(
                                 election,
                                 component,
@@ -597,6 +604,27 @@ impl<I: LatchIo> Driver<I> {
         let view = *self.session.borrow();
         self.drive(id, RecipeInput::Session(view));
         self.drive(id, RecipeInput::Join);
+    }
+
+    /// Hands the component's leader-information keys to the election's participation, to be
+    /// deleted in the same write that leaves the latch; false if the recipe cannot.
+    fn unpublish_on_leave(&mut self, election: u64, component: &ComponentId) -> bool {
+        let Some(e) = self.elections.get(&election) else {
+            return false;
+        };
+        let Some(p) = e
+            .participation
+            .and_then(|id| self.participations.get_mut(&id))
+        else {
+            return false;
+        };
+        let info = e.layout.leader_info(component);
+        let dir = e.layout.leader_dir(component);
+        let mut keys = vec![info];
+        if !crate::kv::is_below(&dir, &e.latch) {
+            keys.push(dir);
+        }
+        p.recipe.delete_on_leave(keys)
     }
 
     /// Tells the recipe to leave once the election asked for it and its publications are done
