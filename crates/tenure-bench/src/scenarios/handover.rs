@@ -51,11 +51,11 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         its watch set (the harness waits until the latch has two nodes, then 20 ms). From the \
         leader's stop call until the standby knows it leads. **tenure**: \
         `LeaderElection::stop()` → the standby's `leadership()` watch shows a term; `stop()` \
-        removes the published leader information (two fenced deletes: `connection_info`, then \
-        the component's leader directory), then deletes the latch node. **floor (same \
-        requests)**: the same requests made directly with zookeeper-client: `multi(check latch \
-        node, delete connection_info)`, `multi(check latch node, delete leader directory)`, \
-        delete of the latch node → the standby's `exists` watch fires → its get-children \
+        removes the published leader information, the component's leader directory and the \
+        latch node in one multi (the node's delete fences the others). **floor (same \
+        requests)**: the same request made directly with zookeeper-client: `multi(delete \
+        connection_info, delete leader directory, delete latch node)` → the standby's `exists` \
+        watch fires → its get-children \
         confirms it is first (then, untimed, it watches its own node, as tenure's latch does). \
         **floor (delete + notify only)**: the latch node's delete → the standby's watch fires, \
         and → + get-children; no leader information (the least any recipe does). **Curator**: \
@@ -214,7 +214,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     split.rows.push(
         Row::new(
             who::FLOOR,
-            "leader: unpublish (2 fenced multis) + delete → its node is deleted",
+            "leader: one multi (information, directory, node) → its node is deleted",
             leader_side,
         )
         .paired("leader"),
@@ -310,8 +310,9 @@ struct FloorTrial {
 
 impl Floor<'_> {
     /// One handover: A leads (and, with `publish`, has published its leader information), B
-    /// waits on A's node; A stops (with `publish`: removing the information first, as tenure's
-    /// `stop()` does); B is notified and re-checks the line. With `count`, the server's
+    /// waits on A's node; A stops (with `publish`: removing the information and its directory
+    /// in the multi that deletes the node, as tenure's `stop()` does); B is notified and
+    /// re-checks the line. With `count`, the server's
     /// request counter is read right before and after the handover (untimed reads).
     async fn trial(&self, publish: bool, count: Option<&Zk>) -> anyhow::Result<FloorTrial> {
         let (ca, cb, dir) = (self.ca, self.cb, self.dir);
@@ -371,14 +372,16 @@ impl Floor<'_> {
         };
         let start = mono_ns();
         if publish {
-            for node in [self.info, self.info_dir] {
-                let mut w = ca.new_multi_writer();
-                w.add_check_version(&path_a, 0)?;
-                w.add_delete(node, None)?;
-                w.commit().await.context("floor unpublish")?;
-            }
+            // What tenure's `stop()` sends: one multi deleting the leader information, its
+            // directory and the latch node (the node's delete fences the others).
+            let mut w = ca.new_multi_writer();
+            w.add_delete(self.info, None)?;
+            w.add_delete(self.info_dir, None)?;
+            w.add_delete(&path_a, None)?;
+            w.commit().await.context("floor stop")?;
+        } else {
+            ca.delete(&path_a, None).await?;
         }
-        ca.delete(&path_a, None).await?;
         let (notified, leader) = tokio::time::timeout(self.grant_timeout, waiter).await???;
         own_a.changed().await;
         // The new leader watches its own node, as tenure's latch does (untimed).
