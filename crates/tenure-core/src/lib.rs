@@ -34,6 +34,28 @@
 //! assert_eq!(graphs.recover(job).await?, Bytes::from_static(b"graph"));
 //! # Ok(()) }
 //! ```
+//!
+//! # How a backend plugs in
+//!
+//! A backend (ZooKeeper, Kubernetes and the embedded one are the three here) provides:
+//!
+//! 1. [`kv::VersionedKv`]: versioned keys below the cluster's namespace, ephemeral keys owned by
+//!    the session, watches below a prefix, the atomic [`kv::VersionedKv::txn`], and an exact
+//!    check of a [`kv::FencingToken`] it minted, in the same atomic operation as every fenced
+//!    write.
+//! 2. Its leader latch as a [`driver::LatchRecipe`] (a state machine free of IO: observations in,
+//!    requests and grants out) and a [`driver::LatchIo`] that makes recipes and performs their
+//!    requests.
+//! 3. [`driver::HaBackend`]: the session's connection state, its [`driver::SessionDriver`]
+//!    (started once per session with [`driver::SessionDriver::spawn`]), and `close`.
+//!
+//! Elections, retrieval, the typed stores, cleanup and [`services::HaServices`] are written once
+//! over these and work unchanged on a new backend. `tenure_testkit::conformance_tests!` runs the
+//! shared conformance suite against a `BackendFactory` of the new backend; the recipe gets
+//! scripted unit tests of its own (see the ZooKeeper backend's `latch_tests.rs`).
+//!
+//! Use the `tenure` facade to connect by configuration (HA mode and Flink keys); depend on a
+//! backend crate directly only to build its settings in code or to use what only it has.
 
 pub mod blob;
 pub mod cleanup;

@@ -7,7 +7,10 @@
 //! [`SessionDriver`] per session with them: that one task runs every latch, election and leader
 //! publication of the process.
 
+mod elections;
 mod handle;
+mod inflight;
+mod publications;
 pub mod recipe;
 mod retrieval;
 mod task;

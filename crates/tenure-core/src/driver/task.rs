@@ -8,218 +8,42 @@
 //! one [`FuturesUnordered`], its completion fed back to whoever asked. Publications stay in order
 //! per component: one in flight, the rest queued behind it.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::LatchEvent;
+use super::elections::{Contender, Election, Owner, Participation, PubOp};
 use super::handle::Command;
+use super::inflight::{Completion, InFlight};
 use super::recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, ResponseOf, SessionView};
 use super::retrieval::{self, Retrieval};
 use crate::connection::ConnectionState;
-use crate::election::publish::{publish_leader_info, unpublish_leader_info};
-use crate::election::state::{ElectionState, Input, Output};
-use crate::election::{ElectionError, LeaderTerm, Leadership};
+use crate::election::state::{Input, Output};
+use crate::election::{ElectionError, Leadership};
 use crate::ids::{ComponentId, LeaderSessionId};
-use crate::kv::{FencingToken, KvError, Version};
+use crate::kv::KvError;
 use crate::layout::Layout;
-use crate::leader_info::LeaderInformation;
-use crate::observer::{HaEvent, Observer};
-
-/// What a finished request gives back.
-enum Completion<R> {
-    /// A recipe's response.
-    Response(R),
-    /// A recipe's wake-up.
-    Wake,
-    /// A publication or unpublication of one component's leader information finished.
-    Published {
-        component: ComponentId,
-        outcome: Result<Option<Version>, KvError>,
-    },
-    /// A retrieval's request finished (`None`: cancelled).
-    Retrieved(Option<(u64, u64, retrieval::Done)>),
-}
-
-/// One request in flight: a recipe's (boxed by the backend) or the driver's own.
-enum InFlight<R> {
-    Recipe {
-        id: u64,
-        fut: BoxFuture<'static, R>,
-    },
-    Own {
-        id: u64,
-        fut: BoxFuture<'static, Completion<R>>,
-    },
-    Retrieval(retrieval::Request),
-}
-
-impl<R> Future for InFlight<R> {
-    type Output = (u64, Completion<R>);
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            InFlight::Recipe { id, fut } => fut
-                .as_mut()
-                .poll(cx)
-                .map(|r| (*id, Completion::Response(r))),
-            InFlight::Own { id, fut } => fut.as_mut().poll(cx).map(|c| (*id, c)),
-            InFlight::Retrieval(fut) => {
-                fut.as_mut().poll(cx).map(|r| (0, Completion::Retrieved(r)))
-            }
-        }
-    }
-}
-
-/// Whom a participation's grants and revocations go to.
-enum Owner {
-    /// An election (components registered through an `ElectionService`).
-    Election(u64),
-    /// Nobody any more (left, failed): the recipe only finishes its cleanup.
-    Detached,
-}
-
-/// One participation in one latch: a recipe and whom it reports to.
-struct Participation<R> {
-    recipe: R,
-    owner: Owner,
-}
-
-/// A contender registered for one component.
-struct Contender {
-    component: ComponentId,
-    leadership: watch::Sender<Leadership>,
-    term: Option<CancellationToken>,
-    /// Errors not yet taken, and who waits for the next; allocated on first use.
-    errors: Option<Box<Errors>>,
-}
-
-/// A contender's undelivered errors and their waiters.
-#[derive(Default)]
-struct Errors {
-    queue: VecDeque<ElectionError>,
-    waiters: Vec<oneshot::Sender<ElectionError>>,
-}
-
-/// A publication or unpublication waiting its turn.
-enum PubOp {
-    Publish {
-        info: LeaderInformation,
-        token: FencingToken,
-        reply: Option<oneshot::Sender<Result<bool, ElectionError>>>,
-    },
-    Unpublish {
-        token: FencingToken,
-        reply: Option<oneshot::Sender<()>>,
-    },
-}
-
-/// The leader-information writes of one component, one in flight at a time.
-struct PubQueue {
-    component: ComponentId,
-    busy: Option<PubOp>,
-    queue: VecDeque<PubOp>,
-    /// What this component last published in which term, so a new confirmation in the same
-    /// term is one compare-and-set.
-    known: Option<(FencingToken, Version)>,
-}
-
-/// One election: its state machine, its contenders and its current participation.
-struct Election {
-    latch: Arc<str>,
-    layout: Layout,
-    state: ElectionState,
-    contenders: Vec<Contender>,
-    /// For a latch joined directly: where its events go.
-    events: Option<mpsc::UnboundedSender<LatchEvent>>,
-    /// The current participation, if joined.
-    participation: Option<u64>,
-    publications: Vec<PubQueue>,
-    /// The state machine asked to leave; the recipe is told once publications are done.
-    leave_pending: bool,
-    /// Told when the participation being left is left.
-    on_left: Vec<oneshot::Sender<()>>,
-    /// Where grants, revocations and publications are reported.
-    observer: Option<Observer>,
-}
-
-impl Election {
-    fn new(latch: Arc<str>, layout: Layout) -> Self {
-        Self {
-            latch,
-            layout,
-            state: ElectionState::default(),
-            contenders: Vec::new(),
-            events: None,
-            participation: None,
-            publications: Vec::new(),
-            leave_pending: false,
-            on_left: Vec::new(),
-            observer: None,
-        }
-    }
-
-    fn contender(&mut self, component: &ComponentId) -> Option<&mut Contender> {
-        self.contenders
-            .iter_mut()
-            .find(|c| c.component == *component)
-    }
-
-    fn is_finished(&self) -> bool {
-        self.contenders.is_empty()
-            && self.events.is_none()
-            && self.participation.is_none()
-            && self.publications.is_empty()
-            && !self.leave_pending
-    }
-
-    fn publishing(&self) -> bool {
-        self.publications.iter().any(|p| p.busy.is_some())
-    }
-
-    fn broadcast_error(&mut self, err: &ElectionError) {
-        for c in &mut self.contenders {
-            c.report(err.clone());
-        }
-    }
-}
-
-impl Contender {
-    fn report(&mut self, mut err: ElectionError) {
-        let errors = self.errors.get_or_insert_with(Box::default);
-        while let Some(waiter) = errors.waiters.pop() {
-            match waiter.send(err) {
-                Ok(()) => return,
-                Err(back) => err = back,
-            }
-        }
-        errors.queue.push_back(err);
-    }
-}
+use crate::observer::HaEvent;
 
 /// The driver task's state.
 pub(crate) struct Driver<I: LatchIo> {
-    io: I,
-    session: watch::Receiver<SessionView>,
+    pub(super) io: I,
+    pub(super) session: watch::Receiver<SessionView>,
     /// Boxed: a map's slack then costs a pointer, not an election, per free slot.
-    elections: HashMap<u64, Box<Election>>,
-    retrievals: HashMap<u64, Retrieval>,
-    participations: HashMap<u64, Box<Participation<I::Recipe>>>,
-    next_participation: u64,
+    pub(super) elections: HashMap<u64, Box<Election>>,
+    pub(super) retrievals: HashMap<u64, Retrieval>,
+    pub(super) participations: HashMap<u64, Box<Participation<I::Recipe>>>,
+    pub(super) next_participation: u64,
     /// Participations being left, and the election waiting for each.
-    leaving_of: HashMap<u64, u64>,
-    inflight: FuturesUnordered<InFlight<ResponseOf<I>>>,
-    scratch: Vec<RecipeOutput<super::recipe::RequestOf<I>>>,
+    pub(super) leaving_of: HashMap<u64, u64>,
+    pub(super) inflight: FuturesUnordered<InFlight<ResponseOf<I>>>,
+    pub(super) scratch: Vec<RecipeOutput<super::recipe::RequestOf<I>>>,
 }
 
 impl<I: LatchIo> Driver<I> {
@@ -629,7 +453,7 @@ impl<I: LatchIo> Driver<I> {
 
     /// Tells the recipe to leave once the election asked for it and its publications are done
     /// (an unpublication is fenced by the latch node, so it must land before the node goes).
-    fn maybe_leave(&mut self, election: u64) {
+    pub(super) fn maybe_leave(&mut self, election: u64) {
         let Some(e) = self.elections.get_mut(&election) else {
             return;
         };
@@ -763,90 +587,6 @@ impl<I: LatchIo> Driver<I> {
         self.apply(election, input);
     }
 
-    /// Queues a publication or unpublication behind the component's one in flight.
-    fn enqueue(&mut self, election: u64, component: ComponentId, op: PubOp) {
-        let Some(e) = self.elections.get_mut(&election) else {
-            return;
-        };
-        let idx = match e.publications.iter().position(|p| p.component == component) {
-            Some(i) => i,
-            None => {
-                e.publications.push(PubQueue {
-                    component,
-                    busy: None,
-                    queue: VecDeque::new(),
-                    known: None,
-                });
-                e.publications.len() - 1
-            }
-        };
-        e.publications[idx].queue.push_back(op);
-        self.start_next(election, component);
-    }
-
-    /// Starts the component's next queued write if none is in flight.
-    fn start_next(&mut self, election: u64, component: ComponentId) {
-        let Ok(kv) = self.io.kv() else {
-            return self.fail_publications(election, component, KvError::Closed);
-        };
-        let Some(e) = self.elections.get_mut(&election) else {
-            return;
-        };
-        let layout = e.layout;
-        let Some(q) = e.publications.iter_mut().find(|p| p.component == component) else {
-            return;
-        };
-        if q.busy.is_some() {
-            return;
-        }
-        let Some(op) = q.queue.pop_front() else {
-            return;
-        };
-        let fut: BoxFuture<'static, Completion<ResponseOf<I>>> = match &op {
-            PubOp::Publish { info, token, .. } => {
-                let known = q
-                    .known
-                    .as_ref()
-                    .filter(|(t, _)| t == token)
-                    .map(|(_, v)| *v);
-                let (info, token) = (info.clone(), token.clone());
-                Box::pin(async move {
-                    let outcome =
-                        publish_leader_info(&*kv, &layout, &component, &info, &token, known)
-                            .await
-                            .map(Some);
-                    Completion::Published { component, outcome }
-                })
-            }
-            PubOp::Unpublish { token, .. } => {
-                q.known = None;
-                let token = token.clone();
-                let latch = e.latch.clone();
-                Box::pin(async move {
-                    let outcome = unpublish_leader_info(&*kv, &layout, &component, &token, &latch)
-                        .await
-                        .map(|()| None);
-                    Completion::Published { component, outcome }
-                })
-            }
-        };
-        q.busy = Some(op);
-        self.inflight.push(InFlight::Own { id: election, fut });
-    }
-
-    fn fail_publications(&mut self, election: u64, component: ComponentId, err: KvError) {
-        let Some(e) = self.elections.get_mut(&election) else {
-            return;
-        };
-        if let Some(i) = e.publications.iter().position(|p| p.component == component) {
-            let q = e.publications.remove(i);
-            for op in q.busy.into_iter().chain(q.queue) {
-                finish(op, Err(err.clone()), None);
-            }
-        }
-        self.maybe_leave(election);
-    }
-
     /// A request finished.
     fn completed(&mut self, id: u64, done: Completion<ResponseOf<I>>) {
         match done {
@@ -865,50 +605,6 @@ impl<I: LatchIo> Driver<I> {
         }
     }
 
-    fn published(
-        &mut self,
-        election: u64,
-        component: ComponentId,
-        outcome: Result<Option<Version>, KvError>,
-    ) {
-        let Some(e) = self.elections.get_mut(&election) else {
-            return;
-        };
-        let Some(i) = e.publications.iter().position(|p| p.component == component) else {
-            return;
-        };
-        let q = &mut e.publications[i];
-        let Some(op) = q.busy.take() else { return };
-        if let PubOp::Publish { token, info, .. } = &op {
-            match &outcome {
-                Ok(Some(v)) => {
-                    info!(%component, address = %info.address, "leader information published");
-                    if let Some(o) = &e.observer {
-                        o.emit(|| HaEvent::LeaderPublished {
-                            component,
-                            address: info.address.clone(),
-                        });
-                    }
-                    q.known = Some((token.clone(), *v));
-                }
-                _ => q.known = None,
-            }
-        }
-        let idle = q.queue.is_empty() && q.known.is_none();
-        if idle {
-            e.publications.remove(i);
-        }
-        if let Err(err) = &outcome
-            && !matches!(err, KvError::NotLeader { .. })
-        {
-            debug!(%component, error = %err, "writing leader information failed");
-        }
-        finish(op, outcome, e.contender(&component));
-        self.start_next(election, component);
-        self.maybe_leave(election);
-        self.forget_if_finished(election);
-    }
-
     /// Every retrieval learns the connection state (and watches afresh once connected).
     fn retrievals_connection(&mut self, state: ConnectionState) {
         let mut out = Vec::new();
@@ -925,7 +621,7 @@ impl<I: LatchIo> Driver<I> {
         }
     }
 
-    fn forget_if_finished(&mut self, election: u64) {
+    pub(super) fn forget_if_finished(&mut self, election: u64) {
         if self
             .elections
             .get(&election)
@@ -933,53 +629,5 @@ impl<I: LatchIo> Driver<I> {
         {
             self.elections.remove(&election);
         }
-    }
-}
-
-/// Answers the waiter of a finished publication or unpublication.
-fn finish(op: PubOp, outcome: Result<Option<Version>, KvError>, report: Option<&mut Contender>) {
-    match op {
-        PubOp::Publish { reply, .. } => {
-            let result = match outcome {
-                Ok(_) => Ok(true),
-                Err(KvError::NotLeader { .. }) => Ok(false),
-                Err(e) => {
-                    let err = ElectionError::Backend(e);
-                    if let Some(c) = report {
-                        c.report(err.clone());
-                    }
-                    Err(err)
-                }
-            };
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
-            }
-        }
-        PubOp::Unpublish { reply, .. } => {
-            if let Err(e) = outcome {
-                debug!(error = %e, "removing leader information failed");
-            }
-            if let Some(reply) = reply {
-                let _ = reply.send(());
-            }
-        }
-    }
-}
-
-impl Contender {
-    fn grant(&mut self, session: LeaderSessionId, token: FencingToken) {
-        let cancel = CancellationToken::new();
-        if let Some(old) = self.term.replace(cancel.clone()) {
-            old.cancel();
-        }
-        self.leadership
-            .send_replace(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
-    }
-
-    fn revoke(&mut self) {
-        if let Some(term) = self.term.take() {
-            term.cancel();
-        }
-        self.leadership.send_replace(Leadership::NotLeader);
     }
 }

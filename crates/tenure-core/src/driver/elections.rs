@@ -1,0 +1,196 @@
+//! What the session driver keeps per election: its contenders, their error queues and the
+//! queues of leader-information writes, one in flight per component.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::LatchEvent;
+use crate::election::state::ElectionState;
+use crate::election::{ElectionError, LeaderTerm, Leadership};
+use crate::ids::{ComponentId, LeaderSessionId};
+use crate::kv::{FencingToken, KvError, Version};
+use crate::layout::Layout;
+use crate::leader_info::LeaderInformation;
+use crate::observer::Observer;
+
+/// Whom a participation's grants and revocations go to.
+pub(super) enum Owner {
+    /// An election (components registered through an `ElectionService`).
+    Election(u64),
+    /// Nobody any more (left, failed): the recipe only finishes its cleanup.
+    Detached,
+}
+
+/// One participation in one latch: a recipe and whom it reports to.
+pub(super) struct Participation<R> {
+    pub(super) recipe: R,
+    pub(super) owner: Owner,
+}
+
+/// A contender registered for one component.
+pub(super) struct Contender {
+    pub(super) component: ComponentId,
+    pub(super) leadership: watch::Sender<Leadership>,
+    pub(super) term: Option<CancellationToken>,
+    /// Errors not yet taken, and who waits for the next; allocated on first use.
+    pub(super) errors: Option<Box<Errors>>,
+}
+
+/// A contender's undelivered errors and their waiters.
+#[derive(Default)]
+pub(super) struct Errors {
+    pub(super) queue: VecDeque<ElectionError>,
+    pub(super) waiters: Vec<oneshot::Sender<ElectionError>>,
+}
+
+/// A publication or unpublication waiting its turn.
+pub(super) enum PubOp {
+    Publish {
+        info: LeaderInformation,
+        token: FencingToken,
+        reply: Option<oneshot::Sender<Result<bool, ElectionError>>>,
+    },
+    Unpublish {
+        token: FencingToken,
+        reply: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// The leader-information writes of one component, one in flight at a time.
+pub(super) struct PubQueue {
+    pub(super) component: ComponentId,
+    pub(super) busy: Option<PubOp>,
+    pub(super) queue: VecDeque<PubOp>,
+    /// What this component last published in which term, so a new confirmation in the same
+    /// term is one compare-and-set.
+    pub(super) known: Option<(FencingToken, Version)>,
+}
+
+/// One election: its state machine, its contenders and its current participation.
+pub(super) struct Election {
+    pub(super) latch: Arc<str>,
+    pub(super) layout: Layout,
+    pub(super) state: ElectionState,
+    pub(super) contenders: Vec<Contender>,
+    /// For a latch joined directly: where its events go.
+    pub(super) events: Option<mpsc::UnboundedSender<LatchEvent>>,
+    /// The current participation, if joined.
+    pub(super) participation: Option<u64>,
+    pub(super) publications: Vec<PubQueue>,
+    /// The state machine asked to leave; the recipe is told once publications are done.
+    pub(super) leave_pending: bool,
+    /// Told when the participation being left is left.
+    pub(super) on_left: Vec<oneshot::Sender<()>>,
+    /// Where grants, revocations and publications are reported.
+    pub(super) observer: Option<Observer>,
+}
+
+impl Election {
+    pub(super) fn new(latch: Arc<str>, layout: Layout) -> Self {
+        Self {
+            latch,
+            layout,
+            state: ElectionState::default(),
+            contenders: Vec::new(),
+            events: None,
+            participation: None,
+            publications: Vec::new(),
+            leave_pending: false,
+            on_left: Vec::new(),
+            observer: None,
+        }
+    }
+
+    pub(super) fn contender(&mut self, component: &ComponentId) -> Option<&mut Contender> {
+        self.contenders
+            .iter_mut()
+            .find(|c| c.component == *component)
+    }
+
+    pub(super) fn is_finished(&self) -> bool {
+        self.contenders.is_empty()
+            && self.events.is_none()
+            && self.participation.is_none()
+            && self.publications.is_empty()
+            && !self.leave_pending
+    }
+
+    pub(super) fn publishing(&self) -> bool {
+        self.publications.iter().any(|p| p.busy.is_some())
+    }
+
+    pub(super) fn broadcast_error(&mut self, err: &ElectionError) {
+        for c in &mut self.contenders {
+            c.report(err.clone());
+        }
+    }
+}
+
+impl Contender {
+    pub(super) fn report(&mut self, mut err: ElectionError) {
+        let errors = self.errors.get_or_insert_with(Box::default);
+        while let Some(waiter) = errors.waiters.pop() {
+            match waiter.send(err) {
+                Ok(()) => return,
+                Err(back) => err = back,
+            }
+        }
+        errors.queue.push_back(err);
+    }
+}
+
+/// Answers the waiter of a finished publication or unpublication.
+pub(super) fn finish(
+    op: PubOp,
+    outcome: Result<Option<Version>, KvError>,
+    report: Option<&mut Contender>,
+) {
+    match op {
+        PubOp::Publish { reply, .. } => {
+            let result = match outcome {
+                Ok(_) => Ok(true),
+                Err(KvError::NotLeader { .. }) => Ok(false),
+                Err(e) => {
+                    let err = ElectionError::Backend(e);
+                    if let Some(c) = report {
+                        c.report(err.clone());
+                    }
+                    Err(err)
+                }
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+        PubOp::Unpublish { reply, .. } => {
+            if let Err(e) = outcome {
+                debug!(error = %e, "removing leader information failed");
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+impl Contender {
+    pub(super) fn grant(&mut self, session: LeaderSessionId, token: FencingToken) {
+        let cancel = CancellationToken::new();
+        if let Some(old) = self.term.replace(cancel.clone()) {
+            old.cancel();
+        }
+        self.leadership
+            .send_replace(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
+    }
+
+    pub(super) fn revoke(&mut self) {
+        if let Some(term) = self.term.take() {
+            term.cancel();
+        }
+        self.leadership.send_replace(Leadership::NotLeader);
+    }
+}
