@@ -72,6 +72,49 @@ async fn main() -> anyhow::Result<()> {
         a.txn(txn).await?;
         txns.push(t.elapsed());
     }
+    // The same multi from a raw client, with a raw standby watching the node when asked.
+    let ca = zookeeper_client::Client::connector()
+        .connect(&server.connect_string())
+        .await?;
+    let cb = zookeeper_client::Client::connector()
+        .connect(&server.connect_string())
+        .await?;
+    let acl = zookeeper_client::Acls::anyone_all();
+    let seq = zookeeper_client::CreateMode::EphemeralSequential.with_acls(acl);
+    let eph = zookeeper_client::CreateMode::Ephemeral.with_acls(acl);
+    let per = zookeeper_client::CreateMode::Persistent.with_acls(acl);
+    ca.mkdir("/raw/latch", &per).await?;
+    let mut raws = Vec::new();
+    for _ in 0..60 {
+        let (_, sa) = ca.create("/raw/latch/a-latch-", &[], &seq).await?;
+        let pa = format!("/raw/latch/a-latch-{sa}");
+        let (_, own) = ca.check_and_watch_stat(&pa).await?;
+        let _ = ca.create("/raw/dir", &[], &per).await;
+        ca.create("/raw/dir/info", b"x", &eph).await?;
+        let standby = if with_standby {
+            let (_, sb) = cb.create("/raw/latch/b-latch-", &[], &seq).await?;
+            let (_, w) = cb.check_and_watch_stat(&pa).await?;
+            Some((format!("/raw/latch/b-latch-{sb}"), w))
+        } else {
+            None
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t = Instant::now();
+        let mut w = ca.new_multi_writer();
+        w.add_delete("/raw/dir/info", None)?;
+        w.add_delete("/raw/dir", None)?;
+        w.add_delete(&pa, None)?;
+        w.commit().await?;
+        raws.push(t.elapsed());
+        own.changed().await;
+        if let Some((pb, w)) = standby {
+            w.changed().await;
+            cb.list_children("/raw/latch").await?;
+            cb.delete(&pb, None).await?;
+        }
+    }
+    raws.sort();
+    println!("raw multi median {:?} (p10 {:?})", raws[30], raws[6]);
     stops.sort();
     txns.sort();
     println!(
