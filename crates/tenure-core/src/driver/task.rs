@@ -64,18 +64,23 @@ impl<I: LatchIo> Driver<I> {
 
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
+            // A session change goes first: what is in flight may belong to the old session.
+            match self.session.has_changed() {
+                Ok(true) => {
+                    self.session_changed();
+                    continue;
+                }
+                Ok(false) => {}
+                Err(_) => break,
+            }
+            // Then commands and finished requests, fairly: neither a flood of registrations nor
+            // a flood of replies holds the other back.
             tokio::select! {
-                biased;
                 changed = self.session.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    let view = *self.session.borrow_and_update();
-                    let ids: Vec<u64> = self.participations.keys().copied().collect();
-                    for id in ids {
-                        self.drive(id, RecipeInput::Session(view));
-                    }
-                    self.retrievals_connection(view.state);
+                    self.session_changed();
                 }
                 Some((id, done)) = self.inflight.next(), if !self.inflight.is_empty() => {
                     self.completed(id, done);
@@ -104,6 +109,16 @@ impl<I: LatchIo> Driver<I> {
                 let _ = events.send(LatchEvent::Revoked);
             }
         }
+    }
+
+    /// Every recipe and retrieval learns the new session view.
+    fn session_changed(&mut self) {
+        let view = *self.session.borrow_and_update();
+        let ids: Vec<u64> = self.participations.keys().copied().collect();
+        for id in ids {
+            self.drive(id, RecipeInput::Session(view));
+        }
+        self.retrievals_connection(view.state);
     }
 
     fn command(&mut self, cmd: Command) {
