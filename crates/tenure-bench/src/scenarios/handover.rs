@@ -134,7 +134,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     group.rows.push(
         Row::new(
             who::TENURE,
-            "stop() (unpublish + latch delete) → standby's leadership watch",
+            "stop() (one multi: information, directory, latch node) → standby's leadership watch",
             samples,
         )
         .with_requests(requests.get()),
@@ -230,8 +230,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     group.rows.push(
         Row::new(
             who::FLOOR,
-            "same requests: multi(check, delete info) + multi(check, delete dir) + delete → \
-             notification → get-children",
+            "same requests: multi(delete info, delete dir, delete latch node) → notification → \
+             get-children",
             same,
         )
         .with_requests(requests.get()),
