@@ -161,3 +161,51 @@ async fn a_graceful_stop_is_one_write_that_removes_information_and_node() {
     }
     assert_eq!(fewest, 1, "requests per graceful stop");
 }
+
+/// Many per-job elections that confirm, are followed and stop leave nothing behind in the
+/// session's driver: no election, no participation, no retrieval, no request in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_elections_and_dropped_retrievers_leave_nothing_in_the_driver() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tenure_core::election::ElectionService;
+    use tenure_core::ids::ComponentId;
+    use tenure_core::retrieval::{LeaderRetriever, LeaderState};
+
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    for _ in 0..20 {
+        let job = ComponentId::JobMaster(JobId::new_random());
+        let service = ElectionService::new(a.clone(), layout, layout.component_latch(&job));
+        let mut e = service.register(job).await.unwrap();
+        let term = e.wait_for_leadership().await.unwrap();
+        assert!(e.confirm(term.session_id, "addr").await.unwrap());
+        let retriever = LeaderRetriever::start(a.clone(), layout, job, None);
+        let mut leader = retriever.leader();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            leader.wait_for(|l| matches!(l, LeaderState::Leader { .. })),
+        )
+        .await
+        .expect("the retriever sees the leader in time")
+        .unwrap();
+        drop(retriever);
+        e.stop().await.unwrap();
+    }
+    let driver = a.driver().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = driver.stats().await.unwrap();
+        if stats == tenure_core::driver::DriverStats::default() {
+            break;
+        }
+        // A stopped leader's own-node watch fires with its delete; a dropped retriever's watch
+        // is cancelled: both leave the driver soon after.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the driver still holds {stats:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}

@@ -66,11 +66,27 @@ pub(crate) enum Command {
     },
     /// Stops a retrieval.
     StopRetrieve { id: u64 },
+    /// Reports what the driver holds.
+    Stats { reply: oneshot::Sender<DriverStats> },
     /// Leaves a directly joined latch; `reply` once left.
     LeaveLatch {
         election: u64,
         reply: Option<oneshot::Sender<()>>,
     },
+}
+
+/// What a session driver holds right now (for tests and diagnostics: everything here is
+/// released once the elections, latches and retrievals that made it are stopped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Elections (and direct latch participations) with contenders, publications or a latch.
+    pub elections: usize,
+    /// Latch participations, including ones still finishing a leave.
+    pub participations: usize,
+    /// Leader retrievals.
+    pub retrievals: usize,
+    /// Requests in flight (watches included).
+    pub in_flight: usize,
 }
 
 /// The handle of one backend session's driver: the one task that runs every latch recipe,
@@ -113,6 +129,13 @@ impl SessionDriver {
 
     pub(crate) fn send(&self, cmd: Command) -> Result<(), ElectionError> {
         self.commands.send(cmd).map_err(|_| ElectionError::Closed)
+    }
+
+    /// What the driver holds right now; `None` once it has ended.
+    pub async fn stats(&self) -> Option<DriverStats> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Stats { reply }).ok()?;
+        rx.await.ok()
     }
 
     /// Joins the latch whose directory is `latch` (a layout key) as one participant; its

@@ -16,7 +16,7 @@ mod retrieval;
 mod task;
 
 pub(crate) use handle::Command;
-pub use handle::SessionDriver;
+pub use handle::{DriverStats, SessionDriver};
 pub use recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 
 use std::fmt;

@@ -134,7 +134,9 @@ impl<I: LatchIo> Driver<I> {
                 _ => q.known = None,
             }
         }
-        let idle = q.queue.is_empty() && q.known.is_none();
+        // Kept while the component may confirm again in this term (a compare-and-set then);
+        // dropped once nothing is queued and the component is gone or its term is over.
+        let idle = q.queue.is_empty() && (q.known.is_none() || !e.state.is_registered(&component));
         if idle {
             e.publications.remove(i);
         }

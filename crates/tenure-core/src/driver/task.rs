@@ -297,6 +297,14 @@ impl<I: LatchIo> Driver<I> {
                 self.retrievals.insert(id, r);
                 self.push_retrievals(out);
             }
+            Command::Stats { reply } => {
+                let _ = reply.send(super::DriverStats {
+                    elections: self.elections.len(),
+                    participations: self.participations.len(),
+                    retrievals: self.retrievals.len(),
+                    in_flight: self.inflight.len(),
+                });
+            }
             Command::StopRetrieve { id } => {
                 if let Some(mut r) = self.retrievals.remove(&id) {
                     r.stop();
@@ -448,7 +456,7 @@ impl<I: LatchIo> Driver<I> {
     /// Hands the component's leader-information keys to the election's participation, to be
     /// deleted in the same write that leaves the latch; false if the recipe cannot.
     fn unpublish_on_leave(&mut self, election: u64, component: &ComponentId) -> bool {
-        let Some(e) = self.elections.get(&election) else {
+        let Some(e) = self.elections.get_mut(&election) else {
             return false;
         };
         let Some(p) = e
@@ -463,7 +471,14 @@ impl<I: LatchIo> Driver<I> {
         if !crate::kv::is_below(&dir, &e.latch) {
             keys.push(dir);
         }
-        p.recipe.delete_on_leave(keys)
+        if !p.recipe.delete_on_leave(keys) {
+            return false;
+        }
+        // Nothing of this component is published once the latch is left; a write in flight
+        // finishes first (leaving waits for it) and its queue goes with it.
+        e.publications
+            .retain(|q| q.component != *component || q.busy.is_some() || !q.queue.is_empty());
+        true
     }
 
     /// Tells the recipe to leave once the election asked for it and its publications are done
