@@ -504,6 +504,14 @@ pub trait VersionedKv: Send + Sync + fmt::Debug {
 
     /// The id of this process's backend session (owner of its ephemeral keys).
     fn session_id(&self) -> u64;
+
+    /// Whether a key's parents are keys of their own that a write needs (ZooKeeper's znodes:
+    /// `leader/<component>` must exist before `leader/<component>/connection_info`). Writers
+    /// that know a parent is missing can then create it in the same transaction; on backends
+    /// without such parents (the default) they never write one.
+    fn parents_are_keys(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

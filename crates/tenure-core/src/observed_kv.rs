@@ -159,6 +159,10 @@ impl VersionedKv for ObservedKv {
         self.timed(KvOp::Txn, &key, self.inner.txn(txn)).await
     }
 
+    fn parents_are_keys(&self) -> bool {
+        self.inner.parents_are_keys()
+    }
+
     fn session_id(&self) -> u64 {
         self.inner.session_id()
     }

@@ -535,6 +535,10 @@ impl VersionedKv for ZooKeeperBackend {
         self.remove_namespace_node().await
     }
 
+    fn parents_are_keys(&self) -> bool {
+        true
+    }
+
     fn session_id(&self) -> u64 {
         self.shared.session_id() as u64
     }

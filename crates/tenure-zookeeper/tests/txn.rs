@@ -209,3 +209,31 @@ async fn stopped_elections_and_dropped_retrievers_leave_nothing_in_the_driver() 
         tokio::task::yield_now().await;
     }
 }
+
+/// The first publication of a process-wide election's component creates its leader directory
+/// and the information in one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_publication_is_one_request() {
+    use std::sync::Arc;
+    use tenure_core::election::ElectionService;
+    use tenure_core::ids::ComponentId;
+
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    let service = ElectionService::new(a.clone(), layout, layout.cluster_latch());
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let job = ComponentId::JobMaster(JobId::new_random());
+        let mut e = service.register(job).await.unwrap();
+        let term = e.wait_for_leadership().await.unwrap();
+        assert!(a.get(&layout.leader_dir(&job)).await.unwrap().is_none());
+        let before = received(&f, &a).await;
+        assert!(e.confirm(term.session_id, "addr").await.unwrap());
+        fewest = fewest.min(received(&f, &a).await - before);
+        let info = a.get(&layout.leader_info(&job)).await.unwrap().unwrap();
+        assert_eq!(info.ephemeral_owner, Some(a.session_id()));
+        e.stop().await.unwrap();
+    }
+    assert_eq!(fewest, 1, "requests per first publication");
+}

@@ -63,11 +63,13 @@ impl<I: LatchIo> Driver<I> {
                     .filter(|(t, _)| t == token)
                     .map(|(_, v)| *v);
                 let (info, token) = (info.clone(), token.clone());
+                let latch = e.latch.clone();
                 Box::pin(async move {
-                    let outcome =
-                        publish_leader_info(&*kv, &layout, &component, &info, &token, known)
-                            .await
-                            .map(Some);
+                    let outcome = publish_leader_info(
+                        &*kv, &layout, &component, &info, &token, known, &latch,
+                    )
+                    .await
+                    .map(Some);
                     Completion::Published { component, outcome }
                 })
             }

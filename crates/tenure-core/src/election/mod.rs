@@ -154,7 +154,8 @@ pub struct ElectionService {
 impl ElectionService {
     /// An election service on the latch directory `latch` (a layout key such as
     /// [`Layout::cluster_latch`]). It joins the latch when the first component registers and
-    /// leaves it when the last one stops.
+    /// leaves it when the last one stops. Must be called inside a tokio runtime (the session's
+    /// driver starts with the first election or retrieval of the session).
     pub fn new(backend: Arc<dyn HaBackend>, layout: Layout, latch: impl Into<String>) -> Self {
         let driver = backend.driver();
         let id = driver.as_ref().map(SessionDriver::next_id).unwrap_or(0);

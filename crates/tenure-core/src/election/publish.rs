@@ -14,8 +14,10 @@ const ATTEMPTS: usize = 8;
 
 /// Writes `info` to the component's leader-information key as an ephemeral key owned by this
 /// session and returns the version written. `known` is the version this session wrote last in
-/// the same term, if any: the update is then one compare-and-set. A key owned by another session (a deposed leader's) is replaced, never updated in
-/// place, so the information dies with *this* leader's session. Every write is fenced.
+/// the same term, if any: the update is then one compare-and-set. `latch` is the latch the term
+/// was won on (see [`unpublish_leader_info`]). A key owned by another session (a deposed
+/// leader's) is replaced, never updated in place, so the information dies with *this* leader's
+/// session. Every write is fenced.
 pub async fn publish_leader_info(
     kv: &dyn VersionedKv,
     layout: &Layout,
@@ -23,6 +25,7 @@ pub async fn publish_leader_info(
     info: &LeaderInformation,
     token: &FencingToken,
     known: Option<Version>,
+    latch: &str,
 ) -> Result<Version, KvError> {
     let key = layout.leader_info(component);
     let data = Bytes::from(encode_leader_info(info));
@@ -32,6 +35,33 @@ pub async fn publish_leader_info(
             .await
     {
         return Ok(v);
+    }
+    // A process-wide election's component usually has no leader directory yet (a graceful stop
+    // removes it): where directories are keys, create it and the information in one fenced
+    // transaction. A per-component election's latch lives in that directory, so it exists.
+    let dir = layout.leader_dir(component);
+    if known.is_none() && kv.parents_are_keys() && !is_below(&dir, latch) {
+        let both = Txn::new(Some(token.clone()))
+            .op(TxnOp::Create {
+                key: dir,
+                value: Bytes::new(),
+                ephemeral: false,
+            })
+            .op(TxnOp::Create {
+                key: key.clone(),
+                value: data.clone(),
+                ephemeral: true,
+            });
+        match kv.txn(both).await {
+            Ok(results) => {
+                if let Some(v) = results.get(1).and_then(|r| r.version()) {
+                    return Ok(v);
+                }
+            }
+            // The directory (or the information) exists: as below.
+            Err(KvError::TxnFailed { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     let create = CreateOptions {
         ephemeral: true,
