@@ -1,5 +1,6 @@
 //! The conformance suites. Each case is an `async fn(&dyn BackendFactory)` that panics on failure.
 
+pub mod churn;
 pub mod cleanup;
 pub mod election;
 pub mod kv;
