@@ -105,7 +105,9 @@ impl CliError {
         match e {
             KvError::NotFound { .. } => CliError::NotFound(msg),
             KvError::NotLeader { .. } => CliError::Refused(msg),
-            KvError::Backend(_) | KvError::Closed => CliError::Unreachable(msg),
+            KvError::Backend(_) | KvError::Client { .. } | KvError::Closed => {
+                CliError::Unreachable(msg)
+            }
             KvError::InvalidKey { .. } => CliError::Usage(msg),
             KvError::Corrupt { .. } => CliError::Corrupt(msg),
             KvError::Unauthorized { .. } => CliError::Unauthorized(msg),

@@ -229,7 +229,50 @@ pub enum KvError {
     /// The backend failed (unreachable, refused, timed out before sending).
     #[error("backend failure: {0}")]
     Backend(String),
+    /// The backend's client failed on `key`; `source` is the client's own error, kept whole.
+    #[error("backend failure on {key:?}: {context}")]
+    Client {
+        /// The key (or prefix, or object) the operation was on.
+        key: String,
+        /// What was being done, and what the client said.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: ClientError,
+    },
 }
+
+/// A backend client's error, kept with its type behind [`KvError::Client`]. Two are equal when
+/// they say the same (errors of client crates are rarely comparable themselves).
+#[derive(Clone, Debug)]
+pub struct ClientError(pub Arc<dyn std::error::Error + Send + Sync>);
+
+impl ClientError {
+    /// Wraps a client's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl PartialEq for ClientError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for ClientError {}
 
 impl KvError {
     /// Whether this is [`KvError::NotFound`].

@@ -68,7 +68,11 @@ impl Landed {
 }
 
 fn backend_error(op: &str, name: &str, e: &ApiError) -> KvError {
-    KvError::Backend(format!("{op} ConfigMap {name}: {e}"))
+    KvError::Client {
+        key: name.to_owned(),
+        context: format!("{op} ConfigMap {name}: {e}"),
+        source: tenure_core::kv::ClientError::new(e.clone()),
+    }
 }
 
 impl Shared {

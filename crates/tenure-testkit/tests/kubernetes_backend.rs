@@ -239,7 +239,10 @@ async fn server_errors_are_retried_and_writes_are_not_doubled() {
         .unwrap_err();
     f.server().clear_failures();
     assert!(
-        matches!(err, KvError::Backend(_) | KvError::OutcomeUnknown { .. }),
+        matches!(
+            err,
+            KvError::Backend(_) | KvError::Client { .. } | KvError::OutcomeUnknown { .. }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("ConfigMap"), "{err}");

@@ -1,6 +1,6 @@
 //! Mapping of ZooKeeper client errors to the KV's errors.
 
-use tenure_core::kv::KvError;
+use tenure_core::kv::{ClientError, KvError};
 use zookeeper_client as zk;
 
 /// Whether the operation wrote (its outcome matters when the connection drops).
@@ -84,10 +84,16 @@ pub(crate) fn map(e: zk::Error, key: &str, op: Op) -> KvError {
             key: key_s(),
             reason: format!("the reply was lost with the ZooKeeper connection ({e})"),
         },
-        zk::Error::ConnectionLoss => KvError::Backend(format!(
-            "reading {key:?}: the ZooKeeper connection was lost"
-        )),
-        other => KvError::Backend(format!("{key:?}: ZooKeeper error: {other}")),
+        zk::Error::ConnectionLoss => KvError::Client {
+            key: key_s(),
+            context: "reading: the ZooKeeper connection was lost".into(),
+            source: ClientError::new(zk::Error::ConnectionLoss),
+        },
+        other => KvError::Client {
+            key: key_s(),
+            context: format!("ZooKeeper error: {other}"),
+            source: ClientError::new(other),
+        },
     }
 }
 
@@ -117,7 +123,12 @@ mod tests {
         let e = map(zk::Error::SessionExpired, "jobs/x", Op::Write);
         assert!(matches!(e, KvError::Backend(_)), "{e}");
         let e = map(zk::Error::ConnectionLoss, "jobs/x", Op::Read);
-        assert!(matches!(e, KvError::Backend(_)), "{e}");
+        assert!(
+            matches!(e, KvError::Client { ref key, .. } if key == "jobs/x"),
+            "{e}"
+        );
+        let source = std::error::Error::source(&e).expect("the client's error is kept");
+        assert!(source.to_string().contains("connection"), "{source}");
         assert_eq!(map(zk::Error::ClientClosed, "k", Op::Read), KvError::Closed);
         assert!(map(zk::Error::NoNode, "k", Op::Read).is_not_found());
     }

@@ -392,7 +392,7 @@ impl VersionedKv for ZooKeeperBackend {
         loop {
             attempt += 1;
             match self.list_once(prefix).await {
-                Err(KvError::Backend(_))
+                Err(KvError::Backend(_) | KvError::Client { .. })
                     if attempt < READ_ATTEMPTS && !self.shared.closed.is_cancelled() => {}
                 other => return other,
             }
