@@ -98,6 +98,7 @@ macro_rules! conformance_tests {
             election::per_component_elections_are_independent,
             election::contender_callbacks_follow_leadership,
             election::backend_errors_reach_handle_error,
+            election::stop_after_the_session_closed_returns,
             churn::churn_leaves_nothing_in_the_driver,
             retrieval::retriever_follows_leader_changes,
             retrieval::job_master_retriever_uses_default_address,

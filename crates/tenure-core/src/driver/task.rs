@@ -40,8 +40,6 @@ pub(crate) struct Driver<I: LatchIo> {
     pub(super) retrievals: HashMap<u64, Retrieval>,
     pub(super) participations: HashMap<u64, Box<Participation<I::Recipe>>>,
     pub(super) next_participation: u64,
-    /// Participations being left, and the election waiting for each.
-    pub(super) leaving_of: HashMap<u64, u64>,
     pub(super) inflight: FuturesUnordered<InFlight<ResponseOf<I>>>,
     pub(super) scratch: Vec<RecipeOutput<super::recipe::RequestOf<I>>>,
 }
@@ -56,7 +54,6 @@ impl<I: LatchIo> Driver<I> {
             retrievals: HashMap::new(),
             participations: HashMap::new(),
             next_participation: 1,
-            leaving_of: HashMap::new(),
             inflight: FuturesUnordered::new(),
             scratch: Vec::new(),
         }
@@ -359,7 +356,7 @@ impl<I: LatchIo> Driver<I> {
                 // A participation still waiting to leave (its publications were in flight)
                 // leaves now; the new campaign is a new participation.
                 if let Some(old) = e.participation.take() {
-                    self.leaving(election, old);
+                    self.drive(old, RecipeInput::Leave);
                 }
                 let Some(e) = self.elections.get_mut(&election) else {
                     return;
@@ -492,13 +489,8 @@ impl<I: LatchIo> Driver<I> {
         }
         e.leave_pending = false;
         match e.participation.take() {
-            Some(id) => {
-                if let Some(p) = self.participations.get_mut(&id) {
-                    p.owner = Owner::Election(election);
-                }
-                // Until `Left`, the participation still reports to the election (its `on_left`).
-                self.leaving(election, id);
-            }
+            // Until `Left`, the participation still reports to the election (its `on_left`).
+            Some(id) => self.drive(id, RecipeInput::Leave),
             None => {
                 for reply in e.on_left.drain(..) {
                     let _ = reply.send(());
@@ -506,15 +498,6 @@ impl<I: LatchIo> Driver<I> {
             }
         }
         self.forget_if_finished(election);
-    }
-
-    fn leaving(&mut self, election: u64, id: u64) {
-        // Remember which election waits for this participation's `Left`.
-        if let Some(e) = self.elections.get_mut(&election) {
-            e.participation = None;
-        }
-        self.leaving_of.insert(id, election);
-        self.drive(id, RecipeInput::Leave);
     }
 
     /// Feeds one input to a participation's recipe and carries out its decisions.
@@ -560,14 +543,20 @@ impl<I: LatchIo> Driver<I> {
         self.inflight.push(InFlight::Own { id, fut });
     }
 
-    /// A participation is left: whoever waits for that hears it; it reports to nobody now.
+    /// A participation is left: whoever waits for that hears it; it reports to nobody now. A
+    /// participation the election still counts as current was ended by the backend (a closed
+    /// session): the election is no longer joined, so a later stop does not wait for it.
     fn left(&mut self, id: u64) {
-        if let Some(p) = self.participations.get_mut(&id) {
-            p.owner = Owner::Detached;
-        }
-        if let Some(election) = self.leaving_of.remove(&id)
-            && let Some(e) = self.elections.get_mut(&election)
-        {
+        let Some(p) = self.participations.get_mut(&id) else {
+            return;
+        };
+        let Owner::Election(election) = std::mem::replace(&mut p.owner, Owner::Detached) else {
+            return;
+        };
+        if let Some(e) = self.elections.get_mut(&election) {
+            if e.participation == Some(id) {
+                e.participation = None;
+            }
             for reply in e.on_left.drain(..) {
                 let _ = reply.send(());
             }

@@ -343,6 +343,18 @@ pub async fn backend_errors_reach_handle_error(f: &dyn BackendFactory) {
     }
 }
 
+/// A leader whose session was closed under it can still be stopped: `stop()` returns, and the
+/// term is over.
+pub async fn stop_after_the_session_closed_returns(f: &dyn BackendFactory) {
+    let a = f.connect().await;
+    let mut e = contend(&a, ComponentId::Dispatcher, "a").await;
+    let term = leader(&mut e).await;
+    a.close().await.expect("close session");
+    let stopped = tokio::time::timeout(DEADLINE, e.stop()).await;
+    assert!(stopped.is_ok(), "stop() returned after the session closed");
+    assert!(term.is_over(), "the term is over");
+}
+
 /// Waits until `rx` shows leadership (helper for other suites).
 pub async fn wait_leader(rx: &mut watch::Receiver<Leadership>) -> LeaderTerm {
     let l = wait_for(rx, "leadership", DEADLINE, |l| l.term().is_some()).await;
