@@ -220,6 +220,22 @@ impl Recipe {
         out.push(RecipeOutput::Request(Request { seq: 0, op }));
     }
 
+    /// This process holds term `epoch` from the round started at `self.started`: registered
+    /// with the backend (which fences store writes by it) and remembered for renewals.
+    fn hold(&mut self, epoch: i64, out: &mut Out) {
+        let (lock, started) = (self.lock.clone(), self.started);
+        self.note(
+            Op::TermGranted {
+                lock,
+                epoch,
+                identity: self.identity.clone(),
+                started,
+            },
+            out,
+        );
+        self.leading = Some((epoch, started));
+    }
+
     fn revoke(&mut self, why: &str, out: &mut Out) {
         self.claiming = None;
         if let Some((epoch, _)) = self.leading.take() {
@@ -373,17 +389,7 @@ impl Recipe {
                     if lease::must_step_down(self.started, self.now(), self.renew_deadline) {
                         return self.attempt(out);
                     }
-                    let (lock, started) = (self.lock.clone(), self.started);
-                    self.note(
-                        Op::TermGranted {
-                            lock,
-                            epoch,
-                            identity: self.identity.clone(),
-                            started,
-                        },
-                        out,
-                    );
-                    self.leading = Some((epoch, started));
+                    self.hold(epoch, out);
                     self.claiming = Some(epoch);
                     info!(lock = %self.lock, term = epoch, identity = %self.identity, "leadership acquired");
                     let token = FencingToken::new(self.lock.clone(), epoch);
@@ -512,17 +518,7 @@ impl LatchRecipe for Recipe {
                                 && self.leading.is_none()
                             {
                                 // Acquired as it left: hold it just long enough to release.
-                                self.leading = Some((epoch, self.started));
-                                let (lock, started) = (self.lock.clone(), self.started);
-                                self.note(
-                                    Op::TermGranted {
-                                        lock,
-                                        epoch,
-                                        identity: self.identity.clone(),
-                                        started,
-                                    },
-                                    out,
-                                );
+                                self.hold(epoch, out);
                             }
                             return self.release(out);
                         }

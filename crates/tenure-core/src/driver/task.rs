@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::LatchEvent;
@@ -217,28 +217,7 @@ impl<I: LatchIo> Driver<I> {
                 });
                 let mut reply = Some(reply);
                 for output in outputs {
-                    match output {
-                        Output::Publish {
-                            component,
-                            info,
-                            token,
-                        } => self.enqueue(
-                            election,
-                            component,
-                            PubOp::Publish {
-                                info,
-                                token,
-                                reply: reply.take(),
-                            },
-                        ),
-                        Output::ConfirmIgnored { component } => {
-                            debug!(%component, "confirmation for a stale session ignored");
-                            if let Some(reply) = reply.take() {
-                                let _ = reply.send(Ok(false));
-                            }
-                        }
-                        other => self.execute(election, other),
-                    }
+                    self.execute_confirm(election, output, &mut reply);
                 }
             }
             Command::NextError {
@@ -347,6 +326,17 @@ impl<I: LatchIo> Driver<I> {
 
     /// Carries out one output of an election's state machine; nothing here waits.
     fn execute(&mut self, election: u64, output: Output) {
+        self.execute_confirm(election, output, &mut None);
+    }
+
+    /// [`Self::execute`], for the outputs of a confirmation: `reply` learns whether the
+    /// confirmation is published (after its publication) or ignored (at once).
+    fn execute_confirm(
+        &mut self,
+        election: u64,
+        output: Output,
+        reply: &mut Option<oneshot::Sender<Result<bool, ElectionError>>>,
+    ) {
         match output {
             Output::JoinLatch => {
                 let Some(e) = self.elections.get_mut(&election) else {
@@ -414,7 +404,7 @@ impl<I: LatchIo> Driver<I> {
                 PubOp::Publish {
                     info,
                     token,
-                    reply: None,
+                    reply: reply.take(),
                 },
             ),
             Output::Unpublish { component, token } => {
@@ -422,6 +412,9 @@ impl<I: LatchIo> Driver<I> {
             }
             Output::ConfirmIgnored { component } => {
                 debug!(%component, "confirmation for a stale session ignored");
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Ok(false));
+                }
             }
             Output::Error(reason) => {
                 if let Some(e) = self.elections.get_mut(&election) {
