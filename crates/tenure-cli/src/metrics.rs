@@ -354,8 +354,9 @@ mod tests {
                     .expect("confirm")
             );
             services
+                .admin_stores()
                 .checkpoint_recovery_factory()
-                .create_checkpoint_id_counter(JobId::new_random(), None)
+                .create_checkpoint_id_counter(JobId::new_random())
                 .get_and_increment()
                 .await
                 .expect("counter");

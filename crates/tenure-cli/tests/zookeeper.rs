@@ -797,15 +797,13 @@ async fn tenure_job_data_is_read_and_removed_once_its_process_is_gone() {
     let c = Cluster::start().await;
     let jm = services(&c).await;
     let job: JobId = JOB.parse().unwrap();
-    jm.job_graph_store(None)
-        .unwrap()
+    jm.admin_stores()
+        .job_graphs()
         .put(job, Bytes::from(vec![b'g'; 5000]))
         .await
         .unwrap();
-    let factory = jm.checkpoint_recovery_factory();
-    let store = factory
-        .create_completed_checkpoint_store(job, 3, None)
-        .unwrap();
+    let factory = jm.admin_stores().checkpoint_recovery_factory();
+    let store = factory.create_completed_checkpoint_store(job, 3).unwrap();
     for id in 1..=2u64 {
         store
             .add(CompletedCheckpoint {
@@ -818,11 +816,12 @@ async fn tenure_job_data_is_read_and_removed_once_its_process_is_gone() {
             .unwrap();
     }
     factory
-        .create_checkpoint_id_counter(job, None)
+        .create_checkpoint_id_counter(job)
         .set(CheckpointId(3))
         .await
         .unwrap();
-    jm.running_jobs_registry(None)
+    jm.admin_stores()
+        .running_jobs()
         .set_running(job)
         .await
         .unwrap();

@@ -25,13 +25,16 @@
 //! let mut e2 = jm2.dispatcher_leader_election().await?;
 //! let t1 = e1.leadership().wait_for(|l| l.term().is_some()).await?.term().cloned().unwrap();
 //! let job = JobId::new_random();
-//! jm1.job_graph_store(Some(t1.fencing_token.clone()))?.put(job, Bytes::from_static(b"graph")).await?;
+//! // Stores taken from the term: every write carries the term's fencing token.
+//! jm1.leader_stores(&t1).job_graphs().put(job, Bytes::from_static(b"graph")).await?;
 //!
 //! a.kill(); // the first process crashes
 //! let t2 = e2.wait_for_leadership().await?;
 //! assert_ne!(t1.session_id, t2.session_id);
-//! let graphs = jm2.job_graph_store(Some(t2.fencing_token))?;
+//! let graphs = jm2.leader_stores(&t2).job_graphs();
 //! assert_eq!(graphs.recover(job).await?, Bytes::from_static(b"graph"));
+//! // The deposed leader's stores can no longer write.
+//! assert!(jm1.leader_stores(&t1).job_graphs().put(job, Bytes::new()).await.is_err());
 //! # Ok(()) }
 //! ```
 //!
@@ -67,6 +70,7 @@ pub mod connection;
 pub mod driver;
 pub mod election;
 pub mod embedded;
+pub mod ha_stores;
 pub mod ids;
 pub mod kv;
 pub mod latch;

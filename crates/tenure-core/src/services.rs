@@ -16,17 +16,18 @@ use crate::cleanup::{CleanupOutcome, CleanupPlan, JobResultFiles};
 use crate::config::{ConfigError, HaConfig};
 use crate::connect::ConnectError;
 use crate::driver::HaBackend;
-use crate::election::{ElectionError, ElectionService, LeaderElection};
+use crate::election::{ElectionError, ElectionService, LeaderElection, LeaderTerm};
+use crate::ha_stores::HaStores;
 use crate::ids::{ComponentId, JobId};
-use crate::kv::{FencingToken, KvError, VersionedKv};
+use crate::kv::{KvError, VersionedKv};
 use crate::layout::Layout;
 use crate::observed_kv::ObservedKv;
 use crate::observer::{Events, HaEvent, Observer, Subscription};
 use crate::retrieval::LeaderRetriever;
 use crate::store::JOB_RESULT_STORE_DIR;
 use crate::store::{
-    CheckpointRecoveryFactory, FileJobResultStore, JobGraphStore, JobResultStore, KvJobResultStore,
-    PayloadCodec, RunningJobsRegistry, StoreError,
+    FileJobResultStore, JobGraphStore, JobResultStore, KvJobResultStore, PayloadCodec, StoreError,
+    Writes,
 };
 
 /// Errors of the HA services as a whole.
@@ -153,11 +154,20 @@ impl HaServicesOptions {
 }
 
 /// The HA services of one process.
+///
+/// Clones are handles on the same services (one backend session, one process-wide election,
+/// one lock owner id), so they can be shared between tasks; [`close`](Self::close) on any handle
+/// closes them for all.
+#[derive(Clone)]
 pub struct HaServices {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     backend: Arc<dyn HaBackend>,
     options: HaServicesOptions,
     codec: PayloadCodec,
-    owner: String,
+    owner: Arc<str>,
     cluster_election: OnceLock<ElectionService>,
     job_results: Arc<dyn JobResultStore>,
     observer: Observer,
@@ -170,9 +180,9 @@ pub struct HaServices {
 impl fmt::Debug for HaServices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HaServices")
-            .field("backend", &self.backend.kind())
-            .field("blobs", &self.options.blobs)
-            .field("owner", &self.owner)
+            .field("backend", &self.inner.backend.kind())
+            .field("blobs", &self.inner.options.blobs)
+            .field("owner", &self.inner.owner)
             .finish()
     }
 }
@@ -184,9 +194,11 @@ impl HaServices {
         let observer = Observer::new();
         let kv: Arc<dyn VersionedKv> = Arc::new(ObservedKv::new(backend.kv(), observer.clone()));
         let job_results: Arc<dyn JobResultStore> = match &options.job_results {
-            JobResultStorage::Kv => {
-                Arc::new(KvJobResultStore::new(kv.clone(), options.layout, None))
-            }
+            JobResultStorage::Kv => Arc::new(KvJobResultStore::new(
+                kv.clone(),
+                options.layout,
+                Writes::Unfenced,
+            )),
             JobResultStorage::Files {
                 dir,
                 delete_on_commit,
@@ -195,70 +207,72 @@ impl HaServices {
         };
         let connection_events = report_connection_changes(&backend, &observer);
         Self {
-            backend,
-            options,
-            codec,
-            owner: uuid::Uuid::new_v4().to_string(),
-            cluster_election: OnceLock::new(),
-            job_results,
-            observer,
-            kv,
-            _connection_events: connection_events,
+            inner: Arc::new(Inner {
+                backend,
+                options,
+                codec,
+                owner: JobGraphStore::new_owner_id().into(),
+                cluster_election: OnceLock::new(),
+                job_results,
+                observer,
+                kv,
+                _connection_events: connection_events,
+            }),
         }
     }
 
     /// The hub the services report their [`HaEvent`]s to; clones share it.
     pub fn observer(&self) -> &Observer {
-        &self.observer
+        &self.inner.observer
     }
 
     /// Calls `callback` with every [`HaEvent`] of these services from now on, until the
     /// returned [`Subscription`] is dropped (or for the services' lifetime after
     /// [`Subscription::detach`]). The callback runs on the emitting task and must not block.
     pub fn observe(&self, callback: impl Fn(&HaEvent) + Send + Sync + 'static) -> Subscription {
-        self.observer.subscribe(callback)
+        self.inner.observer.subscribe(callback)
     }
 
     /// Every [`HaEvent`] of these services from now on, on an unbounded channel.
     pub fn subscribe(&self) -> Events {
-        self.observer.events()
+        self.inner.observer.events()
     }
 
     /// The versioned KV the stores use: the backend's, with every operation reported to the
     /// observer as [`HaEvent::StoreOp`].
     pub fn kv(&self) -> Arc<dyn VersionedKv> {
-        self.kv.clone()
+        self.inner.kv.clone()
     }
 
     /// The backend session of this process.
     pub fn backend(&self) -> &Arc<dyn HaBackend> {
-        &self.backend
+        &self.inner.backend
     }
 
     /// The key layout.
     pub fn layout(&self) -> Layout {
-        self.options.layout
+        self.inner.options.layout
     }
 
     /// The options the services were built with.
     pub fn options(&self) -> &HaServicesOptions {
-        &self.options
+        &self.inner.options
     }
 
     /// This process's lock owner id on job graphs.
     pub fn owner_id(&self) -> &str {
-        &self.owner
+        &self.inner.owner
     }
 
     /// The process-wide election service (created on first use).
     pub fn cluster_election(&self) -> &ElectionService {
-        self.cluster_election.get_or_init(|| {
+        self.inner.cluster_election.get_or_init(|| {
             ElectionService::new(
-                self.backend.clone(),
-                self.options.layout,
-                self.options.layout.cluster_latch(),
+                self.inner.backend.clone(),
+                self.inner.options.layout,
+                self.inner.options.layout.cluster_latch(),
             )
-            .with_observer(self.observer.clone())
+            .with_observer(self.inner.observer.clone())
         })
     }
 
@@ -268,16 +282,16 @@ impl HaServices {
         &self,
         component: ComponentId,
     ) -> Result<LeaderElection, ElectionError> {
-        match self.options.election_mode {
+        match self.inner.options.election_mode {
             ElectionMode::ProcessWide => self.cluster_election().register(component).await,
             ElectionMode::PerComponent => {
-                let layout = self.options.layout;
+                let layout = self.inner.options.layout;
                 ElectionService::new(
-                    self.backend.clone(),
+                    self.inner.backend.clone(),
                     layout,
                     layout.component_latch(&component),
                 )
-                .with_observer(self.observer.clone())
+                .with_observer(self.inner.observer.clone())
                 .register(component)
                 .await
             }
@@ -309,7 +323,12 @@ impl HaServices {
 
     /// Follows `component`'s leader.
     pub fn leader_retriever(&self, component: ComponentId) -> LeaderRetriever {
-        LeaderRetriever::start(self.backend.clone(), self.options.layout, component, None)
+        LeaderRetriever::start(
+            self.inner.backend.clone(),
+            self.inner.options.layout,
+            component,
+            None,
+        )
     }
 
     /// Follows the resource manager's leader.
@@ -334,60 +353,61 @@ impl HaServices {
         default_address: Option<String>,
     ) -> LeaderRetriever {
         LeaderRetriever::start(
-            self.backend.clone(),
-            self.options.layout,
+            self.inner.backend.clone(),
+            self.inner.options.layout,
             ComponentId::JobMaster(job),
             default_address,
         )
     }
 
-    /// The job graph store of this process (locking as [`HaServices::owner_id`]); writes are
-    /// fenced by `fence` when given.
-    pub fn job_graph_store(
-        &self,
-        fence: Option<FencingToken>,
-    ) -> Result<JobGraphStore, StoreError> {
-        JobGraphStore::new(
-            self.kv(),
-            self.options.layout,
-            self.codec.clone(),
-            self.owner.clone(),
-            fence,
-        )
+    /// The stores of a leader term: every write they make carries `term`'s fencing token, so it
+    /// is refused by the backend once the term is over (revoked, stopped, or its session lost).
+    /// Take new stores for each term.
+    pub fn leader_stores(&self, term: &LeaderTerm) -> HaStores {
+        self.stores(Writes::from(term))
     }
 
-    /// The job result store (not fenced: job results are written once per job and read by
-    /// Flink too).
+    /// The stores with unfenced writes, for operator tools, migrations and tests. Nothing stops
+    /// these writes from racing a leader's; a leader uses [`leader_stores`](Self::leader_stores).
+    pub fn admin_stores(&self) -> HaStores {
+        self.stores(Writes::Unfenced)
+    }
+
+    fn stores(&self, writes: Writes) -> HaStores {
+        HaStores {
+            kv: self.kv(),
+            layout: self.inner.options.layout,
+            codec: self.inner.codec.clone(),
+            owner: self.inner.owner.clone(),
+            writes,
+            num_retained_checkpoints: self.inner.options.num_retained_checkpoints,
+            job_results: self.inner.job_results.clone(),
+        }
+    }
+
+    /// The job result store (not fenced on any writer: job results are written once per job
+    /// and read by Flink too).
     pub fn job_result_store(&self) -> Arc<dyn JobResultStore> {
-        self.job_results.clone()
-    }
-
-    /// The running jobs registry; writes are fenced by `fence` when given.
-    pub fn running_jobs_registry(&self, fence: Option<FencingToken>) -> RunningJobsRegistry {
-        RunningJobsRegistry::new(self.kv(), self.options.layout, fence)
-    }
-
-    /// Creates per-job checkpoint stores and counters.
-    pub fn checkpoint_recovery_factory(&self) -> CheckpointRecoveryFactory {
-        CheckpointRecoveryFactory::new(self.kv(), self.options.layout, self.codec.clone())
+        self.inner.job_results.clone()
     }
 
     /// The blob store of this cluster.
     pub fn blob_store(&self) -> &BlobStore {
-        &self.options.blobs
+        &self.inner.options.blobs
     }
 
     /// Closes the services: elections end (leadership is given up), the backend session closes,
     /// and all HA data is kept for a later recovery.
-    pub async fn close(self) -> Result<(), HaError> {
-        drop(self.cluster_election);
-        self.backend.close().await?;
+    ///
+    /// Every clone of these services is closed with it; closing again is harmless.
+    pub async fn close(&self) -> Result<(), HaError> {
+        self.inner.backend.close().await?;
         Ok(())
     }
 
     /// Where the job result files are, for cleanup (`None` when results are kept in the KV).
     pub fn job_result_files(&self) -> Option<JobResultFiles> {
-        match &self.options.job_results {
+        match &self.inner.options.job_results {
             JobResultStorage::Kv => None,
             JobResultStorage::Files { dir, shared, .. } => Some(JobResultFiles {
                 dir: dir.clone(),
@@ -404,7 +424,7 @@ impl HaServices {
         let files = self.job_result_files();
         CleanupPlan::compute(
             self.kv().as_ref(),
-            &self.options.blobs,
+            &self.inner.options.blobs,
             files.as_ref(),
             force,
         )
@@ -415,15 +435,19 @@ impl HaServices {
     /// what was removed; the services stay open.
     pub async fn execute_cleanup(&self, plan: &CleanupPlan) -> Result<CleanupOutcome, HaError> {
         let files = self.job_result_files();
-        plan.execute(self.kv().as_ref(), &self.options.blobs, files.as_ref())
-            .await
+        plan.execute(
+            self.kv().as_ref(),
+            &self.inner.options.blobs,
+            files.as_ref(),
+        )
+        .await
     }
 
     /// Closes the services and removes the cluster's HA data: the keys of the HA layout in the
     /// cluster's namespace, the HA blobs under `<storageDir>/<cluster-id>` and the job result
     /// files (see [`crate::cleanup`] for exactly what counts as the cluster's). Anything foreign
     /// found there is left in place and logged. Use when the cluster is globally terminated.
-    pub async fn close_and_cleanup_all_data(self) -> Result<(), HaError> {
+    pub async fn close_and_cleanup_all_data(&self) -> Result<(), HaError> {
         let result = match self.cleanup_plan(false).await {
             Ok(plan) => {
                 for kept in plan
@@ -438,8 +462,7 @@ impl HaServices {
             }
             Err(e) => Err(e),
         };
-        drop(self.cluster_election);
-        let closed = self.backend.close().await.map_err(HaError::from);
+        let closed = self.inner.backend.close().await.map_err(HaError::from);
         result.and(closed)
     }
 }

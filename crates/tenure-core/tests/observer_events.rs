@@ -83,8 +83,8 @@ async fn each_event_kind_is_reported(mode: ElectionMode) {
     );
 
     services
-        .checkpoint_recovery_factory()
-        .create_checkpoint_id_counter(JobId::new_random(), Some(term.fencing_token.clone()))
+        .leader_stores(&term)
+        .checkpoint_id_counter(JobId::new_random())
         .get_and_increment()
         .await
         .expect("counter");

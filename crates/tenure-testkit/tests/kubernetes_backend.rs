@@ -218,8 +218,9 @@ async fn server_errors_are_retried_and_writes_are_not_doubled() {
     let layout = Layout::default();
     let services = HaServices::new(Arc::new(b.clone()), HaServicesOptions::default());
     let counter = services
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_checkpoint_id_counter(JobId::new_random(), None);
+        .create_checkpoint_id_counter(JobId::new_random());
     counter.start().await.unwrap();
     let mut ids = Vec::new();
     for i in 0..6 {

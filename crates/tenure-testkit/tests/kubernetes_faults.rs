@@ -133,8 +133,9 @@ async fn recovered(f: &KubernetesFactory, setup: &ProcessSetup) -> Vec<u64> {
     let services = HaServices::new(backend, HaServicesOptions::from_config(&config).unwrap());
     let job = JobId::parse(JOB).unwrap();
     let ids = services
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, 3, None)
+        .create_completed_checkpoint_store(job, 3)
         .unwrap()
         .recover()
         .await

@@ -47,8 +47,9 @@ async fn smoke_test_on_a_real_cluster() {
     let services = HaServices::new(backend.clone(), HaServicesOptions::default());
     let job = JobId::new_random();
     let store = services
+        .leader_stores(&term)
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, 1, Some(term.fencing_token.clone()))
+        .create_completed_checkpoint_store(job, 1)
         .unwrap();
     store
         .add(CompletedCheckpoint {

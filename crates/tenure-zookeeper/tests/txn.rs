@@ -12,7 +12,7 @@ use tenure_core::driver::HaBackend;
 use tenure_core::ids::JobId;
 use tenure_core::kv::{CreateOptions, FencingToken, KvError, Txn, TxnOp, VersionedKv};
 use tenure_core::layout::Layout;
-use tenure_core::store::{JobGraphStore, PayloadCodec};
+use tenure_core::store::{JobGraphStore, PayloadCodec, Writes};
 use tenure_testkit::zookeeper::{ZooKeeperFactory, four_letter_word, test_settings};
 use tenure_zookeeper::ZooKeeperBackend;
 use tokio::sync::mpsc;
@@ -63,7 +63,7 @@ async fn a_transaction_is_one_request_and_a_job_graph_put_one_write() {
         Layout::default(),
         PayloadCodec::new(BlobStore::in_memory()),
         "owner-a",
-        None,
+        Writes::Unfenced,
     )
     .unwrap();
     store

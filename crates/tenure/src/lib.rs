@@ -2,14 +2,21 @@
 
 mod connect;
 
+/// Byte buffers as the stores take and return them (re-exported from `bytes`).
+pub use bytes::Bytes;
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
 pub use tenure_core::connect::ConnectError;
+pub use tenure_core::election::{LeaderConfirmer, LeaderElection, LeaderTerm, Leadership};
+pub use tenure_core::ha_stores::HaStores;
+pub use tenure_core::ids::{CheckpointId, ComponentId, JobId, LeaderSessionId};
+pub use tenure_core::retrieval::{LeaderRetriever, LeaderState};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
+pub use tenure_core::store::{CompletedCheckpoint, StoreError, Writes};
 pub use tenure_core::{
-    blob, cleanup, clock, codec, config, connection, driver, election, embedded, ids, kv, latch,
-    layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, store, sync,
-    watch_hub,
+    blob, cleanup, clock, codec, config, connection, driver, election, embedded, ha_stores, ids,
+    kv, latch, layout, leader_info, observed_kv, observer, retrieval, retry, segments, services,
+    store, sync, watch_hub,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]
@@ -17,3 +24,6 @@ pub use tenure_kubernetes as kubernetes;
 /// The ZooKeeper backend (feature `zookeeper`, on by default).
 #[cfg(feature = "zookeeper")]
 pub use tenure_zookeeper as zookeeper;
+/// Cancellation of work bound to a leader term ([`LeaderTerm::cancellation`]), re-exported from
+/// `tokio-util`.
+pub use tokio_util::sync::CancellationToken;

@@ -134,9 +134,10 @@ impl Kind {
 
 /// What the workers share.
 struct Setup {
-    services: Arc<tenure::HaServices>,
     client: zk::Client,
     token: FencingToken,
+    /// The leader term's stores (every write fenced by `token`).
+    stores: tenure::ha_stores::HaStores,
     cid: String,
     blob_dir: PathBuf,
     metadata: Bytes,
@@ -144,14 +145,13 @@ struct Setup {
 }
 
 fn tenure_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
-    let fence = Some(s.token.clone());
     let job = JobId::new_random();
     Ok(match kind {
         Kind::Checkpoint => {
             let store = s
-                .services
+                .stores
                 .checkpoint_recovery_factory()
-                .create_completed_checkpoint_store(job, RETAIN, fence)?;
+                .create_completed_checkpoint_store(job, RETAIN)?;
             let metadata = s.metadata.clone();
             Arc::new(move |i| {
                 let (store, metadata) = (store.clone(), metadata.clone());
@@ -169,7 +169,7 @@ fn tenure_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
             })
         }
         Kind::JobGraph => {
-            let graphs = s.services.job_graph_store(fence)?;
+            let graphs = s.stores.job_graphs();
             let graph = s.graph.clone();
             Arc::new(move |_| {
                 let (graphs, graph) = (graphs.clone(), graph.clone());
@@ -181,9 +181,9 @@ fn tenure_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
         }
         Kind::Counter => {
             let counter = s
-                .services
+                .stores
                 .checkpoint_recovery_factory()
-                .create_checkpoint_id_counter(job, fence);
+                .create_checkpoint_id_counter(job);
             Arc::new(move |_| {
                 let counter = counter.clone();
                 Box::pin(async move {
@@ -383,16 +383,15 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         c = ctx.sizes.concurrency,
     );
     let cid = cluster_id("store");
-    let services = Arc::new(
-        zk.services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
-            .await?,
-    );
+    let services = zk
+        .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
+        .await?;
     let mut election = services.dispatcher_leader_election().await?;
     let term = election.wait_for_leadership().await?;
     let setup = Setup {
-        services: services.clone(),
         client: zk.raw().await?,
         token: term.fencing_token.clone(),
+        stores: services.leader_stores(&term),
         cid: cid.clone(),
         blob_dir: ctx.blob_dir.path().to_path_buf(),
         metadata: Bytes::from(vec![7u8; CHECKPOINT_METADATA]),
@@ -455,8 +454,6 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     }
     election.stop().await?;
     drop(setup);
-    if let Ok(services) = Arc::try_unwrap(services) {
-        services.close().await?;
-    }
+    services.close().await?;
     Ok(())
 }

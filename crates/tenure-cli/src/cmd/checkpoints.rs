@@ -159,8 +159,8 @@ async fn load(
 
 /// Reads the checkpoint id counter of `job`.
 pub async fn counter(services: &HaServices, job: JobId) -> Result<CounterInfo, CliError> {
-    let factory = services.checkpoint_recovery_factory();
-    let c = factory.create_checkpoint_id_counter(job, None);
+    let factory = services.admin_stores().checkpoint_recovery_factory();
+    let c = factory.create_checkpoint_id_counter(job);
     let key = c.key().to_owned();
     let exists = services
         .backend()

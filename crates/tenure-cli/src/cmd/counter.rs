@@ -84,8 +84,9 @@ async fn set(s: &HaServices, args: &SetArgs) -> Result<SetReport, CliError> {
         args.yes,
         &format!("`tenure counter set {job} {}`", args.next),
     )?;
-    s.checkpoint_recovery_factory()
-        .create_checkpoint_id_counter(job, None)
+    s.admin_stores()
+        .checkpoint_recovery_factory()
+        .create_checkpoint_id_counter(job)
         .set(CheckpointId(args.next))
         .await
         .map_err(|e| CliError::store(&what, e))?;

@@ -130,9 +130,7 @@ pub async fn graph_info(
 
 /// Every stored job graph.
 pub async fn list(services: &HaServices) -> Result<Vec<JobGraphInfo>, CliError> {
-    let store = services
-        .job_graph_store(None)
-        .map_err(|e| CliError::store("opening the job graph store", e))?;
+    let store = services.admin_stores().job_graphs();
     let ids = store
         .job_ids()
         .await
@@ -183,9 +181,7 @@ async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
     let mut graph = graph_info(s, job).await?;
     let graph_sum = match &mut graph {
         Some(g) if g.origin.origin == "tenure" => {
-            let store = s
-                .job_graph_store(None)
-                .map_err(|e| CliError::store("opening the job graph store", e))?;
+            let store = s.admin_stores().job_graphs();
             match store.get(job).await {
                 Ok(Some(bytes)) => Some(format!("{:016x}", fnv1a64(&bytes))),
                 Ok(None) => None,
@@ -204,7 +200,7 @@ async fn show(conn: &Connection, job: JobId) -> Result<ShowReport, CliError> {
     if let Some(g) = &graph {
         problems.extend(corrupt_entry(&g.key, &g.origin));
     }
-    let registry_status = match s.running_jobs_registry(None).status(job).await {
+    let registry_status = match s.admin_stores().running_jobs().status(job).await {
         Ok(st) => st.map(|st| st.to_string()),
         Err(e) => {
             problems.push(format!("running jobs registry entry of {job}: {e}"));
@@ -335,9 +331,7 @@ pub(crate) async fn remove(conn: &Connection, args: &RemoveArgs) -> Result<Remov
             Err(e) => return Err(CliError::kv(&format!("removing the lock {key}"), e)),
         }
     }
-    let store = s
-        .job_graph_store(None)
-        .map_err(|e| CliError::store("opening the job graph store", e))?;
+    let store = s.admin_stores().job_graphs();
     let removed = store
         .remove(job)
         .await
@@ -349,21 +343,22 @@ pub(crate) async fn remove(conn: &Connection, args: &RemoveArgs) -> Result<Remov
     }
     let mut also_removed = Vec::new();
     if args.all_data {
-        let factory = s.checkpoint_recovery_factory();
+        let factory = s.admin_stores().checkpoint_recovery_factory();
         factory
-            .create_completed_checkpoint_store(job, 1, None)
+            .create_completed_checkpoint_store(job, 1)
             .map_err(|e| CliError::store("opening the checkpoint store", e))?
             .shutdown(JobStatus::Canceled)
             .await
             .map_err(|e| CliError::store(&format!("removing the checkpoints of {job}"), e))?;
         also_removed.push("checkpoints");
         factory
-            .create_checkpoint_id_counter(job, None)
+            .create_checkpoint_id_counter(job)
             .shutdown(JobStatus::Canceled)
             .await
             .map_err(|e| CliError::store(&format!("removing the counter of {job}"), e))?;
         also_removed.push("checkpoint_id_counter");
-        s.running_jobs_registry(None)
+        s.admin_stores()
+            .running_jobs()
             .clear(job)
             .await
             .map_err(|e| CliError::store(&format!("clearing the registry entry of {job}"), e))?;

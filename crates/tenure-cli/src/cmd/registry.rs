@@ -28,7 +28,7 @@ struct Report {
 /// Runs `tenure registry`.
 pub async fn run(conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
     let conn = connect_reading(conn).await?;
-    let all = conn.services.running_jobs_registry(None).all().await;
+    let all = conn.services.admin_stores().running_jobs().all().await;
     conn.close().await;
     let jobs: Vec<RegistryEntry> = all
         .map_err(|e| CliError::store("reading the running jobs registry", e))?

@@ -43,14 +43,14 @@ impl Fixture {
         let writer = HaServices::new(Arc::new(cluster.connect()), options.clone());
         let tenure_job = JobId::new_random();
         let flink_job: JobId = "58c7b669261b7be65fa686cc039885b6".parse().expect("job id");
-        let graphs = writer.job_graph_store(None).expect("store");
+        let graphs = writer.admin_stores().job_graphs();
         graphs
             .put(tenure_job, Bytes::from(vec![b'g'; 4096]))
             .await
             .expect("put graph");
-        let factory = writer.checkpoint_recovery_factory();
+        let factory = writer.admin_stores().checkpoint_recovery_factory();
         let store = factory
-            .create_completed_checkpoint_store(tenure_job, 5, None)
+            .create_completed_checkpoint_store(tenure_job, 5)
             .expect("checkpoint store");
         for id in [1u64, 2] {
             store
@@ -64,7 +64,7 @@ impl Fixture {
                 .expect("add checkpoint");
         }
         factory
-            .create_checkpoint_id_counter(tenure_job, None)
+            .create_checkpoint_id_counter(tenure_job)
             .set(CheckpointId(3))
             .await
             .expect("counter");
@@ -111,7 +111,8 @@ impl Fixture {
             .await
             .expect("result");
         writer
-            .running_jobs_registry(None)
+            .admin_stores()
+            .running_jobs()
             .set_running(tenure_job)
             .await
             .expect("registry");

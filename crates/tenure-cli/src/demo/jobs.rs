@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use tenure::election::LeaderTerm;
 use tenure::ids::JobId;
-use tenure::kv::FencingToken;
 use tenure::store::{ApplicationStatus, CompletedCheckpoint, JobResultEntry, JobStatus};
 
 use super::jobmanager::JobManager;
@@ -22,11 +21,8 @@ impl Demo {
         if self.jobs.is_empty() {
             return Ok(());
         }
-        let fence = Some(term.fencing_token.clone());
-        let graphs = jm
-            .services
-            .job_graph_store(fence.clone())
-            .map_err(store_err(&jm.name, "job graph store"))?;
+        let stores = jm.services.leader_stores(term);
+        let graphs = stores.job_graphs();
         let mut problems = Vec::new();
         let ids = graphs
             .job_ids()
@@ -43,12 +39,12 @@ impl Demo {
                 Err(e) => problems.push(format!("job graph of {job}: {e}")),
             }
         }
-        let factory = jm.services.checkpoint_recovery_factory();
+        let factory = stores.checkpoint_recovery_factory();
         let retain = self.config.num_retained_checkpoints;
         let mut summary = Vec::new();
         for (job, acked) in &self.ledger.checkpoints {
             let store = factory
-                .create_completed_checkpoint_store(*job, retain, fence.clone())
+                .create_completed_checkpoint_store(*job, retain)
                 .map_err(store_err(&jm.name, "checkpoint store"))?;
             let got: Vec<u64> = match store.recover().await {
                 Ok(cps) => cps.iter().map(|c| c.id.0).collect(),
@@ -64,7 +60,7 @@ impl Demo {
                 ));
             }
             let next = factory
-                .create_checkpoint_id_counter(*job, fence.clone())
+                .create_checkpoint_id_counter(*job)
                 .get()
                 .await
                 .map_err(store_err(&jm.name, "counter"))?;
@@ -92,13 +88,9 @@ impl Demo {
         term: &LeaderTerm,
         tl: &mut Timeline,
     ) -> Result<(), CliError> {
-        let graphs = jm
-            .services
-            .job_graph_store(Some(term.fencing_token.clone()))
-            .map_err(store_err(&jm.name, "job graph store"))?;
-        let registry = jm
-            .services
-            .running_jobs_registry(Some(term.fencing_token.clone()));
+        let stores = jm.services.leader_stores(term);
+        let graphs = stores.job_graphs();
+        let registry = stores.running_jobs();
         for i in 0..self.args.jobs {
             let job = JobId::new_random();
             let mut graph = format!("job graph {i} of job {job}\n").into_bytes();
@@ -132,14 +124,14 @@ impl Demo {
         term: &LeaderTerm,
         tl: &mut Timeline,
     ) -> Result<(), CliError> {
-        let fence: Option<FencingToken> = Some(term.fencing_token.clone());
-        let factory = jm.services.checkpoint_recovery_factory();
+        let stores = jm.services.leader_stores(term);
+        let factory = stores.checkpoint_recovery_factory();
         let retain = self.config.num_retained_checkpoints;
         for job in self.jobs.clone() {
             let store = factory
-                .create_completed_checkpoint_store(job, retain, fence.clone())
+                .create_completed_checkpoint_store(job, retain)
                 .map_err(store_err(&jm.name, "checkpoint store"))?;
-            let counter = factory.create_checkpoint_id_counter(job, fence.clone());
+            let counter = factory.create_checkpoint_id_counter(job);
             counter
                 .start()
                 .await
@@ -193,14 +185,11 @@ impl Demo {
         let term = jm.term().ok_or_else(|| {
             CliError::Other(format!("{} lost leadership before finishing", jm.name))
         })?;
-        let fence = Some(term.fencing_token.clone());
+        let stores = jm.services.leader_stores(&term);
         let results = jm.services.job_result_store();
-        let graphs = jm
-            .services
-            .job_graph_store(fence.clone())
-            .map_err(store_err(&jm.name, "job graph store"))?;
-        let registry = jm.services.running_jobs_registry(fence.clone());
-        let factory = jm.services.checkpoint_recovery_factory();
+        let graphs = stores.job_graphs();
+        let registry = stores.running_jobs();
+        let factory = stores.checkpoint_recovery_factory();
         for job in self.jobs.clone() {
             let entry = JobResultEntry::new(job, ApplicationStatus::Succeeded, 1000);
             results
@@ -208,17 +197,13 @@ impl Demo {
                 .await
                 .map_err(store_err(&jm.name, "job result"))?;
             factory
-                .create_completed_checkpoint_store(
-                    job,
-                    self.config.num_retained_checkpoints,
-                    fence.clone(),
-                )
+                .create_completed_checkpoint_store(job, self.config.num_retained_checkpoints)
                 .map_err(store_err(&jm.name, "checkpoint store"))?
                 .shutdown(JobStatus::Finished)
                 .await
                 .map_err(store_err(&jm.name, "discarding checkpoints"))?;
             factory
-                .create_checkpoint_id_counter(job, fence.clone())
+                .create_checkpoint_id_counter(job)
                 .shutdown(JobStatus::Finished)
                 .await
                 .map_err(store_err(&jm.name, "removing the counter"))?;

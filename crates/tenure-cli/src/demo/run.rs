@@ -163,17 +163,14 @@ impl Demo {
                 jms.push(self.start_job_manager(tl).await?);
             } else {
                 let job = self.jobs[0];
-                let fence = Some(term.fencing_token.clone());
-                let factory = jm.services.checkpoint_recovery_factory();
+                let stores = jm.services.leader_stores(&term);
+                let factory = stores.checkpoint_recovery_factory();
                 let retain = self.config.num_retained_checkpoints;
-                let graphs = jm
-                    .services
-                    .job_graph_store(fence.clone())
-                    .map_err(store_err(&jm.name, "job graph store"))?;
+                let graphs = stores.job_graphs();
                 let checkpoints = factory
-                    .create_completed_checkpoint_store(job, retain, fence.clone())
+                    .create_completed_checkpoint_store(job, retain)
                     .map_err(store_err(&jm.name, "checkpoint store"))?;
-                let counter = factory.create_checkpoint_id_counter(job, fence);
+                let counter = factory.create_checkpoint_id_counter(job);
                 let name = jm.name.clone();
                 let parked = jm.stop_contending().await;
                 tl.push(

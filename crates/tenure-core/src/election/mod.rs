@@ -67,11 +67,26 @@ pub enum ElectionError {
 }
 
 /// One leadership term of one component.
+///
+/// A term carries two identities, for two different audiences:
+///
+/// - [`session_id`](Self::session_id), the **leader session id**, is for *other processes*:
+///   a fresh UUID per term, published with the leader's address (what retrievers see) and
+///   passed along with every RPC the leader sends, so a receiver can refuse messages of an old
+///   term (Flink's `leaderSessionID`). Pass it to [`LeaderElection::confirm`] and
+///   [`LeaderElection::has_leadership`].
+/// - [`fencing_token`](Self::fencing_token) is for *the backend*: minted by the backend when
+///   the term began, it rides in every store write of the term, and the backend refuses the
+///   write atomically once the term is over. You do not handle it yourself: take the term's
+///   stores with [`HaServices::leader_stores`](crate::services::HaServices::leader_stores) and
+///   every write they make carries it.
 #[derive(Clone)]
 pub struct LeaderTerm {
-    /// The term's session id (fencing token for RPCs and confirmations).
+    /// The term's leader session id: published with the address, checked on RPCs and
+    /// confirmations (see the type's docs).
     pub session_id: LeaderSessionId,
-    /// The token that fences store writes made in this term.
+    /// The token that fences the term's store writes; used by
+    /// [`HaServices::leader_stores`](crate::services::HaServices::leader_stores).
     pub fencing_token: FencingToken,
     cancelled: CancellationToken,
 }

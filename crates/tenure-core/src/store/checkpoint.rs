@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::Writes;
 use super::counter::CheckpointIdCounter;
 use super::payload::{CHECKPOINT_BLOB_PREFIX, Payload, PayloadCodec};
 use super::{JobStatus, StoreError, delete_opts, ignore_not_found, persistent};
@@ -113,15 +114,16 @@ struct Held {
 
 impl CompletedCheckpointStore {
     /// The store of `job`, retaining the newest `max_retained` (at least 1) checkpoints, writing
-    /// fenced by `fence`.
+    /// as `writes`.
     pub fn new(
         kv: Arc<dyn VersionedKv>,
         layout: Layout,
         codec: PayloadCodec,
         job: JobId,
         max_retained: usize,
-        fence: Option<FencingToken>,
+        writes: Writes,
     ) -> Result<Self, StoreError> {
+        let fence = writes.into_token();
         if max_retained < 1 {
             return Err(StoreError::InvalidArgument(
                 "at least one checkpoint must be retained".into(),
@@ -484,20 +486,36 @@ pub struct CheckpointRecoveryFactory {
     kv: Arc<dyn VersionedKv>,
     layout: Layout,
     codec: PayloadCodec,
+    writes: Writes,
 }
 
 impl CheckpointRecoveryFactory {
-    /// A factory for stores on `kv` with `layout`, large payloads through `codec`.
-    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, codec: PayloadCodec) -> Self {
-        Self { kv, layout, codec }
+    /// A factory for stores on `kv` with `layout`, large payloads through `codec`, every store
+    /// writing as `writes`.
+    pub fn new(
+        kv: Arc<dyn VersionedKv>,
+        layout: Layout,
+        codec: PayloadCodec,
+        writes: Writes,
+    ) -> Self {
+        Self {
+            kv,
+            layout,
+            codec,
+            writes,
+        }
     }
 
-    /// The completed checkpoint store of `job`.
+    /// How the stores of this factory write.
+    pub fn writes(&self) -> &Writes {
+        &self.writes
+    }
+
+    /// The completed checkpoint store of `job`, retaining the newest `max_retained` (at least 1).
     pub fn create_completed_checkpoint_store(
         &self,
         job: JobId,
         max_retained: usize,
-        fence: Option<FencingToken>,
     ) -> Result<CompletedCheckpointStore, StoreError> {
         CompletedCheckpointStore::new(
             self.kv.clone(),
@@ -505,17 +523,13 @@ impl CheckpointRecoveryFactory {
             self.codec.clone(),
             job,
             max_retained,
-            fence,
+            self.writes.clone(),
         )
     }
 
     /// The checkpoint id counter of `job`.
-    pub fn create_checkpoint_id_counter(
-        &self,
-        job: JobId,
-        fence: Option<FencingToken>,
-    ) -> CheckpointIdCounter {
-        CheckpointIdCounter::new(self.kv.clone(), self.layout, job, fence)
+    pub fn create_checkpoint_id_counter(&self, job: JobId) -> CheckpointIdCounter {
+        CheckpointIdCounter::new(self.kv.clone(), self.layout, job, self.writes.clone())
     }
 }
 

@@ -8,8 +8,16 @@ use crate::embedded::{EmbeddedCluster, EmbeddedSession};
 use crate::store::test_util::{CountingKv, kv, lead, stale_token};
 
 fn factory(session: &EmbeddedSession, blobs: &BlobStore) -> CheckpointRecoveryFactory {
+    factory_writing(session, blobs, Writes::Unfenced)
+}
+
+fn factory_writing(
+    session: &EmbeddedSession,
+    blobs: &BlobStore,
+    writes: Writes,
+) -> CheckpointRecoveryFactory {
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(16);
-    CheckpointRecoveryFactory::new(kv(session), Layout::default(), codec)
+    CheckpointRecoveryFactory::new(kv(session), Layout::default(), codec, writes)
 }
 
 fn cp(job: JobId, id: u64) -> CompletedCheckpoint {
@@ -30,7 +38,7 @@ async fn retains_the_newest_and_discards_oldest_first() {
     let blobs = BlobStore::in_memory();
     let job = JobId::new_random();
     let store = factory(&s, &blobs)
-        .create_completed_checkpoint_store(job, 3, None)
+        .create_completed_checkpoint_store(job, 3)
         .unwrap();
     assert_eq!(store.latest().await.unwrap(), None);
     let mut subsumed = Vec::new();
@@ -65,7 +73,7 @@ async fn retains_the_newest_and_discards_oldest_first() {
 
     // A second store instance (another process, a later leader) sees the same.
     let other = factory(&cluster.connect(), &blobs)
-        .create_completed_checkpoint_store(job, 3, None)
+        .create_completed_checkpoint_store(job, 3)
         .unwrap();
     assert_eq!(other.recover().await.unwrap(), recovered);
 }
@@ -76,7 +84,7 @@ async fn add_refuses_an_existing_id_and_a_foreign_job() {
     let blobs = BlobStore::in_memory();
     let job = JobId::new_random();
     let store = factory(&s, &blobs)
-        .create_completed_checkpoint_store(job, 1, None)
+        .create_completed_checkpoint_store(job, 1)
         .unwrap();
     store.add(cp(job, 7)).await.unwrap();
     let err = store.add(cp(job, 7)).await.unwrap_err();
@@ -91,7 +99,7 @@ async fn add_refuses_an_existing_id_and_a_foreign_job() {
     // Retaining 1: an older id added later never subsumes the newest.
     assert_eq!(store.add(cp(job, 3)).await.unwrap(), vec![CheckpointId(3)]);
     assert_eq!(store.recover().await.unwrap(), vec![cp(job, 7)]);
-    let zero = factory(&s, &blobs).create_completed_checkpoint_store(job, 0, None);
+    let zero = factory(&s, &blobs).create_completed_checkpoint_store(job, 0);
     assert!(matches!(zero, Err(StoreError::InvalidArgument(_))));
 }
 
@@ -102,8 +110,8 @@ async fn shutdown_keeps_a_suspended_job_and_cleans_a_terminal_one() {
     let blobs = BlobStore::in_memory();
     let job = JobId::new_random();
     let f = factory(&s, &blobs);
-    let store = f.create_completed_checkpoint_store(job, 2, None).unwrap();
-    let counter = f.create_checkpoint_id_counter(job, None);
+    let store = f.create_completed_checkpoint_store(job, 2).unwrap();
+    let counter = f.create_checkpoint_id_counter(job);
     counter.start().await.unwrap();
     for id in 1..=2 {
         assert_eq!(counter.get_and_increment().await.unwrap(), CheckpointId(id));
@@ -140,7 +148,7 @@ async fn an_unreadable_checkpoint_fails_recovery_naming_its_key() {
     let blobs = BlobStore::in_memory();
     let job = JobId::new_random();
     let store = factory(&s, &blobs)
-        .create_completed_checkpoint_store(job, 5, None)
+        .create_completed_checkpoint_store(job, 5)
         .unwrap();
     store.add(cp(job, 1)).await.unwrap();
     store.add(cp(job, 2)).await.unwrap();
@@ -185,7 +193,7 @@ async fn flink_checkpoints_are_left_alone() {
     let blobs = BlobStore::in_memory();
     let job = JobId::new_random();
     let store = factory(&s, &blobs)
-        .create_completed_checkpoint_store(job, 1, None)
+        .create_completed_checkpoint_store(job, 1)
         .unwrap();
     let flink_key = Layout::default().checkpoint(&job, CheckpointId(1));
     let mut flink = vec![0xAC, 0xED, 0x00, 0x05, 0x74, 0x00, 0x16];
@@ -218,7 +226,7 @@ async fn trimming_keeps_checkpoints_it_cannot_decode() {
     let layout = Layout::default();
     let key = |id| layout.checkpoint(&job, CheckpointId(id));
     let writer = factory(&s, &blobs)
-        .create_completed_checkpoint_store(job, 10, None)
+        .create_completed_checkpoint_store(job, 10)
         .unwrap();
     writer.add(cp(job, 1)).await.unwrap();
     writer.add(cp(job, 4)).await.unwrap();
@@ -245,7 +253,7 @@ async fn trimming_keeps_checkpoints_it_cannot_decode() {
     }
     // A new leader's store, without a recovered view: it lists and decodes.
     let store = factory(&cluster.connect(), &blobs)
-        .create_completed_checkpoint_store(job, 2, None)
+        .create_completed_checkpoint_store(job, 2)
         .unwrap();
     assert_eq!(store.add(cp(job, 7)).await.unwrap(), vec![CheckpointId(1)]);
     assert_eq!(store.add(cp(job, 8)).await.unwrap(), vec![CheckpointId(4)]);
@@ -278,15 +286,14 @@ async fn stale_fence_writes_nothing() {
     let stale = stale_token(&cluster).await;
     let (good, _latch) = lead(&s, "leader/latch").await;
     let job = JobId::new_random();
-    let f = factory(&s, &blobs);
-    let fenced = f
-        .create_completed_checkpoint_store(job, 1, Some(stale))
+    let fenced = factory_writing(&s, &blobs, Writes::Fenced(stale))
+        .create_completed_checkpoint_store(job, 1)
         .unwrap();
     assert!(fenced.add(cp(job, 1)).await.unwrap_err().is_not_leader());
     assert!(cluster.all_keys().is_empty());
     assert!(blobs.list("").await.unwrap().is_empty());
-    let leader = f
-        .create_completed_checkpoint_store(job, 1, Some(good))
+    let leader = factory_writing(&s, &blobs, Writes::Fenced(good))
+        .create_completed_checkpoint_store(job, 1)
         .unwrap();
     leader.add(cp(job, 1)).await.unwrap();
     assert!(
@@ -350,9 +357,15 @@ async fn add_and_subsume_are_one_write() {
     let counting = CountingKv::new(kv(&s));
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
     let job = JobId::new_random();
-    let store =
-        CompletedCheckpointStore::new(counting.clone(), Layout::default(), codec, job, 2, None)
-            .unwrap();
+    let store = CompletedCheckpointStore::new(
+        counting.clone(),
+        Layout::default(),
+        codec,
+        job,
+        2,
+        Writes::Unfenced,
+    )
+    .unwrap();
     store.add(cp(job, 1)).await.unwrap();
     // The first add lists what is retained; later ones know it.
     assert_eq!(counting.take(), (1, 1));
@@ -384,7 +397,7 @@ async fn concurrent_adds_through_clones_lose_nothing() {
         codec,
         job,
         2,
-        None,
+        Writes::Unfenced,
     )
     .unwrap();
     let tasks: Vec<_> = (1..=20)

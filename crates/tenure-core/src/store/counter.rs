@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::Writes;
 use super::{
     JobStatus, MAX_CAS_ATTEMPTS, StoreError, delete_opts, ignore_not_found, persistent,
     too_much_contention,
@@ -64,17 +65,12 @@ pub struct CheckpointIdCounter {
 }
 
 impl CheckpointIdCounter {
-    /// The counter of `job`, writing fenced by `fence`.
-    pub fn new(
-        kv: Arc<dyn VersionedKv>,
-        layout: Layout,
-        job: JobId,
-        fence: Option<FencingToken>,
-    ) -> Self {
+    /// The counter of `job`, writing as `writes`.
+    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, job: JobId, writes: Writes) -> Self {
         Self {
             kv,
             key: layout.checkpoint_counter(&job),
-            fence,
+            fence: writes.into_token(),
         }
     }
 
@@ -232,7 +228,7 @@ mod tests {
         let cluster = EmbeddedCluster::new();
         let s = cluster.connect();
         let job = JobId::new_random();
-        let c = CheckpointIdCounter::new(kv(&s), Layout::default(), job, None);
+        let c = CheckpointIdCounter::new(kv(&s), Layout::default(), job, Writes::Unfenced);
         assert_eq!(c.get().await.unwrap(), CheckpointId(1));
         c.start().await.unwrap();
         let stored = s.get(c.key()).await.unwrap().unwrap();
@@ -262,7 +258,12 @@ mod tests {
     #[tokio::test]
     async fn a_kubernetes_decimal_value_is_continued() {
         let s = EmbeddedCluster::new().connect();
-        let c = CheckpointIdCounter::new(kv(&s), Layout::default(), JobId::new_random(), None);
+        let c = CheckpointIdCounter::new(
+            kv(&s),
+            Layout::default(),
+            JobId::new_random(),
+            Writes::Unfenced,
+        );
         s.create(c.key(), Bytes::from_static(b"17"), Default::default())
             .await
             .unwrap();
@@ -282,7 +283,7 @@ mod tests {
         for i in 0..16 {
             // Two processes, eight tasks each.
             let s = sessions[i % 2].clone();
-            let c = CheckpointIdCounter::new(kv(&s), Layout::default(), job, None);
+            let c = CheckpointIdCounter::new(kv(&s), Layout::default(), job, Writes::Unfenced);
             tasks.push(tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for _ in 0..10 {
@@ -310,11 +311,11 @@ mod tests {
         let stale = stale_token(&cluster).await;
         let (good, _latch) = lead(&s, "leader/latch").await;
         let job = JobId::new_random();
-        let c = CheckpointIdCounter::new(kv(&s), Layout::default(), job, Some(stale));
+        let c = CheckpointIdCounter::new(kv(&s), Layout::default(), job, Writes::Fenced(stale));
         assert!(c.start().await.unwrap_err().is_not_leader());
         assert!(c.get_and_increment().await.unwrap_err().is_not_leader());
         assert!(cluster.all_keys().is_empty());
-        let leader = CheckpointIdCounter::new(kv(&s), Layout::default(), job, Some(good));
+        let leader = CheckpointIdCounter::new(kv(&s), Layout::default(), job, Writes::Fenced(good));
         assert_eq!(leader.get_and_increment().await.unwrap(), CheckpointId(1));
         assert!(c.set(CheckpointId(9)).await.unwrap_err().is_not_leader());
         assert!(

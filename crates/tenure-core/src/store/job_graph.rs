@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{self, SelectAll, Stream, StreamExt};
 
+use super::Writes;
 use super::payload::{EXECUTION_PLAN_BLOB_PREFIX, JOB_GRAPH_BLOB_PREFIX, Payload, PayloadCodec};
 use super::{
     MAX_CAS_ATTEMPTS, StoreError, delete_opts, ephemeral, ignore_not_found, too_much_contention,
@@ -39,13 +40,13 @@ pub struct JobGraphStore {
 impl JobGraphStore {
     /// A store writing with `layout`'s names (reading both eras'), locking as `owner` (one UUID
     /// string per process, see [`JobGraphStore::new_owner_id`]) and fencing its writes with
-    /// `fence`. `owner` must be one valid key segment.
+    /// `writes`. `owner` must be one valid key segment.
     pub fn new(
         kv: Arc<dyn VersionedKv>,
         layout: Layout,
         codec: PayloadCodec,
         owner: impl Into<String>,
-        fence: Option<FencingToken>,
+        writes: Writes,
     ) -> Result<Self, StoreError> {
         let owner = owner.into();
         if owner.contains('/') || crate::kv::validate_key(&owner).is_err() {
@@ -58,8 +59,25 @@ impl JobGraphStore {
             layout,
             codec,
             owner,
-            fence,
+            fence: writes.into_token(),
         })
+    }
+
+    /// A store locking as `owner`, which the caller made with [`JobGraphStore::new_owner_id`].
+    pub(crate) fn for_process(
+        kv: Arc<dyn VersionedKv>,
+        layout: Layout,
+        codec: PayloadCodec,
+        owner: Arc<str>,
+        writes: Writes,
+    ) -> Self {
+        Self {
+            kv,
+            layout,
+            codec,
+            owner: owner.to_string(),
+            fence: writes.into_token(),
+        }
     }
 
     /// A fresh lock owner id (a random UUID, as Flink's `lockNode`).
@@ -67,10 +85,10 @@ impl JobGraphStore {
         uuid::Uuid::new_v4().to_string()
     }
 
-    /// The same store fencing its writes with `fence` (for a new leadership term).
-    pub fn with_fence(&self, fence: Option<FencingToken>) -> Self {
+    /// The same store writing as `writes` (for a new leadership term).
+    pub fn with_writes(&self, writes: Writes) -> Self {
         Self {
-            fence,
+            fence: writes.into_token(),
             ..self.clone()
         }
     }

@@ -9,7 +9,14 @@ use crate::store::test_util::{CountingKv, kv, lead, stale_token};
 
 fn store(session: &EmbeddedSession, blobs: &BlobStore, owner: &str) -> JobGraphStore {
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
-    JobGraphStore::new(kv(session), Layout::default(), codec, owner, None).unwrap()
+    JobGraphStore::new(
+        kv(session),
+        Layout::default(),
+        codec,
+        owner,
+        Writes::Unfenced,
+    )
+    .unwrap()
 }
 
 const BIG: &[u8] = b"a job graph larger than the threshold";
@@ -171,7 +178,7 @@ async fn stale_fence_writes_nothing() {
     let (good, _latch) = lead(&s, "leader/latch").await;
     let job = JobId::new_random();
 
-    let fenced = store(&s, &blobs, "a").with_fence(Some(stale.clone()));
+    let fenced = store(&s, &blobs, "a").with_writes(Writes::Fenced(stale.clone()));
     let err = fenced.put(job, Bytes::from_static(BIG)).await.unwrap_err();
     assert!(err.is_not_leader(), "{err}");
     assert!(cluster.all_keys().is_empty());
@@ -180,7 +187,7 @@ async fn stale_fence_writes_nothing() {
         "unwritten blob discarded"
     );
 
-    let leader = store(&s, &blobs, "a").with_fence(Some(good));
+    let leader = store(&s, &blobs, "a").with_writes(Writes::Fenced(good));
     leader.put(job, Bytes::from_static(BIG)).await.unwrap();
     let before = cluster.all_keys();
     let err = fenced
@@ -236,7 +243,14 @@ async fn graphs_of_the_flink1_era_are_read_too() {
     let s = cluster.connect();
     let blobs = BlobStore::in_memory();
     let codec = PayloadCodec::new(blobs.clone());
-    let old = JobGraphStore::new(kv(&s), Layout::new(NamingEra::Flink1), codec, "o", None).unwrap();
+    let old = JobGraphStore::new(
+        kv(&s),
+        Layout::new(NamingEra::Flink1),
+        codec,
+        "o",
+        Writes::Unfenced,
+    )
+    .unwrap();
     let job = JobId::new_random();
     old.put(job, Bytes::from_static(b"g")).await.unwrap();
     assert!(cluster.all_keys().contains(&format!("jobgraphs/{job}")));
@@ -276,7 +290,14 @@ fn owner_must_be_one_segment() {
     let codec = PayloadCodec::new(BlobStore::in_memory());
     for bad in ["", "a/b", ".."] {
         assert!(
-            JobGraphStore::new(kv(&s), Layout::default(), codec.clone(), bad, None).is_err(),
+            JobGraphStore::new(
+                kv(&s),
+                Layout::default(),
+                codec.clone(),
+                bad,
+                Writes::Unfenced
+            )
+            .is_err(),
             "{bad:?}"
         );
     }
@@ -290,8 +311,14 @@ async fn put_is_one_write_that_adds_graph_and_locks_together() {
     let blobs = BlobStore::in_memory();
     let counting = CountingKv::new(kv(&s));
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
-    let a =
-        JobGraphStore::new(counting.clone(), Layout::default(), codec, "owner-a", None).unwrap();
+    let a = JobGraphStore::new(
+        counting.clone(),
+        Layout::default(),
+        codec,
+        "owner-a",
+        Writes::Unfenced,
+    )
+    .unwrap();
     let job = JobId::new_random();
     a.put(job, Bytes::from_static(BIG)).await.unwrap();
     // Reads: this era's key, then the other era's; then ONE transaction.
@@ -327,7 +354,14 @@ async fn a_put_that_fails_leaves_neither_graph_nor_lock() {
     // A put fenced by a term that is over writes neither the graph nor any lock key.
     let stale = stale_token(&cluster).await;
     let codec = PayloadCodec::new(blobs.clone()).with_threshold(8);
-    let a = JobGraphStore::new(kv(&s), Layout::default(), codec, "owner-a", Some(stale)).unwrap();
+    let a = JobGraphStore::new(
+        kv(&s),
+        Layout::default(),
+        codec,
+        "owner-a",
+        Writes::Fenced(stale),
+    )
+    .unwrap();
     let err = a.put(job, Bytes::from_static(BIG)).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Kv(KvError::NotLeader { .. })),

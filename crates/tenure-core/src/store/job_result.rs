@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::Writes;
 use super::{StoreError, delete_opts, ignore_not_found, persistent};
 use crate::ids::JobId;
 use crate::kv::{DeleteOptions, FencingToken, KvError, VersionedKv};
@@ -282,9 +283,13 @@ pub struct KvJobResultStore {
 }
 
 impl KvJobResultStore {
-    /// The store on `kv`, writing fenced by `fence`.
-    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, fence: Option<FencingToken>) -> Self {
-        Self { kv, layout, fence }
+    /// The store on `kv`, writing as `writes`.
+    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, writes: Writes) -> Self {
+        Self {
+            kv,
+            layout,
+            fence: writes.into_token(),
+        }
     }
 
     async fn exists(&self, job: JobId, dirty: bool) -> Result<bool, StoreError> {

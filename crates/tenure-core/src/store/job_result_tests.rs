@@ -128,7 +128,7 @@ fn bad_json_is_corrupt_and_names_the_key() {
 async fn kv_store_behaves() {
     let cluster = EmbeddedCluster::new();
     let s = cluster.connect();
-    let store = KvJobResultStore::new(kv(&s), Layout::default(), None);
+    let store = KvJobResultStore::new(kv(&s), Layout::default(), Writes::Unfenced);
     exercise(&store, true).await;
     assert!(cluster.all_keys().is_empty());
 }
@@ -137,7 +137,7 @@ async fn kv_store_behaves() {
 async fn kv_store_uses_the_layout_keys_and_flink_json() {
     let cluster = EmbeddedCluster::new();
     let s = cluster.connect();
-    let store = KvJobResultStore::new(kv(&s), Layout::default(), None);
+    let store = KvJobResultStore::new(kv(&s), Layout::default(), Writes::Unfenced);
     let job = flink_job();
     store
         .create_dirty(&JobResultEntry::new(
@@ -192,7 +192,7 @@ async fn kv_store_fenced_writes() {
     let stale = stale_token(&cluster).await;
     let (good, _latch) = lead(&s, "leader/latch").await;
     let job = JobId::new_random();
-    let fenced = KvJobResultStore::new(kv(&s), Layout::default(), Some(stale));
+    let fenced = KvJobResultStore::new(kv(&s), Layout::default(), Writes::Fenced(stale));
     let entry = JobResultEntry::new(job, ApplicationStatus::Succeeded, 1);
     assert!(
         fenced
@@ -202,7 +202,7 @@ async fn kv_store_fenced_writes() {
             .is_not_leader()
     );
     assert!(cluster.all_keys().is_empty());
-    let leader = KvJobResultStore::new(kv(&s), Layout::default(), Some(good));
+    let leader = KvJobResultStore::new(kv(&s), Layout::default(), Writes::Fenced(good));
     leader.create_dirty(&entry).await.unwrap();
     assert!(fenced.mark_clean(job).await.unwrap_err().is_not_leader());
     assert!(leader.has_dirty(job).await.unwrap() && !leader.has_clean(job).await.unwrap());

@@ -21,6 +21,7 @@ mod job_result;
 mod job_result_file;
 mod payload;
 mod registry;
+mod writes;
 
 use crate::blob::BlobError;
 use crate::kv::{CreateOptions, DeleteOptions, FencingToken, KvError};
@@ -41,6 +42,7 @@ pub use payload::{
     JOB_GRAPH_BLOB_PREFIX, Payload, PayloadCodec, fnv1a64,
 };
 pub use registry::{JobSchedulingStatus, RunningJobsRegistry};
+pub use writes::Writes;
 
 /// Errors of the typed stores. Every variant about stored data names the key (or file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

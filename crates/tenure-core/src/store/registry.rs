@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::Writes;
 use super::{
     MAX_CAS_ATTEMPTS, StoreError, delete_opts, ignore_not_found, persistent, too_much_contention,
 };
@@ -68,7 +69,8 @@ pub struct RunningJobsRegistry {
 
 impl RunningJobsRegistry {
     /// The registry on `kv`, writing fenced by `fence`.
-    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, fence: Option<FencingToken>) -> Self {
+    pub fn new(kv: Arc<dyn VersionedKv>, layout: Layout, writes: Writes) -> Self {
+        let fence = writes.into_token();
         Self { kv, layout, fence }
     }
 
@@ -159,7 +161,7 @@ mod tests {
     async fn statuses_round_trip_in_flink_format() {
         let cluster = EmbeddedCluster::new();
         let s = cluster.connect();
-        let r = RunningJobsRegistry::new(kv(&s), Layout::default(), None);
+        let r = RunningJobsRegistry::new(kv(&s), Layout::default(), Writes::Unfenced);
         let (a, b) = (JobId::new_random(), JobId::new_random());
         assert_eq!(r.status(a).await.unwrap(), None);
         r.set_pending(a).await.unwrap();
@@ -195,7 +197,7 @@ mod tests {
         s.create(&key, Bytes::from_static(b"\xFFrunning"), Default::default())
             .await
             .unwrap();
-        let r = RunningJobsRegistry::new(kv(&s), Layout::default(), Some(stale));
+        let r = RunningJobsRegistry::new(kv(&s), Layout::default(), Writes::Fenced(stale));
         let err = r.status(job).await.unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt { key: k, .. } if *k == key),
@@ -204,7 +206,7 @@ mod tests {
         assert!(r.all().await.is_err());
         assert!(r.set_done(job).await.unwrap_err().is_not_leader());
         assert!(r.clear(job).await.unwrap_err().is_not_leader());
-        let leader = RunningJobsRegistry::new(kv(&s), Layout::default(), Some(good));
+        let leader = RunningJobsRegistry::new(kv(&s), Layout::default(), Writes::Fenced(good));
         leader.set_done(job).await.unwrap();
         assert_eq!(
             r.status(job).await.unwrap(),

@@ -288,10 +288,12 @@ impl Contender<'_> {
             Ok(false) => tracing::info!("term {} ended before it was confirmed", term.session_id),
             Err(e) => eprintln!("tenure-contender: confirm failed: {e}"),
         }
-        let fence = Some(term.fencing_token.clone());
-        let factory = self.services.checkpoint_recovery_factory();
-        let counter = factory.create_checkpoint_id_counter(self.job, fence.clone());
-        let store = match factory.create_completed_checkpoint_store(self.job, self.retain, fence) {
+        let factory = self
+            .services
+            .leader_stores(term)
+            .checkpoint_recovery_factory();
+        let counter = factory.create_checkpoint_id_counter(self.job);
+        let store = match factory.create_completed_checkpoint_store(self.job, self.retain) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("tenure-contender: cannot open the checkpoint store: {e}");

@@ -12,18 +12,18 @@ async fn write_everything(p: &tenure_core::services::HaServices, job: JobId) {
     let e = p.dispatcher_leader_election().await.expect("election");
     let term = wait_leader(&mut e.leadership()).await;
     e.confirm(term.session_id, "addr").await.expect("confirm");
-    let fence = Some(term.fencing_token.clone());
-    p.job_graph_store(fence.clone())
-        .expect("graphs")
+    let stores = p.leader_stores(&term);
+    stores
+        .job_graphs()
         .put(job, Bytes::from(vec![1u8; 4096]))
         .await
         .expect("graph");
-    let factory = p.checkpoint_recovery_factory();
-    let counter = factory.create_checkpoint_id_counter(job, fence.clone());
+    let factory = stores.checkpoint_recovery_factory();
+    let counter = factory.create_checkpoint_id_counter(job);
     counter.start().await.expect("counter");
     let id = counter.get_and_increment().await.expect("id");
     factory
-        .create_completed_checkpoint_store(job, 1, fence.clone())
+        .create_completed_checkpoint_store(job, 1)
         .expect("cps")
         .add(CompletedCheckpoint {
             job_id: job,
@@ -33,7 +33,8 @@ async fn write_everything(p: &tenure_core::services::HaServices, job: JobId) {
         })
         .await
         .expect("checkpoint");
-    p.running_jobs_registry(fence)
+    stores
+        .running_jobs()
         .set_running(job)
         .await
         .expect("registry");
@@ -53,22 +54,24 @@ pub async fn close_keeps_data_for_recovery(f: &dyn BackendFactory) {
     write_everything(&a, job).await;
     a.close().await.expect("close");
     let b = procs.start().await;
-    let graphs = b.job_graph_store(None).expect("graphs");
+    let graphs = b.admin_stores().job_graphs();
     assert_eq!(
         graphs.recover(job).await.expect("graph"),
         Bytes::from(vec![1u8; 4096])
     );
     let cps = b
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, 1, None)
+        .create_completed_checkpoint_store(job, 1)
         .expect("cps")
         .recover()
         .await
         .expect("recover");
     assert_eq!(cps.len(), 1);
     assert_eq!(
-        b.checkpoint_recovery_factory()
-            .create_checkpoint_id_counter(job, None)
+        b.admin_stores()
+            .checkpoint_recovery_factory()
+            .create_checkpoint_id_counter(job)
             .get()
             .await
             .expect("counter"),
@@ -76,7 +79,8 @@ pub async fn close_keeps_data_for_recovery(f: &dyn BackendFactory) {
     );
     assert!(b.job_result_store().has_dirty(job).await.expect("result"));
     assert!(
-        b.running_jobs_registry(None)
+        b.admin_stores()
+            .running_jobs()
             .status(job)
             .await
             .expect("registry")

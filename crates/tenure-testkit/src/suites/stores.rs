@@ -65,8 +65,8 @@ pub async fn job_graph_locks_protect_other_processes(f: &dyn BackendFactory) {
     let a = procs.start().await;
     let b = procs.start().await;
     let job = JobId::new_random();
-    let ga = a.job_graph_store(None).expect("store a");
-    let gb = b.job_graph_store(None).expect("store b");
+    let ga = a.admin_stores().job_graphs();
+    let gb = b.admin_stores().job_graphs();
     ga.put(job, graph(4096)).await.expect("put");
     assert_eq!(gb.job_ids().await.expect("ids"), vec![job]);
     assert_eq!(gb.recover(job).await.expect("recover"), graph(4096));
@@ -96,12 +96,12 @@ pub async fn crashed_process_locks_vanish(f: &dyn BackendFactory) {
     let a = HaServices::new(a_backend.clone(), procs.options.clone());
     let b = procs.start().await;
     let job = JobId::new_random();
-    a.job_graph_store(None)
-        .expect("a")
+    a.admin_stores()
+        .job_graphs()
         .put(job, graph(10))
         .await
         .expect("put");
-    let gb = b.job_graph_store(None).expect("b");
+    let gb = b.admin_stores().job_graphs();
     gb.recover(job).await.expect("b locks");
     f.crash(&a_backend).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -126,13 +126,8 @@ pub async fn job_graph_watch_sees_other_processes(f: &dyn BackendFactory) {
     let procs = Processes::new(f, 1);
     let a = procs.start().await;
     let b = procs.start().await;
-    let mut watch = b
-        .job_graph_store(None)
-        .expect("b")
-        .watch()
-        .await
-        .expect("watch");
-    let ga = a.job_graph_store(None).expect("a");
+    let mut watch = b.admin_stores().job_graphs().watch().await.expect("watch");
+    let ga = a.admin_stores().job_graphs();
     let job = JobId::new_random();
     ga.put(job, graph(8)).await.expect("put");
     let ev = tokio::time::timeout(DEADLINE, watch.next())
@@ -153,8 +148,9 @@ pub async fn checkpoint_retention_and_recovery(f: &dyn BackendFactory) {
     let a = procs.start().await;
     let job = JobId::new_random();
     let store = a
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, 3, None)
+        .create_completed_checkpoint_store(job, 3)
         .expect("store");
     let mut subsumed = Vec::new();
     for id in 1..=5 {
@@ -163,8 +159,9 @@ pub async fn checkpoint_retention_and_recovery(f: &dyn BackendFactory) {
     assert_eq!(subsumed, vec![CheckpointId(1), CheckpointId(2)]);
     let b = procs.start().await;
     let recovered = b
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, 3, None)
+        .create_completed_checkpoint_store(job, 3)
         .expect("store b")
         .recover()
         .await
@@ -190,8 +187,9 @@ pub async fn concurrent_checkpoint_adds_keep_the_retained_view(f: &dyn BackendFa
     let a = procs.start().await;
     let job = JobId::new_random();
     let store = a
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, RETAIN, None)
+        .create_completed_checkpoint_store(job, RETAIN)
         .expect("store");
     // Ids in an interleaved order, so that late adds of old ids race with new ones.
     let ids: Vec<u64> = (1..=ADDS / 2).flat_map(|i| [ADDS + 1 - i, i]).collect();
@@ -210,8 +208,9 @@ pub async fn concurrent_checkpoint_adds_keep_the_retained_view(f: &dyn BackendFa
     let recovered: Vec<u64> = procs
         .start()
         .await
+        .admin_stores()
         .checkpoint_recovery_factory()
-        .create_completed_checkpoint_store(job, RETAIN, None)
+        .create_completed_checkpoint_store(job, RETAIN)
         .expect("reader")
         .recover()
         .await
@@ -253,11 +252,11 @@ pub async fn checkpoint_shutdown_keeps_or_discards(f: &dyn BackendFactory) {
     let procs = Processes::new(f, 2);
     let a = procs.start().await;
     let job = JobId::new_random();
-    let factory = a.checkpoint_recovery_factory();
+    let factory = a.admin_stores().checkpoint_recovery_factory();
     let store = factory
-        .create_completed_checkpoint_store(job, 2, None)
+        .create_completed_checkpoint_store(job, 2)
         .expect("store");
-    let counter = factory.create_checkpoint_id_counter(job, None);
+    let counter = factory.create_checkpoint_id_counter(job);
     counter.start().await.expect("start");
     for _ in 0..2 {
         let id = counter.get_and_increment().await.expect("id");
@@ -288,8 +287,9 @@ pub async fn counter_hands_out_each_id_once(f: &dyn BackendFactory) {
     for _ in 0..2 {
         let p = procs.start().await;
         let counter = Arc::new(
-            p.checkpoint_recovery_factory()
-                .create_checkpoint_id_counter(job, None),
+            p.admin_stores()
+                .checkpoint_recovery_factory()
+                .create_checkpoint_id_counter(job),
         );
         counter.start().await.expect("start");
         for _ in 0..4 {
@@ -321,16 +321,16 @@ pub async fn deposed_leader_store_writes_are_rejected(f: &dyn BackendFactory) {
     let ta = wait_leader(&mut ea.leadership()).await;
     let eb = b.leader_election(ComponentId::Dispatcher).await.expect("b");
     let job = JobId::new_random();
-    let fence = Some(ta.fencing_token.clone());
-    let graphs = a.job_graph_store(fence.clone()).expect("store");
+    let stores = a.leader_stores(&ta);
+    let graphs = stores.job_graphs();
     graphs.put(job, graph(16)).await.expect("leader writes");
-    let factory = a.checkpoint_recovery_factory();
+    let factory = stores.checkpoint_recovery_factory();
     let cps = factory
-        .create_completed_checkpoint_store(job, 1, fence.clone())
+        .create_completed_checkpoint_store(job, 1)
         .expect("cps");
-    let counter = factory.create_checkpoint_id_counter(job, fence.clone());
+    let counter = factory.create_checkpoint_id_counter(job);
     counter.start().await.expect("start");
-    let registry = a.running_jobs_registry(fence.clone());
+    let registry = stores.running_jobs();
     ea.stop().await.expect("stop a");
     let tb = wait_leader(&mut eb.leadership()).await;
     assert_ne!(tb.session_id, ta.session_id);
@@ -345,7 +345,7 @@ pub async fn deposed_leader_store_writes_are_rejected(f: &dyn BackendFactory) {
     assert!(e.is_not_leader(), "{e}");
     let e = registry.set_done(job).await.expect_err("registry");
     assert!(e.is_not_leader(), "{e}");
-    let gb = b.job_graph_store(None).expect("b");
+    let gb = b.admin_stores().job_graphs();
     assert_eq!(gb.get(job).await.expect("get"), Some(graph(16)));
     assert!(cps.recover().await.expect("recover").is_empty());
     assert_eq!(counter.get().await.expect("get"), CheckpointId::INITIAL);
@@ -408,8 +408,8 @@ pub async fn running_jobs_registry_tracks_status(f: &dyn BackendFactory) {
     let a = procs.start().await;
     let b = procs.start().await;
     let job = JobId::new_random();
-    let ra = a.running_jobs_registry(None);
-    let rb = b.running_jobs_registry(None);
+    let ra = a.admin_stores().running_jobs();
+    let rb = b.admin_stores().running_jobs();
     assert_eq!(rb.status(job).await.expect("status"), None);
     for (set, want) in [
         (JobSchedulingStatus::Pending, JobSchedulingStatus::Pending),

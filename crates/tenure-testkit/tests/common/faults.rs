@@ -203,8 +203,9 @@ impl Scenario {
         let ha = HaConfig::from_configuration(&conf).unwrap();
         let services = tenure::connect(&ha).await.unwrap();
         let store = services
+            .admin_stores()
             .checkpoint_recovery_factory()
-            .create_completed_checkpoint_store(self.job, self.settings.retain, None)
+            .create_completed_checkpoint_store(self.job, self.settings.retain)
             .unwrap();
         let ids = store
             .recover()
