@@ -28,7 +28,7 @@ pub struct HaStores {
     pub(crate) owner: Arc<str>,
     pub(crate) writes: Writes,
     pub(crate) num_retained_checkpoints: usize,
-    pub(crate) job_results: Arc<dyn JobResultStore>,
+    pub(crate) job_results: JobResultStore,
 }
 
 impl fmt::Debug for HaStores {
@@ -89,7 +89,7 @@ impl HaStores {
 
     /// The job result store. Job results are not fenced on any writer (Flink writes them once
     /// per job, and Flink's own processes read them), so this is the same store in both views.
-    pub fn job_results(&self) -> Arc<dyn JobResultStore> {
+    pub fn job_results(&self) -> JobResultStore {
         self.job_results.clone()
     }
 }

@@ -169,7 +169,7 @@ struct Inner {
     codec: PayloadCodec,
     owner: Arc<str>,
     cluster_election: OnceLock<ElectionService>,
-    job_results: Arc<dyn JobResultStore>,
+    job_results: JobResultStore,
     observer: Observer,
     /// The backend's KV, observed: what the stores use.
     kv: Arc<dyn VersionedKv>,
@@ -193,17 +193,15 @@ impl HaServices {
         let codec = PayloadCodec::new(options.blobs.clone());
         let observer = Observer::new();
         let kv: Arc<dyn VersionedKv> = Arc::new(ObservedKv::new(backend.kv(), observer.clone()));
-        let job_results: Arc<dyn JobResultStore> = match &options.job_results {
-            JobResultStorage::Kv => Arc::new(KvJobResultStore::new(
-                kv.clone(),
-                options.layout,
-                Writes::Unfenced,
-            )),
+        let job_results: JobResultStore = match &options.job_results {
+            JobResultStorage::Kv => {
+                KvJobResultStore::new(kv.clone(), options.layout, Writes::Unfenced).into()
+            }
             JobResultStorage::Files {
                 dir,
                 delete_on_commit,
                 ..
-            } => Arc::new(FileJobResultStore::new(dir.clone(), *delete_on_commit)),
+            } => FileJobResultStore::new(dir.clone(), *delete_on_commit).into(),
         };
         let connection_events = report_connection_changes(&backend, &observer);
         Self {
@@ -387,7 +385,7 @@ impl HaServices {
 
     /// The job result store (not fenced on any writer: job results are written once per job
     /// and read by Flink too).
-    pub fn job_result_store(&self) -> Arc<dyn JobResultStore> {
+    pub fn job_result_store(&self) -> JobResultStore {
         self.inner.job_results.clone()
     }
 

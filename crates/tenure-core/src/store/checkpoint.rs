@@ -37,6 +37,47 @@ pub struct CompletedCheckpoint {
     pub metadata: Bytes,
 }
 
+impl CompletedCheckpoint {
+    /// A completed checkpoint of `job_id`. Checkpoint ids start at 1 (the first value of a
+    /// [`CheckpointIdCounter`]), so id 0 is refused.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tenure_core::ids::{CheckpointId, JobId};
+    /// use tenure_core::store::CompletedCheckpoint;
+    ///
+    /// let job = JobId::new_random();
+    /// let cp = CompletedCheckpoint::new(job, CheckpointId(1), 1_700_000_000_000, Bytes::from_static(b"metadata"))?;
+    /// assert_eq!(cp.id, CheckpointId(1));
+    /// assert!(CompletedCheckpoint::new(job, CheckpointId(0), 0, Bytes::new()).is_err());
+    /// # Ok::<(), tenure_core::store::StoreError>(())
+    /// ```
+    pub fn new(
+        job_id: JobId,
+        id: CheckpointId,
+        timestamp_ms: u64,
+        metadata: Bytes,
+    ) -> Result<Self, StoreError> {
+        check_id(id)?;
+        Ok(Self {
+            job_id,
+            id,
+            timestamp_ms,
+            metadata,
+        })
+    }
+}
+
+/// Refuses checkpoint id 0: ids start at 1.
+fn check_id(id: CheckpointId) -> Result<(), StoreError> {
+    if id.0 == 0 {
+        return Err(StoreError::InvalidArgument(
+            "checkpoint id 0: checkpoint ids start at 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Encodes a checkpoint in tenure's format (before it goes through the [`PayloadCodec`]).
 pub fn encode_checkpoint(cp: &CompletedCheckpoint) -> Bytes {
     let mut out = Vec::with_capacity(HEADER_LEN + cp.metadata.len());
@@ -275,6 +316,7 @@ impl CompletedCheckpointStore {
                 cp.job_id, self.job
             )));
         }
+        check_id(cp.id)?;
         let mut view = self.view.lock().await;
         for orphan in std::mem::take(&mut view.orphans) {
             if let Err(e) = self.discard_blob(&orphan).await {

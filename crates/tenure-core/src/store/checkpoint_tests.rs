@@ -101,6 +101,19 @@ async fn add_refuses_an_existing_id_and_a_foreign_job() {
     assert_eq!(store.recover().await.unwrap(), vec![cp(job, 7)]);
     let zero = factory(&s, &blobs).create_completed_checkpoint_store(job, 0);
     assert!(matches!(zero, Err(StoreError::InvalidArgument(_))));
+    // Checkpoint ids start at 1: id 0 is refused by the constructor and by add.
+    let err = store.add(cp(job, 0)).await.unwrap_err();
+    assert!(err.to_string().contains("checkpoint id 0"), "{err}");
+    assert!(CompletedCheckpoint::new(job, CheckpointId(0), 1, Bytes::new()).is_err());
+    assert_eq!(
+        CompletedCheckpoint::new(job, CheckpointId(9), 1, Bytes::from_static(b"m")).unwrap(),
+        CompletedCheckpoint {
+            job_id: job,
+            id: CheckpointId(9),
+            timestamp_ms: 1,
+            metadata: Bytes::from_static(b"m"),
+        }
+    );
 }
 
 #[tokio::test]

@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::Writes;
+use super::job_result_file::FileJobResultStore;
 use super::{StoreError, delete_opts, ignore_not_found, persistent};
 use crate::ids::JobId;
 use crate::kv::{DeleteOptions, FencingToken, KvError, VersionedKv};
@@ -242,35 +242,109 @@ impl JobResultEntry {
     }
 }
 
-/// Job results, dirty until the job's HA data is cleaned up (Flink's `JobResultStore`).
-#[async_trait]
-pub trait JobResultStore: Send + Sync + fmt::Debug {
+/// Job results, dirty until the job's HA data is cleaned up (Flink's `JobResultStore`): in the
+/// versioned KV ([`KvJobResultStore`]) or as Flink's JSON files ([`FileJobResultStore`]), as the
+/// configuration says. Cheap to clone.
+///
+/// ```
+/// use tenure_core::embedded::EmbeddedCluster;
+/// use tenure_core::ids::JobId;
+/// use tenure_core::services::{HaServices, HaServicesOptions};
+/// use tenure_core::store::{ApplicationStatus, JobResultEntry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let services = HaServices::new(
+///     std::sync::Arc::new(EmbeddedCluster::new().connect()),
+///     HaServicesOptions::default(),
+/// );
+/// let results = services.job_result_store();
+/// let job = JobId::new_random();
+/// // The job finished: its result is dirty until its HA data is cleaned up.
+/// results.create_dirty(&JobResultEntry::new(job, ApplicationStatus::Succeeded, 1)).await?;
+/// assert!(results.has_dirty(job).await?);
+/// results.mark_clean(job).await?;
+/// assert!(results.has_clean(job).await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct JobResultStore {
+    inner: Inner,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Kv(KvJobResultStore),
+    Files(FileJobResultStore),
+}
+
+impl From<KvJobResultStore> for JobResultStore {
+    fn from(store: KvJobResultStore) -> Self {
+        Self {
+            inner: Inner::Kv(store),
+        }
+    }
+}
+
+impl From<FileJobResultStore> for JobResultStore {
+    fn from(store: FileJobResultStore) -> Self {
+        Self {
+            inner: Inner::Files(store),
+        }
+    }
+}
+
+/// Runs `$call` on whichever store is inside.
+macro_rules! on_inner {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.inner {
+            Inner::Kv($s) => $call.await,
+            Inner::Files($s) => $call.await,
+        }
+    };
+}
+
+impl JobResultStore {
     /// Writes a dirty entry; [`StoreError::AlreadyExists`] if the job has any entry.
-    async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), StoreError>;
+    pub async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), StoreError> {
+        on_inner!(self, s => s.create_dirty(entry))
+    }
 
     /// Marks the job's entry clean; [`StoreError::NotFound`] if there is no dirty entry (a job
     /// already marked clean is fine when clean entries are kept).
-    async fn mark_clean(&self, job: JobId) -> Result<(), StoreError>;
+    pub async fn mark_clean(&self, job: JobId) -> Result<(), StoreError> {
+        on_inner!(self, s => s.mark_clean(job))
+    }
 
     /// Whether the job has a dirty entry.
-    async fn has_dirty(&self, job: JobId) -> Result<bool, StoreError>;
+    pub async fn has_dirty(&self, job: JobId) -> Result<bool, StoreError> {
+        on_inner!(self, s => s.has_dirty(job))
+    }
 
     /// Whether the job has a clean entry.
-    async fn has_clean(&self, job: JobId) -> Result<bool, StoreError>;
+    pub async fn has_clean(&self, job: JobId) -> Result<bool, StoreError> {
+        on_inner!(self, s => s.has_clean(job))
+    }
 
     /// Whether the job has any entry (such a job must not be recovered or re-run).
-    async fn has_entry(&self, job: JobId) -> Result<bool, StoreError> {
-        Ok(self.has_dirty(job).await? || self.has_clean(job).await?)
+    pub async fn has_entry(&self, job: JobId) -> Result<bool, StoreError> {
+        on_inner!(self, s => s.has_entry(job))
     }
 
     /// Every dirty entry (jobs whose cleanup must be re-run).
-    async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, StoreError>;
+    pub async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
+        on_inner!(self, s => s.dirty_results())
+    }
 
     /// Every clean entry that is kept.
-    async fn clean_results(&self) -> Result<Vec<JobResultEntry>, StoreError>;
+    pub async fn clean_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
+        on_inner!(self, s => s.clean_results())
+    }
 
     /// Removes any entry of the job (for cleanup tools); no entry is fine.
-    async fn remove(&self, job: JobId) -> Result<(), StoreError>;
+    pub async fn remove(&self, job: JobId) -> Result<(), StoreError> {
+        on_inner!(self, s => s.remove(job))
+    }
 }
 
 /// The job result store in the versioned KV: `job-results/<job-id>_DIRTY`, then
@@ -322,9 +396,9 @@ impl KvJobResultStore {
     }
 }
 
-#[async_trait]
-impl JobResultStore for KvJobResultStore {
-    async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), StoreError> {
+/// The operations behind [`JobResultStore`].
+impl KvJobResultStore {
+    pub(crate) async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), StoreError> {
         let job = entry.job_id;
         let key = self.layout.job_result(&job, true);
         if self.has_entry(job).await? {
@@ -343,7 +417,7 @@ impl JobResultStore for KvJobResultStore {
         }
     }
 
-    async fn mark_clean(&self, job: JobId) -> Result<(), StoreError> {
+    pub(crate) async fn mark_clean(&self, job: JobId) -> Result<(), StoreError> {
         let dirty_key = self.layout.job_result(&job, true);
         let Some(dirty) = self.kv.get(&dirty_key).await? else {
             if self.has_clean(job).await? {
@@ -370,28 +444,33 @@ impl JobResultStore for KvJobResultStore {
         Ok(ignore_not_found(self.kv.delete(&dirty_key, opts).await)?)
     }
 
-    async fn has_dirty(&self, job: JobId) -> Result<bool, StoreError> {
+    pub(crate) async fn has_dirty(&self, job: JobId) -> Result<bool, StoreError> {
         self.exists(job, true).await
     }
 
-    async fn has_clean(&self, job: JobId) -> Result<bool, StoreError> {
+    pub(crate) async fn has_clean(&self, job: JobId) -> Result<bool, StoreError> {
         self.exists(job, false).await
     }
 
-    async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
+    pub(crate) async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
         self.results(true).await
     }
 
-    async fn clean_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
+    pub(crate) async fn clean_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
         self.results(false).await
     }
 
-    async fn remove(&self, job: JobId) -> Result<(), StoreError> {
+    pub(crate) async fn remove(&self, job: JobId) -> Result<(), StoreError> {
         for dirty in [true, false] {
             let key = self.layout.job_result(&job, dirty);
             ignore_not_found(self.kv.delete(&key, delete_opts(&self.fence, false)).await)?;
         }
         Ok(())
+    }
+
+    /// Whether the job has any entry.
+    pub(crate) async fn has_entry(&self, job: JobId) -> Result<bool, StoreError> {
+        Ok(self.has_dirty(job).await? || self.has_clean(job).await?)
     }
 }
 

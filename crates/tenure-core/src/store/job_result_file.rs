@@ -6,10 +6,8 @@
 //! <storageDir>/job-result-store/<cluster-id>/<job-id>.json         clean (only without delete-on-commit)
 //! ```
 
-use async_trait::async_trait;
-
 use super::StoreError;
-use super::job_result::{JobResultEntry, JobResultStore};
+use super::job_result::JobResultEntry;
 use crate::blob::{BlobError, BlobStore};
 use crate::ids::JobId;
 
@@ -97,9 +95,9 @@ impl FileJobResultStore {
     }
 }
 
-#[async_trait]
-impl JobResultStore for FileJobResultStore {
-    async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), StoreError> {
+/// The operations behind [`JobResultStore`].
+impl FileJobResultStore {
+    pub(crate) async fn create_dirty(&self, entry: &JobResultEntry) -> Result<(), StoreError> {
         let job = entry.job_id;
         if self.has_entry(job).await? {
             return Err(StoreError::AlreadyExists(format!("job result of {job}")));
@@ -115,7 +113,7 @@ impl JobResultStore for FileJobResultStore {
         }
     }
 
-    async fn mark_clean(&self, job: JobId) -> Result<(), StoreError> {
+    pub(crate) async fn mark_clean(&self, job: JobId) -> Result<(), StoreError> {
         let dirty = Self::file_name(job, true);
         if !self.blobs.exists(&dirty).await? {
             if self.has_clean(job).await? {
@@ -136,27 +134,32 @@ impl JobResultStore for FileJobResultStore {
         Ok(())
     }
 
-    async fn has_dirty(&self, job: JobId) -> Result<bool, StoreError> {
+    pub(crate) async fn has_dirty(&self, job: JobId) -> Result<bool, StoreError> {
         Ok(self.blobs.exists(&Self::file_name(job, true)).await?)
     }
 
-    async fn has_clean(&self, job: JobId) -> Result<bool, StoreError> {
+    pub(crate) async fn has_clean(&self, job: JobId) -> Result<bool, StoreError> {
         Ok(self.blobs.exists(&Self::file_name(job, false)).await?)
     }
 
-    async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
+    pub(crate) async fn dirty_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
         self.results(true).await
     }
 
-    async fn clean_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
+    pub(crate) async fn clean_results(&self) -> Result<Vec<JobResultEntry>, StoreError> {
         self.results(false).await
     }
 
-    async fn remove(&self, job: JobId) -> Result<(), StoreError> {
+    pub(crate) async fn remove(&self, job: JobId) -> Result<(), StoreError> {
         for dirty in [true, false] {
             self.blobs.delete(&Self::file_name(job, dirty)).await?;
         }
         Ok(())
+    }
+
+    /// Whether the job has any entry.
+    pub(crate) async fn has_entry(&self, job: JobId) -> Result<bool, StoreError> {
+        Ok(self.has_dirty(job).await? || self.has_clean(job).await?)
     }
 }
 
@@ -173,19 +176,11 @@ mod tests {
 
     #[tokio::test]
     async fn behaves_in_memory_and_on_disk_with_and_without_delete_on_commit() {
-        exercise(
-            &FileJobResultStore::new(BlobStore::in_memory(), true),
-            false,
-        )
-        .await;
-        exercise(
-            &FileJobResultStore::new(BlobStore::in_memory(), false),
-            true,
-        )
-        .await;
+        exercise(FileJobResultStore::new(BlobStore::in_memory(), true), false).await;
+        exercise(FileJobResultStore::new(BlobStore::in_memory(), false), true).await;
         let dir = tempfile::tempdir().unwrap();
-        exercise(&FileJobResultStore::new(open(&dir), true), false).await;
-        exercise(&FileJobResultStore::new(open(&dir), false), true).await;
+        exercise(FileJobResultStore::new(open(&dir), true), false).await;
+        exercise(FileJobResultStore::new(open(&dir), false), true).await;
     }
 
     #[tokio::test]

@@ -26,7 +26,8 @@ fn failed(job: JobId) -> JobResultEntry {
 }
 
 /// The behaviour every job result store shares.
-pub(crate) async fn exercise(store: &dyn JobResultStore, keeps_clean: bool) {
+pub(crate) async fn exercise(store: impl Into<JobResultStore>, keeps_clean: bool) {
+    let store = store.into();
     let (a, b) = (JobId::new_random(), JobId::new_random());
     assert!(!store.has_entry(a).await.unwrap());
     assert!(matches!(
@@ -129,7 +130,7 @@ async fn kv_store_behaves() {
     let cluster = EmbeddedCluster::new();
     let s = cluster.connect();
     let store = KvJobResultStore::new(kv(&s), Layout::default(), Writes::Unfenced);
-    exercise(&store, true).await;
+    exercise(store, true).await;
     assert!(cluster.all_keys().is_empty());
 }
 
