@@ -184,19 +184,17 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     let format = cli.output;
     let conn = cli.conn;
     match cli.command {
-        Command::Demo(mut d) => {
-            if conn.has_overrides() {
-                return Err(CliError::Usage(
-                    "the demo takes only --config (its simulated cluster is in-process)".into(),
-                ));
-            }
-            if d.args.config.is_none() {
-                d.args.config = conn.config;
-            }
+        Command::Demo(d) => {
+            // The demo's own --config shadows the global one; either names the file.
+            let conn = ConnArgs {
+                config: d.args.config.clone().or(conn.config),
+                ..conn
+            };
+            let config = conn.demo_config()?;
             if let Some(addr) = d.metrics_addr {
                 metrics::serve(addr).await?;
             }
-            let code = demo::run(d.args, format).await?;
+            let code = demo::run(d.args, config, format).await?;
             Ok(if code == ExitCode::SUCCESS {
                 exit::OK
             } else {
