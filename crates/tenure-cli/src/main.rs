@@ -12,6 +12,7 @@ mod demo;
 mod exit;
 mod inspect;
 mod metrics;
+mod metrics_server;
 mod output;
 mod signals;
 mod watchdog;
