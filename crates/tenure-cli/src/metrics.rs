@@ -150,6 +150,16 @@ impl Metrics {
         }
     }
 
+    /// A contender of this process registered for `component`: its leadership gauge and term
+    /// counters exist from now on, at 0 until a term is granted, so a standby is scraped as
+    /// `tenure_leadership{component=…} 0` rather than not at all.
+    pub fn registered(&self, component: &str) {
+        let l = Self::labels(component);
+        let _ = self.leadership.get_or_create(&l);
+        let _ = self.granted.get_or_create(&l);
+        let _ = self.revoked.get_or_create(&l);
+    }
+
     /// A term was granted to this process for `component`.
     pub fn granted(&self, component: &str) {
         let l = Self::labels(component);
@@ -249,6 +259,12 @@ pub fn metrics() -> &'static Arc<Metrics> {
     METRICS.get_or_init(|| Arc::new(Metrics::new()))
 }
 
+/// Shows `election`'s component in the process's metrics from its registration on (see
+/// [`Metrics::registered`]); its terms are then counted from `services`' events ([`observe`]).
+pub fn contender(election: &tenure::election::LeaderElection) {
+    metrics().registered(&election.component().name());
+}
+
 /// Feeds the process's metrics from `services`' events for as long as they live.
 pub fn observe(services: &HaServices) {
     services.observe(|e| metrics().record(e)).detach();
@@ -314,6 +330,7 @@ mod tests {
         m.store_op("job_graph.create", Duration::from_millis(4), false);
         m.connection(ConnectionState::Suspended);
         m.published("rest_server", true, true);
+        m.registered("resource_manager");
         let text = m.render();
         for needle in [
             "tenure_leadership{component=\"dispatcher\"} 0",
@@ -326,6 +343,9 @@ mod tests {
             "tenure_connection_state{state=\"connected\"} 0",
             "tenure_published_leader{component=\"rest_server\"} 1",
             "tenure_leader_changes_total{component=\"rest_server\"} 1",
+            "tenure_leadership{component=\"resource_manager\"} 0",
+            "tenure_terms_granted_total{component=\"resource_manager\"} 0",
+            "tenure_terms_revoked_total{component=\"resource_manager\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
