@@ -10,6 +10,7 @@ mod colour;
 mod conn;
 mod demo;
 mod exit;
+mod idle_stream;
 mod inspect;
 mod metrics;
 mod metrics_server;

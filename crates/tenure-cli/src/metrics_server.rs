@@ -1,12 +1,14 @@
 //! The HTTP endpoint of the metrics: `GET /metrics` on `--metrics-addr`, served by axum (hyper)
 //! on the command's tokio runtime.
 //!
-//! Every connection is its own task, so idle or slow clients never hold up a scrape. The
+//! Every connection is its own task, so idle or slow clients never hold up a scrape, and a
+//! connection without traffic for [`IDLE_LIMIT`] is closed (see [`crate::idle_stream`]). The
 //! responses are those of the endpoint's first version: the OpenMetrics text on `GET /metrics`
 //! (a query string is ignored), `404 not found` for any other path, `405 only GET` for any
 //! other method.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, header};
@@ -15,7 +17,12 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::exit::CliError;
+use crate::idle_stream::IdleLimitedListener;
 use crate::metrics::metrics;
+
+/// How long a connection may stay without traffic (a request not sent, or kept alive between
+/// scrapes) before the endpoint closes it.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The content type of the OpenMetrics text format.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -52,6 +59,7 @@ pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, CliError> {
         .map_err(|e| CliError::Other(format!("metrics listener on {addr}: {e}")))?;
     eprintln!("tenure: metrics on http://{bound}/metrics");
     tokio::spawn(async move {
+        let listener = IdleLimitedListener::new(listener, IDLE_LIMIT);
         if let Err(e) = axum::serve(listener, router()).await {
             tracing::warn!(error = %e, "the metrics endpoint stopped");
         }
