@@ -41,8 +41,9 @@ use crate::exit::{CliError, USAGE};
 use crate::output::OutputFormat;
 
 const AFTER_HELP: &str = "Connection options (--config, --ha-type, --zookeeper-quorum, --cluster-id, --storage-dir,
---zookeeper-root, -D key=value, --timeout) --output and --color go before or after the command. Without
-any of them (and without FLINK_CONF_DIR) operator commands exit 2: name the cluster to read.
+--zookeeper-root, -D key=value, --timeout), --output and --color go before or after the command.
+Without any of them (and without FLINK_CONF_DIR) operator commands exit 2: name the cluster to
+read. Colours: --color auto (a terminal, unless NO_COLOR is set), always or never.
 
 Exit codes: 0 ok, 1 failure, 2 bad arguments or configuration (or a destructive command without
 --yes), 3 not found, 4 unreachable, 5 not leader / refused, 6 corrupt data, 7 not authorized.
