@@ -106,7 +106,7 @@ fn on_terminal(args: &str, no_color: bool) -> Option<Vec<u8>> {
     let mut c = std::process::Command::new(script);
     c.args(["-qec"])
         .arg(format!(
-            "env RUST_LOG=tenure=debug {} {args}",
+            "env RUST_LOG=tenure=debug '{}' {args}",
             env!("CARGO_BIN_EXE_tenure")
         ))
         .arg("/dev/null")
