@@ -128,9 +128,31 @@ impl Loaded {
 }
 
 impl ConnArgs {
-    /// Whether any option other than `--config` was given (the demo takes only `--config`).
-    pub fn has_overrides(&self) -> bool {
+    /// Whether any option other than `--config` was given.
+    fn has_overrides(&self) -> bool {
         self.has_flags() || self.timeout.is_some()
+    }
+
+    /// The configuration `tenure demo` runs with: the same layers as an operator command's
+    /// (`--config`, the flags, `-D` pairs, `--timeout`) but never `FLINK_CONF_DIR` (the demo is
+    /// embedded unless told otherwise), and no backend need be chosen: without
+    /// `high-availability.type` it is the embedded backend. `None` when no option was given.
+    pub fn demo_config(&self) -> Result<Option<HaConfig>, CliError> {
+        if self.config.is_none() && !self.has_overrides() {
+            return Ok(None);
+        }
+        let loaded = self.load(None)?;
+        let mut config =
+            HaConfig::from_configuration(&loaded.conf).map_err(|e| match &loaded.file {
+                Some(f) => {
+                    CliError::Usage(format!("{e} (configuration from {})", f.path.display()))
+                }
+                None => CliError::Usage(e.to_string()),
+            })?;
+        if let Some(t) = self.timeout {
+            config.zookeeper.connection_timeout = t;
+        }
+        Ok(Some(config))
     }
 
     /// Whether any option changing the configuration, other than `--config`, was given.

@@ -6,20 +6,24 @@
 //! happened (see [`exit`]).
 
 mod cmd;
+mod colour;
 mod conn;
 mod demo;
 mod exit;
+mod idle_stream;
 mod inspect;
 mod metrics;
+mod metrics_server;
 mod output;
 mod signals;
 mod watchdog;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, ColorChoice, CommandFactory, FromArgMatches as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -37,8 +41,9 @@ use crate::exit::{CliError, USAGE};
 use crate::output::OutputFormat;
 
 const AFTER_HELP: &str = "Connection options (--config, --ha-type, --zookeeper-quorum, --cluster-id, --storage-dir,
---zookeeper-root, -D key=value, --timeout) and --output go before or after the command. Without
-any of them (and without FLINK_CONF_DIR) operator commands exit 2: name the cluster to read.
+--zookeeper-root, -D key=value, --timeout), --output and --color go before or after the command.
+Without any of them (and without FLINK_CONF_DIR) operator commands exit 2: name the cluster to
+read. Colours: --color auto (a terminal, unless NO_COLOR is set), always or never.
 
 Exit codes: 0 ok, 1 failure, 2 bad arguments or configuration (or a destructive command without
 --yes), 3 not found, 4 unreachable, 5 not leader / refused, 6 corrupt data, 7 not authorized.
@@ -61,6 +66,10 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
+
+    /// When to colour help, errors and logs: `auto` colours a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
 
     #[command(flatten)]
     conn: ConnArgs,
@@ -122,9 +131,17 @@ enum Command {
     Watchdog(watchdog::WatchdogArgs),
 }
 
+/// Parses `args` (the program name first) with clap's colours set by `--color` and NO_COLOR.
+fn try_parse(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let mut command = Cli::command().color(colour::requested(args));
+    let mut matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))
+}
+
 /// Parses the command line; errors are reported on one line with exit code 2.
 fn parse() -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    match try_parse(&args) {
         Ok(cli) => Ok(cli),
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -135,25 +152,33 @@ fn parse() -> Result<Cli, ExitCode> {
                 let _ = e.print();
                 Err(ExitCode::from(USAGE))
             }
-            _ => {
-                let text = e.render().to_string();
-                let mut parts = Vec::new();
-                for line in text.lines() {
-                    let line = line.trim();
-                    if line.is_empty() {
-                        break;
-                    }
-                    parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
-                }
-                Err(CliError::Usage(format!("{} (see --help)", parts.join(" "))).report())
-            }
+            _ => Err(CliError::Usage(usage_line(&e.render().to_string())).report()),
         },
     }
 }
 
-fn init_tracing() {
+/// clap's rendered error as one line: the error itself (its first paragraph) and every `tip:`
+/// clap gave (a similar subcommand or value, `--` before a value that looks like a flag),
+/// without the usage and `--help` lines.
+fn usage_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().map(str::trim);
+    let mut parts: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l).to_owned())
+        .collect();
+    let tips: Vec<&str> = lines.filter(|l| l.starts_with("tip: ")).collect();
+    if !tips.is_empty() {
+        let last = parts.pop().unwrap_or_default();
+        parts.push(format!("{last}; {}", tips.join("; ")));
+    }
+    format!("{} (see --help)", parts.join(" "))
+}
+
+fn init_tracing(color: ColorChoice) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour::on_stderr(color))
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")));
     tracing_subscriber::registry().with(fmt).init();
 }
@@ -162,19 +187,17 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
     let format = cli.output;
     let conn = cli.conn;
     match cli.command {
-        Command::Demo(mut d) => {
-            if conn.has_overrides() {
-                return Err(CliError::Usage(
-                    "the demo takes only --config (its simulated cluster is in-process)".into(),
-                ));
-            }
-            if d.args.config.is_none() {
-                d.args.config = conn.config;
-            }
+        Command::Demo(d) => {
+            // The demo's own --config shadows the global one; either names the file.
+            let conn = ConnArgs {
+                config: d.args.config.clone().or(conn.config),
+                ..conn
+            };
+            let config = conn.demo_config()?;
             if let Some(addr) = d.metrics_addr {
                 metrics::serve(addr).await?;
             }
-            let code = demo::run(d.args, format).await?;
+            let code = demo::run(d.args, config, format).await?;
             Ok(if code == ExitCode::SUCCESS {
                 exit::OK
             } else {
@@ -205,7 +228,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    init_tracing();
+    init_tracing(cli.color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -232,5 +255,23 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_mistyped_subcommand_keeps_clap_s_tip() {
+        let e = try_parse(&["tenure".into(), "leader".into()]).expect_err("not a command");
+        assert_eq!(
+            usage_line(&e.render().to_string()),
+            "unrecognized subcommand 'leader'; tip: a similar subcommand exists: 'leaders' \
+             (see --help)"
+        );
+        let e = try_parse(&["tenure".into(), "leaders".into(), "--wacth".into()])
+            .expect_err("not a flag");
+        let line = usage_line(&e.render().to_string());
+        assert!(
+            line.contains("tip: a similar argument exists: '--watch'"),
+            "{line}"
+        );
+        assert!(!line.contains("Usage") && !line.contains('\n'), "{line}");
     }
 }

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,8 @@ use prometheus_client::registry::{Registry, Unit};
 use tenure::HaServices;
 use tenure::connection::ConnectionState;
 use tenure::observer::HaEvent;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::exit::CliError;
+pub use crate::metrics_server::serve;
 
 /// Labels naming a component.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +150,16 @@ impl Metrics {
         }
     }
 
+    /// A contender of this process registered for `component`: its leadership gauge and term
+    /// counters exist from now on, at 0 until a term is granted, so a standby is scraped as
+    /// `tenure_leadership{component=…} 0` rather than not at all.
+    pub fn registered(&self, component: &str) {
+        let l = Self::labels(component);
+        let _ = self.leadership.get_or_create(&l);
+        let _ = self.granted.get_or_create(&l);
+        let _ = self.revoked.get_or_create(&l);
+    }
+
     /// A term was granted to this process for `component`.
     pub fn granted(&self, component: &str) {
         let l = Self::labels(component);
@@ -252,76 +259,15 @@ pub fn metrics() -> &'static Arc<Metrics> {
     METRICS.get_or_init(|| Arc::new(Metrics::new()))
 }
 
+/// Shows `election`'s component in the process's metrics from its registration on (see
+/// [`Metrics::registered`]); its terms are then counted from `services`' events ([`observe`]).
+pub fn contender(election: &tenure::election::LeaderElection) {
+    metrics().registered(&election.component().name());
+}
+
 /// Feeds the process's metrics from `services`' events for as long as they live.
 pub fn observe(services: &HaServices) {
     services.observe(|e| metrics().record(e)).detach();
-}
-
-/// Serves `GET /metrics` on `addr` in the background; returns the address bound (useful with
-/// port 0) and prints it on stderr.
-pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, CliError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| CliError::Usage(format!("cannot serve metrics on {addr}: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| CliError::Other(format!("metrics listener: {e}")))?;
-    eprintln!("tenure: metrics on http://{bound}/metrics");
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(respond(stream));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
-    Ok(bound)
-}
-
-/// Answers one HTTP/1.x request: the metrics for `GET /metrics`, 404 for any other path.
-async fn respond(mut stream: TcpStream) {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    if read.is_err() {
-        return;
-    }
-    let request = String::from_utf8_lossy(&head);
-    let mut first = request.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics().render(),
-        ),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]
@@ -385,6 +331,7 @@ mod tests {
         m.store_op("job_graph.create", Duration::from_millis(4), false);
         m.connection(ConnectionState::Suspended);
         m.published("rest_server", true, true);
+        m.registered("resource_manager");
         let text = m.render();
         for needle in [
             "tenure_leadership{component=\"dispatcher\"} 0",
@@ -397,6 +344,9 @@ mod tests {
             "tenure_connection_state{state=\"connected\"} 0",
             "tenure_published_leader{component=\"rest_server\"} 1",
             "tenure_leader_changes_total{component=\"rest_server\"} 1",
+            "tenure_leadership{component=\"resource_manager\"} 0",
+            "tenure_terms_granted_total{component=\"resource_manager\"} 0",
+            "tenure_terms_revoked_total{component=\"resource_manager\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

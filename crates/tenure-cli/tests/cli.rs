@@ -145,7 +145,12 @@ fn bad_configuration_exits_2_naming_the_key() {
         2,
         "/nonexistent/flink-conf.yaml",
     );
-    assert_error(&run(&["--cluster-id", "x", "demo"]), 2, "--config");
+    // The demo takes the connection options too, checked the same way.
+    assert_error(
+        &run(&["--cluster-id", "/a/../b", "demo"]),
+        2,
+        "high-availability.cluster-id",
+    );
 }
 
 #[test]

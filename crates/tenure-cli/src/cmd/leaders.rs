@@ -160,6 +160,24 @@ pub enum Change {
         /// The component.
         component: String,
     },
+    /// A latch's leader changed: another node is first in line (a standby took over, or the
+    /// first contender joined an empty latch), or no node is in line any more.
+    LeaderChanged {
+        /// When it was seen.
+        unix_ms: u64,
+        /// The latch directory.
+        latch: String,
+        /// The component of a per-component latch; `null` for the process-wide latch.
+        component: Option<String>,
+        /// The node that leads now; `null` when no node is in line.
+        node: Option<String>,
+        /// Its sequence number.
+        sequence: Option<i64>,
+        /// The backend session owning it.
+        owner_session: Option<String>,
+        /// The node that led before; `null` when none did.
+        previous: Option<String>,
+    },
     /// A latch node appeared.
     ContenderJoined {
         /// When it was seen.
@@ -227,13 +245,46 @@ pub fn diff(old: &LeaderSnapshot, new: &LeaderSnapshot) -> Vec<Change> {
         }
     }
     for c in &new.contenders {
-        match before.get(&key(c)) {
-            Some(prev) if *prev == c => {}
-            _ => out.push(Change::ContenderJoined {
+        // A node already seen that now leads is not a new contender: its latch's leader
+        // changed, reported below.
+        if !before.contains_key(&key(c)) {
+            out.push(Change::ContenderJoined {
                 unix_ms: now,
                 contender: c.clone(),
-            }),
+            });
         }
+    }
+    out.extend(leader_changes(old, new, now));
+    out
+}
+
+/// A [`Change::LeaderChanged`] for every latch whose first-in-line node differs from `old` to
+/// `new`, by latch.
+fn leader_changes(old: &LeaderSnapshot, new: &LeaderSnapshot, now: u64) -> Vec<Change> {
+    let leaders = |s: &LeaderSnapshot| -> BTreeMap<String, Contender> {
+        s.contenders
+            .iter()
+            .filter(|c| c.leader)
+            .map(|c| (c.latch.clone(), c.clone()))
+            .collect()
+    };
+    let (before, after) = (leaders(old), leaders(new));
+    let latches: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let mut out = Vec::new();
+    for latch in latches {
+        let (was, is) = (before.get(latch), after.get(latch));
+        if was.map(|c| &c.node) == is.map(|c| &c.node) {
+            continue;
+        }
+        out.push(Change::LeaderChanged {
+            unix_ms: now,
+            latch: latch.clone(),
+            component: is.or(was).and_then(|c| c.component.clone()),
+            node: is.map(|c| c.node.clone()),
+            sequence: is.and_then(|c| c.sequence),
+            owner_session: is.and_then(|c| c.owner_session.clone()),
+            previous: was.map(|c| c.node.clone()),
+        });
     }
     out
 }
@@ -262,6 +313,18 @@ fn change_line(change: &Change) -> String {
         Change::ComponentRemoved { unix_ms, component } => {
             format!("{}  {component}  removed", clock(*unix_ms))
         }
+        Change::LeaderChanged {
+            unix_ms,
+            latch,
+            node,
+            previous,
+            ..
+        } => format!(
+            "{}  {latch}  leader changed: {} (was {})",
+            clock(*unix_ms),
+            node.as_deref().unwrap_or("no node in line"),
+            previous.as_deref().unwrap_or("none")
+        ),
         Change::ContenderJoined { unix_ms, contender } => format!(
             "{}  {}  contender {} joined{}",
             clock(*unix_ms),
@@ -477,7 +540,7 @@ mod tests {
             owner_session: None,
         });
         let changes = diff(&old, &new);
-        assert_eq!(changes.len(), 2);
+        assert_eq!(changes.len(), 3);
         let json = serde_json::to_value(&changes[0]).expect("json");
         assert_eq!(json["event"], "component");
         assert_eq!(json["component"], "dispatcher");
@@ -485,12 +548,65 @@ mod tests {
         let json = serde_json::to_value(&changes[1]).expect("json");
         assert_eq!(json["event"], "contender_joined");
         assert_eq!(json["node"], "_c_x-latch-0000000001");
+        let json = serde_json::to_value(&changes[2]).expect("json");
+        assert_eq!(json["event"], "leader_changed");
+        assert_eq!(json["node"], "_c_x-latch-0000000001");
+        assert_eq!(json["previous"], serde_json::Value::Null);
         assert!(diff(&new, &new).is_empty());
         let back = diff(&new, &old);
-        assert_eq!(
-            serde_json::to_value(&back[1]).expect("json")["event"],
-            "contender_left"
-        );
+        let events: Vec<_> = back
+            .iter()
+            .map(|c| serde_json::to_value(c).expect("json")["event"].clone())
+            .collect();
+        assert_eq!(events, ["component", "contender_left", "leader_changed"]);
+        let json = serde_json::to_value(&back[2]).expect("json");
+        assert_eq!(json["node"], serde_json::Value::Null);
+        assert_eq!(json["previous"], "_c_x-latch-0000000001");
         assert_eq!(clock(3_600_000 + 61_001), "01:01:01.001");
+    }
+
+    fn contender(node: &str, sequence: i64, leader: bool) -> Contender {
+        Contender {
+            latch: "leader/dispatcher/latch".into(),
+            component: Some("dispatcher".into()),
+            node: node.into(),
+            sequence: Some(sequence),
+            foreign: false,
+            leader,
+            owner_session: Some(format!("{sequence:x}")),
+        }
+    }
+
+    #[test]
+    fn a_standby_taking_over_is_a_leader_change_not_a_new_contender() {
+        let mut old = LeaderSnapshot::from_entries(&[], Layout::default());
+        old.contenders = vec![
+            contender("_c_a-latch-0000000001", 1, true),
+            contender("_c_b-latch-0000000002", 2, false),
+        ];
+        let mut new = old.clone();
+        new.contenders = vec![contender("_c_b-latch-0000000002", 2, true)];
+        let changes: Vec<serde_json::Value> = diff(&old, &new)
+            .iter()
+            .map(|c| serde_json::to_value(c).expect("json"))
+            .collect();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[0]["event"], "contender_left");
+        assert_eq!(changes[0]["node"], "_c_a-latch-0000000001");
+        assert_eq!(changes[1]["event"], "leader_changed");
+        assert_eq!(changes[1]["latch"], "leader/dispatcher/latch");
+        assert_eq!(changes[1]["component"], "dispatcher");
+        assert_eq!(changes[1]["node"], "_c_b-latch-0000000002");
+        assert_eq!(changes[1]["sequence"], 2);
+        assert_eq!(changes[1]["owner_session"], "2");
+        assert_eq!(changes[1]["previous"], "_c_a-latch-0000000001");
+        let line = change_line(&diff(&old, &new)[1]);
+        assert!(
+            line.ends_with(
+                "leader/dispatcher/latch  leader changed: _c_b-latch-0000000002 \
+                 (was _c_a-latch-0000000001)"
+            ),
+            "{line}"
+        );
     }
 }

@@ -382,6 +382,7 @@ pub async fn run(
         ),
     };
     let mut election = election.map_err(|e| CliError::election("joining the election", e))?;
+    crate::metrics::contender(&election);
     let address = args.address.clone().unwrap_or_else(default_address);
     let mut signals = StopSignals::new();
     let code = campaign(

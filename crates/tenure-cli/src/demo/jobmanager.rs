@@ -45,6 +45,9 @@ impl JobManager {
                 .await
                 .map_err(fail)?,
         ];
+        for e in std::iter::once(&dispatcher).chain(&others) {
+            crate::metrics::contender(e);
+        }
         Ok(Self {
             name,
             services,
@@ -100,6 +103,7 @@ impl JobManager {
             .job_master_leader_election(job)
             .await
             .map_err(|err| CliError::Other(format!("{}: job master: {err}", self.name)))?;
+        crate::metrics::contender(&e);
         self.job_masters.push(e);
         Ok(())
     }
@@ -144,5 +148,45 @@ impl Parked {
     /// Contends again, as a standby.
     pub async fn rejoin(self) -> Result<JobManager, CliError> {
         JobManager::start(self.name, self.services, self.session).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tenure::HaServicesOptions;
+    use tenure::embedded::EmbeddedCluster;
+
+    use super::*;
+
+    #[test]
+    fn a_standby_job_master_shows_in_the_metrics_at_0() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let job = JobId::new_random();
+        rt.block_on(async {
+            let cluster = EmbeddedCluster::new();
+            let start = |name: &str| {
+                let session = cluster.connect();
+                let services =
+                    HaServices::new(Arc::new(session.clone()), HaServicesOptions::default());
+                crate::metrics::observe(&services);
+                JobManager::start(name.into(), services, Some(session))
+            };
+            let mut leader = start("jm-1").await.expect("jm-1");
+            leader
+                .dispatcher
+                .wait_for_leadership()
+                .await
+                .expect("jm-1 leads");
+            let mut standby = start("jm-2").await.expect("jm-2");
+            standby.start_job_master(job).await.expect("job master");
+            let text = crate::metrics::metrics().render();
+            let needle = format!("tenure_leadership{{component=\"job-{job}\"}} 0");
+            assert!(text.contains(&needle), "{needle} missing from:\n{text}");
+            standby.stop_contending().await;
+            leader.stop_contending().await;
+        });
     }
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde::Serialize;
-use tenure::{Configuration, HaConfig};
+use tenure::HaConfig;
 
 use crate::exit::{CliError, FAILED, OK};
 use crate::output::{OutputFormat, print_json, print_line};
@@ -27,6 +27,8 @@ pub const EXAMPLES: &str = "Examples:
   tenure demo --config conf/config.yaml        HA mode and settings from a Flink config file;
                                                runs as a fresh cluster id <cluster-id>-demo-<random>
                                                and removes only that cluster's data at the end
+  tenure demo --zookeeper-quorum zk1:2181 --storage-dir file:///tmp/ha
+                                               the same on ZooKeeper, chosen by the flags
   tenure demo --output json | jq .verdicts     the timeline and verdicts as JSON";
 
 /// Options of `tenure demo`.
@@ -45,9 +47,11 @@ pub struct DemoArgs {
     /// Checkpoints each job completes per leadership term.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub checkpoints: u32,
-    /// A Flink configuration file (`flink-conf.yaml` or `config.yaml`) selecting the HA mode and
-    /// its settings; checked before anything starts.
-    #[arg(long)]
+    /// A Flink configuration file (`config.yaml` or legacy `flink-conf.yaml`) or conf directory
+    /// selecting the HA mode and its settings, like the connection flags (--ha-type,
+    /// --zookeeper-quorum, --storage-dir, --cluster-id, --zookeeper-root, -D, --timeout), which
+    /// win over it; checked before anything starts. FLINK_CONF_DIR is not read.
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
@@ -81,12 +85,15 @@ fn own_cluster(mut config: HaConfig, suffix: &str) -> Result<HaConfig, CliError>
 }
 
 /// Runs the demo; the exit code says whether every invariant held.
-pub async fn run(args: DemoArgs, format: OutputFormat) -> Result<ExitCode, CliError> {
-    let config = match &args.config {
-        Some(path) => {
-            let c = Configuration::from_file(path).map_err(|e| CliError::Usage(e.to_string()))?;
-            let configured =
-                HaConfig::from_configuration(&c).map_err(|e| CliError::Usage(e.to_string()))?;
+/// `configured` is the configuration from `--config`, the connection flags and `-D` pairs
+/// ([`crate::conn::ConnArgs::demo_config`]); without it the demo runs on the embedded backend.
+pub async fn run(
+    args: DemoArgs,
+    configured: Option<HaConfig>,
+    format: OutputFormat,
+) -> Result<ExitCode, CliError> {
+    let config = match configured {
+        Some(configured) => {
             let own = own_cluster(configured, &uuid::Uuid::new_v4().simple().to_string()[..8])?;
             eprintln!(
                 "tenure demo: running as cluster {} of its own; the configured cluster's data \
@@ -95,7 +102,12 @@ pub async fn run(args: DemoArgs, format: OutputFormat) -> Result<ExitCode, CliEr
             );
             own
         }
-        None => HaConfig::embedded(),
+        None => {
+            let mut embedded = HaConfig::embedded();
+            // Retain a few checkpoints so subsumption shows on the timeline.
+            embedded.num_retained_checkpoints = 3;
+            embedded
+        }
     };
     let cluster_id = config.cluster_id.clone();
     let mut timeline = Timeline::new(format);

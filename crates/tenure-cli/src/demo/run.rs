@@ -58,11 +58,7 @@ pub(super) fn store_err(who: &str, what: &str) -> impl Fn(tenure::store::StoreEr
 
 impl Demo {
     /// Prepares the demo; a bad configuration fails here, before anything starts.
-    pub fn new(args: &DemoArgs, mut config: HaConfig) -> Result<Self, CliError> {
-        if args.config.is_none() {
-            // Retain a few checkpoints so subsumption shows on the timeline.
-            config.num_retained_checkpoints = 3;
-        }
+    pub fn new(args: &DemoArgs, config: HaConfig) -> Result<Self, CliError> {
         let options =
             HaServicesOptions::from_config(&config).map_err(|e| CliError::Usage(e.to_string()))?;
         // NONE: every simulated job manager is a session of one in-process cluster. Other
