@@ -413,6 +413,12 @@ impl ComponentId {
     }
 }
 
+impl From<ServiceName> for ComponentId {
+    fn from(service: ServiceName) -> Self {
+        ComponentId::Named(service)
+    }
+}
+
 impl fmt::Display for ComponentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
@@ -477,7 +483,7 @@ mod tests {
             ComponentId::Dispatcher,
             ComponentId::RestServer,
             ComponentId::JobMaster(job),
-            ComponentId::Named(ServiceName::new("my-cron").unwrap()),
+            ServiceName::new("my-cron").unwrap().into(),
         ] {
             assert_eq!(ComponentId::parse(&c.name()).unwrap(), c);
             assert_eq!(c.to_string().parse::<ComponentId>().unwrap(), c);
@@ -580,6 +586,7 @@ mod tests {
         fn valid_service_names_round_trip(s in "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]") {
             if let Ok(name) = ServiceName::new(&s) {
                 prop_assert_eq!(name.as_str(), s.as_str());
+                prop_assert!(crate::segments::check_segment(&s).is_ok());
                 prop_assert_eq!(ComponentId::parse(&s).unwrap(), ComponentId::Named(name));
             }
         }
