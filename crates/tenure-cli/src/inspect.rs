@@ -24,8 +24,12 @@ const FIXED: [ComponentId; 3] = [
 /// What is published for one component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ComponentLeader {
-    /// The component's name as stored (`dispatcher`, `job-<id>`, or a bare job id in Flink 1.x).
+    /// The component's name as stored (`dispatcher`, `job-<id>`, or a bare job id in Flink 1.x;
+    /// a service elected by name is its name, e.g. `my-cron`).
     pub component: String,
+    /// What the component is ([`kind`]): `resource_manager`, `dispatcher`, `rest_server`,
+    /// `job_master`, or `named` for a service elected by name.
+    pub kind: &'static str,
     /// The job id, for a job master.
     pub job_id: Option<String>,
     /// `leader`, `no_leader` or `unreadable`.
@@ -47,6 +51,8 @@ pub struct Contender {
     pub latch: String,
     /// The component of a per-component latch; `null` for the process-wide latch.
     pub component: Option<String>,
+    /// What that component is ([`kind`]); `null` for the process-wide latch.
+    pub kind: Option<&'static str>,
     /// The latch node's name (`_c_<uuid>-latch-<seq>`).
     pub node: String,
     /// Its sequence number; `null` for a foreign node.
@@ -64,7 +70,8 @@ pub struct Contender {
 /// Everything below `leader/`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LeaderSnapshot {
-    /// Every component, the fixed ones first, then job masters by name.
+    /// Every component, the fixed ones first, then job masters by name, then services elected
+    /// by name, by name.
     pub components: Vec<ComponentLeader>,
     /// Every latch node, by latch, then the participants in line order, then foreign nodes by
     /// name.
@@ -88,7 +95,7 @@ impl LeaderSnapshot {
             let name = layout.component_name(c);
             comps.insert(
                 (i as u8, name.clone()),
-                no_leader(&name, None, layout.leader_info(c)),
+                no_leader(&name, kind(c), None, layout.leader_info(c)),
             );
         }
         let mut latches: BTreeMap<String, Vec<Contender>> = BTreeMap::new();
@@ -111,7 +118,7 @@ impl LeaderSnapshot {
                     latches.entry(latch.clone()).or_default().push(contender(
                         e,
                         latch,
-                        Some(&name),
+                        Some((&name, kind(&c))),
                         &node,
                     ));
                 }
@@ -125,9 +132,9 @@ impl LeaderSnapshot {
                     };
                     let current = comps
                         .entry(slot)
-                        .or_insert_with(|| no_leader(&name, job.clone(), key.clone()));
+                        .or_insert_with(|| no_leader(&name, kind(&c), job.clone(), key.clone()));
                     if matches!(parsed, HaKey::LeaderInfo(_)) {
-                        *current = decode(&name, job, key, &e.value);
+                        *current = decode(&name, kind(&c), job, key, &e.value);
                     }
                 }
                 _ => {}
@@ -240,16 +247,36 @@ pub async fn guard(
     Ok(snap)
 }
 
+/// The order of components: the fixed ones, then job masters, then named services.
 fn rank(c: &ComponentId) -> u8 {
-    FIXED
-        .iter()
-        .position(|f| f == c)
-        .map_or(FIXED.len() as u8, |i| i as u8)
+    let fixed = FIXED.len() as u8;
+    match FIXED.iter().position(|f| f == c) {
+        Some(i) => i as u8,
+        None if c.service().is_some() => fixed + 1,
+        None => fixed,
+    }
 }
 
-fn no_leader(name: &str, job_id: Option<String>, key: String) -> ComponentLeader {
+/// What `c` is, as the JSON field `kind` says it.
+pub fn kind(c: &ComponentId) -> &'static str {
+    match c {
+        ComponentId::ResourceManager => "resource_manager",
+        ComponentId::Dispatcher => "dispatcher",
+        ComponentId::RestServer => "rest_server",
+        ComponentId::JobMaster(_) => "job_master",
+        ComponentId::Named(_) => "named",
+    }
+}
+
+fn no_leader(
+    name: &str,
+    kind: &'static str,
+    job_id: Option<String>,
+    key: String,
+) -> ComponentLeader {
     ComponentLeader {
         component: name.to_owned(),
+        kind,
         job_id,
         state: "no_leader",
         address: None,
@@ -260,10 +287,17 @@ fn no_leader(name: &str, job_id: Option<String>, key: String) -> ComponentLeader
 }
 
 /// Decodes one component's `connection_info` bytes (Flink's format).
-pub fn decode(name: &str, job_id: Option<String>, key: String, bytes: &[u8]) -> ComponentLeader {
+pub fn decode(
+    name: &str,
+    kind: &'static str,
+    job_id: Option<String>,
+    key: String,
+    bytes: &[u8],
+) -> ComponentLeader {
     match decode_leader_info(bytes) {
         Ok(Some(info)) => ComponentLeader {
             component: name.to_owned(),
+            kind,
             job_id,
             state: "leader",
             address: Some(info.address),
@@ -271,20 +305,26 @@ pub fn decode(name: &str, job_id: Option<String>, key: String, bytes: &[u8]) -> 
             key,
             error: None,
         },
-        Ok(None) => no_leader(name, job_id, key),
+        Ok(None) => no_leader(name, kind, job_id, key),
         Err(e) => ComponentLeader {
             state: "unreadable",
             error: Some(e.to_string()),
-            ..no_leader(name, job_id, key)
+            ..no_leader(name, kind, job_id, key)
         },
     }
 }
 
-fn contender(e: &Entry, latch: String, component: Option<&str>, node: &str) -> Contender {
+fn contender(
+    e: &Entry,
+    latch: String,
+    component: Option<(&str, &'static str)>,
+    node: &str,
+) -> Contender {
     let sequence = latch::sequence(node);
     Contender {
         latch,
-        component: component.map(str::to_owned),
+        component: component.map(|(name, _)| name.to_owned()),
+        kind: component.map(|(_, kind)| kind),
         node: node.to_owned(),
         sequence,
         foreign: sequence.is_none(),
@@ -380,6 +420,48 @@ pub(crate) mod tests {
         assert_eq!(refused.code(), crate::exit::REFUSED);
         assert!(refused.to_string().contains("rest_server led by session"));
         assert!(snap.guard("removing x", true).is_ok());
+    }
+
+    #[test]
+    fn named_services_are_listed_after_flink_components_with_their_kind() {
+        let job = "58c7b669261b7be65fa686cc039885b6";
+        let entries = vec![
+            entry("leader/my-cron", b"", None),
+            entry("leader/my-cron/connection_info", &hex(FLINK_REST), Some(1)),
+            entry("leader/my-cron/latch", b"", None),
+            entry("leader/my-cron/latch/_c_a-latch-0000000001", b"", Some(1)),
+            entry("leader/backup", b"", None),
+            entry(&format!("leader/job-{job}"), b"", None),
+            entry("leader/Not_A_Service/connection_info", b"", None),
+        ];
+        let snap = LeaderSnapshot::from_entries(&entries, Layout::default());
+        let listed: Vec<(&str, &str, &str)> = snap
+            .components
+            .iter()
+            .map(|c| (c.component.as_str(), c.kind, c.state))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("resource_manager", "resource_manager", "no_leader"),
+                ("dispatcher", "dispatcher", "no_leader"),
+                ("rest_server", "rest_server", "no_leader"),
+                (&format!("job-{job}") as &str, "job_master", "no_leader"),
+                ("backup", "named", "no_leader"),
+                ("my-cron", "named", "leader"),
+            ]
+        );
+        let cron = &snap.components[5];
+        assert_eq!(cron.key, "leader/my-cron/connection_info");
+        assert_eq!(cron.job_id, None);
+        let json = serde_json::to_value(cron).expect("json");
+        assert_eq!(json["kind"], "named");
+        assert_eq!(snap.contenders.len(), 1);
+        let c = &snap.contenders[0];
+        assert_eq!(
+            (c.latch.as_str(), c.component.as_deref(), c.kind, c.leader),
+            ("leader/my-cron/latch", Some("my-cron"), Some("named"), true)
+        );
     }
 
     #[test]

@@ -114,7 +114,8 @@ enum Command {
     /// Removes all HA data of a cluster whose processes are gone.
     #[command(after_help = cmd::cleanup::EXAMPLES)]
     Cleanup(CleanupArgs),
-    /// Runs a command only while this process leads a component (like `etcdctl elect`).
+    /// Runs a command only while this process leads a component or a service by name (like
+    /// `etcdctl elect`).
     #[command(after_help = cmd::run::EXAMPLES)]
     Run(RunArgs),
     /// Prints a shell completion script.

@@ -1,4 +1,23 @@
 //! Identifiers: leader session ids, job ids, checkpoint ids and the elected components.
+//!
+//! An elected component is one of Flink's ([`ComponentId::ResourceManager`],
+//! [`ComponentId::Dispatcher`], [`ComponentId::RestServer`], [`ComponentId::JobMaster`]) or any
+//! other service by name ([`ComponentId::Named`] with a validated [`ServiceName`]). All of them
+//! go through the same elections, retrievers and layout (`leader/<name>/...`);
+//! [`ComponentId::parse`] is the one parser of every component's name:
+//!
+//! ```
+//! use tenure_core::ids::{ComponentId, ServiceName};
+//!
+//! let cron = ComponentId::parse("my-cron").unwrap();
+//! assert_eq!(cron, ComponentId::Named(ServiceName::new("my-cron").unwrap()));
+//! assert_eq!(cron.to_string(), "my-cron");
+//! assert_eq!(ComponentId::parse("dispatcher").unwrap(), ComponentId::Dispatcher);
+//! // Names that would collide with the layout or with Flink's components are refused.
+//! assert!(ServiceName::new("latch").is_err());
+//! assert!(ServiceName::new("dispatcher").is_err());
+//! assert!(ServiceName::new("My Cron").is_err());
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,11 +94,19 @@ pub enum IdError {
     /// A checkpoint id that is not a non-negative decimal number.
     #[error("invalid checkpoint id {0:?}: expected a non-negative decimal number")]
     InvalidCheckpointId(String),
-    /// A component name that is not known.
+    /// A component name that is not one of Flink's components.
     #[error(
         "unknown component {0:?}: expected resource_manager, dispatcher, rest_server or job-<job id>"
     )]
     InvalidComponent(String),
+    /// A service name that breaks a rule of [`ServiceName`].
+    #[error("invalid service name {name:?}: {reason}")]
+    InvalidServiceName {
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        reason: String,
+    },
 }
 
 /// A job's id: 16 bytes, shown as 32 lowercase hexadecimal characters (Flink's `JobID`).
@@ -198,7 +225,134 @@ impl FromStr for CheckpointId {
     }
 }
 
-/// A component that is elected and whose leader is retrieved.
+/// The longest [`ServiceName`]: 63 bytes, as a DNS label.
+pub const MAX_SERVICE_NAME: usize = 63;
+
+/// The rule every [`ServiceName`] follows, as error messages state it.
+const SERVICE_NAME_RULE: &str = "a service name is 1 to 63 lower-case ASCII letters, digits and \
+     `-`, starting and ending with a letter or digit (a DNS label)";
+
+/// The name of a service elected by name ([`ComponentId::Named`]), such as `my-cron`.
+///
+/// A name is a DNS label: 1 to [`MAX_SERVICE_NAME`] lower-case ASCII letters, digits and `-`,
+/// starting and ending with a letter or digit. So it is one key segment on every backend
+/// (the ZooKeeper znode `leader/<name>`, nothing a storage path or URL would escape) and a
+/// valid part of a Kubernetes ConfigMap name (`<cluster-id>-<name>-leader`) and data key
+/// (`org.apache.flink.k8s.leader.<name>`).
+///
+/// Names the layout already gives a meaning are refused rather than mapped: `latch` (the
+/// process-wide latch `leader/latch`), Flink's component names in either spelling
+/// (`dispatcher`, `resourcemanager`, `restserver`; `resource_manager` and `rest_server` break
+/// the alphabet), job masters (`job-<job id>`, a bare job id) and `<job id>-jobmanager` (a job
+/// master's Kubernetes lock ConfigMap). Flink's components are the other variants of
+/// [`ComponentId`], which [`ComponentId::parse`] returns for their names.
+///
+/// The name is stored inline, so a [`ComponentId`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName {
+    /// The name's bytes, then zeros (no name contains a zero byte, so the order of the array
+    /// is the order of the names).
+    bytes: [u8; MAX_SERVICE_NAME],
+    /// How many bytes of `bytes` are the name.
+    len: u8,
+}
+
+impl ServiceName {
+    /// Validates `name`; the error names it and the rule it breaks.
+    pub fn new(name: &str) -> Result<Self, IdError> {
+        let err = |reason: String| IdError::InvalidServiceName {
+            name: name.to_owned(),
+            reason,
+        };
+        if name.is_empty() || name.len() > MAX_SERVICE_NAME {
+            return Err(err(format!(
+                "it is {} bytes long; {SERVICE_NAME_RULE}",
+                name.len()
+            )));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(err(format!("it contains {c:?}; {SERVICE_NAME_RULE}")));
+        }
+        if name.starts_with('-') || name.ends_with('-') {
+            return Err(err(format!(
+                "it starts or ends with `-`; {SERVICE_NAME_RULE}"
+            )));
+        }
+        if let Some(why) = reserved(name) {
+            return Err(err(format!("it is reserved: {why}")));
+        }
+        let mut bytes = [0u8; MAX_SERVICE_NAME];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self {
+            bytes,
+            // At most 63: checked above.
+            len: name.len() as u8,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Validated ASCII: the conversion cannot fail.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+/// Why `name` (in the service name alphabet) is reserved, if it is.
+fn reserved(name: &str) -> Option<&'static str> {
+    let is_job = |s: &str| s.len() == 32 && JobId::parse(s).is_ok();
+    match name {
+        "latch" => Some("`leader/latch` is the process-wide election's latch"),
+        "dispatcher" | "resourcemanager" | "restserver" => Some(
+            "it is a Flink component's name; elect Flink's components as ComponentId::Dispatcher, \
+             ComponentId::ResourceManager or ComponentId::RestServer",
+        ),
+        _ if is_job(name) || name.strip_prefix("job-").is_some_and(is_job) => {
+            Some("it names a job master; elect it as ComponentId::JobMaster")
+        }
+        _ if name.strip_suffix("-jobmanager").is_some_and(is_job) => {
+            Some("it is the Kubernetes name of a job master's lock")
+        }
+        _ => None,
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceName({:?})", self.as_str())
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for ServiceName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl TryFrom<&str> for ServiceName {
+    type Error = IdError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+/// A component that is elected and whose leader is retrieved: one of Flink's, or any service
+/// by name.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ComponentId {
     /// The resource manager.
@@ -209,6 +363,8 @@ pub enum ComponentId {
     RestServer,
     /// The job master of one job.
     JobMaster(JobId),
+    /// Any other service, elected by its name (`leader/<name>/...`).
+    Named(ServiceName),
 }
 
 impl ComponentId {
@@ -220,12 +376,21 @@ impl ComponentId {
             ComponentId::Dispatcher => "dispatcher".into(),
             ComponentId::RestServer => "rest_server".into(),
             ComponentId::JobMaster(job) => format!("job-{job}"),
+            ComponentId::Named(service) => service.as_str().to_owned(),
         }
     }
 
-    /// Parses `resource_manager`, `dispatcher`, `rest_server`, `job-<job id>` or a bare job id.
-    /// The Kubernetes spellings `resourcemanager` and `restserver` are accepted too.
+    /// Parses one of Flink's components (as [`ComponentId::parse_flink`]) or else a service
+    /// name ([`ServiceName::new`]): `name()` and `Display` read back to the same component.
+    /// The error of a name that is neither says which rule of a service name it breaks.
     pub fn parse(s: &str) -> Result<Self, IdError> {
+        Self::parse_flink(s).or_else(|_| ServiceName::new(s).map(ComponentId::Named))
+    }
+
+    /// Parses only Flink's components: `resource_manager`, `dispatcher`, `rest_server`,
+    /// `job-<job id>` or a bare job id. The Kubernetes spellings `resourcemanager` and
+    /// `restserver` are accepted too.
+    pub fn parse_flink(s: &str) -> Result<Self, IdError> {
         match s {
             "resource_manager" | "resourcemanager" => Ok(ComponentId::ResourceManager),
             "dispatcher" => Ok(ComponentId::Dispatcher),
@@ -237,6 +402,20 @@ impl ComponentId {
                     .map_err(|_| IdError::InvalidComponent(s.to_owned()))
             }
         }
+    }
+
+    /// The service of a [`ComponentId::Named`] component; `None` for Flink's components.
+    pub fn service(&self) -> Option<&ServiceName> {
+        match self {
+            ComponentId::Named(service) => Some(service),
+            _ => None,
+        }
+    }
+}
+
+impl From<ServiceName> for ComponentId {
+    fn from(service: ServiceName) -> Self {
+        ComponentId::Named(service)
     }
 }
 
@@ -304,14 +483,93 @@ mod tests {
             ComponentId::Dispatcher,
             ComponentId::RestServer,
             ComponentId::JobMaster(job),
+            ServiceName::new("my-cron").unwrap().into(),
         ] {
             assert_eq!(ComponentId::parse(&c.name()).unwrap(), c);
+            assert_eq!(c.to_string().parse::<ComponentId>().unwrap(), c);
         }
         assert_eq!(
             ComponentId::parse(&job.to_string()).unwrap(),
             ComponentId::JobMaster(job)
         );
-        assert!(ComponentId::parse("jobmanager").is_err());
+        assert!(ComponentId::parse_flink("jobmanager").is_err());
+        assert!(ComponentId::parse_flink("my-cron").is_err());
+        assert_eq!(
+            ComponentId::parse("jobmanager")
+                .unwrap()
+                .service()
+                .map(|s| s.as_str()),
+            Some("jobmanager")
+        );
+        assert_eq!(ComponentId::Dispatcher.service(), None);
+    }
+
+    #[test]
+    fn service_names_are_dns_labels() {
+        for ok in ["a", "my-cron", "0", "a-b-c", "x9", &"a".repeat(63)] {
+            let name = ServiceName::new(ok).unwrap();
+            assert_eq!(name.as_str(), ok);
+            assert_eq!(name.to_string(), ok);
+        }
+        for (bad, rule) in [
+            ("", "0 bytes long"),
+            (&"a".repeat(64) as &str, "64 bytes long"),
+            ("My-Cron", "contains 'M'"),
+            ("my_cron", "contains '_'"),
+            ("my.cron", "contains '.'"),
+            ("my cron", "contains ' '"),
+            ("a/b", "contains '/'"),
+            ("..", "contains '.'"),
+            ("-cron", "starts or ends with `-`"),
+            ("cron-", "starts or ends with `-`"),
+            ("crön", "contains 'ö'"),
+        ] {
+            let err = ServiceName::new(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+            assert!(err.contains(rule), "{err}");
+            assert!(err.contains("DNS label"), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_the_layout_uses_are_reserved() {
+        let job = JobId::new_random();
+        for bad in [
+            "latch".to_owned(),
+            "dispatcher".to_owned(),
+            "resourcemanager".to_owned(),
+            "restserver".to_owned(),
+            job.to_string(),
+            format!("job-{job}"),
+            format!("{job}-jobmanager"),
+        ] {
+            let err = ServiceName::new(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("reserved"),
+                "{err}"
+            );
+        }
+        // Near misses are ordinary names.
+        for ok in [
+            "latches",
+            "job-x",
+            "dispatcher-2",
+            "jobmanager",
+            "abc-jobmanager",
+        ] {
+            ServiceName::new(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn service_names_order_as_their_strings() {
+        let mut names: Vec<ServiceName> = ["b", "ab", "a", "a-b", "aa"]
+            .into_iter()
+            .map(|s| ServiceName::new(s).unwrap())
+            .collect();
+        names.sort();
+        let sorted: Vec<&str> = names.iter().map(ServiceName::as_str).collect();
+        assert_eq!(sorted, ["a", "a-b", "aa", "ab", "b"]);
     }
 
     proptest! {
@@ -321,6 +579,16 @@ mod tests {
             let _ = s.parse::<LeaderSessionId>();
             let _ = s.parse::<CheckpointId>();
             let _ = ComponentId::parse(&s);
+            let _ = ServiceName::new(&s);
+        }
+
+        #[test]
+        fn valid_service_names_round_trip(s in "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]") {
+            if let Ok(name) = ServiceName::new(&s) {
+                prop_assert_eq!(name.as_str(), s.as_str());
+                prop_assert!(crate::segments::check_segment(&s).is_ok());
+                prop_assert_eq!(ComponentId::parse(&s).unwrap(), ComponentId::Named(name));
+            }
         }
     }
 }

@@ -7,6 +7,8 @@
 //! leader/latch/...                         process-wide election (Flink 1.15+)
 //! leader/<component>/latch/...             per-component election (Flink 1.14 style)
 //! leader/<component>/connection_info       published leader information
+//! leader/<name>/latch/...                  a service elected by name (`ComponentId::Named`)
+//! leader/<name>/connection_info            its published leader information
 //! execution-plans/<job-id>                 job graphs (Flink 1.x: jobgraphs/<job-id>)
 //! execution-plans/<job-id>/locks/<owner>   per-process locks on a job graph
 //! jobs/<job-id>/checkpoints/<%019d id>     completed checkpoints
@@ -496,6 +498,10 @@ mod tests {
             "leader/latch".to_owned(),
             "leader/latch/_c_3f0b-latch-0000000003".to_owned(),
             "leader/rest_server/connection_info".to_owned(),
+            "leader/my-cron".to_owned(),
+            "leader/my-cron/connection_info".to_owned(),
+            "leader/my-cron/latch".to_owned(),
+            "leader/my-cron/latch/_c_3f0b-latch-0000000003".to_owned(),
             format!("leader/job-{JOB}/latch/_c_x-latch-0000000001"),
             format!("leader/{JOB}/connection_info"),
             format!("execution-plans/{JOB}/locks/owner-1"),
@@ -512,7 +518,11 @@ mod tests {
             "data",
             "important",
             "leader/latch/junk☃",
-            "leader/my-cron/connection_info",
+            "leader/my-cron/latch/junk",
+            "leader/My-Cron/connection_info",
+            "leader/my_cron/connection_info",
+            "leader/latch/connection_info",
+            "leader/dispatcher/latch/x/y",
             "execution-plans/not-a-job",
             "jobs/x/checkpoints/1",
             "other-cluster/leader/latch",
@@ -560,6 +570,20 @@ mod tests {
             l2.parse("leader/latch/junk"),
             Some(HaKey::ClusterLatchNode("junk".into()))
         );
+        let cron = ComponentId::parse("my-cron").unwrap();
+        for l in [l1, l2] {
+            assert_eq!(l.component_latch(&cron), "leader/my-cron/latch");
+            assert_eq!(l.leader_info(&cron), "leader/my-cron/connection_info");
+            assert_eq!(
+                l.parse("leader/my-cron/latch/_c_x-latch-0000000001"),
+                Some(HaKey::LeaderLatchNode(cron, "_c_x-latch-0000000001".into()))
+            );
+        }
+        assert_eq!(
+            Layout::parse_any_era("leader/my-cron/connection_info"),
+            Some((l2, HaKey::LeaderInfo(cron)))
+        );
+        assert_eq!(HaKey::LeaderInfo(cron).job(), None);
         for bad in [
             "",
             "/",
@@ -580,6 +604,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::*;
+        use crate::ids::ServiceName;
 
         fn era() -> impl Strategy<Value = Layout> {
             prop_oneof![Just(NamingEra::Flink2), Just(NamingEra::Flink1)].prop_map(Layout::new)
@@ -595,6 +620,9 @@ mod tests {
                 Just(ComponentId::Dispatcher),
                 Just(ComponentId::RestServer),
                 job().prop_map(ComponentId::JobMaster),
+                "[a-z0-9][a-z0-9-]{0,20}[a-z0-9]"
+                    .prop_filter_map("reserved", |s| ServiceName::new(&s).ok())
+                    .prop_map(ComponentId::Named),
             ]
         }
 
@@ -661,6 +689,8 @@ mod tests {
                 Just("58c7b669261b7be65fa686cc039885b6_DIRTY".to_owned()),
                 Just("resource_manager".to_owned()),
                 Just("resourcemanager".to_owned()),
+                Just("my-cron".to_owned()),
+                Just("My-Cron".to_owned()),
                 Just("0000000000000000007".to_owned()),
                 Just("7".to_owned()),
                 Just("_c_x-latch-0000000001".to_owned()),

@@ -82,6 +82,7 @@ pub mod retrieval;
 pub mod retry;
 pub mod segments;
 pub mod services;
+pub mod services_named;
 pub mod store;
 pub mod sync;
 pub mod watch_hub;

@@ -17,7 +17,9 @@
 //!
 //! Kubernetes component names are `resourcemanager`, `dispatcher`, `restserver` and
 //! `job-<job id>` (Flink 2.x) or the bare job id (Flink 1.x); the core's `resource_manager` /
-//! `rest_server` segments are translated both ways.
+//! `rest_server` segments are translated both ways. A service elected by name
+//! (`ComponentId::Named`, a DNS label) is its name: `leader/my-cron/connection_info` is the data
+//! key `org.apache.flink.k8s.leader.my-cron` of the cluster ConfigMap, as for Flink's components.
 //!
 //! Keys with no Flink equivalent (job graph locks `execution-plans/<job>/locks[/<owner>]`, job
 //! results `job-results/<job>[_DIRTY]`, anything a caller invents) are stored under the data key
@@ -29,7 +31,9 @@
 //! Latches are not KV keys: `leader/latch` is the leader-election annotation of the cluster
 //! ConfigMap; a per-component latch `leader/<component>/latch` is the same annotation on a
 //! ConfigMap of its own, named as Flink 1.12–1.14 named its per-component leader ConfigMaps:
-//! `<cluster-id>-<k8s component>-leader`, job masters `<cluster-id>-<job>-jobmanager-leader`.
+//! `<cluster-id>-<k8s component>-leader`, job masters `<cluster-id>-<job>-jobmanager-leader`,
+//! a named service `<cluster-id>-<name>-leader` (service names that would collide with these
+//! are refused by `ServiceName`).
 //! Each process's session is a ConfigMap `<cluster-id>-tenure-session-<16 hex digits>`.
 //! Every ConfigMap carries Flink's HA labels, so Flink's own cleanup (and tenure's) removes all.
 
@@ -144,7 +148,7 @@ fn k8s_component(layout: Layout, component: &ComponentId) -> String {
         ComponentId::ResourceManager => "resourcemanager".into(),
         ComponentId::Dispatcher => "dispatcher".into(),
         ComponentId::RestServer => "restserver".into(),
-        ComponentId::JobMaster(_) => layout.component_name(component),
+        ComponentId::JobMaster(_) | ComponentId::Named(_) => layout.component_name(component),
     }
 }
 
@@ -238,6 +242,7 @@ impl Names {
             ComponentId::JobMaster(job) => {
                 format!("{}-{job}-jobmanager-leader", self.cluster_id)
             }
+            ComponentId::Named(service) => format!("{}-{service}-leader", self.cluster_id),
         }
     }
 
@@ -479,6 +484,12 @@ mod tests {
                 Encoding::LeaderInfo,
             ),
             (
+                l2.leader_info(&ComponentId::parse("my-cron").unwrap()),
+                "my-cluster-cluster-config-map",
+                "org.apache.flink.k8s.leader.my-cron",
+                Encoding::LeaderInfo,
+            ),
+            (
                 l2.job_graph(&job),
                 "my-cluster-cluster-config-map",
                 "executionPlan-58c7b669261b7be65fa686cc039885b6",
@@ -564,6 +575,12 @@ mod tests {
         );
         assert!(n.latch_cm("x/latch").is_err());
         assert_eq!(
+            n.latch_cm("leader/my-cron/latch").unwrap(),
+            "my-cluster-my-cron-leader"
+        );
+        assert_eq!(n.classify("my-cluster-my-cron-leader"), CmKind::Lock);
+        assert_eq!(n.job_of_lock("my-cluster-my-cron-leader"), None);
+        assert_eq!(
             n.label_selector(),
             "app=my-cluster,configmap-type=high-availability,type=flink-native-kubernetes"
         );
@@ -574,10 +591,13 @@ mod tests {
         let n = names();
         assert_eq!(n.key_of(CmKind::Cluster, "address"), None);
         assert_eq!(n.key_of(CmKind::Cluster, "jobGraph-notajob"), None);
-        assert_eq!(
-            n.key_of(CmKind::Cluster, "org.apache.flink.k8s.leader.x"),
-            None
-        );
+        for foreign in ["X", "latch", "resource_manager", "my_cron", ""] {
+            assert_eq!(
+                n.key_of(CmKind::Cluster, &format!("{LEADER_KEY_PREFIX}{foreign}")),
+                None,
+                "{foreign}"
+            );
+        }
         // A tenure key that belongs to a per-job ConfigMap is not accepted in the cluster one.
         let in_job = escape_key(&format!("jobs/{JOB}/x"));
         assert_eq!(n.key_of(CmKind::Cluster, &in_job), None);
@@ -635,7 +655,7 @@ mod tests {
         fn every_located_key_maps_back(
             s in proptest::prop_oneof![
                 ".*",
-                "(leader|jobs|jobgraphs|execution-plans|running_job_registry)/(58c7b669261b7be65fa686cc039885b6|job-58c7b669261b7be65fa686cc039885b6|dispatcher|restserver)(/(connection_info|latch|checkpoints|checkpoint_id_counter|0000000000000000042|42))*",
+                "(leader|jobs|jobgraphs|execution-plans|running_job_registry)/(58c7b669261b7be65fa686cc039885b6|job-58c7b669261b7be65fa686cc039885b6|dispatcher|restserver|my-cron|My-Cron|latch)(/(connection_info|latch|checkpoints|checkpoint_id_counter|0000000000000000042|42))*",
             ]
         ) {
             let n = names();

@@ -533,6 +533,7 @@ mod tests {
         new.contenders.push(Contender {
             latch: "leader/latch".into(),
             component: None,
+            kind: None,
             node: "_c_x-latch-0000000001".into(),
             sequence: Some(1),
             foreign: false,

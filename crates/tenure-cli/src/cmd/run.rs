@@ -1,5 +1,10 @@
-//! `tenure run --component NAME -- CMD ARGS…`: runs a command only while this process leads a
-//! component, like `etcdctl elect` / `consul lock`.
+//! `tenure run --component COMPONENT -- CMD ARGS…` / `tenure run --name NAME -- CMD ARGS…`: runs a
+//! command only while this process leads one of Flink's components or any service by name,
+//! like `etcdctl elect` / `consul lock`.
+//!
+//! `--name` elects any service (`ComponentId::Named`, a DNS label such as `my-cron`) on its own
+//! latch `leader/<name>/latch`, through `HaServices::election`; its leader is published at
+//! `leader/<name>/connection_info` and listed by `tenure leaders`.
 //!
 //! The process campaigns; once elected it publishes its address (confirms the term) and starts
 //! CMD with the term in its environment. When leadership is lost (another contender was
@@ -24,13 +29,13 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde::Serialize;
 use tenure::config::duration::parse_duration;
 use tenure::election::{ElectionService, LeaderElection, LeaderTerm};
-use tenure::ids::ComponentId;
+use tenure::ids::{ComponentId, ServiceName};
 use tokio::process::{Child, Command};
 
 use crate::conn::{ConnArgs, Storage, connect};
@@ -46,12 +51,15 @@ pub const EXAMPLES: &str = "Examples:
   tenure run --component job-58c7b669261b7be65fa686cc039885b6 --grace 30s -- java -jar job.jar
   tenure run --component rest_server --scope cluster --restart -- ./rest-proxy
   tenure run --component dispatcher --campaign-timeout 5s -- ./once.sh   exit 5 if not elected in 5 s
+  tenure run --name my-cron --restart -- ./cron.sh       any service, elected by name
 
 Semantics (as `etcdctl elect` / `consul lock`):
-  - campaigns for the component; when elected, publishes --address as the component's leader
-    address (read by `tenure leaders` and by Flink's retrievers), then runs CMD with
+  - campaigns for the component (--component: one of Flink's) or the service (--name: any
+    service, a DNS label such as my-cron: 1-63 lower-case letters, digits and -, not one
+    of Flink's component names nor latch); when elected, publishes --address as its leader
+    address (read by `tenure leaders` and by retrievers), then runs CMD with
       TENURE_LEADER_SESSION_ID  the term's leader session id (a UUID)
-      TENURE_COMPONENT          the component's name
+      TENURE_COMPONENT          the component's or service's name
       TENURE_LEADER_ADDRESS     the address published
       TENURE_FENCING_TOKEN      the term's fencing token (<lock>#<epoch>)
   - on loss of leadership CMD's process group gets SIGTERM, then SIGKILL after --grace;
@@ -72,6 +80,7 @@ Semantics (as `etcdctl elect` / `consul lock`):
   - --scope component (default) campaigns on the component's own latch
     (leader/<component>/latch); --scope cluster joins the cluster's process-wide latch
     (leader/latch), the one Flink's JobManagers use, so it contends with them correctly.
+    --name always campaigns on the service's own latch (leader/<name>/latch).
   - progress goes to stderr (one JSON object per line with --output json); CMD keeps stdout.";
 
 /// Which election to join.
@@ -87,12 +96,29 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| format!("{e} (expected e.g. 10s, 500ms, 1min)"))
 }
 
+fn parse_component_arg(s: &str) -> Result<ComponentId, String> {
+    ComponentId::parse_flink(s).map_err(|e| format!("{e} (use --name to elect any other service)"))
+}
+
+fn parse_name_arg(s: &str) -> Result<ServiceName, String> {
+    ServiceName::new(s).map_err(|e| e.to_string())
+}
+
 /// Options of `tenure run`.
 #[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("elected").required(true).args(["component", "name"])))]
 pub struct RunArgs {
-    /// The component to lead: resource_manager, dispatcher, rest_server or job-<job id>.
-    #[arg(long, value_name = "NAME")]
-    pub component: ComponentId,
+    /// The Flink component to lead: resource_manager, dispatcher, rest_server or job-<job id>.
+    #[arg(
+        long,
+        value_name = "COMPONENT",
+        value_parser = parse_component_arg
+    )]
+    pub component: Option<ComponentId>,
+    /// Any service to lead, by name (a DNS label such as my-cron), on its own latch
+    /// leader/<NAME>/latch.
+    #[arg(long, value_name = "NAME", value_parser = parse_name_arg)]
+    pub name: Option<ServiceName>,
     /// The address published while leading (default `tenure-run://<host>/<pid>`).
     #[arg(long, value_name = "ADDR")]
     pub address: Option<String>,
@@ -343,12 +369,29 @@ fn exited(status: &ExitStatus, report: &Reporter) -> u8 {
     code
 }
 
+/// What `tenure run` elects: `--component` or `--name` (clap makes one of them required and
+/// refuses both); a named service is elected on its own latch only.
+fn elected(args: &RunArgs) -> Result<ComponentId, CliError> {
+    match (args.component, args.name) {
+        (_, Some(name)) if args.scope == Scope::Cluster => Err(CliError::Usage(format!(
+            "--scope cluster cannot elect --name {name}: a service elected by name campaigns on \
+             its own latch (leader/{name}/latch)"
+        ))),
+        (_, Some(name)) => Ok(ComponentId::Named(name)),
+        (Some(component), None) => Ok(component),
+        (None, None) => Err(CliError::Usage(
+            "give the component (--component) or the service's name (--name) to elect".into(),
+        )),
+    }
+}
+
 /// Runs `tenure run`.
 pub async fn run(
     args: RunArgs,
     conn_args: &ConnArgs,
     format: OutputFormat,
 ) -> Result<u8, CliError> {
+    let component = elected(&args)?;
     let conn = connect(conn_args, Storage::Optional).await?;
     if let Some(addr) = args.metrics_addr {
         crate::metrics::serve(addr).await?;
@@ -363,20 +406,23 @@ pub async fn run(
         }
     });
     let layout = conn.services.layout();
-    let component = args.component;
     let name = layout.component_name(&component);
     let report = Reporter {
         format,
         component: name.clone(),
     };
-    let (latch, election) = match args.scope {
-        Scope::Component => {
+    let (latch, election) = match (component, args.scope) {
+        (ComponentId::Named(service), _) => (
+            layout.component_latch(&component),
+            conn.services.election(service.as_str()).await,
+        ),
+        (_, Scope::Component) => {
             let latch = layout.component_latch(&component);
             let service = ElectionService::new(backend.clone(), layout, latch.clone())
                 .with_observer(conn.services.observer().clone());
             (latch, service.register(component).await)
         }
-        Scope::Cluster => (
+        (_, Scope::Cluster) => (
             layout.cluster_latch(),
             conn.services.leader_election(component).await,
         ),

@@ -77,6 +77,8 @@ impl JobManager {
             ComponentId::JobMaster(_) => {
                 format!("pekko.tcp://flink@{host}:6123/user/rpc/jobmanager_2")
             }
+            // The demo elects only Flink's components.
+            ComponentId::Named(service) => format!("{host}/{service}"),
         };
         for e in std::iter::once(&self.dispatcher)
             .chain(&self.others)

@@ -45,7 +45,7 @@ pub use publish::{publish_leader_info, unpublish_leader_info};
 
 use crate::driver::Command;
 use crate::driver::{HaBackend, SessionDriver};
-use crate::ids::{ComponentId, LeaderSessionId};
+use crate::ids::{ComponentId, IdError, LeaderSessionId};
 use crate::kv::{FencingToken, KvError};
 use crate::layout::Layout;
 
@@ -64,6 +64,9 @@ pub enum ElectionError {
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] KvError),
+    /// The name of a service to elect is not a valid [`ServiceName`](crate::ids::ServiceName).
+    #[error(transparent)]
+    InvalidName(#[from] IdError),
 }
 
 /// One leadership term of one component.

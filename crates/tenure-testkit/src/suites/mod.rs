@@ -3,6 +3,7 @@
 pub mod churn;
 pub mod cleanup;
 pub mod election;
+pub mod election_named;
 pub mod kv;
 pub mod retrieval;
 pub mod stores;
