@@ -570,6 +570,7 @@ mod tests {
         Contender {
             latch: "leader/dispatcher/latch".into(),
             component: Some("dispatcher".into()),
+            kind: None,
             node: node.into(),
             sequence: Some(sequence),
             foreign: false,
