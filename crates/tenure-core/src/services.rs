@@ -275,11 +275,16 @@ impl HaServices {
     }
 
     /// Starts campaigning for `component`: on the process-wide election, or on the component's
-    /// own latch in [`ElectionMode::PerComponent`].
+    /// own latch in [`ElectionMode::PerComponent`]. A [`ComponentId::Named`] service always
+    /// campaigns on its own latch (see [`HaServices::election`]).
     pub async fn leader_election(
         &self,
         component: ComponentId,
     ) -> Result<LeaderElection, ElectionError> {
+        if let ComponentId::Named(name) = component {
+            // A named service always campaigns on its own latch, in either mode.
+            return self.named_election_service(name).register(component).await;
+        }
         match self.inner.options.election_mode {
             ElectionMode::ProcessWide => self.cluster_election().register(component).await,
             ElectionMode::PerComponent => {

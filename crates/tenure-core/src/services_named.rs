@@ -87,7 +87,7 @@ mod tests {
 
     use crate::election::ElectionError;
     use crate::embedded::EmbeddedCluster;
-    use crate::ids::IdError;
+    use crate::ids::{ComponentId, IdError, ServiceName};
     use crate::services::{HaServices, HaServicesOptions};
 
     #[tokio::test]
@@ -104,5 +104,26 @@ mod tests {
             let err = services.retriever(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_named_component_campaigns_on_its_own_latch_in_the_process_wide_mode() {
+        let cluster = EmbeddedCluster::new();
+        let services = HaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
+        let name = ServiceName::new("my-cron").unwrap();
+        let mut election = services
+            .leader_election(ComponentId::Named(name))
+            .await
+            .unwrap();
+        election.wait_for_leadership().await.unwrap();
+        let keys = cluster.all_keys();
+        assert!(
+            keys.iter().any(|k| k.starts_with("leader/my-cron/latch/")),
+            "{keys:?}"
+        );
+        assert!(
+            !keys.iter().any(|k| k.starts_with("leader/latch/")),
+            "{keys:?}"
+        );
     }
 }

@@ -45,7 +45,7 @@
 //!   by Flink) has the ConfigMap's resource version as its version. Every write is a replace of
 //!   the whole ConfigMap conditioned on its `resourceVersion`; a `409 Conflict` is re-read and
 //!   retried, the per-key version check decides.
-//! - **Fencing**: a write with a [`FencingToken`](tenure_core::kv::FencingToken) (`lock` = the
+//! - **Fencing**: a write with a [`tenure_core::kv::FencingToken`] (`lock` = the
 //!   ConfigMap holding the latch, `epoch` = its `leaderTransitions` when the term began) is
 //!   refused with `NotLeader` unless this process still holds that term locally (granted, not
 //!   revoked, last renewal within the renew deadline) *and* the leader annotation read shows it

@@ -3,9 +3,9 @@
 //! Every backend runs the same suites: implement [`BackendFactory`] (connect a new simulated
 //! process to one test cluster, crash one) and invoke [`conformance_tests!`] in a test file.
 //!
-//! ```no_run
+//! ```text
 //! // tests/embedded.rs of a backend crate:
-//! // tenure_testkit::conformance_tests!(tenure_testkit::EmbeddedFactory::new());
+//! tenure_testkit::conformance_tests!(tenure_testkit::EmbeddedFactory::new());
 //! ```
 
 #![allow(clippy::unwrap_used)] // test-support code: a failed unwrap is a failed test

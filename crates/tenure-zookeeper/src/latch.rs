@@ -18,7 +18,7 @@
 //!   is back in the same session; nothing to do once that session is gone).
 //! - The fencing token is `(<latch node path>, <sequence>)`; fenced writes check that node.
 //!
-//! [`Recipe`] decides, [`crate::latch_io::Io`] performs its [`Request`]s; the session driver
+//! `Recipe` decides, `latch_io::Io` performs its `Request`s; the session driver
 //! of `tenure-core` runs every latch of the session on one task.
 
 use std::time::Duration;

@@ -15,7 +15,7 @@
 //! given up.
 //!
 //! CMD never outlives the leadership, even if `tenure` itself dies or stalls: before each run
-//! of CMD, `tenure` starts a [watchdog](crate::watchdog) process (`tenure __watchdog`, hidden)
+//! of CMD, `tenure` starts a watchdog process ([`crate::watchdog`]) (`tenure __watchdog`, hidden)
 //! in a new process group and starts CMD into that group. `tenure` sends it heartbeats from its
 //! async runtime; the watchdog SIGKILLs the whole group at once when the pipe from `tenure`
 //! closes (`tenure` was SIGKILLed or crashed), and when no heartbeat came for the stall limit, a
@@ -108,7 +108,7 @@ fn parse_name_arg(s: &str) -> Result<ServiceName, String> {
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("elected").required(true).args(["component", "name"])))]
 pub struct RunArgs {
-    /// The Flink component to lead: resource_manager, dispatcher, rest_server or job-<job id>.
+    /// The Flink component to lead: `resource_manager`, `dispatcher`, `rest_server` or `job-<job id>`.
     #[arg(
         long,
         value_name = "COMPONENT",

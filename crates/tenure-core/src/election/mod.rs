@@ -287,6 +287,27 @@ impl LeaderConfirmer {
 
 /// One component's contender registration on an [`ElectionService`]. Dropping it stops the
 /// contender (like [`LeaderElection::stop`], without waiting).
+///
+/// Wait for a term, confirm it with the address others should reach the leader at, do the
+/// leader's work until the term is over, then wait for the next one:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tenure_core::embedded::EmbeddedCluster;
+/// # use tenure_core::services::{HaServices, HaServicesOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// let mut election = services.resource_manager_leader_election().await?;
+/// let term = election.wait_for_leadership().await?;
+/// election.confirm(term.session_id, "pekko.tcp://flink@jm-1:6123/user/rpc/resourcemanager_0").await?;
+/// assert!(election.has_leadership(term.session_id));
+/// let work = term.cancellation(); // hand to tasks that must stop with the term
+/// # let _ = work;
+/// election.stop().await?; // gives up leadership; a standby is granted the next term
+/// assert!(term.is_over());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct LeaderElection {
     confirmer: LeaderConfirmer,

@@ -31,6 +31,28 @@ pub trait LeaderRetrievalListener: Send + Sync + 'static {
 
 /// Follows one component's leader. Dropping it stops following.
 ///
+/// [`leader`](Self::leader) is a `watch` of the [`LeaderState`]: unknown until the first read,
+/// then no leader or the leader's address and session id as it confirmed them.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tenure_core::embedded::EmbeddedCluster;
+/// # use tenure_core::services::{HaServices, HaServicesOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// let mut election = services.dispatcher_leader_election().await?;
+/// let term = election.wait_for_leadership().await?;
+/// election.confirm(term.session_id, "pekko.tcp://flink@jm-1:6123/user/rpc/dispatcher_1").await?;
+///
+/// let retriever = services.dispatcher_leader_retriever();
+/// let mut leader = retriever.leader();
+/// let state = leader.wait_for(|l| l.leader().is_some()).await?.clone();
+/// assert_eq!(state.leader().map(|i| i.session_id), Some(term.session_id));
+/// # Ok(()) }
+/// ```
+///
+///
 /// The session's driver ([`crate::driver::SessionDriver`]) does the following: one task for
 /// every retrieval and election of the process, one backend watch per prefix among them.
 #[derive(Debug)]

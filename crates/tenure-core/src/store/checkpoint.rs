@@ -113,7 +113,37 @@ pub fn decode_checkpoint(key: &str, bytes: &[u8]) -> Result<CompletedCheckpoint,
     })
 }
 
-/// The retained completed checkpoints of one job.
+/// The retained completed checkpoints of one job (Flink's `CompletedCheckpointStore`): an add
+/// keeps the newest `max_retained` and subsumes older ones (their blobs discarded), never the
+/// newest.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tenure_core::embedded::EmbeddedCluster;
+/// # use tenure_core::services::{HaServices, HaServicesOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// use bytes::Bytes;
+/// use tenure_core::ids::{CheckpointId, JobId};
+/// use tenure_core::store::CompletedCheckpoint;
+///
+/// let mut election = services.dispatcher_leader_election().await?;
+/// let term = election.wait_for_leadership().await?;
+/// let stores = services.leader_stores(&term);
+/// let job = JobId::new_random();
+/// let checkpoints = stores.checkpoints(job)?; // retains 1 by default
+/// let ids = stores.checkpoint_id_counter(job);
+/// ids.start().await?;
+/// for _ in 0..3 {
+///     let id = ids.get_and_increment().await?;
+///     checkpoints.add(CompletedCheckpoint::new(job, id, 0, Bytes::from_static(b"meta"))?).await?;
+/// }
+/// let latest = checkpoints.latest().await?.expect("retained");
+/// assert_eq!(latest.id, CheckpointId(3));
+/// assert_eq!(checkpoints.recover().await?.len(), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct CompletedCheckpointStore {
     kv: Arc<dyn VersionedKv>,

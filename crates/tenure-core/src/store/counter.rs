@@ -56,7 +56,26 @@ pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<CheckpointId, StoreErro
         .map_err(|e| StoreError::corrupt(key, format!("counter {text:?}: {e}")))
 }
 
-/// The checkpoint id counter of one job.
+/// The checkpoint id counter of one job (Flink's `CheckpointIDCounter`): starts at 1; every
+/// increment is a compare-and-set, fenced when taken from a leader term's stores.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tenure_core::embedded::EmbeddedCluster;
+/// # use tenure_core::services::{HaServices, HaServicesOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// use tenure_core::ids::{CheckpointId, JobId};
+///
+/// let mut election = services.dispatcher_leader_election().await?;
+/// let term = election.wait_for_leadership().await?;
+/// let counter = services.leader_stores(&term).checkpoint_id_counter(JobId::new_random());
+/// counter.start().await?;
+/// assert_eq!(counter.get_and_increment().await?, CheckpointId(1));
+/// assert_eq!(counter.get().await?, CheckpointId(2));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct CheckpointIdCounter {
     kv: Arc<dyn VersionedKv>,

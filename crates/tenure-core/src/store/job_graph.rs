@@ -27,7 +27,33 @@ use crate::ids::JobId;
 use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, KvEvent, Txn, TxnOp, VersionedKv};
 use crate::layout::{HaKey, Layout, NamingEra};
 
-/// Job graphs of the cluster, with per-process locks.
+/// Job graphs of the cluster, with per-process locks (Flink's `ExecutionPlanStore`).
+///
+/// A put writes the graph (large ones to the blob store), its `locks` node and this process's
+/// lock in one atomic write; a graph locked by any process is never removed, so one process's
+/// release cannot delete what another still runs. Take it from a leader term's stores so every
+/// write is fenced:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tenure_core::embedded::EmbeddedCluster;
+/// # use tenure_core::services::{HaServices, HaServicesOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// use bytes::Bytes;
+/// use tenure_core::ids::JobId;
+///
+/// let mut election = services.dispatcher_leader_election().await?;
+/// let term = election.wait_for_leadership().await?;
+/// let graphs = services.leader_stores(&term).job_graphs();
+/// let job = JobId::new_random();
+/// graphs.put(job, Bytes::from_static(b"serialized job graph")).await?;
+/// assert_eq!(graphs.recover(job).await?, Bytes::from_static(b"serialized job graph"));
+/// graphs.release(job).await?; // this process no longer runs it
+/// assert!(graphs.remove(job).await?); // nobody holds it: removed
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct JobGraphStore {
     kv: Arc<dyn VersionedKv>,

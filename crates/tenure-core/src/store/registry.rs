@@ -59,7 +59,27 @@ impl fmt::Display for JobSchedulingStatus {
     }
 }
 
-/// The running jobs registry.
+/// The running jobs registry (Flink's pre-1.15 `RunningJobsRegistry`): PENDING, RUNNING or
+/// DONE per job.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tenure_core::embedded::EmbeddedCluster;
+/// # use tenure_core::services::{HaServices, HaServicesOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// use tenure_core::ids::JobId;
+/// use tenure_core::store::JobSchedulingStatus;
+///
+/// let mut election = services.dispatcher_leader_election().await?;
+/// let term = election.wait_for_leadership().await?;
+/// let registry = services.leader_stores(&term).running_jobs();
+/// let job = JobId::new_random();
+/// registry.set_running(job).await?;
+/// assert_eq!(registry.status(job).await?, Some(JobSchedulingStatus::Running));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct RunningJobsRegistry {
     kv: Arc<dyn VersionedKv>,
