@@ -3,8 +3,10 @@
 mod connect;
 
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
+pub use tenure_core::config::HaConfigBuilder;
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
 pub use tenure_core::connect::ConnectError;
+pub use tenure_core::embedded::EmbeddedCluster;
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::{
     blob, cleanup, clock, codec, config, connection, driver, election, embedded, ids, kv, latch,
