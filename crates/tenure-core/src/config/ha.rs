@@ -453,7 +453,13 @@ impl HaConfig {
         Ok(config)
     }
 
-    /// All defaults, mode [`HaMode::None`]: the embedded, in-process services.
+    /// All defaults, mode [`HaMode::None`]: the embedded, in-process services
+    /// ([`HaConfig::builder`] starts from the same, with setters).
+    ///
+    /// Each `tenure::connect` with this configuration creates a new, private embedded cluster:
+    /// services connected that way share nothing and each leads. For several in-process
+    /// "processes" on one cluster, use one [`EmbeddedCluster`](crate::embedded::EmbeddedCluster)
+    /// and its [`services`](crate::embedded::EmbeddedCluster::services).
     pub fn embedded() -> Self {
         Self {
             mode: HaMode::None,
