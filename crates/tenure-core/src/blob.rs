@@ -31,6 +31,15 @@ pub enum BlobError {
         /// What is wrong with it.
         reason: String,
     },
+    /// There is no durable blob store to keep the blob in or read it from (a shared backend
+    /// configured without `high-availability.storageDir`); see [`BlobStore::unavailable`].
+    #[error("blob {name:?} cannot be kept or read: {reason}")]
+    Unavailable {
+        /// The blob (or prefix) concerned.
+        name: String,
+        /// Why there is no blob store, naming the setting to change.
+        reason: String,
+    },
     /// The object store failed.
     #[error("blob store failure on {name:?}: {reason}")]
     Store {
@@ -41,12 +50,22 @@ pub enum BlobError {
     },
 }
 
-/// Blobs below one base path of an object store (`<storageDir>/<cluster-id>`).
+/// Blobs below one base path of an object store (`<storageDir>/<cluster-id>`), or no blob
+/// store at all ([`BlobStore::unavailable`]).
 #[derive(Clone)]
 pub struct BlobStore {
-    store: Arc<dyn ObjectStore>,
+    backing: Backing,
     base: Path,
     location: String,
+}
+
+/// What a [`BlobStore`]'s blobs are kept in.
+#[derive(Clone)]
+enum Backing {
+    /// An object store (a local directory, a remote store, or memory).
+    Store(Arc<dyn ObjectStore>),
+    /// Nothing: every operation fails with [`BlobError::Unavailable`] and this reason.
+    Unavailable(Arc<str>),
 }
 
 impl fmt::Debug for BlobStore {
@@ -56,21 +75,62 @@ impl fmt::Debug for BlobStore {
 }
 
 impl BlobStore {
-    /// A blob store in memory (embedded mode without a storage directory).
+    /// A blob store in memory, private to this value and its clones: for the embedded mode
+    /// without a storage directory, where every "process" is in this one. Never right for a
+    /// shared backend: another process cannot read these blobs.
     pub fn in_memory() -> Self {
         Self {
-            store: Arc::new(InMemory::new()),
+            backing: Backing::Store(Arc::new(InMemory::new())),
             base: Path::default(),
             location: "memory://".into(),
+        }
+    }
+
+    /// No blob store: every operation (put, get, list, delete, ...) fails with
+    /// [`BlobError::Unavailable`] carrying `reason`, which should name the setting to change
+    /// (what a shared backend without `high-availability.storageDir` gets: writes of large
+    /// payloads are refused instead of being kept where no other process can read them).
+    ///
+    /// ```
+    /// use tenure_core::blob::{BlobError, BlobStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let blobs = BlobStore::unavailable("set high-availability.storageDir");
+    /// let err = blobs.get("checkpoint-1").await.unwrap_err();
+    /// assert!(matches!(err, BlobError::Unavailable { .. }));
+    /// assert!(err.to_string().contains("high-availability.storageDir"));
+    /// # });
+    /// ```
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self {
+            backing: Backing::Unavailable(Arc::from(reason.into())),
+            base: Path::default(),
+            location: "(no blob store)".into(),
         }
     }
 
     /// Blobs below `base` in `store`.
     pub fn new(store: Arc<dyn ObjectStore>, base: Path, location: impl Into<String>) -> Self {
         Self {
-            store,
+            backing: Backing::Store(store),
             base,
             location: location.into(),
+        }
+    }
+
+    /// Whether blobs can be kept here at all (`false` for [`unavailable`](Self::unavailable)).
+    pub fn is_available(&self) -> bool {
+        matches!(self.backing, Backing::Store(_))
+    }
+
+    /// The object store, or [`BlobError::Unavailable`] for an operation on `name`.
+    fn store(&self, name: &str) -> Result<&Arc<dyn ObjectStore>, BlobError> {
+        match &self.backing {
+            Backing::Store(store) => Ok(store),
+            Backing::Unavailable(reason) => Err(BlobError::Unavailable {
+                name: name.to_owned(),
+                reason: reason.to_string(),
+            }),
         }
     }
 
@@ -124,7 +184,7 @@ impl BlobStore {
     /// segment by segment).
     pub fn child(&self, sub: &str) -> BlobStore {
         Self {
-            store: self.store.clone(),
+            backing: self.backing.clone(),
             base: self.path(sub),
             location: format!(
                 "{}/{}",
@@ -154,7 +214,7 @@ impl BlobStore {
 
     /// Writes the blob `name` (replacing an existing one atomically).
     pub async fn put(&self, name: &str, data: Bytes) -> Result<(), BlobError> {
-        self.store
+        self.store(name)?
             .put(&self.path(name), PutPayload::from_bytes(data))
             .await
             .map(|_| ())
@@ -167,7 +227,7 @@ impl BlobStore {
             mode: object_store::PutMode::Create,
             ..Default::default()
         };
-        self.store
+        self.store(name)?
             .put_opts(&self.path(name), PutPayload::from_bytes(data), opts)
             .await
             .map(|_| ())
@@ -182,7 +242,7 @@ impl BlobStore {
     /// Reads the blob `name`.
     pub async fn get(&self, name: &str) -> Result<Bytes, BlobError> {
         let r = self
-            .store
+            .store(name)?
             .get(&self.path(name))
             .await
             .map_err(|e| Self::err(name, e))?;
@@ -191,7 +251,7 @@ impl BlobStore {
 
     /// Whether the blob `name` exists.
     pub async fn exists(&self, name: &str) -> Result<bool, BlobError> {
-        match self.store.head(&self.path(name)).await {
+        match self.store(name)?.head(&self.path(name)).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(Self::err(name, e)),
@@ -200,7 +260,7 @@ impl BlobStore {
 
     /// Deletes the blob `name`; a missing blob is not an error.
     pub async fn delete(&self, name: &str) -> Result<(), BlobError> {
-        match self.store.delete(&self.path(name)).await {
+        match self.store(name)?.delete(&self.path(name)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Self::err(name, e)),
         }
@@ -208,7 +268,7 @@ impl BlobStore {
 
     /// Renames blob `from` to `to` (replacing `to`).
     pub async fn rename(&self, from: &str, to: &str) -> Result<(), BlobError> {
-        self.store
+        self.store(from)?
             .rename(&self.path(from), &self.path(to))
             .await
             .map_err(|e| Self::err(from, e))
@@ -218,7 +278,7 @@ impl BlobStore {
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
         let root = self.path(prefix);
         let metas: Vec<_> = self
-            .store
+            .store(prefix)?
             .list(Some(&root))
             .try_collect()
             .await
@@ -274,6 +334,32 @@ mod tests {
         store.delete("x").await.unwrap();
         assert!(!dir.path().join("default/x").exists());
         exercise(store).await;
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_refuses_every_operation_with_its_reason() {
+        let store = BlobStore::unavailable("no high-availability.storageDir").child("cluster");
+        assert!(!store.is_available());
+        let check = |r: Result<(), BlobError>, name: &str| match r {
+            Err(BlobError::Unavailable { name: n, reason }) => {
+                assert_eq!(n, name);
+                assert_eq!(reason, "no high-availability.storageDir");
+            }
+            other => panic!("{name}: expected Unavailable, got {other:?}"),
+        };
+        check(store.put("a", Bytes::from_static(b"x")).await, "a");
+        check(store.put_new("b", Bytes::from_static(b"x")).await, "b");
+        check(store.get("c").await.map(|_| ()), "c");
+        check(store.exists("d").await.map(|_| ()), "d");
+        check(store.delete("e").await, "e");
+        check(store.rename("f", "g").await, "f");
+        check(store.list("h").await.map(|_| ()), "h");
+        let message = store.get("c").await.unwrap_err().to_string();
+        assert!(message.contains("\"c\""), "{message}");
+        assert!(
+            message.contains("high-availability.storageDir"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::blob::{BlobError, BlobStore};
 use crate::cleanup::{CleanupOutcome, CleanupPlan, JobResultFiles};
-use crate::config::{ConfigError, HaConfig};
+use crate::config::{ConfigError, HaConfig, HaMode};
 use crate::connect::ConnectError;
 use crate::driver::HaBackend;
 use crate::election::{ElectionError, ElectionService, LeaderElection, LeaderTerm};
@@ -87,6 +87,12 @@ pub enum JobResultStorage {
 }
 
 /// How the services are set up; [`HaServicesOptions::from_config`] derives it from Flink keys.
+///
+/// The default has no blob store (every blob operation fails saying so): a blob store is a
+/// choice to make, never a silent in-memory one on a shared backend. With an
+/// [`EmbeddedCluster`](crate::embedded::EmbeddedCluster), use its
+/// [`services`](crate::embedded::EmbeddedCluster::services), which shares the cluster's
+/// in-memory blobs.
 #[derive(Clone, Debug)]
 pub struct HaServicesOptions {
     /// The key layout (Flink naming era).
@@ -105,7 +111,11 @@ impl Default for HaServicesOptions {
     fn default() -> Self {
         Self {
             layout: Layout::default(),
-            blobs: BlobStore::in_memory(),
+            blobs: BlobStore::unavailable(
+                "HaServicesOptions::default() names no blob store: set its `blobs` (a \
+                 BlobStore on high-availability.storageDir, or BlobStore::in_memory() when every \
+                 process is in this one), or build the options from a configuration",
+            ),
             job_results: JobResultStorage::Kv,
             num_retained_checkpoints: 1,
             election_mode: ElectionMode::default(),
@@ -114,10 +124,19 @@ impl Default for HaServicesOptions {
 }
 
 impl HaServicesOptions {
-    /// Options from a configuration: blobs under `<storageDir>/<cluster-id>` (in memory
-    /// without a storage dir), Flink's job result files under `job-result-store.storage-path` or
+    /// Options from a configuration: blobs under `<storageDir>/<cluster-id>`, Flink's job
+    /// result files under `job-result-store.storage-path` or
     /// `<storageDir>/job-result-store/<cluster-id>` (the KV without either), the naming era and
     /// the number of retained checkpoints.
+    ///
+    /// Without `high-availability.storageDir`, only the embedded mode (`NONE`, every "process"
+    /// in this one) keeps blobs in memory. A shared backend (ZooKeeper, Kubernetes, etcd or a
+    /// custom one) gets [`BlobStore::unavailable`]: reads of the KV and writes small enough to
+    /// stay inline work (what read-only tools need), and a write that needs a blob (a job graph
+    /// or checkpoint above 1 KiB) fails with [`BlobError::Unavailable`] naming
+    /// `high-availability.storageDir` before anything is written. Blobs in this process's
+    /// memory would be lost with it, and no other process could read them. This is checked
+    /// here, where the services are built, so an `HaConfig` built by hand gets it too.
     pub fn from_config(config: &HaConfig) -> Result<Self, HaError> {
         // Built segment by segment from the validated cluster id, never by parsing a joined
         // string: `<storageDir>/<cluster-id>` and `<storageDir>/job-result-store/<cluster-id>`.
@@ -126,9 +145,14 @@ impl HaServicesOptions {
             Some(dir) => Some(BlobStore::open(dir, "")?),
             None => None,
         };
-        let blobs = match &storage {
-            Some(dir) => dir.child(&cluster),
-            None => BlobStore::in_memory(),
+        let blobs = match (&storage, &config.mode) {
+            (Some(dir), _) => dir.child(&cluster),
+            (None, HaMode::None) => BlobStore::in_memory(),
+            (None, mode) => BlobStore::unavailable(format!(
+                "high-availability.storageDir is not set; with high-availability.type {mode}, \
+                 payloads above 1 KiB (job graphs, checkpoint metadata) are kept there for every \
+                 process to read, so set it to a directory or object store all processes share"
+            )),
         };
         let job_results = match (&config.job_result_store_path, &storage) {
             (Some(path), _) => JobResultStorage::Files {

@@ -84,6 +84,7 @@ impl HaServices {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use crate::election::ElectionError;
     use crate::embedded::EmbeddedCluster;
@@ -109,21 +110,24 @@ mod tests {
     #[tokio::test]
     async fn a_named_component_campaigns_on_its_own_latch_in_the_process_wide_mode() {
         let cluster = EmbeddedCluster::new();
-        let services = HaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
+        let a = HaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
+        let b = HaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
         let name = ServiceName::new("my-cron").unwrap();
-        let mut election = services
-            .leader_election(ComponentId::Named(name))
+        let mut named = a.leader_election(ComponentId::Named(name)).await.unwrap();
+        named.wait_for_leadership().await.unwrap();
+        // b's process-wide election is granted at once: a never joined `leader/latch`.
+        let mut dispatcher = b.dispatcher_leader_election().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), dispatcher.wait_for_leadership())
             .await
+            .expect("b leads the process-wide latch")
             .unwrap();
-        election.wait_for_leadership().await.unwrap();
-        let keys = cluster.all_keys();
-        assert!(
-            keys.iter().any(|k| k.starts_with("leader/my-cron/latch/")),
-            "{keys:?}"
-        );
-        assert!(
-            !keys.iter().any(|k| k.starts_with("leader/latch/")),
-            "{keys:?}"
-        );
+        // ... while "my-cron" by name is the same latch a holds: b waits behind a.
+        let mut by_name = b.election("my-cron").await.unwrap();
+        assert!(by_name.current().term().is_none());
+        named.stop().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), by_name.wait_for_leadership())
+            .await
+            .expect("b takes over my-cron")
+            .unwrap();
     }
 }

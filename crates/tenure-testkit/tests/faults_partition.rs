@@ -162,8 +162,15 @@ async fn long_partition(tolerate_suspended: bool, figure_name: &str) {
 
     // a learns it lost its session and its term.
     a.wait_stderr(LOST, lost).await;
+    // Tolerating the suspension, a's write in flight ends after the revocation: its read
+    // waits for the new session, then the write is refused with the old term's token.
     let h = wait_histories(&[&a, &b], "a to be revoked", |h| {
-        !h.of("a").since(EventKind::Revoked, cut).is_empty()
+        let a = h.of("a");
+        let refused = || {
+            !a.since(EventKind::WriteRejected, cut).is_empty()
+                || !a.since(EventKind::WriteFailed, cut).is_empty()
+        };
+        !a.since(EventKind::Revoked, cut).is_empty() && (!tolerate_suspended || refused())
     })
     .await;
     let old = h.of("a");

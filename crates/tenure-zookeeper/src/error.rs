@@ -97,6 +97,46 @@ pub(crate) fn map(e: zk::Error, key: &str, op: Op) -> KvError {
     }
 }
 
+/// Maps the error of a read (get, list, the first read of a watch) for `key`: as [`map`], but
+/// an expired session is said to have failed a read, not a write.
+pub(crate) fn map_read(e: zk::Error, key: &str) -> KvError {
+    match e {
+        e @ (zk::Error::SessionExpired | zk::Error::SessionMoved) => KvError::Client {
+            key: key.to_owned(),
+            context: "reading: the ZooKeeper session expired (a new session is being opened)"
+                .into(),
+            source: ClientError::new(e),
+        },
+        other => map(other, key, Op::Read),
+    }
+}
+
+/// The error of a read of `key` that found no usable session for `waited`, the bound
+/// `high-availability.zookeeper.client.connection-timeout` (`bound`); `last` is the read's
+/// last failure.
+pub(crate) fn read_gave_up(
+    key: &str,
+    last: zk::Error,
+    waited: std::time::Duration,
+    bound: std::time::Duration,
+) -> KvError {
+    let what = match last {
+        zk::Error::SessionExpired | zk::Error::SessionMoved => {
+            "a new ZooKeeper session after the session expired"
+        }
+        zk::Error::Timeout => "ZooKeeper's answer (the connection is down or the server slow)",
+        _ => "the ZooKeeper connection to come back",
+    };
+    KvError::Client {
+        key: key.to_owned(),
+        context: format!(
+            "reading: waited {waited:.1?} for {what}, up to \
+             high-availability.zookeeper.client.connection-timeout ({bound:?}); nothing was read"
+        ),
+        source: ClientError::new(last),
+    }
+}
+
 /// Whether `e` is about the session or the connection (retry once connected again) rather than
 /// about the request.
 pub(crate) fn is_transient(e: &zk::Error) -> bool {
@@ -131,6 +171,29 @@ mod tests {
         assert!(source.to_string().contains("connection"), "{source}");
         assert_eq!(map(zk::Error::ClientClosed, "k", Op::Read), KvError::Closed);
         assert!(map(zk::Error::NoNode, "k", Op::Read).is_not_found());
+    }
+
+    #[test]
+    fn an_expired_session_fails_a_read_as_a_read() {
+        let e = map_read(zk::Error::SessionExpired, "jobs/x");
+        assert!(
+            matches!(&e, KvError::Client { key, .. } if key == "jobs/x"),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("reading"), "{text}");
+        assert!(!text.contains("written"), "{text}");
+        let e = read_gave_up(
+            "jobs/x",
+            zk::Error::SessionExpired,
+            std::time::Duration::from_millis(5004),
+            std::time::Duration::from_secs(5),
+        );
+        let text = e.to_string();
+        assert!(text.contains("reading: waited 5.0s"), "{text}");
+        assert!(text.contains("connection-timeout (5s)"), "{text}");
+        assert!(!text.contains("written"), "{text}");
+        assert!(map_read(zk::Error::NoNode, "k").is_not_found());
     }
 
     #[test]

@@ -165,6 +165,40 @@ impl Shared {
         *self.status.borrow()
     }
 
+    /// Waits, until `deadline`, for a session that can serve a request which failed on the
+    /// session of generation `failed_generation` (status `before` when it was sent): a new
+    /// session after an expiry (`new_session`), or after a lost connection the same session
+    /// reconnected (or a new one). `Ok(false)` at the deadline; [`KvError::Closed`] once the
+    /// backend is closed.
+    pub async fn wait_for_session(
+        &self,
+        failed_generation: u64,
+        before: Status,
+        new_session: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, KvError> {
+        // After a lost connection, any connected state that is not the one the request failed
+        // in will do: a reconnect after a suspension, or a new session.
+        let usable = |s: &Status| {
+            s.state == ConnectionState::Connected
+                && (s.generation > failed_generation
+                    || (!new_session
+                        && (before.state != ConnectionState::Connected
+                            || s.suspensions > before.suspensions)))
+        };
+        let mut status = self.status.subscribe();
+        let waited = tokio::select! {
+            _ = self.closed.cancelled() => return Err(KvError::Closed),
+            r = tokio::time::timeout_at(deadline, status.wait_for(usable)) => r,
+        };
+        match waited {
+            Ok(Ok(_)) => Ok(true),
+            // The sender lives in `self`: it cannot be gone while borrowed.
+            Ok(Err(_)) => Err(KvError::Closed),
+            Err(_) => Ok(false),
+        }
+    }
+
     pub fn subscribe_status(&self) -> watch::Receiver<Status> {
         self.status.subscribe()
     }

@@ -25,7 +25,7 @@ use tenure_core::latch;
 use zookeeper_client as zk;
 
 use crate::ZooKeeperBackend;
-use crate::error::{Op, is_definite, map};
+use crate::error::{Op, is_definite, map, map_read, read_gave_up};
 use crate::paths::{Paths, child_path, parent_path};
 
 /// The largest value accepted: ZooKeeper's default `jute.maxbuffer` (1 MiB) less a margin for
@@ -202,18 +202,50 @@ impl ZooKeeperBackend {
         }
     }
 
+    /// Runs the read `f` on the current session's client. A read interrupted by the
+    /// connection is retried at once a few times while the session looks connected; otherwise,
+    /// and after a session expiry, it waits for the session to come back (a new one after an
+    /// expiry) and reads again. The whole read, attempts and waits, is bounded by
+    /// `high-availability.zookeeper.client.connection-timeout`; at the bound it fails saying it
+    /// was a read and how long it waited ([`read_gave_up`]).
     async fn read_retrying<T, F, Fut>(&self, key: &str, mut f: F) -> Result<T, KvError>
     where
         F: FnMut(zk::Client) -> Fut,
         Fut: Future<Output = Result<T, zk::Error>>,
     {
-        let mut attempt = 0;
+        let bound = self.shared.settings.connection_timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + bound;
+        let mut quick_retries = 0;
         loop {
-            attempt += 1;
-            match f(self.client()?).await {
-                Err(e) if !is_definite(&e) && attempt < READ_ATTEMPTS => continue,
-                Err(e) => return Err(map(e, key, Op::Read)),
-                Ok(v) => return Ok(v),
+            let before = self.shared.status();
+            let (client, generation) = self.shared.client_gen()?;
+            // A request sent while the client is disconnected waits in the client until it
+            // reconnects (or learns the session expired): bound it too.
+            let e = match tokio::time::timeout_at(deadline, f(client)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    let last = zk::Error::Timeout;
+                    return Err(read_gave_up(key, last, started.elapsed(), bound));
+                }
+            };
+            let new_session = matches!(e, zk::Error::SessionExpired | zk::Error::SessionMoved);
+            if !new_session && is_definite(&e) {
+                return Err(map_read(e, key));
+            }
+            let unchanged = self.shared.status() == before
+                && before.state == tenure_core::connection::ConnectionState::Connected;
+            if !new_session && unchanged && quick_retries + 1 < READ_ATTEMPTS {
+                quick_retries += 1;
+                continue;
+            }
+            if !self
+                .shared
+                .wait_for_session(generation, before, new_session, deadline)
+                .await?
+            {
+                return Err(read_gave_up(key, e, started.elapsed(), bound));
             }
         }
     }
@@ -388,15 +420,8 @@ impl VersionedKv for ZooKeeperBackend {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Entry>, KvError> {
         validate_prefix(prefix)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.list_once(prefix).await {
-                Err(KvError::Backend(_) | KvError::Client { .. })
-                    if attempt < READ_ATTEMPTS && !self.shared.closed.is_cancelled() => {}
-                other => return other,
-            }
-        }
+        self.read_retrying(prefix, |client| self.list_once(client, prefix))
+            .await
     }
 
     async fn watch(&self, prefix: &str) -> Result<KvWatch, KvError> {
@@ -545,15 +570,16 @@ impl VersionedKv for ZooKeeperBackend {
 }
 
 impl ZooKeeperBackend {
-    async fn list_once(&self, prefix: &str) -> Result<Vec<Entry>, KvError> {
-        let client = self.client()?;
+    /// Every key below `prefix`, read with `client`: the prefix's children, then their data
+    /// and children level by level (znodes deleted meanwhile are skipped).
+    async fn list_once(&self, client: zk::Client, prefix: &str) -> Result<Vec<Entry>, zk::Error> {
         let root = self.shared.paths.prefix_path(prefix);
         let paths = &self.shared.paths;
         let mut out = Vec::new();
         let mut frontier: Vec<String> = match client.list_children(&root).await {
             Ok(children) => children.iter().map(|c| child_path(&root, c)).collect(),
             Err(zk::Error::NoNode) => return Ok(out),
-            Err(e) => return Err(map(e, prefix, Op::Read)),
+            Err(e) => return Err(e),
         };
         if root == "/" {
             frontier.retain(|p| p != "/zookeeper");
@@ -573,7 +599,7 @@ impl ZooKeeperBackend {
                         }
                     }
                     Err(zk::Error::NoNode) => {}
-                    Err(e) => return Err(map(e, prefix, Op::Read)),
+                    Err(e) => return Err(e),
                 }
             }
             let lists = join_all(parents.iter().map(|p| client.list_children(p))).await;
@@ -582,7 +608,7 @@ impl ZooKeeperBackend {
                 match children {
                     Ok(children) => next.extend(children.iter().map(|c| child_path(parent, c))),
                     Err(zk::Error::NoNode) => {}
-                    Err(e) => return Err(map(e, prefix, Op::Read)),
+                    Err(e) => return Err(e),
                 }
             }
             frontier = next;

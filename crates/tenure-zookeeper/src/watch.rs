@@ -27,7 +27,7 @@ use tracing::debug;
 use zookeeper_client as zk;
 
 use crate::ZooKeeperBackend;
-use crate::error::{Op, map};
+use crate::error::map_read;
 use crate::session::Shared;
 
 /// A watch of the keys below `prefix`, on the session's shared ZooKeeper watch of it.
@@ -89,7 +89,7 @@ async fn open(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
     let watcher = client
         .watch(&path, zk::AddWatchMode::PersistentRecursive)
         .await
-        .map_err(|e| map(e, prefix, Op::Read))?;
+        .map_err(|e| map_read(e, prefix))?;
     drop(client);
     let (tx, rx) = mpsc::unbounded_channel();
     let pump = Pump {

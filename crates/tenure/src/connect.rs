@@ -59,6 +59,28 @@ impl BackendRegistry {
 /// the servers. (Once connected,
 /// a lost connection is retried in the background and reported as a connection state.) The
 /// Kubernetes backend bounds each API request by its request timeout. `NONE` never waits.
+///
+/// `NONE` (the embedded mode) creates a new, private in-process cluster on every call: two
+/// services connected this way share no elections and no data, and both lead. For several
+/// simulated processes on one embedded cluster (tests, demos), create an [`EmbeddedCluster`]
+/// and call [`EmbeddedCluster::services`] once per process:
+///
+/// ```
+/// use tenure::{EmbeddedCluster, HaConfig};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cluster = EmbeddedCluster::new();
+/// let config = HaConfig::builder().cluster_id("my-app").build()?;
+/// let first = cluster.services(&config)?;
+/// let second = cluster.services(&config)?; // shares first's elections, keys and blobs
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
+/// Without `high-availability.storageDir`, a shared backend (ZooKeeper, Kubernetes, a custom
+/// one) has no blob store: reads and small writes work, and a write needing a blob fails with
+/// an error naming `high-availability.storageDir`
+/// (see [`HaServicesOptions::from_config`]).
 pub async fn connect(config: &HaConfig) -> Result<HaServices, HaError> {
     connect_with(config, &BackendRegistry::new()).await
 }
@@ -67,15 +89,17 @@ pub async fn connect(config: &HaConfig) -> Result<HaServices, HaError> {
 /// `registry`.
 ///
 /// `NONE` starts a new in-process embedded cluster for this process alone. To let several
-/// in-process "processes" share one embedded cluster, build [`HaServices::new`] on sessions of
-/// one [`EmbeddedCluster`].
+/// in-process "processes" share one embedded cluster, call [`EmbeddedCluster::services`] on
+/// one cluster.
 pub async fn connect_with(
     config: &HaConfig,
     registry: &BackendRegistry,
 ) -> Result<HaServices, HaError> {
+    if config.mode == HaMode::None {
+        return EmbeddedCluster::new().services(config);
+    }
     let options = HaServicesOptions::from_config(config)?;
     let backend: Arc<dyn HaBackend> = match &config.mode {
-        HaMode::None => Arc::new(EmbeddedCluster::new().connect()),
         HaMode::Custom(name) => match registry.get(name) {
             Some(factory) => factory.connect(config).await?,
             None => {

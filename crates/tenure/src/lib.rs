@@ -5,9 +5,11 @@ mod connect;
 /// Byte buffers as the stores take and return them (re-exported from `bytes`).
 pub use bytes::Bytes;
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
+pub use tenure_core::config::HaConfigBuilder;
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
 pub use tenure_core::connect::ConnectError;
 pub use tenure_core::election::{LeaderConfirmer, LeaderElection, LeaderTerm, Leadership};
+pub use tenure_core::embedded::EmbeddedCluster;
 pub use tenure_core::ha_stores::HaStores;
 pub use tenure_core::ids::{CheckpointId, ComponentId, JobId, LeaderSessionId};
 pub use tenure_core::retrieval::{LeaderRetriever, LeaderState};

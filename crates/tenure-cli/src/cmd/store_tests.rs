@@ -39,7 +39,10 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let cluster = EmbeddedCluster::new();
-        let options = HaServicesOptions::default();
+        let options = HaServicesOptions {
+            blobs: tenure::blob::BlobStore::in_memory(),
+            ..HaServicesOptions::default()
+        };
         let writer = HaServices::new(Arc::new(cluster.connect()), options.clone());
         let tenure_job = JobId::new_random();
         let flink_job: JobId = "58c7b669261b7be65fa686cc039885b6".parse().expect("job id");

@@ -51,6 +51,20 @@ impl HaMode {
     }
 }
 
+/// The mode as the value of `high-availability.type` that selects it (`none`, `zookeeper`,
+/// `kubernetes`, `etcd`, or a custom backend's name as given).
+impl fmt::Display for HaMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::ZooKeeper => "zookeeper",
+            Self::Kubernetes => "kubernetes",
+            Self::Etcd => "etcd",
+            Self::Custom(name) => name,
+        })
+    }
+}
+
 /// ACL on the znodes tenure creates (`high-availability.zookeeper.client.acl`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum ZooKeeperAcl {
@@ -439,7 +453,13 @@ impl HaConfig {
         Ok(config)
     }
 
-    /// All defaults, mode [`HaMode::None`]: the embedded, in-process services.
+    /// All defaults, mode [`HaMode::None`]: the embedded, in-process services
+    /// ([`HaConfig::builder`] starts from the same, with setters).
+    ///
+    /// Each `tenure::connect` with this configuration creates a new, private embedded cluster:
+    /// services connected that way share nothing and each leads. For several in-process
+    /// "processes" on one cluster, use one [`EmbeddedCluster`](crate::embedded::EmbeddedCluster)
+    /// and its [`services`](crate::embedded::EmbeddedCluster::services).
     pub fn embedded() -> Self {
         Self {
             mode: HaMode::None,

@@ -6,6 +6,9 @@
 //! `KubernetesHighAvailabilityOptions`, plus the tenure extensions for etcd). Unknown keys are
 //! ignored; a bad value is an error that names the key, the value and what was expected.
 //!
+//! In code, the typed builders ([`HaConfig::zookeeper`], [`HaConfig::kubernetes`],
+//! [`HaConfig::builder`]) record the same keys and validate them the same way.
+//!
 //! ```
 //! use tenure_core::config::{Configuration, HaConfig, HaMode};
 //!
@@ -213,12 +216,17 @@ impl fmt::Debug for Configuration {
     }
 }
 
+pub mod builder;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod builder_tests;
 mod ha;
 mod quorum;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+pub use builder::HaConfigBuilder;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };

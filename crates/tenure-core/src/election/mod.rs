@@ -292,12 +292,11 @@ impl LeaderConfirmer {
 /// leader's work until the term is over, then wait for the next one:
 ///
 /// ```
-/// # use std::sync::Arc;
+/// # use tenure_core::config::HaConfig;
 /// # use tenure_core::embedded::EmbeddedCluster;
-/// # use tenure_core::services::{HaServices, HaServicesOptions};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// # let services = EmbeddedCluster::new().services(&HaConfig::embedded())?;
 /// let mut election = services.resource_manager_leader_election().await?;
 /// let term = election.wait_for_leadership().await?;
 /// election.confirm(term.session_id, "pekko.tcp://flink@jm-1:6123/user/rpc/resourcemanager_0").await?;

@@ -2,7 +2,7 @@
 //!
 //! One state machine serves one latch. Several components can be registered on it (Flink 1.15+'s
 //! process-wide election: one grant goes to every component, each confirms its own address) or
-//! just one (per-component election). The task in [`super::task`] feeds it backend events and
+//! just one (per-component election). The session driver ([`crate::driver`]) feeds it backend events and
 //! contender commands and carries out its outputs.
 
 use crate::ids::{ComponentId, LeaderSessionId};

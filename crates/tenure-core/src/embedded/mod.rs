@@ -1,10 +1,31 @@
 //! The embedded backend (HA mode `NONE`): an in-process "server" shared by any number of
 //! sessions, with the same versioning, ephemeral-key and fencing semantics as the real backends.
 //!
-//! One [`EmbeddedCluster`] plays the coordination service; each simulated process connects with
-//! [`EmbeddedCluster::connect`] and gets its own [`EmbeddedSession`], which implements
-//! [`HaBackend`] and [`VersionedKv`]. Closing or killing a session ends its ephemeral keys and
-//! latch places, exactly as a ZooKeeper session expiry would.
+//! One [`EmbeddedCluster`] plays the coordination service (and, without a storage directory,
+//! the shared blob store); each simulated process gets its HA services with
+//! [`EmbeddedCluster::services`], or a bare session with [`EmbeddedCluster::connect`] (an
+//! [`EmbeddedSession`], which implements [`HaBackend`] and [`VersionedKv`]). Every service and
+//! session of one cluster shares its elections and data; two clusters share nothing. Closing or
+//! killing a session ends its ephemeral keys and latch places, exactly as a ZooKeeper session
+//! expiry would.
+//!
+//! ```
+//! use tenure_core::config::HaConfig;
+//! use tenure_core::embedded::EmbeddedCluster;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let cluster = EmbeddedCluster::new();
+//! let config = HaConfig::builder().cluster_id("my-app").build()?;
+//! let first = cluster.services(&config)?;
+//! let second = cluster.services(&config)?;
+//! // One election: exactly one of the two processes leads the dispatcher.
+//! let mut a = first.dispatcher_leader_election().await?;
+//! let b = second.dispatcher_leader_election().await?;
+//! a.wait_for_leadership().await?;
+//! assert!(b.current().term().is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
 mod latch;
 mod state;
@@ -16,25 +37,70 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::blob::BlobStore;
+use crate::config::{ConfigError, HaConfig, HaMode};
 use crate::connection::{ConnectionState, SuspendedPolicy};
 use crate::driver::{HaBackend, SessionDriver, SessionView};
 use crate::kv::{
     CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnResult, Version,
     VersionedKv, validate_key, validate_prefix,
 };
+use crate::services::{HaError, HaServices, HaServicesOptions};
 use state::State;
 
-/// The in-process coordination service of the embedded backend. Cheap to clone; clones share
-/// the same data.
-#[derive(Debug, Clone, Default)]
+/// The in-process coordination service of the embedded backend, and the blob store of its
+/// processes when they have no storage directory. Cheap to clone; clones share the same data.
+///
+/// Everything connected to one cluster shares its elections, keys and blobs: create one cluster
+/// and call [`services`](Self::services) once per simulated process. (`tenure::connect` with
+/// the embedded mode creates a new cluster for each call, so its services share nothing.)
+#[derive(Debug, Clone)]
 pub struct EmbeddedCluster {
     state: Arc<Mutex<State>>,
+    /// Blobs of every process without a storage directory, below `<cluster-id>`.
+    blobs: BlobStore,
+}
+
+impl Default for EmbeddedCluster {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            blobs: BlobStore::in_memory(),
+        }
+    }
 }
 
 impl EmbeddedCluster {
     /// A new, empty embedded cluster.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The HA services of one more process on this cluster: a new session, with the cluster
+    /// id, key naming, retained checkpoints and storage of `config`. Services of one cluster
+    /// share elections (one of them leads, the others wait and take over when it stops or its
+    /// session ends), keys and, without `high-availability.storageDir`, the cluster's
+    /// in-memory blobs; with one, blobs go there as with any backend.
+    ///
+    /// `config` must be of the embedded mode (`high-availability.type: none`, as
+    /// [`HaConfig::builder`] and [`HaConfig::embedded`] are); another mode is an error naming
+    /// `high-availability.type`. Call within a Tokio runtime (the services start a task).
+    pub fn services(&self, config: &HaConfig) -> Result<HaServices, HaError> {
+        if config.mode != HaMode::None {
+            return Err(ConfigError::InvalidValue {
+                key: "high-availability.type".to_owned(),
+                value: config.mode.to_string(),
+                expected: "none: an embedded cluster serves the embedded mode; other backends \
+                           are connected with tenure::connect"
+                    .to_owned(),
+            }
+            .into());
+        }
+        let mut options = HaServicesOptions::from_config(config)?;
+        if config.storage_dir.is_none() {
+            options.blobs = self.blobs.child(&config.cluster_segments()?.joined());
+        }
+        Ok(HaServices::new(Arc::new(self.connect()), options))
     }
 
     /// Opens a new session (one simulated process) with the default suspended policy.

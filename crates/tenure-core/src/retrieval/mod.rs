@@ -33,14 +33,16 @@ pub trait LeaderRetrievalListener: Send + Sync + 'static {
 ///
 /// [`leader`](Self::leader) is a `watch` of the [`LeaderState`]: unknown until the first read,
 /// then no leader or the leader's address and session id as it confirmed them.
+/// Do not hold a borrow of it (`borrow()`, or the guard `wait_for` returns) across an
+/// `.await`: the session's driver updates it, and every election and retrieval of the process
+/// waits while a borrow is held. Clone what you need out of it.
 ///
 /// ```
-/// # use std::sync::Arc;
+/// # use tenure_core::config::HaConfig;
 /// # use tenure_core::embedded::EmbeddedCluster;
-/// # use tenure_core::services::{HaServices, HaServicesOptions};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// # let services = EmbeddedCluster::new().services(&HaConfig::embedded())?;
 /// let mut election = services.dispatcher_leader_election().await?;
 /// let term = election.wait_for_leadership().await?;
 /// election.confirm(term.session_id, "pekko.tcp://flink@jm-1:6123/user/rpc/dispatcher_1").await?;

@@ -60,12 +60,11 @@ pub fn decode_counter(key: &str, bytes: &[u8]) -> Result<CheckpointId, StoreErro
 /// increment is a compare-and-set, fenced when taken from a leader term's stores.
 ///
 /// ```
-/// # use std::sync::Arc;
+/// # use tenure_core::config::HaConfig;
 /// # use tenure_core::embedded::EmbeddedCluster;
-/// # use tenure_core::services::{HaServices, HaServicesOptions};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// # let services = EmbeddedCluster::new().services(&HaConfig::embedded())?;
 /// use tenure_core::ids::{CheckpointId, JobId};
 ///
 /// let mut election = services.dispatcher_leader_election().await?;

@@ -63,12 +63,11 @@ impl fmt::Display for JobSchedulingStatus {
 /// DONE per job.
 ///
 /// ```
-/// # use std::sync::Arc;
+/// # use tenure_core::config::HaConfig;
 /// # use tenure_core::embedded::EmbeddedCluster;
-/// # use tenure_core::services::{HaServices, HaServicesOptions};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let services = HaServices::new(Arc::new(EmbeddedCluster::new().connect()), HaServicesOptions::default());
+/// # let services = EmbeddedCluster::new().services(&HaConfig::embedded())?;
 /// use tenure_core::ids::JobId;
 /// use tenure_core::store::JobSchedulingStatus;
 ///

@@ -53,7 +53,7 @@ struct Args {
     /// Milliseconds between writes while leading.
     #[arg(long, default_value_t = 50)]
     interval_ms: u64,
-    /// The address confirmed as leader [default: `contender://<name>`].
+    /// The address confirmed as leader (default: `contender://<name>`).
     #[arg(long, value_name = "ADDR")]
     address: Option<String>,
     /// Append the history to this file (it is also printed to stdout).
