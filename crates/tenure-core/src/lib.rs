@@ -52,6 +52,12 @@
 //! 3. [`driver::HaBackend`]: the session's connection state, its [`driver::SessionDriver`]
 //!    (started once per session with [`driver::SessionDriver::spawn`]), and `close`.
 //!
+//! These traits are used as trait objects (`Arc<dyn VersionedKv>`), so they are written with the
+//! `async-trait` crate (native `async fn` in traits is not object-safe): rustdoc shows their
+//! methods returning `Pin<Box<dyn Future<Output = …>>>`; implement them as `async fn` under
+//! `#[async_trait]`. Everything a user of the services calls (elections, retrievers, stores) is
+//! a plain `async fn` on a concrete type.
+//!
 //! Elections, retrieval, the typed stores, cleanup and [`services::HaServices`] are written once
 //! over these and work unchanged on a new backend. `tenure_testkit::conformance_tests!` runs the
 //! shared conformance suite against a `BackendFactory` of the new backend; the recipe gets
