@@ -2,6 +2,32 @@
 
 mod connect;
 
+/// Configuration with Flink's own keys, so that a Flink operator's config file means the same
+/// here (the items of `tenure_core::config`).
+///
+/// [`Configuration`](config::Configuration) is the flat key/value view, read from a legacy
+/// `flink-conf.yaml` or a nested `config.yaml`; [`HaConfig`] is the typed, validated view of
+/// the HA keys. In code, the typed builders ([`HaConfig::zookeeper`], [`HaConfig::kubernetes`],
+/// [`HaConfig::builder`]) record the same keys and validate them the same way.
+///
+/// ```
+/// use tenure::config::{Configuration, HaConfig, HaMode};
+///
+/// let conf = Configuration::parse_yaml(
+///     "high-availability:\n  type: zookeeper\n  storageDir: /shared/ha\n  zookeeper:\n    quorum: zk1:2181, zk2:2181\n",
+/// )?;
+/// let ha = HaConfig::from_configuration(&conf)?;
+/// assert_eq!(ha.mode, HaMode::ZooKeeper);
+///
+/// // The same settings, typed:
+/// let built = HaConfig::zookeeper("zk1:2181,zk2:2181").storage_dir("/shared/ha").build()?;
+/// assert_eq!(built.zookeeper.quorum, ha.zookeeper.quorum);
+/// # Ok::<(), tenure::config::ConfigError>(())
+/// ```
+pub mod config {
+    pub use tenure_core::config::*;
+}
+
 /// Byte buffers as the stores take and return them (re-exported from `bytes`).
 pub use bytes::Bytes;
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
@@ -16,9 +42,9 @@ pub use tenure_core::retrieval::{LeaderRetriever, LeaderState};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::store::{CompletedCheckpoint, StoreError, Writes};
 pub use tenure_core::{
-    blob, cleanup, clock, codec, config, connection, driver, election, embedded, ha_stores, ids,
-    kv, latch, layout, leader_info, observed_kv, observer, retrieval, retry, segments, services,
-    store, sync, watch_hub,
+    blob, cleanup, clock, codec, connection, driver, election, embedded, ha_stores, ids, kv, latch,
+    layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, store, sync,
+    watch_hub,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]
