@@ -5,7 +5,7 @@ mod connect;
 /// Configuration with Flink's own keys, so that a Flink operator's config file means the same
 /// here (the items of `tenure_core::config`).
 ///
-/// [`Configuration`](config::Configuration) is the flat key/value view, read from a legacy
+/// [`Configuration`] is the flat key/value view, read from a legacy
 /// `flink-conf.yaml` or a nested `config.yaml`; [`HaConfig`] is the typed, validated view of
 /// the HA keys. In code, the typed builders ([`HaConfig::zookeeper`], [`HaConfig::kubernetes`],
 /// [`HaConfig::builder`]) record the same keys and validate them the same way.
