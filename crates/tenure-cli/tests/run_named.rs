@@ -248,6 +248,11 @@ mod zookeeper {
             row.contains("leader") && row.contains("host-a:9000"),
             "{row}"
         );
+        assert_eq!(
+            row.split_whitespace().nth(1),
+            Some("named"),
+            "the KIND column: {row}"
+        );
         assert!(table.contains("leader/my-cron/latch"), "{table}");
 
         // a stops: b takes over and publishes its address.

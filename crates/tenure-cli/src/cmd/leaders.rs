@@ -107,10 +107,11 @@ fn state_text(c: &ComponentLeader) -> &'static str {
 
 /// Prints the snapshot's tables; every cell is escaped by [`Table::row`].
 fn print_tables(snap: &LeaderSnapshot) -> Result<(), CliError> {
-    let mut t = Table::new(&["COMPONENT", "STATE", "SESSION", "ADDRESS"]);
+    let mut t = Table::new(&["COMPONENT", "KIND", "STATE", "SESSION", "ADDRESS"]);
     for c in &snap.components {
         t.row(vec![
             c.component.clone(),
+            c.kind.into(),
             state_text(c).into(),
             or_dash(c.session_id.as_ref()),
             match &c.error {
