@@ -8,26 +8,11 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Running, http_get, metrics_addr};
+use common::{dispatcher_serving_metrics, http_get};
 
 #[test]
 fn a_scrape_succeeds_while_200_idle_connections_are_open() {
-    let mut t = Running::spawn(&[
-        "--ha-type",
-        "none",
-        "run",
-        "--component",
-        "dispatcher",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--output",
-        "json",
-        "--",
-        "sleep",
-        "60",
-    ]);
-    let addr = metrics_addr(&mut t.stderr);
-    t.stderr.wait_event("started");
+    let (mut t, addr) = dispatcher_serving_metrics();
     // Half say nothing at all, half send the start of a request and stop.
     let mut idle = Vec::new();
     for i in 0..200 {

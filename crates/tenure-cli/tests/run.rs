@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Running, http_get, metrics_addr, run};
+use common::{Running, dispatcher_serving_metrics, http_get, metrics_addr, run};
 
 #[test]
 fn the_command_runs_with_the_term_in_its_environment_and_its_status_is_passed_on() {
@@ -177,22 +177,7 @@ fn a_command_that_cannot_start_is_an_error() {
 
 #[test]
 fn run_serves_leadership_metrics() {
-    let mut t = Running::spawn(&[
-        "--ha-type",
-        "none",
-        "run",
-        "--component",
-        "dispatcher",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--output",
-        "json",
-        "--",
-        "sleep",
-        "60",
-    ]);
-    let addr = metrics_addr(&mut t.stderr);
-    t.stderr.wait_event("started");
+    let (mut t, addr) = dispatcher_serving_metrics();
     let (status, body) = http_get(&addr, "/metrics");
     assert!(status.contains("200"), "{status}");
     for needle in [

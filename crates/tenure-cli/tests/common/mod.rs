@@ -213,6 +213,28 @@ pub fn metrics_addr(stderr: &mut Lines) -> String {
         .to_owned()
 }
 
+/// `tenure run --component dispatcher` on the embedded backend with a metrics endpoint on a
+/// free port, running `sleep 60` once it leads: the running process and the endpoint's address.
+pub fn dispatcher_serving_metrics() -> (Running, String) {
+    let mut t = Running::spawn(&[
+        "--ha-type",
+        "none",
+        "run",
+        "--component",
+        "dispatcher",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--output",
+        "json",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    let addr = metrics_addr(&mut t.stderr);
+    t.stderr.wait_event("started");
+    (t, addr)
+}
+
 /// Every file below `dir` (recursively; a missing directory has none).
 pub fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
