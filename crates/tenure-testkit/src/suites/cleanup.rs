@@ -88,14 +88,16 @@ pub async fn close_keeps_data_for_recovery(f: &dyn BackendFactory) {
     );
 }
 
-/// `close_and_cleanup_all_data()` leaves no key of the cluster and no blob behind.
-pub async fn cleanup_removes_all_data(f: &dyn BackendFactory) {
-    let procs = Processes::new(f, 1);
-    let a = procs.start().await;
-    write_everything(&a, JobId::new_random()).await;
-    write_everything(&a, JobId::new_random()).await;
-    assert!(!procs.blobs().list("").await.expect("blobs").is_empty());
-    a.close_and_cleanup_all_data().await.expect("cleanup");
+/// Runs `close_and_cleanup_all_data()` on `services` and asserts that another process sees no
+/// key of the cluster left.
+pub(crate) async fn assert_cleanup_leaves_no_key(
+    f: &dyn BackendFactory,
+    services: &tenure_core::services::HaServices,
+) {
+    services
+        .close_and_cleanup_all_data()
+        .await
+        .expect("cleanup");
     let observer = f.connect().await;
     let left: Vec<String> = observer
         .kv()
@@ -106,5 +108,15 @@ pub async fn cleanup_removes_all_data(f: &dyn BackendFactory) {
         .map(|e| e.key)
         .collect();
     assert!(left.is_empty(), "keys left after cleanup: {left:?}");
+}
+
+/// `close_and_cleanup_all_data()` leaves no key of the cluster and no blob behind.
+pub async fn cleanup_removes_all_data(f: &dyn BackendFactory) {
+    let procs = Processes::new(f, 1);
+    let a = procs.start().await;
+    write_everything(&a, JobId::new_random()).await;
+    write_everything(&a, JobId::new_random()).await;
+    assert!(!procs.blobs().list("").await.expect("blobs").is_empty());
+    assert_cleanup_leaves_no_key(f, &a).await;
     assert!(procs.blobs().list("").await.expect("blobs").is_empty());
 }

@@ -172,15 +172,5 @@ pub async fn named_leader_data_is_cleaned_up(f: &dyn BackendFactory) {
     let term = wait_leader(&mut e.leadership()).await;
     assert!(e.confirm(term.session_id, "a:1").await.expect("confirm"));
     drop(e);
-    a.close_and_cleanup_all_data().await.expect("cleanup");
-    let observer = f.connect().await;
-    let left: Vec<String> = observer
-        .kv()
-        .list("")
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
-    assert!(left.is_empty(), "keys left after cleanup: {left:?}");
+    super::cleanup::assert_cleanup_leaves_no_key(f, &a).await;
 }
