@@ -50,8 +50,9 @@ pub const DIRTY_SUFFIX: &str = "_DIRTY";
 
 /// Flink 2.x's job graph directory.
 const EXECUTION_PLANS_DIR: &str = "execution-plans";
-/// Flink 1.x's job graph directory.
-const JOB_GRAPHS_DIR: &str = "jobgraphs";
+/// Flink 1.x's job graph directory (on ZooKeeper, `high-availability.zookeeper.path.jobgraphs`
+/// may put it in another znode; the backend maps it, the layout's name stays this).
+pub const FLINK1_JOB_GRAPHS_DIR: &str = "jobgraphs";
 /// Flink ≤ 1.14's checkpoint directory (`checkpoints/<job>/<%019d>`).
 const LEGACY_CHECKPOINTS_DIR: &str = "checkpoints";
 /// Flink ≤ 1.14's checkpoint counter directory (`checkpoint-counter/<job>`).
@@ -363,13 +364,13 @@ impl Layout {
     pub fn job_graphs_dir(&self) -> &'static str {
         match self.naming {
             NamingEra::Flink2 => EXECUTION_PLANS_DIR,
-            NamingEra::Flink1 => JOB_GRAPHS_DIR,
+            NamingEra::Flink1 => FLINK1_JOB_GRAPHS_DIR,
         }
     }
 
     /// Both eras' job graph directories, for reading.
     pub fn all_job_graph_dirs(&self) -> [&'static str; 2] {
-        [EXECUTION_PLANS_DIR, JOB_GRAPHS_DIR]
+        [EXECUTION_PLANS_DIR, FLINK1_JOB_GRAPHS_DIR]
     }
 
     /// The key of a job graph.

@@ -24,11 +24,23 @@ pub fn generate_zookeeper_path(segments: &[&str]) -> String {
 /// part in the election is [`tenure_core::latch`]'s rule, shared with the tools.
 pub use tenure_core::latch::LOCK_NAME as LATCH_LOCK_NAME;
 
+use std::borrow::Cow;
+
+use tenure_core::layout::FLINK1_JOB_GRAPHS_DIR;
+
 /// Maps the keys of one cluster namespace to znode paths and back.
+///
+/// Keys map to paths one to one, except for the layout's Flink 1.x job graph directory
+/// `jobgraphs`, which `high-availability.zookeeper.path.jobgraphs` may place in another znode
+/// ([`Paths::with_job_graphs_dir`]). Then `jobgraphs/<job>` is `<namespace>/<dir>/<job>`, and a
+/// znode named `jobgraphs` in the namespace is not a key (it is not where this configuration
+/// keeps job graphs, and reporting it too would make two znodes one key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Paths {
     /// The namespace path without a trailing `/` (`/flink/default`), or `""` for the root.
     base: String,
+    /// The znode of the `jobgraphs` keys when it is not `jobgraphs`.
+    job_graphs_dir: Option<String>,
 }
 
 impl Paths {
@@ -36,7 +48,30 @@ impl Paths {
     pub fn new(namespace: &str) -> Self {
         let base = generate_zookeeper_path(&[namespace]);
         let base = if base == "/" { String::new() } else { base };
-        Self { base }
+        Self {
+            base,
+            job_graphs_dir: None,
+        }
+    }
+
+    /// Keeps the layout's `jobgraphs/...` keys in the znode `dir` (one segment, validated by
+    /// [`tenure_core::config::job_graphs_dir`]) instead of `jobgraphs`.
+    pub fn with_job_graphs_dir(mut self, dir: &str) -> Self {
+        self.job_graphs_dir = (dir != FLINK1_JOB_GRAPHS_DIR).then(|| dir.to_owned());
+        self
+    }
+
+    /// `key` with its first segment renamed as the znode tree names it.
+    fn node_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        let Some(dir) = &self.job_graphs_dir else {
+            return Cow::Borrowed(key);
+        };
+        let (first, rest) = split_first(key);
+        if first == FLINK1_JOB_GRAPHS_DIR {
+            Cow::Owned(format!("{dir}{rest}"))
+        } else {
+            Cow::Borrowed(key)
+        }
     }
 
     /// The namespace's znode path (`/` for the root).
@@ -50,7 +85,7 @@ impl Paths {
 
     /// The znode path of a (validated) key.
     pub fn path(&self, key: &str) -> String {
-        format!("{}/{key}", self.base)
+        format!("{}/{}", self.base, self.node_key(key))
     }
 
     /// The znode path of a list/watch prefix (`""` is the namespace itself).
@@ -63,9 +98,29 @@ impl Paths {
     }
 
     /// The key of a znode path strictly inside the namespace, if it is one.
-    pub fn key<'a>(&self, path: &'a str) -> Option<&'a str> {
+    pub fn key<'a>(&self, path: &'a str) -> Option<Cow<'a, str>> {
         let rest = path.strip_prefix(self.base.as_str())?.strip_prefix('/')?;
-        (!rest.is_empty()).then_some(rest)
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(dir) = &self.job_graphs_dir else {
+            return Some(Cow::Borrowed(rest));
+        };
+        match split_first(rest) {
+            (FLINK1_JOB_GRAPHS_DIR, _) => None,
+            (first, tail) if first == dir => {
+                Some(Cow::Owned(format!("{FLINK1_JOB_GRAPHS_DIR}{tail}")))
+            }
+            _ => Some(Cow::Borrowed(rest)),
+        }
+    }
+}
+
+/// `("a", "/b/c")` of `"a/b/c"`: the first segment and the rest with its `/`.
+fn split_first(key: &str) -> (&str, &str) {
+    match key.find('/') {
+        Some(i) => key.split_at(i),
+        None => (key, ""),
     }
 }
 
@@ -135,13 +190,41 @@ mod tests {
             "/flink/peer1/leader/latch".to_owned()
         );
         assert_eq!(p.prefix_path(""), "/flink/peer1");
-        assert_eq!(p.key("/flink/peer1/leader/x"), Some("leader/x"));
-        assert_eq!(p.key("/flink/peer1"), None);
-        assert_eq!(p.key("/flink/peer10/x"), None);
+        assert_eq!(p.key("/flink/peer1/leader/x").as_deref(), Some("leader/x"));
+        assert_eq!(p.key("/flink/peer1").as_deref(), None);
+        assert_eq!(p.key("/flink/peer10/x").as_deref(), None);
         let root = Paths::new("/");
         assert_eq!(root.path("a"), "/a");
         assert_eq!(root.prefix_path(""), "/");
-        assert_eq!(root.key("/a/b"), Some("a/b"));
+        assert_eq!(root.key("/a/b").as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn a_configured_job_graph_directory_holds_the_jobgraphs_keys() {
+        let p = Paths::new("/flink/c1").with_job_graphs_dir("my-graphs");
+        let job = "58c7b669261b7be65fa686cc039885b6";
+        assert_eq!(
+            p.path(&format!("jobgraphs/{job}")),
+            format!("/flink/c1/my-graphs/{job}")
+        );
+        assert_eq!(p.prefix_path("jobgraphs"), "/flink/c1/my-graphs");
+        assert_eq!(
+            p.key(&format!("/flink/c1/my-graphs/{job}/locks/o"))
+                .as_deref(),
+            Some(format!("jobgraphs/{job}/locks/o").as_str())
+        );
+        assert_eq!(p.key("/flink/c1/my-graphs").as_deref(), Some("jobgraphs"));
+        // Other keys are as they were; a prefix sharing the name's start is not the directory.
+        assert_eq!(p.path("execution-plans/x"), "/flink/c1/execution-plans/x");
+        assert_eq!(p.path("jobgraphsx/y"), "/flink/c1/jobgraphsx/y");
+        assert_eq!(p.key("/flink/c1/my-graphsx").as_deref(), Some("my-graphsx"));
+        // A `jobgraphs` znode is not where this configuration keeps graphs: not a key.
+        assert_eq!(p.key(&format!("/flink/c1/jobgraphs/{job}")), None);
+        assert_eq!(p.key("/flink/c1/jobgraphs"), None);
+        // The default directory maps nothing.
+        let d = Paths::new("/flink/c1").with_job_graphs_dir("jobgraphs");
+        assert_eq!(d, Paths::new("/flink/c1"));
+        assert_eq!(d.key("/flink/c1/jobgraphs").as_deref(), Some("jobgraphs"));
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl Shared {
         });
         let (conn, _) = watch::channel(ConnectionState::Connected);
         let shared = Arc::new(Shared {
-            paths: Paths::new(&settings.namespace),
+            paths: Paths::new(&settings.namespace).with_job_graphs_dir(&settings.job_graphs_dir),
             settings,
             slot: RwLock::new(Some(Current {
                 client,

@@ -47,6 +47,9 @@ pub struct ZooKeeperSettings {
     pub digest_auth: Option<String>,
     /// Whether a suspended connection revokes leadership.
     pub suspended_policy: SuspendedPolicy,
+    /// The znode below the namespace holding the layout's `jobgraphs/...` keys
+    /// (`high-availability.zookeeper.path.jobgraphs`, one segment, default `jobgraphs`).
+    pub job_graphs_dir: String,
 }
 
 impl fmt::Debug for ZooKeeperSettings {
@@ -65,6 +68,7 @@ impl fmt::Debug for ZooKeeperSettings {
                 &self.digest_auth.as_ref().map(|_| "<redacted>"),
             )
             .field("suspended_policy", &self.suspended_policy)
+            .field("job_graphs_dir", &self.job_graphs_dir)
             .finish()
     }
 }
@@ -84,6 +88,7 @@ impl ZooKeeperSettings {
             acl: d.acl,
             digest_auth: d.digest_auth,
             suspended_policy: SuspendedPolicy::RevokeOnSuspended,
+            job_graphs_dir: d.job_graphs_path,
         }
     }
 
@@ -111,6 +116,7 @@ impl ZooKeeperSettings {
             } else {
                 SuspendedPolicy::RevokeOnSuspended
             },
+            job_graphs_dir: zk.job_graphs_path.clone(),
         };
         settings.validate()?;
         Ok(settings)
@@ -188,6 +194,22 @@ impl ZooKeeperSettings {
                 key: "high-availability.zookeeper.client.max-retry-wait",
                 reason: "must be positive".into(),
             });
+        }
+        let graphs_key = "high-availability.zookeeper.path.jobgraphs";
+        match tenure_core::config::job_graphs_dir(graphs_key, &self.job_graphs_dir) {
+            Ok(dir) if dir == self.job_graphs_dir => {}
+            Ok(dir) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: graphs_key,
+                    reason: format!("write it as {dir:?}, without slashes"),
+                });
+            }
+            Err(e) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: graphs_key,
+                    reason: e.to_string(),
+                });
+            }
         }
         if let Some(d) = &self.digest_auth
             && d.split_once(':').is_none_or(|(user, _)| user.is_empty())

@@ -77,7 +77,7 @@ fn zk_version(v: Version) -> Option<i32> {
 pub(crate) fn fence_path<'t>(paths: &Paths, token: &'t FencingToken) -> Result<&'t str, KvError> {
     let lock = token.lock();
     let exact = paths.key(lock).is_some_and(|key| {
-        validate_key(key).is_ok()
+        validate_key(&key).is_ok()
             && key
                 .rsplit_once('/')
                 .is_some_and(|(_, name)| latch::sequence(name) == Some(token.epoch()))
@@ -592,7 +592,7 @@ impl ZooKeeperBackend {
                 match read {
                     Ok((data, stat)) => {
                         if let Some(key) = paths.key(path) {
-                            out.push(entry(key, data, &stat));
+                            out.push(entry(&key, data, &stat));
                         }
                         if stat.num_children > 0 {
                             parents.push(path.clone());

@@ -181,7 +181,7 @@ impl Pump {
     fn key(&self, path: &str) -> Option<String> {
         let shared = self.shared.upgrade()?;
         let key = shared.paths.key(path)?;
-        is_below(&self.prefix, key).then(|| key.to_owned())
+        is_below(&self.prefix, &key).then(|| key.into_owned())
     }
 
     /// Re-reads a created or changed znode. A znode created and deleted before it could be read

@@ -105,7 +105,9 @@ pub struct ZooKeeperConfig {
     pub tolerate_suspended_connections: bool,
     /// `high-availability.zookeeper.client.ensemble-tracker`, default true; disable behind a VIP.
     pub ensemble_tracker: bool,
-    /// `high-availability.zookeeper.path.jobgraphs`, default `/jobgraphs` (informational).
+    /// `high-availability.zookeeper.path.jobgraphs`, default `jobgraphs`: the znode (one
+    /// segment below the cluster's namespace, kept without slashes) holding Flink 1.x's job
+    /// graphs. The ZooKeeper backend reads and writes the layout's `jobgraphs/...` keys there.
     pub job_graphs_path: String,
     /// tenure key `high-availability.zookeeper.client.digest`: `user:password` for ZooKeeper
     /// digest authentication. Hidden in `Debug` output.
@@ -125,7 +127,7 @@ impl Default for ZooKeeperConfig {
             acl: ZooKeeperAcl::Open,
             tolerate_suspended_connections: false,
             ensemble_tracker: true,
-            job_graphs_path: "/jobgraphs".to_owned(),
+            job_graphs_path: crate::layout::FLINK1_JOB_GRAPHS_DIR.to_owned(),
             digest_auth: None,
         }
     }
@@ -675,11 +677,10 @@ fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
         tolerate_suspended_connections: c
             .bool_or(&key("client.tolerate-suspended-connections"), false)?,
         ensemble_tracker: c.bool_or(&key("client.ensemble-tracker"), true)?,
-        job_graphs_path: c.string_or(
-            &key("path.jobgraphs"),
-            &[&old("path.jobgraphs")],
-            &d.job_graphs_path,
-        ),
+        job_graphs_path: match c.lookup(&key("path.jobgraphs"), &[&old("path.jobgraphs")]) {
+            None => d.job_graphs_path,
+            Some((k, v)) => super::job_graphs_path::job_graphs_dir(k, v)?,
+        },
         digest_auth,
     })
 }

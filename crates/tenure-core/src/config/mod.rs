@@ -221,6 +221,7 @@ pub mod builder;
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
 mod ha;
+mod job_graphs_path;
 mod quorum;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -230,4 +231,5 @@ pub use builder::HaConfigBuilder;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };
+pub use job_graphs_path::job_graphs_dir;
 pub use quorum::{DEFAULT_ZOOKEEPER_PORT, validate_zookeeper_quorum};

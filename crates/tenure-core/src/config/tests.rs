@@ -114,7 +114,7 @@ fn defaults() {
     assert!(!z.tolerate_suspended_connections && z.ensemble_tracker);
     assert_eq!(
         (z.job_graphs_path.as_str(), z.digest_auth.as_deref()),
-        ("/jobgraphs", None)
+        ("jobgraphs", None)
     );
     let k = &c.kubernetes;
     assert_eq!(
