@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)] // test-support code: a failed unwrap is a failed test
 
 pub mod ensemble;
+pub mod etcd;
 pub mod history;
 pub mod kube_fake;
 pub mod proxy;

@@ -1,0 +1,388 @@
+//! Real etcd servers for tests: one node ([`EtcdServer`]) or a cluster of several
+//! ([`EtcdCluster`]).
+//!
+//! Each runs Debian's `etcd` (package `etcd-server`) on free loopback ports (client and peer)
+//! with a temporary data directory, and start returns once the node answers `/health` with
+//! `"health":"true"` (it has a leader). Nodes are stopped, killed, paused (SIGSTOP), resumed and
+//! restarted by their process id, never by name, and killed when dropped. Every server picks
+//! its own ports and directory, so tests run in parallel.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use tenure_testkit::etcd::EtcdServer;
+//! let server = EtcdServer::start().await;
+//! println!("etcd at {}", server.endpoint());
+//! # }
+//! ```
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::zookeeper::{kill_child, log_tail, signal_pid};
+
+/// The etcd binary of the Debian package `etcd-server`.
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
+/// How long a node (or a whole cluster) may take to report itself healthy.
+pub const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Panics with an install hint unless Debian's etcd server is there.
+fn check_installed() {
+    if !Path::new(ETCD_BIN).is_file() {
+        panic!(
+            "a real etcd server is needed: {ETCD_BIN} is missing; install the Debian package \
+             `etcd-server` (apt-get install -y etcd-server)"
+        );
+    }
+}
+
+/// A free loopback port below the kernel's ephemeral range (which starts at 32768 by default).
+///
+/// etcd nodes dial each other's peer ports while some are not listening yet; a dial to an
+/// unbound port of the ephemeral range can pick that very port as its source and connect to
+/// itself, and the node that should listen there then fails with "address already in use".
+/// Ports outside the range never collide with a source port.
+fn node_port() -> u16 {
+    for _ in 0..1000 {
+        let candidate = 15_000 + (uuid::Uuid::new_v4().as_u128() % 17_000) as u16;
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, candidate)).is_ok() {
+            return candidate;
+        }
+    }
+    panic!("no free loopback port between 15000 and 32000");
+}
+
+/// The ports and name of one node of a cluster.
+#[derive(Clone, Debug)]
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl Member {
+    fn new(index: usize) -> Self {
+        Self {
+            name: format!("n{index}"),
+            client_port: node_port(),
+            peer_port: node_port(),
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+}
+
+/// `n0=http://127.0.0.1:p0,n1=...`: the `--initial-cluster` of `members`.
+fn initial_cluster(members: &[Member]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A cluster token of its own, so nodes of different test clusters never join each other.
+fn new_token() -> String {
+    format!("tenure-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// One etcd node process. Dropping it kills the process.
+#[derive(Debug)]
+pub struct EtcdServer {
+    child: Option<Child>,
+    member: Member,
+    cluster: String,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    /// Starts a single-node cluster on free loopback ports with a fresh data directory and waits
+    /// until it is healthy. Panics, with the server's log, if it does not become healthy.
+    pub async fn start() -> Self {
+        check_installed();
+        let mut last = String::new();
+        // A free port may be taken by someone else before etcd binds it: try other ports.
+        for _ in 0..3 {
+            let member = Member::new(0);
+            let cluster = initial_cluster(std::slice::from_ref(&member));
+            let mut server = Self::new(member, cluster, new_token());
+            match server.launch().await {
+                Ok(()) => return server,
+                Err(e) => {
+                    last = e;
+                    server.kill();
+                }
+            }
+        }
+        panic!("etcd did not start: {last}");
+    }
+
+    fn new(member: Member, cluster: String, token: String) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tenure-etcd-")
+            .tempdir()
+            .expect("temporary directory");
+        Self {
+            child: None,
+            member,
+            cluster,
+            token,
+            dir,
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    /// Starts the process (new or existing data) without waiting for it.
+    fn spawn(&mut self) -> Result<(), String> {
+        let data = self.dir.path().join("data");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open the etcd log: {e}"))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone the log handle: {e}"))?;
+        let m = &self.member;
+        let child = Command::new(ETCD_BIN)
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen-client-urls", &m.client_url()])
+            .args(["--advertise-client-urls", &m.client_url()])
+            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", &self.cluster])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot run {ETCD_BIN}: {e}"))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn launch(&mut self) -> Result<(), String> {
+        self.spawn()?;
+        self.wait_healthy(tokio::time::Instant::now() + START_DEADLINE)
+            .await
+    }
+
+    /// Polls `/health` until it reports healthy or `deadline` passes; fails early, with the
+    /// log, if the process exits.
+    async fn wait_healthy(&mut self, deadline: tokio::time::Instant) -> Result<(), String> {
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!(
+                    "etcd on port {} exited ({status}); log:\n{}",
+                    self.member.client_port,
+                    log_tail(&self.log_path(), 4000)
+                ));
+            }
+            let last = match health(self.member.client_port).await {
+                Ok(body) if body.contains("\"health\":\"true\"") => return Ok(()),
+                Ok(body) => body,
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "etcd on port {} was not healthy in time (last answer: {last:?}); log:\n{}",
+                    self.member.client_port,
+                    log_tail(&self.log_path(), 4000)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The client URL, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        self.member.client_url()
+    }
+
+    /// The client address, `127.0.0.1:<port>` (for a fault proxy in front of it).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.member.client_port))
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.member.client_port
+    }
+
+    /// The node's name in its cluster (`n0`, `n1`, ...).
+    pub fn name(&self) -> &str {
+        &self.member.name
+    }
+
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn kill(&mut self) {
+        kill_child(&mut self.child);
+    }
+
+    /// Stops the node abruptly (SIGKILL of its process). Its data stays for [`Self::restart`].
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    fn signal(&self, signal: &str) {
+        signal_pid(self.pid().expect("the etcd node is running"), signal);
+    }
+
+    /// Freezes the node (SIGSTOP): connections stay open but nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Continues a node frozen by [`Self::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Starts the node again on the same ports with the same data and waits until it is
+    /// healthy (for a cluster node: until it sees a leader again).
+    pub async fn restart(&mut self) {
+        self.kill();
+        if let Err(e) = self.launch().await {
+            self.kill();
+            panic!("etcd did not restart: {e}");
+        }
+    }
+
+    /// Whether the node answers `/health` as healthy now (within one second).
+    pub async fn is_healthy(&self) -> bool {
+        health(self.member.client_port)
+            .await
+            .is_ok_and(|b| b.contains("\"health\":\"true\""))
+    }
+
+    /// The node's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        log_tail(&self.log_path(), 64 * 1024)
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `GET /health` of the node on `port`, within one second: the response body.
+async fn health(port: u16) -> std::io::Result<String> {
+    let io = async {
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    };
+    tokio::time::timeout(Duration::from_secs(1), io)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 1s")))
+}
+
+/// Several etcd nodes forming one cluster, each a separate process on its own ports.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    nodes: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// Starts a cluster of `size` nodes and waits until every node is healthy. Panics, with the
+    /// logs, if the cluster does not form.
+    pub async fn start(size: usize) -> Self {
+        check_installed();
+        assert!(size > 0, "an etcd cluster needs at least one node");
+        let mut last = String::new();
+        for _ in 0..3 {
+            let members: Vec<Member> = (0..size).map(Member::new).collect();
+            let cluster = initial_cluster(&members);
+            let token = new_token();
+            let mut nodes: Vec<EtcdServer> = members
+                .into_iter()
+                .map(|m| EtcdServer::new(m, cluster.clone(), token.clone()))
+                .collect();
+            let spawned: Result<(), String> = nodes.iter_mut().try_for_each(EtcdServer::spawn);
+            let result = match spawned {
+                Ok(()) => {
+                    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+                    let mut ready = Ok(());
+                    for node in &mut nodes {
+                        ready = node.wait_healthy(deadline).await;
+                        if ready.is_err() {
+                            break;
+                        }
+                    }
+                    ready
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Self { nodes },
+                Err(e) => last = e,
+            }
+        }
+        panic!("the etcd cluster of {size} did not form: {last}");
+    }
+
+    /// The client URLs of every node.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(EtcdServer::endpoint).collect()
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[EtcdServer] {
+        &self.nodes
+    }
+
+    /// Node `i`, to stop, pause or restart it.
+    pub fn node_mut(&mut self, i: usize) -> &mut EtcdServer {
+        &mut self.nodes[i]
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no node (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
