@@ -1,5 +1,5 @@
 //! Real etcd servers for tests: one node ([`EtcdServer`]) or a cluster of several
-//! ([`EtcdCluster`]).
+//! ([`EtcdCluster`]), and the etcd backend as a [`BackendFactory`] ([`EtcdFactory`]).
 //!
 //! Each runs Debian's `etcd` (package `etcd-server`) on free loopback ports (client and peer)
 //! with a temporary data directory, and start returns once the node answers `/health` with
@@ -22,9 +22,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tenure_core::connection::SuspendedPolicy;
+use tenure_core::driver::HaBackend;
+use tenure_etcd::{EtcdBackend, EtcdSettings};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::BackendFactory;
+use crate::proxy::FaultProxy;
 use crate::zookeeper::{kill_child, log_tail, signal_pid};
 
 /// The etcd binary of the Debian package `etcd-server`.
@@ -384,5 +392,99 @@ impl EtcdCluster {
     /// Whether the cluster has no node (never, once started).
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+}
+
+/// Short timings for tests: a 2 s lease, 5 s requests.
+pub fn test_settings(endpoints: Vec<String>, cluster_id: &str) -> EtcdSettings {
+    EtcdSettings::new(endpoints, "/flink", cluster_id)
+        .with_lease_ttl(Duration::from_secs(2))
+        .with_request_timeout(Duration::from_secs(5))
+}
+
+/// The etcd backend as a [`BackendFactory`]: its own server, a unique cluster id, one new
+/// lease per simulated process; a crash revokes the lease so its ephemeral keys go at once.
+#[derive(Debug)]
+pub struct EtcdFactory {
+    server: EtcdServer,
+    cluster_id: String,
+    policy: SuspendedPolicy,
+}
+
+impl EtcdFactory {
+    /// Starts a server and picks a unique cluster id.
+    pub async fn start() -> Self {
+        Self {
+            server: EtcdServer::start().await,
+            cluster_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
+            policy: SuspendedPolicy::RevokeOnSuspended,
+        }
+    }
+
+    /// The same, with sessions following `policy` when suspended.
+    pub async fn start_with_policy(policy: SuspendedPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::start().await
+        }
+    }
+
+    /// The server.
+    pub fn server(&self) -> &EtcdServer {
+        &self.server
+    }
+
+    /// The server, to stop, pause or restart it.
+    pub fn server_mut(&mut self) -> &mut EtcdServer {
+        &mut self.server
+    }
+
+    /// The cluster id of this factory's sessions.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The settings new sessions use.
+    pub fn settings(&self) -> EtcdSettings {
+        test_settings(vec![self.server.endpoint()], &self.cluster_id)
+            .with_suspended_policy(self.policy)
+    }
+
+    /// A new session (lease), typed.
+    pub async fn connect_etcd(&self) -> EtcdBackend {
+        self.connect_with(self.settings()).await
+    }
+
+    /// A new session with other settings.
+    pub async fn connect_with(&self, settings: EtcdSettings) -> EtcdBackend {
+        EtcdBackend::connect(settings)
+            .await
+            .expect("connect to the test etcd")
+    }
+
+    /// A [`FaultProxy`] in front of the server.
+    pub async fn start_proxy(&self) -> FaultProxy {
+        FaultProxy::start(self.server.addr())
+            .await
+            .expect("start a fault proxy")
+    }
+
+    /// The settings of new sessions, connecting through `proxy`.
+    pub fn settings_via(&self, proxy: &FaultProxy) -> EtcdSettings {
+        EtcdSettings {
+            endpoints: vec![format!("http://{}", proxy.addr())],
+            ..self.settings()
+        }
+    }
+}
+
+#[async_trait]
+impl BackendFactory for EtcdFactory {
+    async fn connect(&self) -> Arc<dyn HaBackend> {
+        Arc::new(self.connect_etcd().await)
+    }
+
+    async fn crash(&self, backend: &Arc<dyn HaBackend>) {
+        let _ = backend.close().await;
     }
 }

@@ -1,0 +1,21 @@
+//! etcd client errors as [`KvError`]s.
+
+use etcd_client::Error;
+use tenure_core::kv::{ClientError, KvError};
+
+/// The client's error on `key` while doing `what`, kept whole as the source.
+pub(crate) fn client_error(e: Error, key: &str, what: &str) -> KvError {
+    KvError::Client {
+        key: key.to_owned(),
+        context: format!("etcd {what} failed: {e}"),
+        source: ClientError::new(e),
+    }
+}
+
+/// A request that got no answer within `timeout`.
+pub(crate) fn timed_out(key: &str, what: &str, timeout: std::time::Duration) -> KvError {
+    KvError::OutcomeUnknown {
+        key: key.to_owned(),
+        reason: format!("etcd {what} got no answer within {timeout:?}"),
+    }
+}

@@ -1,0 +1,312 @@
+//! The one lease of a process: granting it, keeping it alive, and following its state.
+//!
+//! A task renews the lease every TTL/3. A confirmed renewal keeps the session `Connected`;
+//! failing renewals while less than the TTL has passed since the last confirmed one make it
+//! `Suspended` (the lease may still live); a keep-alive answer saying the lease is gone, or the
+//! TTL passing without a confirmed renewal, makes it `Lost` (the lease and its keys are gone,
+//! or must be assumed gone). After `Lost` the task grants a new lease (a new generation) and
+//! the state returns to `Connected`: latches join again with keys under the new lease.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tenure_core::connect::ConnectError;
+use tenure_core::connection::ConnectionState;
+use tenure_core::driver::SessionView;
+use tenure_core::kv::KvError;
+use tenure_core::watch_hub::WatchHub;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::keys::Keys;
+use crate::settings::EtcdSettings;
+
+/// How long a failed renewal waits before the next attempt.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// State shared by the backend handles and (weakly) by its background tasks.
+pub(crate) struct Shared {
+    pub settings: EtcdSettings,
+    pub keys: Keys,
+    client: Client,
+    lease: AtomicI64,
+    status: watch::Sender<SessionView>,
+    conn: watch::Sender<ConnectionState>,
+    /// Fires when the backend is closed (explicitly or by dropping the last handle).
+    pub closed: CancellationToken,
+    /// The session's KV watches, one etcd watch per prefix (see `watch.rs`).
+    pub watch_hub: OnceLock<WatchHub>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
+}
+
+fn endpoints(settings: &EtcdSettings) -> String {
+    settings.endpoints.join(",")
+}
+
+impl Shared {
+    /// Connects, grants the process's lease and starts keeping it alive. Gives up after the
+    /// request timeout with [`ConnectError::Unreachable`] naming the endpoints.
+    pub async fn connect(settings: EtcdSettings) -> Result<Arc<Self>, ConnectError> {
+        let keys = settings.keys()?;
+        let bound = settings.request_timeout;
+        let unreachable =
+            |source: Box<dyn std::error::Error + Send + Sync>| ConnectError::Unreachable {
+                service: "etcd",
+                address: endpoints(&settings),
+                attempts: 1,
+                limit: Some(format!("the connect gives up after {bound:?}")),
+                source,
+            };
+        let options = ConnectOptions::new()
+            .with_connect_timeout(bound)
+            .with_keep_alive(Duration::from_secs(1), bound);
+        let opened = tokio::time::timeout(bound, async {
+            let mut client = Client::connect(&settings.endpoints, Some(options)).await?;
+            let lease = client.lease_grant(settings.lease_ttl_secs(), None).await?;
+            Ok::<_, etcd_client::Error>((client, lease.id()))
+        })
+        .await;
+        let (client, lease) = match opened {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(e)) => return Err(unreachable(Box::new(e))),
+            Err(_) => {
+                return Err(unreachable(
+                    format!("no lease granted within {bound:?}").into(),
+                ));
+            }
+        };
+        info!(lease = format_args!("{lease:x}"), namespace = %keys.namespace(), "etcd lease granted");
+        let (status, _) = watch::channel(SessionView::CONNECTED);
+        let (conn, _) = watch::channel(ConnectionState::Connected);
+        let shared = Arc::new(Self {
+            settings,
+            keys,
+            client,
+            lease: AtomicI64::new(lease),
+            status,
+            conn,
+            closed: CancellationToken::new(),
+            watch_hub: OnceLock::new(),
+        });
+        tokio::spawn(keep_alive(Arc::downgrade(&shared), shared.closed.clone()));
+        Ok(shared)
+    }
+
+    /// A client handle (cheap clone), or [`KvError::Closed`] once closed.
+    pub fn client(&self) -> Result<Client, KvError> {
+        if self.closed.is_cancelled() {
+            return Err(KvError::Closed);
+        }
+        Ok(self.client.clone())
+    }
+
+    /// The current lease id (the owner of this process's ephemeral keys).
+    pub fn lease(&self) -> i64 {
+        self.lease.load(Ordering::SeqCst)
+    }
+
+    pub fn status(&self) -> SessionView {
+        *self.status.borrow()
+    }
+
+    pub fn subscribe_connection(&self) -> watch::Receiver<ConnectionState> {
+        self.conn.subscribe()
+    }
+
+    fn set_state(&self, state: ConnectionState) {
+        self.status.send_if_modified(|s| {
+            if s.state == state {
+                return false;
+            }
+            if state == ConnectionState::Suspended {
+                s.suspensions += 1;
+            }
+            s.state = state;
+            true
+        });
+        self.conn.send_if_modified(|c| {
+            let changed = *c != state;
+            *c = state;
+            changed
+        });
+    }
+
+    /// Installs a new lease after the old one was lost.
+    fn install(&self, lease: i64) {
+        self.lease.store(lease, Ordering::SeqCst);
+        self.status.send_modify(|s| {
+            s.generation += 1;
+            s.state = ConnectionState::Connected;
+        });
+        self.conn.send_replace(ConnectionState::Connected);
+        info!(lease = format_args!("{lease:x}"), "new etcd lease granted");
+    }
+
+    /// Closes the session: the keep-alive stops and the lease is revoked, which deletes this
+    /// process's ephemeral keys at once.
+    pub async fn close(&self) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        self.closed.cancel();
+        self.set_state(ConnectionState::Lost);
+        let lease = self.lease();
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.settings.request_timeout, client.lease_revoke(lease)).await
+        {
+            Ok(Ok(_)) => debug!(lease = format_args!("{lease:x}"), "etcd lease revoked"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "revoking the etcd lease failed; it expires after its TTL")
+            }
+            Err(_) => warn!("revoking the etcd lease timed out; it expires after its TTL"),
+        }
+    }
+}
+
+/// What one renewal attempt found.
+enum Renewal {
+    /// The server confirmed the lease.
+    Confirmed,
+    /// The server says the lease is gone.
+    Gone,
+    /// No confirmation (unreachable, timed out, stream broken).
+    Failed(String),
+}
+
+async fn renew(client: &mut Client, lease: i64, timeout: Duration) -> Renewal {
+    let attempt = async {
+        let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
+            Ok(ks) => ks,
+            // "lease not found": the lease expired or was revoked.
+            Err(etcd_client::Error::LeaseKeepAliveError(_)) => return Renewal::Gone,
+            Err(e) => return Renewal::Failed(e.to_string()),
+        };
+        if let Err(e) = keeper.keep_alive().await {
+            return Renewal::Failed(e.to_string());
+        }
+        match stream.message().await {
+            Ok(Some(resp)) if resp.ttl() > 0 => Renewal::Confirmed,
+            Ok(Some(_)) => Renewal::Gone,
+            Ok(None) => Renewal::Failed("the keep-alive stream ended".into()),
+            Err(e) => Renewal::Failed(e.to_string()),
+        }
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Renewal::Failed(format!("no answer within {timeout:?}")))
+}
+
+/// Renews the lease every TTL/3 and follows its state; grants a new lease after a loss.
+async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
+    let Some(shared) = weak.upgrade() else { return };
+    let mut client = shared.client.clone();
+    let ttl = Duration::from_secs(u64::try_from(shared.settings.lease_ttl_secs()).unwrap_or(1));
+    let timeout = shared.settings.request_timeout.min(ttl / 3).max(RETRY);
+    drop(shared);
+    let interval = ttl / 3;
+    let mut confirmed = Instant::now();
+    loop {
+        let wait = {
+            let Some(shared) = weak.upgrade() else { return };
+            let lease = shared.lease();
+            drop(shared);
+            let sent = Instant::now();
+            let renewal = tokio::select! {
+                _ = closed.cancelled() => return,
+                r = renew(&mut client, lease, timeout) => r,
+            };
+            let Some(shared) = weak.upgrade() else { return };
+            if closed.is_cancelled() {
+                return;
+            }
+            match renewal {
+                Renewal::Confirmed => {
+                    confirmed = sent;
+                    if shared.status().state != ConnectionState::Connected {
+                        info!("etcd lease renewals confirmed again");
+                    }
+                    shared.set_state(ConnectionState::Connected);
+                    interval
+                }
+                Renewal::Gone => {
+                    warn!(lease = format_args!("{lease:x}"), "the etcd lease is gone");
+                    shared.set_state(ConnectionState::Lost);
+                    drop(shared);
+                    if !regrant(&weak, &closed, &mut client, timeout).await {
+                        return;
+                    }
+                    confirmed = Instant::now();
+                    interval
+                }
+                Renewal::Failed(why) if confirmed.elapsed() >= ttl => {
+                    warn!(%why, "no etcd lease renewal confirmed within the TTL; the lease is lost");
+                    shared.set_state(ConnectionState::Lost);
+                    drop(shared);
+                    if !regrant(&weak, &closed, &mut client, timeout).await {
+                        return;
+                    }
+                    confirmed = Instant::now();
+                    interval
+                }
+                Renewal::Failed(why) => {
+                    if shared.status().state == ConnectionState::Connected {
+                        warn!(%why, "etcd lease renewal failed; connection suspended");
+                    }
+                    shared.set_state(ConnectionState::Suspended);
+                    RETRY
+                }
+            }
+        };
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Grants a new lease, retrying until it succeeds; false once the backend is closed.
+async fn regrant(
+    weak: &Weak<Shared>,
+    closed: &CancellationToken,
+    client: &mut Client,
+    timeout: Duration,
+) -> bool {
+    loop {
+        let Some(shared) = weak.upgrade() else {
+            return false;
+        };
+        let ttl = shared.settings.lease_ttl_secs();
+        drop(shared);
+        let granted = tokio::select! {
+            _ = closed.cancelled() => return false,
+            r = tokio::time::timeout(timeout, client.lease_grant(ttl, None)) => r,
+        };
+        match granted {
+            Ok(Ok(lease)) => {
+                let Some(shared) = weak.upgrade() else {
+                    return false;
+                };
+                if closed.is_cancelled() {
+                    return false;
+                }
+                shared.install(lease.id());
+                return true;
+            }
+            Ok(Err(e)) => debug!(error = %e, "granting a new etcd lease failed"),
+            Err(_) => debug!("granting a new etcd lease timed out"),
+        }
+        tokio::select! {
+            _ = closed.cancelled() => return false,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
