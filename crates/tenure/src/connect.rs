@@ -117,6 +117,8 @@ pub async fn connect_with(
         HaMode::Kubernetes => {
             Arc::new(tenure_kubernetes::KubernetesBackend::from_config(config).await?)
         }
+        #[cfg(feature = "etcd")]
+        HaMode::Etcd => Arc::new(tenure_etcd::EtcdBackend::from_config(config).await?),
         other => {
             return Err(HaError::Unsupported(format!(
                 "HA mode {other:?} is not built into this tenure build"

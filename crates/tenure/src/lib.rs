@@ -46,6 +46,9 @@ pub use tenure_core::{
     layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, store, sync,
     watch_hub,
 };
+/// The etcd backend (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub use tenure_etcd as etcd;
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]
 pub use tenure_kubernetes as kubernetes;
