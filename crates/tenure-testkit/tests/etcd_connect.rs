@@ -54,8 +54,7 @@ async fn an_unreachable_endpoint_is_an_error_naming_it() {
     let err = tokio::time::timeout(tenure_testkit::DEADLINE, tenure::connect(&cfg))
         .await
         .expect("fails in time, no hang")
-        .err()
-        .expect("unreachable");
+        .expect_err("unreachable");
     assert!(matches!(err, HaError::Connect(_)), "{err}");
     assert!(err.to_string().contains(&endpoint), "{err}");
 }
