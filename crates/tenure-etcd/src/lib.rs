@@ -30,11 +30,13 @@
 //! - Connection state: see the `session` module; `Suspended` while renewals of the lease
 //!   fail inside its TTL, `Lost` once the lease is gone (a new lease follows).
 //!
-//! The leader latch (lease + transaction, lowest create revision leads) is not built yet:
-//! [`HaBackend::driver`] fails, so elections and retrieval do not run on etcd so far.
+//! - Leader latch: see [`latch`] (lease + transaction, lowest create revision leads, each
+//!   participant watches only its predecessor).
 
 mod error;
 pub mod keys;
+pub mod latch;
+mod latch_io;
 mod session;
 pub mod settings;
 mod store;
@@ -136,11 +138,16 @@ impl HaBackend for EtcdBackend {
 
     fn driver(&self) -> Result<SessionDriver, KvError> {
         self.shared.client()?;
-        Err(KvError::Backend(
-            "the etcd backend has no leader latch yet: elections and leader retrieval \
-             are not available on etcd"
-                .into(),
-        ))
+        Ok(self
+            .shared
+            .driver
+            .get_or_init(|| {
+                SessionDriver::spawn(latch_io::Io {
+                    shared: Arc::downgrade(&self.shared),
+                    view: self.shared.subscribe_status(),
+                })
+            })
+            .clone())
     }
 
     async fn close(&self) -> Result<(), KvError> {

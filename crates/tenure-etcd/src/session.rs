@@ -14,7 +14,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions};
 use tenure_core::connect::ConnectError;
 use tenure_core::connection::ConnectionState;
-use tenure_core::driver::SessionView;
+use tenure_core::driver::{SessionDriver, SessionView};
 use tenure_core::kv::KvError;
 use tenure_core::watch_hub::WatchHub;
 use tokio::sync::watch;
@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     conn: watch::Sender<ConnectionState>,
     /// Fires when the backend is closed (explicitly or by dropping the last handle).
     pub closed: CancellationToken,
+    /// The session's driver (every latch and election of this backend), started on first use.
+    pub driver: OnceLock<SessionDriver>,
     /// The session's KV watches, one etcd watch per prefix (see `watch.rs`).
     pub watch_hub: OnceLock<WatchHub>,
 }
@@ -95,6 +97,7 @@ impl Shared {
             status,
             conn,
             closed: CancellationToken::new(),
+            driver: OnceLock::new(),
             watch_hub: OnceLock::new(),
         });
         tokio::spawn(keep_alive(Arc::downgrade(&shared), shared.closed.clone()));
@@ -116,6 +119,10 @@ impl Shared {
 
     pub fn status(&self) -> SessionView {
         *self.status.borrow()
+    }
+
+    pub fn subscribe_status(&self) -> watch::Receiver<SessionView> {
+        self.status.subscribe()
     }
 
     pub fn subscribe_connection(&self) -> watch::Receiver<ConnectionState> {

@@ -1,0 +1,421 @@
+//! The leader latch on etcd, by lease and transaction, as a state machine free of IO.
+//!
+//! - Each participant puts `<latch dir>/<lease id in hex>` under its lease, if absent (one
+//!   transaction: `create_revision == 0` ⇒ put; then, either way, read the key back). Re-doing
+//!   it after a lost reply finds the same key, so nothing is left behind.
+//! - The participant whose key has the lowest create revision leads. Every other participant
+//!   watches only its predecessor's key for deletion (no herd effect), from the revision of the
+//!   listing it decided on, so no deletion is missed. The leader watches its own key.
+//! - The fencing token is `(<etcd key of the participant's key>, <its create revision>)`; every
+//!   fenced write compares that key's create revision in the same transaction.
+//! - Connection suspended (renewals failing inside the TTL): under
+//!   [`SuspendedPolicy::RevokeOnSuspended`] leadership is revoked at once and the line is read
+//!   again once connected (the key lives on with the lease). Lease lost: revoked; the key is gone
+//!   with the lease and the participant joins again under the new lease.
+//! - Leaving deletes the key (with the leader's published information in the same transaction,
+//!   only while the key still exists).
+//!
+//! `Recipe` decides, `latch_io::Io` performs its [`Request`]s.
+
+use std::time::Duration;
+
+use tenure_core::connection::{ConnectionState, SuspendedPolicy};
+use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
+use tenure_core::kv::FencingToken;
+use tenure_core::retry::RetryPolicy;
+use tracing::{debug, info, warn};
+
+/// A request of the recipe, performed under the lease of `generation` (a request for an older
+/// lease fails without reaching the server).
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// The lease generation the request belongs to.
+    pub generation: u64,
+    /// Tells this request's reply from the replies of earlier ones.
+    pub seq: u64,
+    /// What to do.
+    pub op: Op,
+}
+
+/// The reply to a [`Request`].
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The request's `seq`.
+    pub seq: u64,
+    /// What happened.
+    pub response: Response,
+}
+
+/// The operations of the recipe. Keys are etcd keys.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Put `<dir>/<lease hex>` under the lease unless it exists; reply with its key and create
+    /// revision.
+    Join { dir: String },
+    /// The participants' keys below `dir` with their create revisions, and the revision read at.
+    List { dir: String },
+    /// Resolve once `key` is deleted after `revision` (or the watch fails: look again).
+    Watch { key: String, revision: i64 },
+    /// Delete `key` and, in the same transaction while `key` still exists, the layout keys
+    /// `also` (the leader's published information).
+    Delete { key: String, also: Vec<String> },
+}
+
+/// The response to a [`Request`].
+#[derive(Debug)]
+pub(crate) enum Response {
+    /// The participant's key and create revision.
+    Joined(Result<(String, i64), String>),
+    /// `(key, create revision)` of every participant, and the revision of the read.
+    Listed(Result<(Vec<(String, i64)>, i64), String>),
+    /// The watched key was deleted, or the watch ended: look again.
+    Watched,
+    /// Deleted (or already gone).
+    Deleted(Result<(), String>),
+}
+
+/// The participant's key.
+#[derive(Clone, Debug)]
+struct Node {
+    key: String,
+    revision: i64,
+    generation: u64,
+}
+
+/// What the recipe waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    Nothing,
+    Response,
+    Pause,
+    Watching,
+}
+
+/// Where the recipe is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Idle,
+    Campaigning,
+    /// Leaving; `reported` once `Left` was output.
+    Leaving {
+        reported: bool,
+    },
+}
+
+/// One participation in a latch.
+#[derive(Debug)]
+pub(crate) struct Recipe {
+    dir: String,
+    policy: SuspendedPolicy,
+    retry: RetryPolicy,
+    leave_wait: Duration,
+    session: SessionView,
+    life: Life,
+    node: Option<Node>,
+    leader: bool,
+    /// Revoked while suspended: the line must be read again before leading.
+    recheck: bool,
+    wait: Wait,
+    expect: u64,
+    failures: u32,
+    unpublish: Vec<String>,
+}
+
+type Out = Vec<RecipeOutput<Request>>;
+
+impl Recipe {
+    /// A participation in the latch whose directory is the etcd key prefix `dir`.
+    pub(crate) fn new(
+        dir: String,
+        policy: SuspendedPolicy,
+        retry: RetryPolicy,
+        leave_wait: Duration,
+    ) -> Self {
+        Self {
+            dir,
+            policy,
+            retry,
+            leave_wait,
+            session: SessionView {
+                state: ConnectionState::Suspended,
+                generation: 0,
+                suspensions: 0,
+            },
+            life: Life::Idle,
+            node: None,
+            leader: false,
+            recheck: false,
+            wait: Wait::Nothing,
+            expect: 0,
+            failures: 0,
+            unpublish: Vec::new(),
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.session.state == ConnectionState::Connected
+    }
+
+    fn request(&mut self, op: Op, out: &mut Out) {
+        self.wait = if matches!(op, Op::Watch { .. }) {
+            Wait::Watching
+        } else {
+            Wait::Response
+        };
+        self.expect += 1;
+        out.push(RecipeOutput::Request(Request {
+            generation: self.session.generation,
+            seq: self.expect,
+            op,
+        }));
+    }
+
+    fn revoke(&mut self, out: &mut Out) {
+        if self.leader {
+            self.leader = false;
+            info!(dir = %self.dir, "leadership revoked");
+            out.push(RecipeOutput::Revoked);
+        }
+    }
+
+    fn on_session(&mut self, view: SessionView, out: &mut Out) {
+        if view.suspensions != self.session.suspensions
+            && self.policy == SuspendedPolicy::RevokeOnSuspended
+            && self.session.generation != 0
+        {
+            self.revoke(out);
+            self.recheck = true;
+        }
+        if view.state == ConnectionState::Lost || view.generation != self.session.generation {
+            self.revoke(out);
+            // The key died with its lease.
+            self.node = None;
+            self.wait = Wait::Nothing;
+            self.expect += 1;
+        }
+        self.session = view;
+    }
+
+    fn step(&mut self, out: &mut Out) {
+        if self.wait != Wait::Nothing || !self.connected() {
+            return;
+        }
+        match self.life {
+            Life::Idle => {}
+            Life::Campaigning => {
+                let dir = self.dir.clone();
+                if self.node.is_none() {
+                    self.request(Op::Join { dir }, out);
+                } else {
+                    self.request(Op::List { dir }, out);
+                }
+            }
+            Life::Leaving { .. } => self.leave_step(out),
+        }
+    }
+
+    fn leave_step(&mut self, out: &mut Out) {
+        if let Some(node) = self.node.clone() {
+            if node.generation == self.session.generation {
+                let also = self.unpublish.clone();
+                return self.request(
+                    Op::Delete {
+                        key: node.key,
+                        also,
+                    },
+                    out,
+                );
+            }
+            self.node = None;
+        }
+        self.finish_leaving(out);
+    }
+
+    fn finish_leaving(&mut self, out: &mut Out) {
+        if let Life::Leaving { reported: false } = self.life {
+            debug!(dir = %self.dir, "left the latch");
+            out.push(RecipeOutput::Left);
+        }
+        self.life = Life::Leaving { reported: true };
+        out.push(RecipeOutput::Done);
+    }
+
+    fn failed(&mut self, why: String, out: &mut Out) {
+        let attempt = self.failures;
+        self.failures = self.failures.saturating_add(1);
+        warn!(dir = %self.dir, error = %why, "latch step failed; retrying");
+        self.wait = Wait::Pause;
+        out.push(RecipeOutput::WakeAfter(self.retry.wait(attempt)));
+    }
+
+    fn response(&mut self, reply: Reply, out: &mut Out) {
+        if reply.seq != self.expect {
+            return;
+        }
+        match reply.response {
+            Response::Watched => {
+                if self.wait == Wait::Watching {
+                    self.wait = Wait::Nothing;
+                    self.step(out);
+                }
+            }
+            _ if self.wait != Wait::Response => {}
+            Response::Joined(r) => {
+                self.wait = Wait::Nothing;
+                match r {
+                    Ok((key, revision)) => {
+                        self.failures = 0;
+                        debug!(%key, revision, "joined the latch");
+                        self.node = Some(Node {
+                            key,
+                            revision,
+                            generation: self.session.generation,
+                        });
+                        self.step(out);
+                    }
+                    Err(e) => self.failed(e, out),
+                }
+            }
+            Response::Listed(r) => {
+                self.wait = Wait::Nothing;
+                match r {
+                    Ok((line, revision)) => {
+                        self.failures = 0;
+                        if self.life == Life::Campaigning {
+                            self.check_line(line, revision, out);
+                        } else {
+                            self.step(out);
+                        }
+                    }
+                    Err(e) => self.failed(e, out),
+                }
+            }
+            Response::Deleted(r) => {
+                self.wait = Wait::Nothing;
+                match r {
+                    Ok(()) => {
+                        self.failures = 0;
+                        self.node = None;
+                        self.unpublish.clear();
+                        self.step(out);
+                    }
+                    Err(e) => self.failed(e, out),
+                }
+            }
+        }
+    }
+
+    /// Our place in the line: lead and watch our key, or watch the predecessor's.
+    fn check_line(&mut self, mut line: Vec<(String, i64)>, revision: i64, out: &mut Out) {
+        let Some(node) = self.node.clone() else {
+            return self.step(out);
+        };
+        line.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        self.recheck = false;
+        match line.iter().position(|(k, _)| *k == node.key) {
+            None => {
+                warn!(key = %node.key, "the latch key disappeared; joining again");
+                self.revoke(out);
+                self.node = None;
+                self.step(out);
+            }
+            Some(0) => {
+                if !self.leader {
+                    self.leader = true;
+                    info!(key = %node.key, "leadership granted");
+                    out.push(RecipeOutput::Granted(FencingToken::new(
+                        node.key.as_str(),
+                        node.revision,
+                    )));
+                }
+                self.request(
+                    Op::Watch {
+                        key: node.key,
+                        revision,
+                    },
+                    out,
+                );
+            }
+            Some(i) => {
+                self.revoke(out);
+                let predecessor = line[i - 1].0.clone();
+                debug!(%predecessor, "waiting for the predecessor");
+                self.request(
+                    Op::Watch {
+                        key: predecessor,
+                        revision,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+}
+
+impl LatchRecipe for Recipe {
+    type Request = Request;
+    type Response = Reply;
+
+    fn delete_on_leave(&mut self, keys: Vec<String>) -> bool {
+        let held = self.leader
+            && self
+                .node
+                .as_ref()
+                .is_some_and(|n| n.generation == self.session.generation);
+        if held {
+            self.unpublish = keys;
+        }
+        held
+    }
+
+    fn handle(&mut self, input: RecipeInput<Reply>, out: &mut Out) {
+        match input {
+            RecipeInput::Join => {
+                self.life = Life::Campaigning;
+                self.step(out);
+            }
+            RecipeInput::Leave => {
+                self.revoke(out);
+                self.life = Life::Leaving { reported: false };
+                if self.wait == Wait::Watching || self.wait == Wait::Pause {
+                    self.wait = Wait::Nothing;
+                    self.expect += 1;
+                }
+                if self.connected() {
+                    out.push(RecipeOutput::WakeAfter(self.leave_wait));
+                    self.step(out);
+                } else {
+                    // The key is deleted once connected again under this lease.
+                    out.push(RecipeOutput::Left);
+                    self.life = Life::Leaving { reported: true };
+                }
+            }
+            RecipeInput::Session(view) => {
+                self.on_session(view, out);
+                if let Life::Leaving { .. } = self.life
+                    && (view.state == ConnectionState::Lost || self.node.is_none())
+                {
+                    self.node = None;
+                    self.wait = Wait::Nothing;
+                    return self.finish_leaving(out);
+                }
+                if self.wait == Wait::Watching && (self.recheck || !self.connected()) {
+                    self.wait = Wait::Nothing;
+                    self.expect += 1;
+                }
+                self.step(out);
+            }
+            RecipeInput::Response(r) => self.response(r, out),
+            RecipeInput::Wake => {
+                if let Life::Leaving { reported: false } = self.life {
+                    out.push(RecipeOutput::Left);
+                    self.life = Life::Leaving { reported: true };
+                }
+                if self.wait == Wait::Pause {
+                    self.wait = Wait::Nothing;
+                    self.step(out);
+                }
+            }
+        }
+    }
+}

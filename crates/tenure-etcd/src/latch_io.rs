@@ -1,0 +1,195 @@
+//! Performs the latch recipe's requests on the backend's etcd client.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp as EtcdOp,
+    TxnOpResponse, WatchOptions,
+};
+use futures::future::BoxFuture;
+use tenure_core::driver::{LatchIo, SessionView};
+use tenure_core::kv::{KvError, VersionedKv, validate_key};
+use tenure_core::retry::RetryPolicy;
+use tokio::sync::watch;
+
+use crate::EtcdBackend;
+use crate::keys::range_end;
+use crate::latch::{Op, Recipe, Reply, Request, Response};
+use crate::session::Shared;
+
+/// The IO half of the etcd latch, for the session driver.
+pub(crate) struct Io {
+    pub shared: Weak<Shared>,
+    pub view: watch::Receiver<SessionView>,
+}
+
+impl LatchIo for Io {
+    type Recipe = Recipe;
+
+    fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
+        validate_key(latch)?;
+        let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
+        shared.client()?;
+        let ttl = shared.settings.lease_ttl;
+        Ok(Recipe::new(
+            shared.keys.etcd_key(latch),
+            shared.settings.suspended_policy,
+            RetryPolicy::new(Duration::from_millis(100), ttl.max(Duration::from_secs(1))),
+            shared.settings.request_timeout,
+        ))
+    }
+
+    fn perform(&self, request: Request) -> BoxFuture<'static, Reply> {
+        let Request {
+            generation,
+            seq,
+            op,
+        } = request;
+        let shared = match self.shared.upgrade() {
+            Some(s) if s.status().generation == generation && s.client().is_ok() => s,
+            _ => {
+                let response = stale(&op);
+                return Box::pin(async move { Reply { seq, response } });
+            }
+        };
+        Box::pin(async move {
+            let response = match op {
+                Op::Join { dir } => Response::Joined(join(&shared, &dir).await),
+                Op::List { dir } => Response::Listed(list(&shared, &dir).await),
+                Op::Watch { key, revision } => {
+                    let client = shared.client();
+                    drop(shared);
+                    if let Ok(client) = client {
+                        deleted(client, key, revision).await;
+                    }
+                    Response::Watched
+                }
+                Op::Delete { key, also } => Response::Deleted(delete(&shared, &key, &also).await),
+            };
+            Reply { seq, response }
+        })
+    }
+
+    fn session(&self) -> watch::Receiver<SessionView> {
+        self.view.clone()
+    }
+
+    fn kv(&self) -> Result<Arc<dyn VersionedKv>, KvError> {
+        let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
+        Ok(Arc::new(EtcdBackend { shared }))
+    }
+}
+
+/// The response to a request of a lease that is no longer current.
+fn stale(op: &Op) -> Response {
+    let why = || "the lease of this request is gone".to_owned();
+    match op {
+        Op::Join { .. } => Response::Joined(Err(why())),
+        Op::List { .. } => Response::Listed(Err(why())),
+        Op::Watch { .. } => Response::Watched,
+        Op::Delete { .. } => Response::Deleted(Err(why())),
+    }
+}
+
+/// Runs `call` within the request timeout; errors as text for the recipe.
+async fn bounded<T>(
+    shared: &Shared,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, String> {
+    let timeout = shared.settings.request_timeout;
+    match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn join(shared: &Shared, dir: &str) -> Result<(String, i64), String> {
+    let lease = shared.lease();
+    let key = format!("{dir}/{lease:x}");
+    let txn = EtcdTxn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([
+            EtcdOp::put(
+                key.clone(),
+                Vec::new(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            EtcdOp::get(key.clone(), None),
+        ])
+        .or_else([EtcdOp::get(key.clone(), None)]);
+    let mut client = shared.client().map_err(|e| e.to_string())?;
+    let resp = bounded(shared, client.txn(txn)).await?;
+    let kv = resp.op_responses().into_iter().find_map(|r| match r {
+        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
+    });
+    match kv {
+        Some(kv) if kv.lease() == lease => Ok((key, kv.create_revision())),
+        Some(_) => Err(format!("the latch key {key} belongs to another lease")),
+        None => Err(format!("the latch key {key} was not found after its put")),
+    }
+}
+
+async fn list(shared: &Shared, dir: &str) -> Result<(Vec<(String, i64)>, i64), String> {
+    let start = format!("{dir}/").into_bytes();
+    let end = range_end(&start);
+    let mut client = shared.client().map_err(|e| e.to_string())?;
+    let resp = bounded(
+        shared,
+        client.get(
+            start,
+            Some(GetOptions::new().with_range(end).with_keys_only()),
+        ),
+    )
+    .await?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let line = resp
+        .kvs()
+        .iter()
+        .filter(|kv| kv.lease() != 0)
+        .filter_map(|kv| {
+            let key = std::str::from_utf8(kv.key()).ok()?;
+            // Only direct children named by a lease id are participants.
+            let name = key.strip_prefix(dir)?.strip_prefix('/')?;
+            (!name.is_empty() && name.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| (key.to_owned(), kv.create_revision()))
+        })
+        .collect();
+    Ok((line, revision))
+}
+
+/// Resolves once `key` is deleted after `revision`, or the watch ends.
+async fn deleted(mut client: etcd_client::Client, key: String, revision: i64) {
+    let options = WatchOptions::new().with_start_revision(revision + 1);
+    let Ok(mut stream) = client.watch(key, Some(options)).await else {
+        return;
+    };
+    drop(client);
+    while let Ok(Some(resp)) = stream.message().await {
+        if resp.canceled() || resp.compact_revision() > 0 {
+            return;
+        }
+        if resp
+            .events()
+            .iter()
+            .any(|e| e.event_type() == EventType::Delete)
+        {
+            return;
+        }
+    }
+}
+
+async fn delete(shared: &Shared, key: &str, also: &[String]) -> Result<(), String> {
+    let mut ops: Vec<EtcdOp> = also
+        .iter()
+        .filter(|k| validate_key(k).is_ok())
+        .map(|k| EtcdOp::delete(shared.keys.etcd_key(k), None))
+        .collect();
+    ops.push(EtcdOp::delete(key, None));
+    let txn = EtcdTxn::new()
+        .when([Compare::create_revision(key, CompareOp::Greater, 0)])
+        .and_then(ops);
+    let mut client = shared.client().map_err(|e| e.to_string())?;
+    bounded(shared, client.txn(txn)).await.map(|_| ())
+}
