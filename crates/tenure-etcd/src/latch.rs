@@ -419,3 +419,7 @@ impl LatchRecipe for Recipe {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "latch_tests.rs"]
+mod tests;
