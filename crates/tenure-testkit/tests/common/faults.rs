@@ -110,9 +110,24 @@ impl Scenario {
         }
     }
 
-    /// The Flink configuration of a process reaching ZooKeeper at `quorum`.
+    /// The Flink configuration of a process reaching ZooKeeper at `quorum`, or etcd if
+    /// `quorum` is an endpoint URL (`http://...`; the lease TTL is the session timeout).
     pub fn flink_conf(&self, quorum: &str) -> String {
         let s = &self.settings;
+        if quorum.starts_with("http://") {
+            return format!(
+                "high-availability.type: etcd\n\
+                 high-availability.etcd.endpoints: {quorum}\n\
+                 high-availability.etcd.lease-ttl: {ttl} ms\n\
+                 high-availability.cluster-id: /{cluster}\n\
+                 high-availability.storageDir: file://{storage}\n\
+                 high-availability.zookeeper.client.tolerate-suspended-connections: {tolerate}\n",
+                cluster = self.cluster_id,
+                storage = self.dir.path().join("ha").display(),
+                ttl = s.session_timeout.as_millis(),
+                tolerate = s.tolerate_suspended,
+            );
+        }
         format!(
             "high-availability.type: zookeeper\n\
              high-availability.zookeeper.quorum: {quorum}\n\
@@ -155,7 +170,7 @@ impl Scenario {
             // Its backend's connection and latch changes, as plain text.
             .env(
                 "RUST_LOG",
-                "warn,tenure_zookeeper=info,tenure_core=info,zookeeper_client=warn",
+                "warn,tenure_zookeeper=info,tenure_etcd=info,tenure_core=info,zookeeper_client=warn",
             )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -176,6 +191,9 @@ impl Scenario {
     /// Waits until `n` processes have a node in the latch (so a standby is in line before the
     /// leader is harmed), asking the server at `quorum` directly.
     pub async fn wait_latch_participants(&self, quorum: &str, n: usize) {
+        if quorum.starts_with("http://") {
+            return self.wait_etcd_latch_participants(quorum, n).await;
+        }
         let client = zk::Client::connector()
             .with_session_timeout(Duration::from_secs(10))
             .connect(quorum)
@@ -191,6 +209,32 @@ impl Scenario {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "waiting for {n} latch participants: {children:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// [`Self::wait_latch_participants`] on etcd: keys below the latch directory.
+    async fn wait_etcd_latch_participants(&self, endpoint: &str, n: usize) {
+        let mut client = tenure_etcd::etcd_client::Client::connect([endpoint], None)
+            .await
+            .unwrap();
+        let prefix = format!("{}/", self.latch_dir());
+        let options = tenure_etcd::etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_count_only();
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            let count = client
+                .get(prefix.as_str(), Some(options.clone()))
+                .await
+                .map_or(0, |r| r.count());
+            if count >= n as i64 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waiting for {n} etcd latch participants: {count}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
