@@ -135,7 +135,8 @@ struct Pump {
 impl Pump {
     async fn run(self, mut stream: WatchStream, mut seen: i64) {
         loop {
-            // Follow one etcd watch until it breaks.
+            // Follow one etcd watch until it breaks (or its start revision was compacted).
+            let mut compacted = false;
             loop {
                 let msg = tokio::select! {
                     _ = self.closed.cancelled() => return,
@@ -144,7 +145,12 @@ impl Pump {
                 };
                 match msg {
                     Ok(Some(resp)) => {
-                        if resp.canceled() || resp.compact_revision() > 0 {
+                        if resp.compact_revision() > 0 {
+                            debug!(prefix = %self.prefix, revision = resp.compact_revision(), "the etcd watch's revisions were compacted");
+                            compacted = true;
+                            break;
+                        }
+                        if resp.canceled() {
                             debug!(prefix = %self.prefix, "the etcd watch was cancelled");
                             break;
                         }
@@ -161,7 +167,7 @@ impl Pump {
                 }
             }
             drop(stream);
-            match self.reopen(seen).await {
+            match self.reopen(seen, compacted).await {
                 Some((s, r, reset)) => {
                     stream = s;
                     seen = r;
@@ -198,16 +204,18 @@ impl Pump {
     }
 
     /// Opens the watch again after revision `seen`; from now (and `true`: subscribers must
-    /// re-read) if that was compacted. `None` once closed or unsubscribed.
-    async fn reopen(&self, seen: i64) -> Option<(WatchStream, i64, bool)> {
+    /// re-read) if that was compacted (known already: `compacted`, or found on opening). `None` once closed or unsubscribed.
+    async fn reopen(&self, seen: i64, compacted: bool) -> Option<(WatchStream, i64, bool)> {
         loop {
             let shared = self.shared.upgrade()?;
+            let start = (!compacted).then_some(seen + 1);
             let opened = tokio::select! {
                 _ = self.closed.cancelled() => return None,
                 _ = self.tx.closed() => return None,
-                r = open_from(&shared, &self.prefix, Some(seen + 1)) => r,
+                r = open_from(&shared, &self.prefix, start) => r,
             };
             match opened {
+                Ok(Opened::Ok(s, r)) if compacted => return Some((*s, r, true)),
                 Ok(Opened::Ok(s, _)) => return Some((*s, seen, false)),
                 Ok(Opened::Compacted) => {
                     debug!(prefix = %self.prefix, revision = seen + 1, "watch revision compacted; re-reading");
