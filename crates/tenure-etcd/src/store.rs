@@ -5,7 +5,9 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use etcd_client::{GetOptions, KeyValue};
+use std::time::Duration;
+
+use etcd_client::{Client, GetOptions, KeyValue};
 use tenure_core::kv::{
     CreateOptions, DeleteOptions, Entry, FencingToken, KvError, KvWatch, Txn, TxnOp, TxnResult,
     Version, VersionedKv, validate_key, validate_prefix,
@@ -15,6 +17,21 @@ use crate::EtcdBackend;
 use crate::error::{client_error, timed_out};
 use crate::keys::Keys;
 use crate::txn::Plan;
+
+/// The pause before a request that could not be sent is tried again.
+const UNSENT_RETRY: Duration = Duration::from_millis(50);
+
+/// Whether the request failed before it was sent: no connection to the endpoint it was routed
+/// to (a node down in a cluster). Retrying it cannot apply it twice.
+pub(crate) fn is_unsent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && s.message().contains("connect error")
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
 
 /// The entry of an etcd key-value of the namespace.
 pub(crate) fn entry(keys: &Keys, kv: &KeyValue) -> Option<Entry> {
@@ -35,15 +52,26 @@ fn single(e: KvError) -> KvError {
 }
 
 impl EtcdBackend {
-    /// Runs `call` within the request timeout.
-    async fn bounded<T>(
-        &self,
-        key: &str,
-        what: &str,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, KvError> {
+    /// Runs `call` within the request timeout, again while it fails without having been sent
+    /// (no connection to the endpoint it was routed to: another endpoint may serve it).
+    async fn bounded<T, F, Fut>(&self, key: &str, what: &str, mut call: F) -> Result<T, KvError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
         let timeout = self.shared.settings.request_timeout;
-        match tokio::time::timeout(timeout, call).await {
+        let client = self.shared.client()?;
+        let attempts = async {
+            loop {
+                match call(client.clone()).await {
+                    Err(e) if is_unsent(&e) => {
+                        tokio::time::sleep(UNSENT_RETRY).await;
+                    }
+                    r => return r,
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, attempts).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(client_error(e, key, what)),
             Err(_) => Err(timed_out(key, what, timeout)),
@@ -52,9 +80,12 @@ impl EtcdBackend {
 
     /// Commits a compiled plan; `key` names it in errors.
     async fn commit(&self, plan: Plan, key: &str) -> Result<Vec<TxnResult>, KvError> {
-        let mut client = self.shared.client()?;
+        let txn = plan.etcd_txn();
         let resp = self
-            .bounded(key, "transaction", client.txn(plan.etcd_txn()))
+            .bounded(key, "transaction", |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await?;
         if resp.succeeded() {
             let revision = resp.header().map_or(0, |h| h.revision());
@@ -74,9 +105,12 @@ impl VersionedKv for EtcdBackend {
     async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
         validate_key(key)?;
         let keys = &self.shared.keys;
-        let mut client = self.shared.client()?;
+        let ek = keys.etcd_key(key);
         let resp = self
-            .bounded(key, "get", client.get(keys.etcd_key(key), None))
+            .bounded(key, "get", |mut c| {
+                let ek = ek.clone();
+                async move { c.get(ek, None).await }
+            })
             .await?;
         Ok(resp.kvs().first().and_then(|kv| entry(keys, kv)))
     }
@@ -85,13 +119,11 @@ impl VersionedKv for EtcdBackend {
         validate_prefix(prefix)?;
         let keys = &self.shared.keys;
         let (start, end) = keys.range_below(prefix);
-        let mut client = self.shared.client()?;
         let resp = self
-            .bounded(
-                prefix,
-                "range read",
-                client.get(start, Some(GetOptions::new().with_range(end))),
-            )
+            .bounded(prefix, "range read", |mut c| {
+                let (start, end) = (start.clone(), end.clone());
+                async move { c.get(start, Some(GetOptions::new().with_range(end))).await }
+            })
             .await?;
         Ok(resp.kvs().iter().filter_map(|kv| entry(keys, kv)).collect())
     }

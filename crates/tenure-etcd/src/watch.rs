@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::EtcdBackend;
 use crate::error::{client_error, timed_out};
 use crate::session::Shared;
-use crate::store::entry;
+use crate::store::{entry, is_unsent};
 
 /// How long a broken watch waits before it is opened again.
 const REOPEN_WAIT: Duration = Duration::from_millis(200);
@@ -101,12 +101,23 @@ async fn open_from(shared: &Shared, prefix: &str, start: Option<i64>) -> Result<
     if let Some(rev) = start {
         options = options.with_start_revision(rev);
     }
-    let mut client = shared.client()?;
+    let client = shared.client()?;
     let timeout = shared.settings.request_timeout;
     let opened = async {
-        let mut stream = client.watch(begin, Some(options)).await?;
-        let first = stream.message().await?;
-        Ok::<_, etcd_client::Error>((stream, first))
+        loop {
+            let attempt = async {
+                let mut stream = client
+                    .clone()
+                    .watch(begin.clone(), Some(options.clone()))
+                    .await?;
+                let first = stream.message().await?;
+                Ok::<_, etcd_client::Error>((stream, first))
+            };
+            match attempt.await {
+                Err(e) if is_unsent(&e) => tokio::time::sleep(REOPEN_WAIT).await,
+                r => return r,
+            }
+        }
     };
     let (stream, first) = match tokio::time::timeout(timeout, opened).await {
         Ok(Ok(v)) => v,
