@@ -15,7 +15,8 @@
 //! - Leaving deletes the key (with the leader's published information in the same transaction,
 //!   only while the key still exists).
 //!
-//! `Recipe` decides, `latch_io::Io` performs its [`Request`]s.
+//! `Recipe` decides, `latch_io::Io` performs its requests; the session driver of `tenure-core`
+//! runs every latch of the session on one task.
 
 use std::time::Duration;
 
