@@ -227,9 +227,16 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
             let lease = shared.lease();
             drop(shared);
             let sent = Instant::now();
-            let renewal = tokio::select! {
-                _ = closed.cancelled() => return,
-                r = renew(&mut client, lease, timeout) => r,
+            // A renewal that would be confirmed only after the TTL ran out confirms nothing:
+            // the attempt ends when the TTL does, so a lost lease is noticed in time.
+            let left = (confirmed + ttl).saturating_duration_since(sent);
+            let renewal = if left.is_zero() {
+                Renewal::Failed("the TTL passed".into())
+            } else {
+                tokio::select! {
+                    _ = closed.cancelled() => return,
+                    r = renew(&mut client, lease, timeout.min(left)) => r,
+                }
             };
             let Some(shared) = weak.upgrade() else { return };
             if closed.is_cancelled() {
@@ -269,7 +276,7 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
                         warn!(%why, "etcd lease renewal failed; connection suspended");
                     }
                     shared.set_state(ConnectionState::Suspended);
-                    RETRY
+                    RETRY.min((confirmed + ttl).saturating_duration_since(Instant::now()))
                 }
             }
         };
