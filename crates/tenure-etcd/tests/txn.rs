@@ -17,6 +17,9 @@ fn create(key: &str, value: &'static [u8]) -> TxnOp {
     }
 }
 
+/// Operations, the index that fails, and a test of its cause.
+type Case = (Vec<TxnOp>, usize, fn(&KvError) -> bool);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failed_operation_is_named_with_its_cause() {
     let f = EtcdFactory::start().await;
@@ -31,7 +34,7 @@ async fn the_failed_operation_is_named_with_its_cause() {
     kv.create("t/d", Bytes::new(), CreateOptions::default())
         .await
         .unwrap();
-    let cases: Vec<(Vec<TxnOp>, usize, fn(&KvError) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![create("t/new", b"x"), create("t/a", b"x")],
             1,
