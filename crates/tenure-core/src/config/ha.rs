@@ -375,6 +375,7 @@ impl HaConfig {
                 .map_or(cid_key, |(k, _)| k);
             return Err(invalid_cluster_id(key, &cluster_id, &e));
         }
+        super::retired_keys::check(c)?;
         let naming = match c.lookup("high-availability.tenure.flink-naming", &[]) {
             None => NamingEra::Flink2,
             Some((_, v)) if v.trim() == "2" => NamingEra::Flink2,

@@ -223,6 +223,7 @@ mod builder_tests;
 mod ha;
 mod job_graphs_path;
 mod quorum;
+mod retired_keys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
