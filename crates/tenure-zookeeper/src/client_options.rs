@@ -53,6 +53,16 @@ pub(crate) fn with_authorization(
     connector
 }
 
+/// The key whose credentials a refused session names: `client.digest` when set, else
+/// `client.authorization` when it has entries (the digest otherwise, as before).
+pub(crate) fn credentials_key(settings: &ZooKeeperSettings) -> &'static str {
+    if settings.digest_auth.is_none() && !settings.authorization.is_empty() {
+        AUTHORIZATION_KEY
+    } else {
+        "high-availability.zookeeper.client.digest"
+    }
+}
+
 /// How long a session with the negotiated `session_timeout` may stay disconnected before it is
 /// declared lost: `percent` of the timeout (Curator's simulated session expiration).
 pub(crate) fn simulated_expiry(session_timeout: Duration, percent: u8) -> Duration {
@@ -70,6 +80,21 @@ mod tests {
         assert_eq!(simulated_expiry(t, 100), t);
         assert_eq!(simulated_expiry(t, 40), Duration::from_secs(4));
         assert_eq!(simulated_expiry(t, 1), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn refused_credentials_name_the_key_that_set_them() {
+        let s = ZooKeeperSettings::new("h:1", "/flink", "c");
+        assert_eq!(
+            credentials_key(&s.clone().with_authorization("digest", "u:p")),
+            AUTHORIZATION_KEY
+        );
+        assert_eq!(
+            credentials_key(
+                &s.with_acl(tenure_core::config::ZooKeeperAcl::Open, Some("u:p".into()))
+            ),
+            "high-availability.zookeeper.client.digest"
+        );
     }
 
     #[test]

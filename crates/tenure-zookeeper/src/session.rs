@@ -101,7 +101,7 @@ impl Shared {
                     return Err(ConnectError::AuthFailed {
                         service: "ZooKeeper",
                         address: settings.quorum.clone(),
-                        setting: "high-availability.zookeeper.client.digest",
+                        setting: crate::client_options::credentials_key(&settings),
                         source: Box::new(e),
                     });
                 }
