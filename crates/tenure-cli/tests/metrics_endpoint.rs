@@ -319,3 +319,40 @@ fn the_help_documents_the_metrics_security_options() {
         assert!(help.contains(flag), "{flag} not in:\n{help}");
     }
 }
+
+#[test]
+fn metrics_options_out_of_place_are_usage_errors() {
+    // A certificate without its key.
+    let out = run(&[
+        "--ha-type",
+        "none",
+        "run",
+        "--component",
+        "dispatcher",
+        "--metrics-addr",
+        "0",
+        "--metrics-tls-cert",
+        "c.pem",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("--metrics-tls-key"));
+    // A token without an address to serve.
+    let out = run(&[
+        "--ha-type",
+        "none",
+        "run",
+        "--component",
+        "dispatcher",
+        "--metrics-token-file",
+        "t",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("--metrics-addr"));
+    // `leaders` serves metrics only while watching.
+    let out = run(&["--ha-type", "none", "leaders", "--metrics-addr", "0"]);
+    assert_error(&out, 2, "need --watch");
+}
