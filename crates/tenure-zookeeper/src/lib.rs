@@ -42,7 +42,8 @@
 //!   cluster-id)`), so `leader/latch`, `leader/<component>/connection_info`, ... are the very
 //!   znodes Flink uses. See [`store`] for versions, fencing and errors, [`latch`] for the leader
 //!   latch and [`watch`] for watches.
-//! - Connection state: `Disconnected` is [`ConnectionState::Suspended`], an expired session is
+//! - Connection state: `Disconnected` is [`ConnectionState::Suspended`], an expired session (or
+//!   one disconnected for `client.simulated-session-expiration-percent` of its timeout) is
 //!   [`ConnectionState::Lost`]; after that the backend opens a new session by itself (the
 //!   state returns to `Connected`), latches join again and watches report
 //!   [`KvEvent::Reset`](tenure_core::kv::KvEvent::Reset).
@@ -50,6 +51,8 @@
 //! [`ConnectionState::Suspended`]: tenure_core::connection::ConnectionState::Suspended
 //! [`ConnectionState::Lost`]: tenure_core::connection::ConnectionState::Lost
 
+mod client_options;
+pub mod ensemble;
 mod error;
 pub mod latch;
 mod latch_io;
@@ -142,6 +145,13 @@ impl ZooKeeperBackend {
     /// How many sessions this backend has had (1 until the first session expired).
     pub fn session_generation(&self) -> u64 {
         self.shared.status().generation
+    }
+
+    /// The servers the next new session connects to: with the ensemble tracker on, the client
+    /// addresses read from the ensemble's `/zookeeper/config` (see [`ensemble`]); otherwise, or
+    /// when it names none, the configured quorum.
+    pub fn next_session_quorum(&self) -> String {
+        self.shared.next_session_quorum()
     }
 }
 

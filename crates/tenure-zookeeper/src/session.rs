@@ -3,8 +3,14 @@
 //!
 //! ZooKeeper's states map to the core's: `SyncConnected` ⇒ `Connected`, `Disconnected` (the
 //! client lost its connection; the session may live) ⇒ `Suspended`, `Expired` / `AuthFailed` /
-//! `Closed` ⇒ `Lost`. After `Lost` a supervisor task opens a new session (a new
-//! [`zk::Client`]) and reports `Connected` again; latches re-join and watches re-register there.
+//! `Closed` ⇒ `Lost`. A session still disconnected after
+//! `high-availability.zookeeper.client.simulated-session-expiration-percent` (default 100) of
+//! its negotiated timeout is `Lost` too, as Curator simulates an expiry: the client would
+//! otherwise declare it expired only later. After `Lost` a supervisor task opens a new session
+//! (a new [`zk::Client`], on the servers the ensemble tracker found, see [`crate::ensemble`])
+//! and reports `Connected` again; latches re-join and watches re-register there. Every session
+//! sends `client.digest` and the `client.authorization` entries as `addAuth`; closing waits up
+//! to `client.max-close-wait` for the session to close.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -45,6 +51,9 @@ pub(crate) struct Shared {
     pub driver: std::sync::OnceLock<tenure_core::driver::SessionDriver>,
     /// The session's KV watches, one ZooKeeper watch per prefix (see `watch.rs`).
     pub watch_hub: std::sync::OnceLock<tenure_core::watch_hub::WatchHub>,
+    /// The ensemble's client addresses read by the ensemble tracker: the connect string of the
+    /// next new session (see [`crate::ensemble`]).
+    tracked_quorum: RwLock<Option<String>>,
 }
 
 impl Drop for Shared {
@@ -92,7 +101,7 @@ impl Shared {
                     return Err(ConnectError::AuthFailed {
                         service: "ZooKeeper",
                         address: settings.quorum.clone(),
-                        setting: "high-availability.zookeeper.client.digest",
+                        setting: crate::client_options::credentials_key(&settings),
                         source: Box::new(e),
                     });
                 }
@@ -136,7 +145,9 @@ impl Shared {
             session_id: AtomicI64::new(session_id),
             driver: std::sync::OnceLock::new(),
             watch_hub: std::sync::OnceLock::new(),
+            tracked_quorum: RwLock::new(None),
         });
+        shared.track_ensemble().await;
         tokio::spawn(supervise(
             Arc::downgrade(&shared),
             shared.closed.clone(),
@@ -159,6 +170,29 @@ impl Shared {
     /// The current session's client.
     pub fn client(&self) -> Result<zk::Client, KvError> {
         self.client_gen().map(|(c, _)| c)
+    }
+
+    /// With the ensemble tracker on, reads the current session's `/zookeeper/config` and keeps
+    /// the ensemble's client addresses for the next new session.
+    async fn track_ensemble(&self) {
+        if !self.settings.ensemble_tracker {
+            return;
+        }
+        let Ok(client) = self.client() else { return };
+        let bound = self.settings.connection_timeout;
+        if let Some(q) =
+            crate::ensemble::read_tracked_quorum(&client, &self.settings.quorum, bound).await
+        {
+            *tenure_core::sync::write(&self.tracked_quorum) = Some(q);
+        }
+    }
+
+    /// The connect string a new session uses: the ensemble's tracked client addresses, or the
+    /// configured quorum.
+    pub fn next_session_quorum(&self) -> String {
+        tenure_core::sync::read(&self.tracked_quorum)
+            .clone()
+            .unwrap_or_else(|| self.settings.quorum.clone())
     }
 
     pub fn status(&self) -> Status {
@@ -270,10 +304,8 @@ impl Shared {
         let mut sw = client.state_watcher();
         drop(client);
         // Background tasks drop their clones as they stop; the session closes with the last.
-        let wait = self
-            .settings
-            .connection_timeout
-            .min(Duration::from_secs(10));
+        // `high-availability.zookeeper.client.max-close-wait` bounds the wait.
+        let wait = self.settings.max_close_wait;
         let closed = tokio::time::timeout(wait, async {
             while !sw.state().is_terminated() {
                 sw.changed().await;
@@ -309,6 +341,7 @@ pub(crate) async fn open_client(
     if let Some(digest) = &settings.digest_auth {
         connector = connector.with_auth("digest", digest.as_bytes());
     }
+    connector = crate::client_options::with_authorization(connector, settings);
     match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e @ zk::Error::AuthFailed)) => Err(OpenError::AuthFailed(e)),
@@ -322,22 +355,47 @@ pub(crate) async fn open_client(
     }
 }
 
-/// Follows the session state; after the session is lost, opens a new one until closed.
+/// Follows the session state; after the session is lost, opens a new one until closed. A
+/// session disconnected for `simulated-session-expiration-percent` of its negotiated timeout
+/// is declared lost as if it had expired (Curator's simulated expiration): the client is given
+/// up and a new session opened.
 async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::StateWatcher) {
     loop {
+        // When the disconnected session is declared lost, if it is disconnected.
+        let mut expire_at: Option<tokio::time::Instant> = None;
         loop {
             let state = tokio::select! {
                 _ = closed.cancelled() => return,
-                s = sw.changed() => s,
+                s = sw.changed() => Some(s),
+                _ = sleep_until(expire_at) => None,
             };
             let Some(shared) = weak.upgrade() else { return };
+            let Some(state) = state else {
+                warn!(
+                    percent = shared.settings.simulated_expiration_percent,
+                    "ZooKeeper session lost: disconnected for the simulated expiration share of \
+                     its timeout (high-availability.zookeeper.client.simulated-session-expiration-percent)"
+                );
+                shared.set_state(ConnectionState::Lost, false);
+                break;
+            };
             match state {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                     info!("ZooKeeper connection re-established");
+                    expire_at = None;
                     shared.set_state(ConnectionState::Connected, false);
                 }
                 zk::SessionState::Disconnected => {
                     warn!("ZooKeeper connection suspended");
+                    if expire_at.is_none() {
+                        expire_at = shared.client().ok().map(|c| {
+                            tokio::time::Instant::now()
+                                + crate::client_options::simulated_expiry(
+                                    c.session_timeout(),
+                                    shared.settings.simulated_expiration_percent,
+                                )
+                        });
+                    }
                     shared.set_state(ConnectionState::Suspended, true);
                 }
                 terminal => {
@@ -353,7 +411,10 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
         let mut attempt = 0u32;
         loop {
             let Some(shared) = weak.upgrade() else { return };
-            let settings = shared.settings.clone();
+            let settings = ZooKeeperSettings {
+                quorum: shared.next_session_quorum(),
+                ..shared.settings.clone()
+            };
             drop(shared);
             let opened = tokio::select! {
                 _ = closed.cancelled() => return,
@@ -366,6 +427,7 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                     if !shared.install(client) {
                         return;
                     }
+                    shared.track_ensemble().await;
                     break;
                 }
                 Err(e) => {
@@ -379,5 +441,13 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperConfig};
+use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperAuth, ZooKeeperConfig};
 pub use tenure_core::connect::ConnectError;
 use tenure_core::connection::SuspendedPolicy;
 use tenure_core::retry::RetryPolicy;
@@ -14,9 +14,6 @@ use crate::paths::generate_zookeeper_path;
 pub const QUORUM_KEY: &str = "high-availability.zookeeper.quorum";
 
 /// Everything needed to open ZooKeeper sessions for one cluster id.
-///
-/// `high-availability.zookeeper.client.ensemble-tracker` has no equivalent: the client connects
-/// to the servers of the quorum string as given.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZooKeeperSettings {
     /// `host:port,host:port[/chroot]`, whitespace removed.
@@ -50,6 +47,20 @@ pub struct ZooKeeperSettings {
     /// The znode below the namespace holding the layout's `jobgraphs/...` keys
     /// (`high-availability.zookeeper.path.jobgraphs`, one segment, default `jobgraphs`).
     pub job_graphs_dir: String,
+    /// `high-availability.zookeeper.client.authorization`: `addAuth` entries of every session
+    /// (after the digest of [`digest_auth`](Self::digest_auth), if any).
+    pub authorization: Vec<ZooKeeperAuth>,
+    /// `high-availability.zookeeper.client.max-close-wait`: how long
+    /// [`close`](crate::ZooKeeperBackend) waits for the session to report closed.
+    pub max_close_wait: Duration,
+    /// `high-availability.zookeeper.client.simulated-session-expiration-percent` (1 to 100): a
+    /// session disconnected for this share of its negotiated timeout is declared lost, and a
+    /// new one is opened (Curator's simulated expiration).
+    pub simulated_expiration_percent: u8,
+    /// `high-availability.zookeeper.client.ensemble-tracker`: after a session opens, read the
+    /// ensemble's client addresses from `/zookeeper/config` and open later sessions there
+    /// (see [`crate::ensemble`]); false: always the configured quorum.
+    pub ensemble_tracker: bool,
 }
 
 impl fmt::Debug for ZooKeeperSettings {
@@ -69,6 +80,13 @@ impl fmt::Debug for ZooKeeperSettings {
             )
             .field("suspended_policy", &self.suspended_policy)
             .field("job_graphs_dir", &self.job_graphs_dir)
+            .field("authorization", &self.authorization)
+            .field("max_close_wait", &self.max_close_wait)
+            .field(
+                "simulated_expiration_percent",
+                &self.simulated_expiration_percent,
+            )
+            .field("ensemble_tracker", &self.ensemble_tracker)
             .finish()
     }
 }
@@ -89,6 +107,10 @@ impl ZooKeeperSettings {
             digest_auth: d.digest_auth,
             suspended_policy: SuspendedPolicy::RevokeOnSuspended,
             job_graphs_dir: d.job_graphs_path,
+            authorization: d.authorization,
+            max_close_wait: d.max_close_wait,
+            simulated_expiration_percent: d.simulated_session_expiration_percent,
+            ensemble_tracker: d.ensemble_tracker,
         }
     }
 
@@ -117,6 +139,10 @@ impl ZooKeeperSettings {
                 SuspendedPolicy::RevokeOnSuspended
             },
             job_graphs_dir: zk.job_graphs_path.clone(),
+            authorization: zk.authorization.clone(),
+            max_close_wait: zk.max_close_wait,
+            simulated_expiration_percent: zk.simulated_session_expiration_percent,
+            ensemble_tracker: zk.ensemble_tracker,
         };
         settings.validate()?;
         Ok(settings)
@@ -170,6 +196,34 @@ impl ZooKeeperSettings {
         self
     }
 
+    /// Adds an `addAuth` entry (`scheme`, credentials) sent by every new session.
+    pub fn with_authorization(mut self, scheme: &str, credentials: &str) -> Self {
+        self.authorization.push(ZooKeeperAuth {
+            scheme: scheme.to_owned(),
+            auth: credentials.to_owned(),
+        });
+        self
+    }
+
+    /// Sets how long closing waits for the session to report closed.
+    pub fn with_max_close_wait(mut self, wait: Duration) -> Self {
+        self.max_close_wait = wait;
+        self
+    }
+
+    /// Sets the share (1 to 100) of the negotiated session timeout after which a disconnected
+    /// session is declared lost.
+    pub fn with_simulated_expiration_percent(mut self, percent: u8) -> Self {
+        self.simulated_expiration_percent = percent;
+        self
+    }
+
+    /// Sets whether later sessions follow the ensemble's `/zookeeper/config`.
+    pub fn with_ensemble_tracker(mut self, track: bool) -> Self {
+        self.ensemble_tracker = track;
+        self
+    }
+
     /// Checks the quorum string and the timeouts; errors name the Flink key.
     pub fn validate(&self) -> Result<(), ConnectError> {
         validate_quorum(&self.quorum)?;
@@ -219,12 +273,21 @@ impl ZooKeeperSettings {
                 reason: "expected \"user:password\" with a non-empty user".into(),
             });
         }
-        if self.acl == ZooKeeperAcl::Creator && self.digest_auth.is_none() {
+        crate::client_options::validate(self)?;
+        let digest_in_authorization = self
+            .authorization
+            .iter()
+            .any(|a| a.scheme.eq_ignore_ascii_case("digest"));
+        if self.acl == ZooKeeperAcl::Creator
+            && self.digest_auth.is_none()
+            && !digest_in_authorization
+        {
             return Err(ConnectError::InvalidConfig {
                 key: "high-availability.zookeeper.client.acl",
-                reason: "\"creator\" needs high-availability.zookeeper.client.digest: only the \
-                         authenticated creator may use the znodes, and tenure authenticates \
-                         with a digest only"
+                reason: "\"creator\" needs high-availability.zookeeper.client.digest (or a \
+                         digest entry in high-availability.zookeeper.client.authorization): \
+                         only the authenticated creator may use the znodes, and tenure \
+                         authenticates with a digest only"
                     .into(),
             });
         }

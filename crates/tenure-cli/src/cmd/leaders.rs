@@ -1,7 +1,6 @@
 //! `tenure leaders [--watch]`: every component's published leader and the latch contenders.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use clap::Args;
 use futures::FutureExt as _;
@@ -36,9 +35,9 @@ pub struct LeadersArgs {
     /// With --watch: stop after this many changes.
     #[arg(long, value_name = "N", requires = "watch")]
     pub count: Option<u64>,
-    /// With --watch: serve Prometheus metrics on GET /metrics of this address.
-    #[arg(long, value_name = "ADDR", requires = "watch")]
-    pub metrics_addr: Option<SocketAddr>,
+    /// With --watch: the metrics endpoint.
+    #[command(flatten)]
+    pub metrics: crate::metrics_args::MetricsArgs,
 }
 
 /// The JSON document of `tenure leaders`.
@@ -56,6 +55,12 @@ pub struct LeadersReport<'a> {
 
 /// Runs `tenure leaders`.
 pub async fn run(args: LeadersArgs, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
+    if args.metrics.given() && !args.watch {
+        return Err(CliError::Usage(
+            "the metrics options (--metrics-addr, ...) need --watch".into(),
+        ));
+    }
+    let endpoint = args.metrics.endpoint()?;
     // A watch may wait for a cluster still to come; a snapshot of nothing is an error.
     let conn = if args.watch {
         connect(conn, Storage::Optional).await?
@@ -63,8 +68,8 @@ pub async fn run(args: LeadersArgs, conn: &ConnArgs, format: OutputFormat) -> Re
         connect_reading(conn).await?
     };
     let result = if args.watch {
-        if let Some(addr) = args.metrics_addr {
-            crate::metrics::serve(addr).await?;
+        if let Some(endpoint) = endpoint {
+            crate::metrics::serve(endpoint).await?;
         }
         watch(&conn, format, args.count).await
     } else {

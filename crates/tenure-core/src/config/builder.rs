@@ -262,6 +262,34 @@ impl HaConfigBuilder<ZooKeeper> {
             track.to_string(),
         )
     }
+
+    /// `high-availability.zookeeper.client.max-close-wait` (default 1 s): how long closing
+    /// waits for the ZooKeeper session to close.
+    pub fn max_close_wait(self, wait: Duration) -> Self {
+        self.duration(super::zookeeper_client::MAX_CLOSE_WAIT_KEY, wait)
+    }
+
+    /// Adds an entry to `high-availability.zookeeper.client.authorization`: `scheme` with
+    /// `credentials` (for `digest`: `user:password`), sent as `addAuth` by every session.
+    pub fn authorization(self, scheme: &str, credentials: &str) -> Self {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let entry = format!("{}:{}", quote(scheme), quote(credentials));
+        let key = super::zookeeper_client::AUTHORIZATION_KEY;
+        let value = match self.conf.get(key) {
+            Some(v) if !v.trim().is_empty() => format!("{v},{entry}"),
+            _ => entry,
+        };
+        self.set(key, value)
+    }
+
+    /// `high-availability.zookeeper.client.simulated-session-expiration-percent` (1 to 100,
+    /// default 100): a session disconnected for this share of its timeout is declared lost.
+    pub fn simulated_session_expiration_percent(self, percent: u8) -> Self {
+        self.set(
+            super::zookeeper_client::SIMULATED_EXPIRATION_KEY,
+            percent.to_string(),
+        )
+    }
 }
 
 impl HaConfigBuilder<Kubernetes> {

@@ -20,6 +20,10 @@ fn zookeeper_setters_reach_every_field() {
         .digest_auth("me:secret")
         .tolerate_suspended_connections(true)
         .ensemble_tracker(false)
+        .max_close_wait(Duration::from_millis(1500))
+        .authorization("digest", "u:it's")
+        .authorization("ip", "127.0.0.1")
+        .simulated_session_expiration_percent(80)
         .num_retained_checkpoints(3)
         .naming(NamingEra::Flink1)
         .job_result_store_path("/var/lib/results")
@@ -41,6 +45,14 @@ fn zookeeper_setters_reach_every_field() {
     assert_eq!(zk.digest_auth.as_deref(), Some("me:secret"));
     assert!(zk.tolerate_suspended_connections);
     assert!(!zk.ensemble_tracker);
+    assert_eq!(zk.max_close_wait, Duration::from_millis(1500));
+    let auth: Vec<_> = zk
+        .authorization
+        .iter()
+        .map(|a| (a.scheme.as_str(), a.auth.as_str()))
+        .collect();
+    assert_eq!(auth, [("digest", "u:it's"), ("ip", "127.0.0.1")]);
+    assert_eq!(zk.simulated_session_expiration_percent, 80);
     assert_eq!(config.num_retained_checkpoints, 3);
     assert_eq!(config.naming, NamingEra::Flink1);
     assert_eq!(

@@ -105,6 +105,16 @@ pub struct ZooKeeperConfig {
     pub tolerate_suspended_connections: bool,
     /// `high-availability.zookeeper.client.ensemble-tracker`, default true; disable behind a VIP.
     pub ensemble_tracker: bool,
+    /// `high-availability.zookeeper.client.max-close-wait` (Curator's `maxCloseWaitMs`),
+    /// default 1 s: how long closing the backend waits for the session to close.
+    pub max_close_wait: Duration,
+    /// `high-availability.zookeeper.client.authorization`: `scheme:credentials` entries sent
+    /// as `addAuth` by every new session. Credentials hidden in `Debug` output.
+    pub authorization: Vec<super::ZooKeeperAuth>,
+    /// `high-availability.zookeeper.client.simulated-session-expiration-percent` (Curator's
+    /// `simulatedSessionExpirationPercent`), 1 to 100, default 100: a session disconnected for
+    /// this share of its negotiated timeout is declared lost.
+    pub simulated_session_expiration_percent: u8,
     /// `high-availability.zookeeper.path.jobgraphs`, default `jobgraphs`: the znode (one
     /// segment below the cluster's namespace, kept without slashes) holding Flink 1.x's job
     /// graphs. The ZooKeeper backend reads and writes the layout's `jobgraphs/...` keys there.
@@ -127,6 +137,10 @@ impl Default for ZooKeeperConfig {
             acl: ZooKeeperAcl::Open,
             tolerate_suspended_connections: false,
             ensemble_tracker: true,
+            max_close_wait: super::zookeeper_client::DEFAULT_MAX_CLOSE_WAIT,
+            authorization: Vec::new(),
+            simulated_session_expiration_percent:
+                super::zookeeper_client::DEFAULT_SIMULATED_EXPIRATION_PERCENT,
             job_graphs_path: crate::layout::FLINK1_JOB_GRAPHS_DIR.to_owned(),
             digest_auth: None,
         }
@@ -149,6 +163,12 @@ impl fmt::Debug for ZooKeeperConfig {
                 &self.tolerate_suspended_connections,
             )
             .field("ensemble_tracker", &self.ensemble_tracker)
+            .field("max_close_wait", &self.max_close_wait)
+            .field("authorization", &self.authorization)
+            .field(
+                "simulated_session_expiration_percent",
+                &self.simulated_session_expiration_percent,
+            )
             .field("job_graphs_path", &self.job_graphs_path)
             .field(
                 "digest_auth",
@@ -678,6 +698,15 @@ fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
         tolerate_suspended_connections: c
             .bool_or(&key("client.tolerate-suspended-connections"), false)?,
         ensemble_tracker: c.bool_or(&key("client.ensemble-tracker"), true)?,
+        max_close_wait: c.duration_or(
+            super::zookeeper_client::MAX_CLOSE_WAIT_KEY,
+            &[],
+            d.max_close_wait,
+            POSITIVE,
+        )?,
+        authorization: super::zookeeper_client::read_authorization(c)?,
+        simulated_session_expiration_percent:
+            super::zookeeper_client::read_simulated_expiration_percent(c)?,
         job_graphs_path: match c.lookup(&key("path.jobgraphs"), &[&old("path.jobgraphs")]) {
             None => d.job_graphs_path,
             Some((k, v)) => super::job_graphs_path::job_graphs_dir(k, v)?,

@@ -227,6 +227,7 @@ mod retired_keys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod zookeeper_client;
 
 pub use builder::HaConfigBuilder;
 pub use ha::{
@@ -234,3 +235,4 @@ pub use ha::{
 };
 pub use job_graphs_path::job_graphs_dir;
 pub use quorum::{DEFAULT_ZOOKEEPER_PORT, validate_zookeeper_quorum};
+pub use zookeeper_client::ZooKeeperAuth;
