@@ -152,7 +152,9 @@ impl CliError {
         let msg = format!("{context}: {e}");
         match e {
             ConnectError::InvalidConfig { .. } => CliError::Usage(msg),
-            ConnectError::AuthFailed { .. } => CliError::Unauthorized(msg),
+            ConnectError::AuthFailed { .. } | ConnectError::Tls { .. } => {
+                CliError::Unauthorized(msg)
+            }
             ConnectError::NoClientConfig { .. } | ConnectError::Unreachable { .. } => {
                 CliError::Unreachable(msg)
             }

@@ -51,12 +51,17 @@
 //! [`ConnectionState::Lost`]: tenure_core::connection::ConnectionState::Lost
 
 mod error;
+pub mod jaas;
 pub mod latch;
 mod latch_io;
 pub mod paths;
+mod sasl;
+mod security;
 mod session;
 pub mod settings;
 pub mod store;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod watch;
 
 use std::fmt;

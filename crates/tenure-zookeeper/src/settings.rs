@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperConfig};
+use tenure_core::config::zk_security::{TLS_CERT_FILE_KEY, TLS_KEY_FILE_KEY};
+use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperConfig, ZooKeeperSasl, ZooKeeperTls};
 pub use tenure_core::connect::ConnectError;
 use tenure_core::connection::SuspendedPolicy;
 use tenure_core::retry::RetryPolicy;
@@ -47,6 +48,10 @@ pub struct ZooKeeperSettings {
     pub digest_auth: Option<String>,
     /// Whether a suspended connection revokes leadership.
     pub suspended_policy: SuspendedPolicy,
+    /// TLS to the servers (PEM files, read at connect; needs the feature `tls`).
+    pub tls: ZooKeeperTls,
+    /// SASL authentication (credentials or files, read at connect).
+    pub sasl: ZooKeeperSasl,
 }
 
 impl fmt::Debug for ZooKeeperSettings {
@@ -65,6 +70,8 @@ impl fmt::Debug for ZooKeeperSettings {
                 &self.digest_auth.as_ref().map(|_| "<redacted>"),
             )
             .field("suspended_policy", &self.suspended_policy)
+            .field("tls", &self.tls)
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -84,6 +91,8 @@ impl ZooKeeperSettings {
             acl: d.acl,
             digest_auth: d.digest_auth,
             suspended_policy: SuspendedPolicy::RevokeOnSuspended,
+            tls: d.tls,
+            sasl: d.sasl,
         }
     }
 
@@ -111,6 +120,8 @@ impl ZooKeeperSettings {
             } else {
                 SuspendedPolicy::RevokeOnSuspended
             },
+            tls: zk.tls.clone(),
+            sasl: zk.sasl.clone(),
         };
         settings.validate()?;
         Ok(settings)
@@ -164,7 +175,19 @@ impl ZooKeeperSettings {
         self
     }
 
-    /// Checks the quorum string and the timeouts; errors name the Flink key.
+    /// Sets TLS to the servers.
+    pub fn with_tls(mut self, tls: ZooKeeperTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets SASL authentication.
+    pub fn with_sasl(mut self, sasl: ZooKeeperSasl) -> Self {
+        self.sasl = sasl;
+        self
+    }
+
+    /// Checks the quorum string, the timeouts and the credentials; errors name the Flink key.
     pub fn validate(&self) -> Result<(), ConnectError> {
         validate_quorum(&self.quorum)?;
         let ms = |d: Duration| d.as_millis();
@@ -197,14 +220,30 @@ impl ZooKeeperSettings {
                 reason: "expected \"user:password\" with a non-empty user".into(),
             });
         }
-        if self.acl == ZooKeeperAcl::Creator && self.digest_auth.is_none() {
+        if self.acl == ZooKeeperAcl::Creator && self.digest_auth.is_none() && !self.sasl.active() {
             return Err(ConnectError::InvalidConfig {
                 key: "high-availability.zookeeper.client.acl",
-                reason: "\"creator\" needs high-availability.zookeeper.client.digest: only the \
-                         authenticated creator may use the znodes, and tenure authenticates \
-                         with a digest only"
+                reason: "\"creator\" needs an identity: SASL credentials \
+                         (high-availability.zookeeper.client.sasl.*, not disabled by \
+                         zookeeper.sasl.disable) or high-availability.zookeeper.client.digest; \
+                         only the authenticated creator may use the znodes"
                     .into(),
             });
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: TLS_KEY_FILE_KEY,
+                    reason: format!("not set, and {TLS_CERT_FILE_KEY} is (both or neither)"),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: TLS_CERT_FILE_KEY,
+                    reason: format!("not set, and {TLS_KEY_FILE_KEY} is (both or neither)"),
+                });
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -225,9 +225,11 @@ mod quorum;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod zk_security;
 
 pub use builder::HaConfigBuilder;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };
 pub use quorum::{DEFAULT_ZOOKEEPER_PORT, validate_zookeeper_quorum};
+pub use zk_security::{ZooKeeperSasl, ZooKeeperTls};
