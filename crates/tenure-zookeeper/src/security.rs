@@ -71,9 +71,11 @@ impl Security {
     }
 
     /// Whether sessions use TLS.
-    #[cfg(feature = "tls")]
     pub(crate) fn tls(&self) -> bool {
-        self.tls.is_some()
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// One TLS handshake with the servers, to fail at once with the reason when the
@@ -183,4 +185,56 @@ async fn kinit(principal: &str, keytab: &str) -> Result<(), ConnectError> {
             String::from_utf8_lossy(&out.stderr).trim()
         ),
     })
+}
+
+/// `host:port` pairs of `host:port,host:port[/chroot]` (brackets of IPv6 hosts removed).
+pub(crate) fn servers(quorum: &str) -> Vec<(String, u16)> {
+    let hosts = quorum.split('/').next().unwrap_or_default();
+    hosts
+        .split(',')
+        .filter_map(|s| {
+            let default = tenure_core::config::DEFAULT_ZOOKEEPER_PORT;
+            let (host, port) = match s.rsplit_once(':') {
+                _ if s.ends_with(']') => (s, default),
+                Some((h, p)) => (h, p.parse().ok()?),
+                None => (s, default),
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            (!host.is_empty()).then(|| (host.to_owned(), port))
+        })
+        .collect()
+}
+
+/// Whether some server of `quorum` accepts a TCP connection within `timeout`.
+pub(crate) async fn accepts_tcp(quorum: &str, timeout: Duration) -> bool {
+    for (host, port) in servers(quorum) {
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        if let Ok(Ok(_)) = tokio::time::timeout(timeout, connect).await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Added to a failed plaintext connect when the servers accept TCP connections.
+pub(crate) const PLAINTEXT_HINT: &str = "the servers accept TCP connections but no session was \
+    established: if they accept TLS only, set zookeeper.client.secure: true and \
+    high-availability.zookeeper.client.tls.ca-file";
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_of_a_quorum() {
+        assert_eq!(
+            servers("a:1,[::1]:2,c/chroot"),
+            vec![
+                ("a".to_owned(), 1),
+                ("::1".to_owned(), 2),
+                ("c".to_owned(), 2181)
+            ]
+        );
+    }
 }

@@ -110,14 +110,20 @@ impl Shared {
             }
         }
         let Some(client) = client else {
+            let mut limit = format!(
+                "the first connect gives up after the connection timeout, \
+                 high-availability.zookeeper.client.connection-timeout = {bound:?}"
+            );
+            if !security.tls()
+                && crate::security::accepts_tcp(&settings.quorum, Duration::from_millis(500)).await
+            {
+                limit = format!("{limit}; {}", crate::security::PLAINTEXT_HINT);
+            }
             return Err(ConnectError::Unreachable {
                 service: "ZooKeeper",
                 address: settings.quorum.clone(),
                 attempts,
-                limit: Some(format!(
-                    "the first connect gives up after the connection timeout, \
-                     high-availability.zookeeper.client.connection-timeout = {bound:?}"
-                )),
+                limit: Some(limit),
                 source: Box::new(last),
             });
         };

@@ -177,24 +177,6 @@ impl TlsMaterial {
     }
 }
 
-/// `host:port` pairs of `host:port,host:port[/chroot]` (brackets of IPv6 hosts removed).
-fn servers(quorum: &str) -> Vec<(String, u16)> {
-    let hosts = quorum.split('/').next().unwrap_or_default();
-    hosts
-        .split(',')
-        .filter_map(|s| {
-            let default = tenure_core::config::DEFAULT_ZOOKEEPER_PORT;
-            let (host, port) = match s.rsplit_once(':') {
-                _ if s.ends_with(']') => (s, default),
-                Some((h, p)) => (h, p.parse().ok()?),
-                None => (s, default),
-            };
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            (!host.is_empty()).then(|| (host.to_owned(), port))
-        })
-        .collect()
-}
-
 /// What one TLS handshake gave.
 enum Outcome {
     Ok,
@@ -264,7 +246,7 @@ pub(crate) async fn check_handshake(
 ) -> Result<(), ConnectError> {
     let connector = TlsConnector::from(material.client_config()?);
     let mut failures = Vec::new();
-    for (host, port) in servers(quorum) {
+    for (host, port) in crate::security::servers(quorum) {
         match handshake(&connector, &host, port, timeout).await {
             Outcome::Ok => return Ok(()),
             Outcome::Unreachable => {}
@@ -285,18 +267,6 @@ pub(crate) async fn check_handshake(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn servers_of_a_quorum() {
-        assert_eq!(
-            servers("a:1,[::1]:2,c/chroot"),
-            vec![
-                ("a".to_owned(), 1),
-                ("::1".to_owned(), 2),
-                ("c".to_owned(), 2181)
-            ]
-        );
-    }
 
     #[test]
     fn missing_and_bad_files_name_the_key_and_path() {
