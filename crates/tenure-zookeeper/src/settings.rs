@@ -318,6 +318,31 @@ mod tests {
     }
 
     #[test]
+    fn security_from_flink_and_tenure_keys() {
+        let c = Configuration::from_pairs([
+            ("high-availability.type", "zookeeper"),
+            ("high-availability.storageDir", "file:///tmp/ha"),
+            ("high-availability.zookeeper.quorum", "zk1:2281"),
+            ("high-availability.zookeeper.client.acl", "creator"),
+            ("zookeeper.client.secure", "true"),
+            ("high-availability.zookeeper.client.tls.ca-file", "/ca.pem"),
+            (
+                "high-availability.zookeeper.client.sasl.jaas-file",
+                "/c.jaas",
+            ),
+            ("zookeeper.sasl.login-context-name", "ZkClient"),
+            ("zookeeper.sasl.service-name", "zk"),
+        ]);
+        let ha = HaConfig::from_configuration(&c).unwrap();
+        let s = ZooKeeperSettings::from_ha_config(&ha).unwrap();
+        assert!(s.tls.enabled() && s.tls.ca_file.as_deref() == Some("/ca.pem"));
+        assert_eq!(s.sasl.jaas_file.as_deref(), Some("/c.jaas"));
+        assert_eq!(s.sasl.login_context, "ZkClient");
+        assert_eq!(s.sasl.service_name, "zk");
+        assert_eq!(s.acl, ZooKeeperAcl::Creator);
+    }
+
+    #[test]
     fn bad_quorums_name_the_key() {
         for q in [
             "",
@@ -356,6 +381,14 @@ mod tests {
             err.contains("client.acl") && err.contains("client.digest"),
             "{err}"
         );
+        s.clone()
+            .with_sasl(ZooKeeperSasl {
+                username: Some("u".into()),
+                password: Some("p".into()),
+                ..ZooKeeperSasl::default()
+            })
+            .validate()
+            .unwrap();
         s.with_acl(ZooKeeperAcl::Creator, Some("u:p".into()))
             .validate()
             .unwrap();

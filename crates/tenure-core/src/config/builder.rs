@@ -270,8 +270,8 @@ impl HaConfigBuilder<ZooKeeper> {
         self.set(zk_security::TLS_CA_FILE_KEY, ca_file)
     }
 
-    /// TLS to the servers verified with the built-in web PKI roots when no CA file is given
-    /// (`zookeeper.client.secure`).
+    /// `zookeeper.client.secure`: TLS to the servers; it needs
+    /// [`tls_ca_file`](Self::tls_ca_file) (tenure trusts that file only).
     pub fn tls_secure(self, secure: bool) -> Self {
         self.set(zk_security::SECURE_KEY, secure.to_string())
     }

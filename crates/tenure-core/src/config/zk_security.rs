@@ -3,8 +3,8 @@
 //! TLS keys (PEM files, read when a session is opened):
 //! - `zookeeper.client.secure` (ZooKeeper's own switch, default false): TLS on;
 //! - `high-availability.zookeeper.client.tls.ca-file`: the CA certificates that verify the
-//!   servers (TLS is on when it is set, even without `zookeeper.client.secure`). With
-//!   `zookeeper.client.secure: true` and no CA file, the built-in web PKI roots are used;
+//!   servers (TLS is on when it is set, even without `zookeeper.client.secure`). tenure trusts
+//!   this file only (no system roots): `zookeeper.client.secure: true` without it is an error;
 //! - `high-availability.zookeeper.client.tls.cert-file` and `.tls.key-file`: the client
 //!   certificate chain and its private key for mutual TLS (both or neither).
 //!
@@ -55,7 +55,7 @@ pub const KERBEROS_PRINCIPAL_KEY: &str = "security.kerberos.login.principal";
 /// TLS to the ZooKeeper servers. Files are paths to PEM files, read at connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ZooKeeperTls {
-    /// `zookeeper.client.secure`: TLS even without a CA file (then the web PKI roots verify).
+    /// `zookeeper.client.secure`: TLS on (it needs [`ca_file`](Self::ca_file)).
     pub secure: bool,
     /// `high-availability.zookeeper.client.tls.ca-file`: CA certificates (PEM).
     pub ca_file: Option<String>,
@@ -71,8 +71,18 @@ impl ZooKeeperTls {
         self.secure || self.ca_file.is_some()
     }
 
-    /// Checks that the client certificate and key come together; the error names the missing key.
+    /// Checks that TLS has a CA file and that the client certificate and key come together;
+    /// the error names the missing key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.secure && self.ca_file.is_none() {
+            return Err(ConfigError::Missing {
+                key: TLS_CA_FILE_KEY.to_owned(),
+                reason: format!(
+                    "{SECURE_KEY} is true; tenure verifies the ZooKeeper servers against this \
+                     CA file only (no system roots)"
+                ),
+            });
+        }
         let missing = |key: &str, other: &str| ConfigError::Missing {
             key: key.to_owned(),
             reason: format!(
@@ -262,7 +272,10 @@ mod tests {
     #[test]
     fn tls_is_on_with_the_switch_or_a_ca_file() {
         assert!(!read_tls(&conf(&[])).unwrap().enabled());
-        assert!(read_tls(&conf(&[(SECURE_KEY, "true")])).unwrap().enabled());
+        let err = read_tls(&conf(&[(SECURE_KEY, "true")])).unwrap_err();
+        assert!(err.to_string().contains(TLS_CA_FILE_KEY), "{err}");
+        let both = [(SECURE_KEY, "true"), (TLS_CA_FILE_KEY, "/ca.pem")];
+        assert!(read_tls(&conf(&both)).unwrap().enabled());
         let tls = read_tls(&conf(&[(TLS_CA_FILE_KEY, " /ca.pem ")])).unwrap();
         assert!(tls.enabled());
         assert_eq!(tls.ca_file.as_deref(), Some("/ca.pem"));
