@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use zookeeper_client as zk;
 
 use crate::paths::Paths;
+use crate::security::Security;
 use crate::settings::{ConnectError, ZooKeeperSettings};
 
 /// What background tasks follow: the state of the current session, which session it is, and how
@@ -40,6 +41,8 @@ struct Current {
 /// State shared by the backend handles and (weakly) by its background tasks.
 pub(crate) struct Shared {
     pub settings: ZooKeeperSettings,
+    /// TLS and SASL of every session, prepared at connect.
+    security: Security,
     pub paths: Paths,
     slot: RwLock<Option<Current>>,
     status: watch::Sender<Status>,
@@ -73,6 +76,10 @@ impl Shared {
         settings.validate()?;
         let bound = settings.connection_timeout;
         let deadline = tokio::time::Instant::now() + bound;
+        let security = Security::prepare(&settings).await?;
+        security.apply(zk::Client::connector())?;
+        // Certificates that do not fit fail here with the reason, not after the whole timeout.
+        security.check(&settings.quorum, bound / 2).await?;
         let max_attempts = settings.max_retry_attempts.saturating_add(1);
         let mut backoff = settings.retry_policy().backoff();
         let mut attempts = 0;
@@ -92,7 +99,7 @@ impl Shared {
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             attempts += 1;
-            match open_client(&settings, left).await {
+            match open_client(&settings, &security, left).await {
                 Ok(c) => {
                     client = Some(c);
                     break;
@@ -101,7 +108,7 @@ impl Shared {
                     return Err(ConnectError::AuthFailed {
                         service: "ZooKeeper",
                         address: settings.quorum.clone(),
-                        setting: crate::client_options::credentials_key(&settings),
+                        setting: security.credentials_key(&settings),
                         source: Box::new(e),
                     });
                 }
@@ -112,14 +119,20 @@ impl Shared {
             }
         }
         let Some(client) = client else {
+            let mut limit = format!(
+                "the first connect gives up after the connection timeout, \
+                 high-availability.zookeeper.client.connection-timeout = {bound:?}"
+            );
+            if !security.tls()
+                && crate::security::accepts_tcp(&settings.quorum, Duration::from_millis(500)).await
+            {
+                limit = format!("{limit}; {}", crate::security::PLAINTEXT_HINT);
+            }
             return Err(ConnectError::Unreachable {
                 service: "ZooKeeper",
                 address: settings.quorum.clone(),
                 attempts,
-                limit: Some(format!(
-                    "the first connect gives up after the connection timeout, \
-                     high-availability.zookeeper.client.connection-timeout = {bound:?}"
-                )),
+                limit: Some(limit),
                 source: Box::new(last),
             });
         };
@@ -135,6 +148,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             paths: Paths::new(&settings.namespace).with_job_graphs_dir(&settings.job_graphs_dir),
             settings,
+            security,
             slot: RwLock::new(Some(Current {
                 client,
                 generation: 1,
@@ -330,11 +344,15 @@ pub(crate) enum OpenError {
     /// No session was established within the time given (to the nearest millisecond).
     #[error("no session established within {0:?}")]
     TimedOut(Duration),
+    /// The TLS or SASL settings could not be applied.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Opens one new session: one attempt, trying the servers in turn for at most `bound`.
 pub(crate) async fn open_client(
     settings: &ZooKeeperSettings,
+    security: &Security,
     bound: Duration,
 ) -> Result<zk::Client, OpenError> {
     let mut connector = zk::Client::connector().with_session_timeout(settings.session_timeout);
@@ -342,7 +360,17 @@ pub(crate) async fn open_client(
         connector = connector.with_auth("digest", digest.as_bytes());
     }
     connector = crate::client_options::with_authorization(connector, settings);
-    match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
+    let connector = security
+        .apply(connector)
+        .map_err(|e| OpenError::Setup(e.to_string()))?;
+    let connect = async {
+        #[cfg(feature = "tls")]
+        if security.tls() {
+            return connector.secure_connect(&settings.quorum).await;
+        }
+        connector.connect(&settings.quorum).await
+    };
+    match tokio::time::timeout(bound, connect).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e @ zk::Error::AuthFailed)) => Err(OpenError::AuthFailed(e)),
         Ok(Err(e)) => Err(OpenError::Failed(e)),
@@ -415,10 +443,11 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                 quorum: shared.next_session_quorum(),
                 ..shared.settings.clone()
             };
+            let security = shared.security.clone();
             drop(shared);
             let opened = tokio::select! {
                 _ = closed.cancelled() => return,
-                r = open_client(&settings, settings.connection_timeout) => r,
+                r = open_client(&settings, &security, settings.connection_timeout) => r,
             };
             match opened {
                 Ok(client) => {

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperAuth, ZooKeeperConfig};
+use tenure_core::config::zk_security::{TLS_CERT_FILE_KEY, TLS_KEY_FILE_KEY};
+use tenure_core::config::{
+    HaConfig, ZooKeeperAcl, ZooKeeperAuth, ZooKeeperConfig, ZooKeeperSasl, ZooKeeperTls,
+};
 pub use tenure_core::connect::ConnectError;
 use tenure_core::connection::SuspendedPolicy;
 use tenure_core::retry::RetryPolicy;
@@ -61,6 +64,10 @@ pub struct ZooKeeperSettings {
     /// ensemble's client addresses from `/zookeeper/config` and open later sessions there
     /// (see [`crate::ensemble`]); false: always the configured quorum.
     pub ensemble_tracker: bool,
+    /// TLS to the servers (PEM files, read at connect; needs the feature `tls`).
+    pub tls: ZooKeeperTls,
+    /// SASL authentication (credentials or files, read at connect).
+    pub sasl: ZooKeeperSasl,
 }
 
 impl fmt::Debug for ZooKeeperSettings {
@@ -87,6 +94,8 @@ impl fmt::Debug for ZooKeeperSettings {
                 &self.simulated_expiration_percent,
             )
             .field("ensemble_tracker", &self.ensemble_tracker)
+            .field("tls", &self.tls)
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -111,6 +120,8 @@ impl ZooKeeperSettings {
             max_close_wait: d.max_close_wait,
             simulated_expiration_percent: d.simulated_session_expiration_percent,
             ensemble_tracker: d.ensemble_tracker,
+            tls: d.tls,
+            sasl: d.sasl,
         }
     }
 
@@ -143,6 +154,8 @@ impl ZooKeeperSettings {
             max_close_wait: zk.max_close_wait,
             simulated_expiration_percent: zk.simulated_session_expiration_percent,
             ensemble_tracker: zk.ensemble_tracker,
+            tls: zk.tls.clone(),
+            sasl: zk.sasl.clone(),
         };
         settings.validate()?;
         Ok(settings)
@@ -224,7 +237,19 @@ impl ZooKeeperSettings {
         self
     }
 
-    /// Checks the quorum string and the timeouts; errors name the Flink key.
+    /// Sets TLS to the servers.
+    pub fn with_tls(mut self, tls: ZooKeeperTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets SASL authentication.
+    pub fn with_sasl(mut self, sasl: ZooKeeperSasl) -> Self {
+        self.sasl = sasl;
+        self
+    }
+
+    /// Checks the quorum string, the timeouts and the credentials; errors name the Flink key.
     pub fn validate(&self) -> Result<(), ConnectError> {
         validate_quorum(&self.quorum)?;
         let ms = |d: Duration| d.as_millis();
@@ -281,15 +306,32 @@ impl ZooKeeperSettings {
         if self.acl == ZooKeeperAcl::Creator
             && self.digest_auth.is_none()
             && !digest_in_authorization
+            && !self.sasl.active()
         {
             return Err(ConnectError::InvalidConfig {
                 key: "high-availability.zookeeper.client.acl",
-                reason: "\"creator\" needs high-availability.zookeeper.client.digest (or a \
-                         digest entry in high-availability.zookeeper.client.authorization): \
-                         only the authenticated creator may use the znodes, and tenure \
-                         authenticates with a digest only"
+                reason: "\"creator\" needs an identity: SASL credentials \
+                         (high-availability.zookeeper.client.sasl.*, not disabled by \
+                         zookeeper.sasl.disable), high-availability.zookeeper.client.digest or \
+                         a digest entry in high-availability.zookeeper.client.authorization; \
+                         only the authenticated creator may use the znodes"
                     .into(),
             });
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: TLS_KEY_FILE_KEY,
+                    reason: format!("not set, and {TLS_CERT_FILE_KEY} is (both or neither)"),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: TLS_CERT_FILE_KEY,
+                    reason: format!("not set, and {TLS_KEY_FILE_KEY} is (both or neither)"),
+                });
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -364,6 +406,31 @@ mod tests {
     }
 
     #[test]
+    fn security_from_flink_and_tenure_keys() {
+        let c = Configuration::from_pairs([
+            ("high-availability.type", "zookeeper"),
+            ("high-availability.storageDir", "file:///tmp/ha"),
+            ("high-availability.zookeeper.quorum", "zk1:2281"),
+            ("high-availability.zookeeper.client.acl", "creator"),
+            ("zookeeper.client.secure", "true"),
+            ("high-availability.zookeeper.client.tls.ca-file", "/ca.pem"),
+            (
+                "high-availability.zookeeper.client.sasl.jaas-file",
+                "/c.jaas",
+            ),
+            ("zookeeper.sasl.login-context-name", "ZkClient"),
+            ("zookeeper.sasl.service-name", "zk"),
+        ]);
+        let ha = HaConfig::from_configuration(&c).unwrap();
+        let s = ZooKeeperSettings::from_ha_config(&ha).unwrap();
+        assert!(s.tls.enabled() && s.tls.ca_file.as_deref() == Some("/ca.pem"));
+        assert_eq!(s.sasl.jaas_file.as_deref(), Some("/c.jaas"));
+        assert_eq!(s.sasl.login_context, "ZkClient");
+        assert_eq!(s.sasl.service_name, "zk");
+        assert_eq!(s.acl, ZooKeeperAcl::Creator);
+    }
+
+    #[test]
     fn bad_quorums_name_the_key() {
         for q in [
             "",
@@ -402,6 +469,14 @@ mod tests {
             err.contains("client.acl") && err.contains("client.digest"),
             "{err}"
         );
+        s.clone()
+            .with_sasl(ZooKeeperSasl {
+                username: Some("u".into()),
+                password: Some("p".into()),
+                ..ZooKeeperSasl::default()
+            })
+            .validate()
+            .unwrap();
         s.with_acl(ZooKeeperAcl::Creator, Some("u:p".into()))
             .validate()
             .unwrap();

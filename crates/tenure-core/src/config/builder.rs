@@ -23,7 +23,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::duration::format_duration;
-use super::{ConfigError, Configuration, HaConfig, NamingEra, ZooKeeperAcl};
+use super::{ConfigError, Configuration, HaConfig, NamingEra, ZooKeeperAcl, zk_security};
 
 /// Marks a builder of ZooKeeper settings ([`HaConfig::zookeeper`]).
 #[derive(Debug, Clone, Copy)]
@@ -230,7 +230,8 @@ impl HaConfigBuilder<ZooKeeper> {
     }
 
     /// `high-availability.zookeeper.client.acl`: `Open` (default) or `Creator` (which needs
-    /// [`digest_auth`](Self::digest_auth)).
+    /// [`digest_auth`](Self::digest_auth) or SASL credentials such as
+    /// [`sasl_digest`](Self::sasl_digest)).
     pub fn acl(self, acl: ZooKeeperAcl) -> Self {
         let value = match acl {
             ZooKeeperAcl::Open => "open",
@@ -289,6 +290,47 @@ impl HaConfigBuilder<ZooKeeper> {
             super::zookeeper_client::SIMULATED_EXPIRATION_KEY,
             percent.to_string(),
         )
+    }
+
+    /// TLS to the servers, verified with the CA certificates in the PEM file `ca_file`
+    /// (`high-availability.zookeeper.client.tls.ca-file`; TLS is on when it is set).
+    pub fn tls_ca_file(self, ca_file: impl Into<String>) -> Self {
+        self.set(zk_security::TLS_CA_FILE_KEY, ca_file)
+    }
+
+    /// `zookeeper.client.secure`: TLS to the servers; it needs
+    /// [`tls_ca_file`](Self::tls_ca_file) (tenure trusts that file only).
+    pub fn tls_secure(self, secure: bool) -> Self {
+        self.set(zk_security::SECURE_KEY, secure.to_string())
+    }
+
+    /// A client certificate for mutual TLS: the PEM chain `cert_file` and its PEM key
+    /// `key_file` (`...client.tls.cert-file`, `...client.tls.key-file`).
+    pub fn tls_client_cert(
+        self,
+        cert_file: impl Into<String>,
+        key_file: impl Into<String>,
+    ) -> Self {
+        self.set(zk_security::TLS_CERT_FILE_KEY, cert_file)
+            .set(zk_security::TLS_KEY_FILE_KEY, key_file)
+    }
+
+    /// SASL DIGEST-MD5 credentials (`...client.sasl.username`, `...client.sasl.password`;
+    /// hidden in `Debug` output).
+    pub fn sasl_digest(self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.set(zk_security::SASL_USERNAME_KEY, username)
+            .set(zk_security::SASL_PASSWORD_KEY, password)
+    }
+
+    /// SASL credentials from the section `zookeeper.sasl.login-context-name` (default
+    /// `Client`) of a JAAS file (`high-availability.zookeeper.client.sasl.jaas-file`).
+    pub fn sasl_jaas_file(self, path: impl Into<String>) -> Self {
+        self.set(zk_security::SASL_JAAS_FILE_KEY, path)
+    }
+
+    /// `zookeeper.sasl.disable`: when true, no SASL even if credentials are set.
+    pub fn sasl_disable(self, disable: bool) -> Self {
+        self.set(zk_security::SASL_DISABLE_KEY, disable.to_string())
     }
 }
 

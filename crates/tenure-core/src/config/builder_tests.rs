@@ -211,3 +211,42 @@ fn secrets_stay_hidden_in_debug() {
     let shown = format!("{builder:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[test]
+fn zookeeper_security_setters_reach_the_tls_and_sasl_fields() {
+    let config = HaConfig::zookeeper("zk1:2281")
+        .storage_dir("/ha")
+        .tls_ca_file("/etc/zk/ca.pem")
+        .tls_client_cert("/etc/zk/client.pem", "/etc/zk/client.key")
+        .sasl_digest("flink", "s3cret")
+        .acl(ZooKeeperAcl::Creator)
+        .build()
+        .unwrap();
+    let zk = &config.zookeeper;
+    assert!(zk.tls.enabled());
+    assert_eq!(zk.tls.ca_file.as_deref(), Some("/etc/zk/ca.pem"));
+    assert_eq!(zk.tls.cert_file.as_deref(), Some("/etc/zk/client.pem"));
+    assert_eq!(zk.tls.key_file.as_deref(), Some("/etc/zk/client.key"));
+    assert!(zk.sasl.active());
+    assert_eq!(zk.sasl.username.as_deref(), Some("flink"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+    // Flink: the creator ACL with SASL disabled is refused.
+    let err = HaConfig::zookeeper("zk1:2181")
+        .storage_dir("/ha")
+        .sasl_jaas_file("/etc/zk/client.jaas")
+        .sasl_disable(true)
+        .acl(ZooKeeperAcl::Creator)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("zookeeper.sasl.disable"), "{err}");
+    let err = HaConfig::zookeeper("zk1:2281")
+        .storage_dir("/ha")
+        .tls_secure(true)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("high-availability.zookeeper.client.tls.ca-file"),
+        "{err}"
+    );
+}

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::duration::parse_duration;
-use super::{ConfigError, Configuration};
+use super::{ConfigError, Configuration, ZooKeeperSasl, ZooKeeperTls};
 use crate::segments::{PathSegments, SegmentError};
 
 /// Which high-availability backend to run (Flink's `HighAvailabilityMode`).
@@ -98,7 +98,7 @@ pub struct ZooKeeperConfig {
     /// `high-availability.zookeeper.client.max-retry-attempts`, default 3.
     pub max_retry_attempts: u32,
     /// `high-availability.zookeeper.client.acl`: `open` (default) or `creator`; `creator` in
-    /// ZooKeeper mode needs [`digest_auth`](Self::digest_auth).
+    /// ZooKeeper mode needs [`digest_auth`](Self::digest_auth) or active [`sasl`](Self::sasl).
     pub acl: ZooKeeperAcl,
     /// `high-availability.zookeeper.client.tolerate-suspended-connections`, default false: when
     /// true only a lost session (not a suspended connection) revokes leadership.
@@ -122,6 +122,10 @@ pub struct ZooKeeperConfig {
     /// tenure key `high-availability.zookeeper.client.digest`: `user:password` for ZooKeeper
     /// digest authentication. Hidden in `Debug` output.
     pub digest_auth: Option<String>,
+    /// TLS to the servers (`zookeeper.client.secure`, `...client.tls.*`).
+    pub tls: ZooKeeperTls,
+    /// SASL authentication (`zookeeper.sasl.*`, `...client.sasl.*`, Kerberos login keys).
+    pub sasl: ZooKeeperSasl,
 }
 
 impl Default for ZooKeeperConfig {
@@ -143,6 +147,8 @@ impl Default for ZooKeeperConfig {
                 super::zookeeper_client::DEFAULT_SIMULATED_EXPIRATION_PERCENT,
             job_graphs_path: crate::layout::FLINK1_JOB_GRAPHS_DIR.to_owned(),
             digest_auth: None,
+            tls: ZooKeeperTls::default(),
+            sasl: ZooKeeperSasl::default(),
         }
     }
 }
@@ -174,6 +180,8 @@ impl fmt::Debug for ZooKeeperConfig {
                 "digest_auth",
                 &self.digest_auth.as_ref().map(|_| "<redacted>"),
             )
+            .field("tls", &self.tls)
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -289,7 +297,7 @@ fn invalid_cluster_id(key: &str, value: &str, e: &SegmentError) -> ConfigError {
 const DURATION: &str = "a duration such as \"60 s\" or milliseconds";
 const POSITIVE_DURATION: &str = "a positive duration such as \"60 s\" or milliseconds";
 
-fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
+pub(super) fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     ConfigError::InvalidValue {
         key: key.to_owned(),
         value: value.to_owned(),
@@ -455,22 +463,26 @@ impl HaConfig {
                 ));
             }
         }
-        // Flink forbids `creator` with `zookeeper.sasl.disable: true`; tenure has no SASL, so
-        // the digest is the only way to authenticate as the creator.
+        // Flink forbids `creator` with `zookeeper.sasl.disable: true`; tenure also accepts a
+        // digest as the creator's identity.
         if config.mode == HaMode::ZooKeeper
             && config.zookeeper.acl == ZooKeeperAcl::Creator
             && config.zookeeper.digest_auth.is_none()
+            && !config.zookeeper.sasl.active()
         {
             let (k, v) = c
                 .lookup("high-availability.zookeeper.client.acl", &[])
                 .unwrap_or(("high-availability.zookeeper.client.acl", "creator"));
-            return Err(invalid(
-                k,
-                v,
-                "\"open\" unless high-availability.zookeeper.client.digest is set: the creator \
-                 ACL lets only the authenticated creator use the znodes, and tenure \
-                 authenticates with a digest only (it has no SASL support)",
-            ));
+            let why = if config.zookeeper.sasl.disabled {
+                "\"open\" when zookeeper.sasl.disable is true (unless \
+                 high-availability.zookeeper.client.digest is set): the creator ACL lets only \
+                 the authenticated creator use the znodes"
+            } else {
+                "\"open\" unless SASL credentials (high-availability.zookeeper.client.sasl.*, \
+                 security.kerberos.login.*) or high-availability.zookeeper.client.digest are \
+                 set: the creator ACL lets only the authenticated creator use the znodes"
+            };
+            return Err(invalid(k, v, why));
         }
         config.validate_for_mode()?;
         Ok(config)
@@ -712,6 +724,8 @@ fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
             Some((k, v)) => super::job_graphs_path::job_graphs_dir(k, v)?,
         },
         digest_auth,
+        tls: super::zk_security::read_tls(c)?,
+        sasl: super::zk_security::read_sasl(c)?,
     })
 }
 

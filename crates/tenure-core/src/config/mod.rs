@@ -227,6 +227,7 @@ mod retired_keys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod zk_security;
 pub mod zookeeper_client;
 
 pub use builder::HaConfigBuilder;
@@ -235,4 +236,5 @@ pub use ha::{
 };
 pub use job_graphs_path::job_graphs_dir;
 pub use quorum::{DEFAULT_ZOOKEEPER_PORT, validate_zookeeper_quorum};
+pub use zk_security::{ZooKeeperSasl, ZooKeeperTls};
 pub use zookeeper_client::ZooKeeperAuth;
