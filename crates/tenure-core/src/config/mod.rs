@@ -220,6 +220,7 @@ pub mod builder;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
+pub mod cleanup_strategy;
 mod ha;
 mod quorum;
 #[cfg(test)]
@@ -227,6 +228,7 @@ mod quorum;
 mod tests;
 
 pub use builder::HaConfigBuilder;
+pub use cleanup_strategy::CleanupStrategy;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };
