@@ -36,7 +36,7 @@ use crate::config::CleanupStrategy;
 use crate::ha_stores::HaStores;
 use crate::ids::JobId;
 use crate::kv::{Entry, KvError, VersionedKv};
-use crate::layout::{HaKey, Layout, is_layout_key};
+use crate::layout::{HaKey, Layout, is_layout_key, job_dir_of};
 use crate::services::HaError;
 use crate::store::{Payload, StoreError, is_foreign};
 
@@ -143,6 +143,19 @@ fn job_key(key: &str, job: JobId) -> bool {
     })
 }
 
+/// Whether `key` holds a state handle (a job graph or a checkpoint): the values Flink writes as
+/// Java-serialized handles, which tenure never deletes. Leader information is Flink's format by
+/// design and is not one.
+fn holds_state_handle(key: &str) -> bool {
+    matches!(
+        Layout::parse_any_era(key),
+        Some((
+            _,
+            HaKey::ExecutionPlan(_) | HaKey::Checkpoint(..) | HaKey::LegacyCheckpoint(..)
+        ))
+    )
+}
+
 impl JobCleanupPlan {
     /// Plans the removal of `job`'s HA data from what the backend and the blob store hold now.
     /// Reads only.
@@ -153,10 +166,10 @@ impl JobCleanupPlan {
     ) -> Result<Self, HaError> {
         let entries = kv.list("").await?;
         let mine: Vec<&Entry> = entries.iter().filter(|e| job_key(&e.key, job)).collect();
-        // Values Flink wrote are never deleted, nor anything above or below them.
+        // State handles Flink wrote are never deleted, nor anything above or below them.
         let flink: Vec<&str> = mine
             .iter()
-            .filter(|e| is_foreign(&e.value))
+            .filter(|e| holds_state_handle(&e.key) && is_foreign(&e.value))
             .map(|e| e.key.as_str())
             .collect();
         let mut blockers: Vec<Blocker<'_>> = entries
@@ -180,7 +193,23 @@ impl JobCleanupPlan {
             reason: "lies below data written by Flink".into(),
             name: k.key,
         }));
+        // Foreign keys inside the job's own directories are reported too (and stay).
+        kept_keys.extend(
+            entries
+                .iter()
+                .map(|e| e.key.as_str())
+                .filter(|k| !is_layout_key(k))
+                .filter(|k| {
+                    job_dir_of(k) == Some(job)
+                        || mine.iter().any(|m| crate::kv::is_below(&m.key, k))
+                })
+                .map(|k| LeftAlone {
+                    name: k.to_owned(),
+                    reason: "not a key of the HA layout".into(),
+                }),
+        );
         kept_keys.sort_by(|a, b| a.name.cmp(&b.name));
+        kept_keys.dedup_by(|a, b| a.name == b.name);
 
         let mut key_blobs = BTreeMap::new();
         for k in &keys {
