@@ -238,3 +238,71 @@ async fn a_new_leader_finishes_every_dirty_result_and_a_deposed_one_deletes_noth
         assert!(b.job_result_store().has_clean(job).await.unwrap());
     }
 }
+
+/// Creates `key` holding `value`, unfenced.
+async fn raw(s: &HaServices, key: &str, value: &[u8]) {
+    s.kv()
+        .create(key, Bytes::copy_from_slice(value), CreateOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn flink_1x_names_and_flink_1_14_keys_are_cleaned_up_too() {
+    let cluster = EmbeddedCluster::new();
+    let mut config = HaConfig::embedded();
+    config.naming = crate::layout::NamingEra::Flink1;
+    let s = cluster.services(&config).unwrap();
+    let job = JobId::new_random();
+    finished_job(&s, job).await;
+    for key in [
+        format!("leader/{job}/connection_info"),
+        format!("checkpoints/{job}/0000000000000000007"),
+        format!("checkpoint-counter/{job}"),
+        format!("jobs/{job}/leader/connection_info"),
+        format!("jobs/{job}/leader/latch/_c_1-latch-0000000001"),
+    ] {
+        raw(&s, &key, b"x").await;
+    }
+    assert!(
+        keys_of(&s, job).await.contains(&format!("jobgraphs/{job}")),
+        "Flink 1.x names: {:?}",
+        keys_of(&s, job).await
+    );
+    let report = s.cleanup_job(job).await.unwrap();
+    assert!(
+        report.is_complete() && report.kept_keys.is_empty(),
+        "{report:?}"
+    );
+    assert!(
+        keys_of(&s, job).await.is_empty(),
+        "{:?}",
+        keys_of(&s, job).await
+    );
+    assert_eq!(report.result, ResultMark::MarkedClean);
+}
+
+#[tokio::test]
+async fn flinks_state_handles_and_foreign_keys_stay_and_are_reported() {
+    let cluster = EmbeddedCluster::new();
+    let s = services(&cluster);
+    let job = JobId::new_random();
+    let graph = format!("execution-plans/{job}");
+    let lock = format!("{graph}/locks/flink-jm");
+    let notes = format!("jobs/{job}/notes");
+    raw(&s, &graph, &[0xAC, 0xED, 0x00, 0x05, 0x73]).await;
+    raw(&s, &lock, b"").await;
+    raw(&s, &notes, b"mine").await;
+    s.admin_stores().running_jobs().set_done(job).await.unwrap();
+    let report = s.cleanup_job(job).await.unwrap();
+    assert_eq!(report.keys, [format!("running_job_registry/{job}")]);
+    let kept: Vec<&str> = report.kept_keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(kept, [graph.as_str(), lock.as_str(), notes.as_str()]);
+    assert!(report.kept_keys[0].reason.contains("Flink"), "{report:?}");
+    assert_eq!(report.result, ResultMark::NoResult);
+    let mut left = keys_of(&s, job).await;
+    left.sort();
+    let mut want = vec![graph, lock, notes];
+    want.sort();
+    assert_eq!(left, want);
+}
