@@ -78,6 +78,7 @@ pub mod election;
 pub mod embedded;
 pub mod ha_stores;
 pub mod ids;
+pub mod job_cleanup;
 pub mod kv;
 pub mod latch;
 pub mod layout;

@@ -118,6 +118,10 @@ macro_rules! conformance_tests {
             stores::running_jobs_registry_tracks_status,
             cleanup::close_keeps_data_for_recovery,
             cleanup::cleanup_removes_all_data,
+            job_cleanup::job_cleanup_removes_exactly_the_jobs_data,
+            job_cleanup::a_crash_mid_cleanup_is_finished_by_the_next_leader,
+            job_cleanup::job_cleanup_is_idempotent,
+            job_cleanup::a_deposed_leaders_cleanup_is_refused,
         );
     };
     (@cases $factory:expr; $($suite:ident :: $case:ident),* $(,)?) => {

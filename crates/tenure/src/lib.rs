@@ -32,7 +32,7 @@ pub mod config {
 pub use bytes::Bytes;
 pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
 pub use tenure_core::config::HaConfigBuilder;
-pub use tenure_core::config::{Configuration, HaConfig, HaMode};
+pub use tenure_core::config::{CleanupStrategy, Configuration, HaConfig, HaMode};
 pub use tenure_core::connect::ConnectError;
 pub use tenure_core::election::{LeaderConfirmer, LeaderElection, LeaderTerm, Leadership};
 pub use tenure_core::embedded::EmbeddedCluster;
@@ -42,9 +42,9 @@ pub use tenure_core::retrieval::{LeaderRetriever, LeaderState};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::store::{CompletedCheckpoint, StoreError, Writes};
 pub use tenure_core::{
-    blob, cleanup, clock, codec, connection, driver, election, embedded, ha_stores, ids, kv, latch,
-    layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, store, sync,
-    watch_hub,
+    blob, cleanup, clock, codec, connection, driver, election, embedded, ha_stores, ids,
+    job_cleanup, kv, latch, layout, leader_info, observed_kv, observer, retrieval, retry, segments,
+    services, store, sync, watch_hub,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]

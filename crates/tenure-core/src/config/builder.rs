@@ -23,7 +23,9 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::duration::format_duration;
-use super::{ConfigError, Configuration, HaConfig, NamingEra, ZooKeeperAcl, zk_security};
+use super::{
+    CleanupStrategy, ConfigError, Configuration, HaConfig, NamingEra, ZooKeeperAcl, zk_security,
+};
 
 /// Marks a builder of ZooKeeper settings ([`HaConfig::zookeeper`]).
 #[derive(Debug, Clone, Copy)]
@@ -169,6 +171,15 @@ impl<B> HaConfigBuilder<B> {
     /// at least 1).
     pub fn num_retained_checkpoints(self, n: usize) -> Self {
         self.set("execution.checkpointing.num-retained", n.to_string())
+    }
+
+    /// `cleanup-strategy.*`: how a failed job cleanup is retried (default: exponential delay
+    /// from 1 s up to 1 h, no limit on retries). Records every key of `strategy`.
+    pub fn cleanup_strategy(mut self, strategy: CleanupStrategy) -> Self {
+        for (key, value) in strategy.to_pairs() {
+            self = self.set(key, value);
+        }
+        self
     }
 
     /// `high-availability.tenure.flink-naming`: the key names of Flink 2.x (default) or 1.x.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::duration::parse_duration;
-use super::{ConfigError, Configuration, ZooKeeperSasl, ZooKeeperTls};
+use super::{CleanupStrategy, ConfigError, Configuration, ZooKeeperSasl, ZooKeeperTls};
 use crate::segments::{PathSegments, SegmentError};
 
 /// Which high-availability backend to run (Flink's `HighAvailabilityMode`).
@@ -273,6 +273,8 @@ pub struct HaConfig {
     pub kubernetes: KubernetesConfig,
     /// etcd settings (read and validated in every mode).
     pub etcd: EtcdConfig,
+    /// `cleanup-strategy.*`: how a failed job cleanup is retried (default exponential delay).
+    pub cleanup_strategy: CleanupStrategy,
 }
 
 impl Default for HaConfig {
@@ -327,7 +329,7 @@ impl Configuration {
         }
     }
 
-    fn int_or<T: std::str::FromStr>(
+    pub(super) fn int_or<T: std::str::FromStr>(
         &self,
         key: &str,
         dep: &[&str],
@@ -342,7 +344,7 @@ impl Configuration {
         }
     }
 
-    fn duration_or(
+    pub(super) fn duration_or(
         &self,
         key: &str,
         dep: &[&str],
@@ -447,6 +449,7 @@ impl HaConfig {
             zookeeper: read_zookeeper(c)?,
             kubernetes: read_kubernetes(c)?,
             etcd: read_etcd(c)?,
+            cleanup_strategy: CleanupStrategy::from_configuration(c)?,
         };
         for (key, root) in [
             (format!("{ZK}path.root"), &config.zookeeper.root),
@@ -507,6 +510,7 @@ impl HaConfig {
             zookeeper: ZooKeeperConfig::default(),
             kubernetes: KubernetesConfig::default(),
             etcd: EtcdConfig::default(),
+            cleanup_strategy: CleanupStrategy::default(),
         }
     }
 

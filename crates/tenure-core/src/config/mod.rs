@@ -220,6 +220,7 @@ pub mod builder;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
+pub mod cleanup_strategy;
 mod ha;
 mod job_graphs_path;
 mod quorum;
@@ -231,6 +232,7 @@ pub mod zk_security;
 pub mod zookeeper_client;
 
 pub use builder::HaConfigBuilder;
+pub use cleanup_strategy::CleanupStrategy;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };

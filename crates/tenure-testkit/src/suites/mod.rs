@@ -4,6 +4,7 @@ pub mod churn;
 pub mod cleanup;
 pub mod election;
 pub mod election_named;
+pub mod job_cleanup;
 pub mod kv;
 pub mod retrieval;
 pub mod stores;
