@@ -32,6 +32,13 @@ pub trait BackendFactory: Send + Sync {
     /// Connects a new process (a new backend session) to the cluster.
     async fn connect(&self) -> Arc<dyn HaBackend>;
 
+    /// Connects a new client-only process (Flink's `ClientHighAvailabilityServices`): a session
+    /// that only reads. The default is [`connect`](Self::connect), right for backends whose
+    /// session writes nothing until asked (ZooKeeper, embedded).
+    async fn connect_client(&self) -> Arc<dyn HaBackend> {
+        self.connect().await
+    }
+
     /// Crashes a process: its session ends abruptly, as when the process is killed.
     async fn crash(&self, backend: &Arc<dyn HaBackend>) {
         let _ = backend.close().await;

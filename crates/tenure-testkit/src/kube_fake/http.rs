@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::Inner;
+use super::{Inner, WatchInfo};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{ApiError, Event, EventType, Resource, labels_of};
 
@@ -141,7 +142,7 @@ pub(super) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    inner.log_request(&method, &uri);
+    inner.log_request(&method, &uri, &headers);
     let delay = inner.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -182,6 +183,8 @@ enum Reply {
 }
 
 struct WatchStart {
+    /// Counts the events sent.
+    sent: Arc<AtomicU64>,
     res: Resource,
     selectors: Selectors,
     backlog: Vec<Arc<Event>>,
@@ -232,7 +235,14 @@ fn serve(
                     Ok((b, rx)) => (b, rx, None),
                     Err(e) => (Vec::new(), broadcast::channel(1).1, Some(e)),
                 };
+                let sent = inner.open_watch(WatchInfo {
+                    uri: uri.to_string(),
+                    label_selector: q.label_selector.clone(),
+                    field_selector: q.field_selector.clone(),
+                    user_agent: super::user_agent(headers),
+                });
                 Ok(Reply::Watch(Box::new(WatchStart {
+                    sent,
                     res,
                     selectors,
                     backlog,
@@ -451,6 +461,7 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
     let bookmark_every = inner.bookmark_interval();
     tokio::spawn(async move {
         let WatchStart {
+            sent,
             res,
             selectors,
             backlog,
@@ -461,6 +472,7 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
             expired,
         } = w;
         if let Some(e) = expired {
+            sent.fetch_add(1, Ordering::SeqCst);
             let _ = tx
                 .send(line(&json!({"type": "ERROR", "object": e.status()})))
                 .await;
@@ -469,10 +481,11 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
         let mut seen = start_rv;
         for e in backlog {
             seen = seen.max(e.rv);
-            if let Some(v) = render(&e, &selectors)
-                && tx.send(line(&v)).await.is_err()
-            {
-                return;
+            if let Some(v) = render(&e, &selectors) {
+                sent.fetch_add(1, Ordering::SeqCst);
+                if tx.send(line(&v)).await.is_err() {
+                    return;
+                }
             }
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -489,10 +502,11 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
                 ev = rx.recv() => match ev {
                     Ok(e) => {
                         seen = seen.max(e.rv);
-                        if let Some(v) = render(&e, &selectors)
-                            && tx.send(line(&v)).await.is_err()
-                        {
-                            return;
+                        if let Some(v) = render(&e, &selectors) {
+                            sent.fetch_add(1, Ordering::SeqCst);
+                            if tx.send(line(&v)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     // A watcher too slow for the event rate is closed; the client re-watches.

@@ -45,6 +45,7 @@ pub mod store;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Duration;
@@ -74,6 +75,49 @@ pub(crate) struct Inner {
     bookmark_interval: Mutex<Duration>,
     drop_watches: watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
+    served: Mutex<Vec<Served>>,
+    watches: Mutex<Vec<(WatchInfo, Arc<AtomicU64>)>>,
+}
+
+/// One request served, with the client's `User-Agent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`.
+    pub method: String,
+    /// The path and query.
+    pub uri: String,
+    /// The `User-Agent` header (empty when none was sent).
+    pub user_agent: String,
+}
+
+impl Served {
+    /// Whether the request could change an object (anything but `GET`, which also lists and
+    /// watches).
+    pub fn writes(&self) -> bool {
+        self.method != "GET"
+    }
+}
+
+/// A watch the server opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchInfo {
+    /// The path and query of the watch request.
+    pub uri: String,
+    /// Its `labelSelector` (empty: none).
+    pub label_selector: String,
+    /// Its `fieldSelector` (empty: none).
+    pub field_selector: String,
+    /// The `User-Agent` of the client that opened it.
+    pub user_agent: String,
+}
+
+/// A watch the server opened and how many events it sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchStats {
+    /// The watch.
+    pub watch: WatchInfo,
+    /// `ADDED`, `MODIFIED`, `DELETED` and `ERROR` events sent on it (bookmarks not counted).
+    pub events: u64,
 }
 
 impl Inner {
@@ -97,9 +141,30 @@ impl Inner {
         self.drop_watches.subscribe()
     }
 
-    pub(crate) fn log_request(&self, method: &Method, uri: &Uri) {
+    pub(crate) fn log_request(&self, method: &Method, uri: &Uri, headers: &HeaderMap) {
         lock(&self.requests).push(format!("{method} {uri}"));
+        lock(&self.served).push(Served {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            user_agent: user_agent(headers),
+        });
     }
+
+    /// Registers a watch; the counter is bumped for every event sent on it.
+    pub(crate) fn open_watch(&self, info: WatchInfo) -> Arc<AtomicU64> {
+        let count = Arc::new(AtomicU64::new(0));
+        lock(&self.watches).push((info, count.clone()));
+        count
+    }
+}
+
+/// The `User-Agent` of a request (empty when none was sent).
+pub(crate) fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// A fake Kubernetes API server on a free loopback port. Dropping it stops it.
@@ -130,6 +195,8 @@ impl FakeApiServer {
             bookmark_interval: Mutex::new(DEFAULT_BOOKMARK_INTERVAL),
             drop_watches: drop_tx,
             requests: Mutex::new(Vec::new()),
+            served: Mutex::new(Vec::new()),
+            watches: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
@@ -223,5 +290,21 @@ impl FakeApiServer {
     /// Every request served so far, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         lock(&self.inner.requests).clone()
+    }
+
+    /// Every request served so far, with its `User-Agent`.
+    pub fn served(&self) -> Vec<Served> {
+        lock(&self.inner.served).clone()
+    }
+
+    /// Every watch opened so far (ended ones too), with the events it sent until now.
+    pub fn watches(&self) -> Vec<WatchStats> {
+        lock(&self.inner.watches)
+            .iter()
+            .map(|(w, n)| WatchStats {
+                watch: w.clone(),
+                events: n.load(Ordering::SeqCst),
+            })
+            .collect()
     }
 }
