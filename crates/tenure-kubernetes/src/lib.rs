@@ -473,6 +473,15 @@ impl KubernetesBackend {
     /// `kubernetes.config.file` and `kubernetes.context` choose another kubeconfig or context.
     pub async fn from_config(config: &HaConfig) -> Result<Self, ConnectError> {
         let settings = KubernetesSettings::from_ha_config(config)?;
+        Self::from_settings_and_config(settings, config).await
+    }
+
+    /// Connects with `settings`, finding the client configuration as
+    /// [`from_config`](Self::from_config) does.
+    async fn from_settings_and_config(
+        settings: KubernetesSettings,
+        config: &HaConfig,
+    ) -> Result<Self, ConnectError> {
         let k = &config.kubernetes;
         if k.config_file.is_none() && k.context.is_none() {
             return Self::connect_inferred(settings).await;
@@ -498,6 +507,15 @@ impl KubernetesBackend {
         }
         .map_err(no_config)?;
         Self::connect_with_config(settings, client_config).await
+    }
+
+    /// Connects a client-only backend from an HA configuration (see
+    /// [`KubernetesSettings::for_client_only`]): as [`from_config`](Self::from_config), but
+    /// the backend creates no session ConfigMap, renews nothing, refuses every write and
+    /// watches the ConfigMaps it follows by name.
+    pub async fn from_config_client(config: &HaConfig) -> Result<Self, ConnectError> {
+        let settings = KubernetesSettings::from_ha_config(config)?.for_client_only();
+        Self::from_settings_and_config(settings, config).await
     }
 
     /// The settings.
