@@ -113,6 +113,7 @@ macro_rules! conformance_tests {
             churn::churn_leaves_nothing_in_the_driver,
             retrieval::retriever_follows_leader_changes,
             retrieval::job_master_retriever_uses_default_address,
+            client_only::client_reader_follows_leaders_and_leaves_no_trace,
             stores::job_graph_locks_protect_other_processes,
             stores::crashed_process_locks_vanish,
             stores::job_graph_watch_sees_other_processes,
