@@ -36,7 +36,7 @@ use tracing::{debug, warn};
 
 use crate::api::{ApiError, ConfigMaps, Selection};
 use crate::cm;
-use crate::names::Names;
+use crate::names::{CmKind, Names};
 
 /// How long the server keeps one watch request open.
 const WATCH_TIMEOUT_SECS: u32 = 60;
@@ -169,7 +169,11 @@ impl Watcher {
                 subs.retain(|s| !is_below(&s.prefix, key) || s.tx.send(ev.clone()).is_ok());
             }
         }
-        let _ = self.changes.send(name.to_owned());
+        // Latches wait for their lock ConfigMap, never a session's: a session renewal (one per
+        // process per retry period) wakes none of them.
+        if !matches!(self.names.classify(name), CmKind::Session(_)) {
+            let _ = self.changes.send(name.to_owned());
+        }
     }
 
     /// Applies a full list of what `selection` asks for: every listed ConfigMap, and deletion

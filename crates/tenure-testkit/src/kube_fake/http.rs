@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -184,7 +183,7 @@ enum Reply {
 
 struct WatchStart {
     /// Counts the events sent.
-    sent: Arc<AtomicU64>,
+    sent: Arc<super::Sent>,
     res: Resource,
     selectors: Selectors,
     backlog: Vec<Arc<Event>>,
@@ -472,17 +471,16 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
             expired,
         } = w;
         if let Some(e) = expired {
-            sent.fetch_add(1, Ordering::SeqCst);
-            let _ = tx
-                .send(line(&json!({"type": "ERROR", "object": e.status()})))
-                .await;
+            let event = json!({"type": "ERROR", "object": e.status()});
+            sent.note(&event);
+            let _ = tx.send(line(&event)).await;
             return;
         }
         let mut seen = start_rv;
         for e in backlog {
             seen = seen.max(e.rv);
             if let Some(v) = render(&e, &selectors) {
-                sent.fetch_add(1, Ordering::SeqCst);
+                sent.note(&v);
                 if tx.send(line(&v)).await.is_err() {
                     return;
                 }
@@ -503,7 +501,7 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
                     Ok(e) => {
                         seen = seen.max(e.rv);
                         if let Some(v) = render(&e, &selectors) {
-                            sent.fetch_add(1, Ordering::SeqCst);
+                            sent.note(&v);
                             if tx.send(line(&v)).await.is_err() {
                                 return;
                             }

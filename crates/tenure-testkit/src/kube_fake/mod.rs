@@ -45,7 +45,7 @@ pub mod store;
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Duration;
@@ -60,6 +60,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use factory::{KubernetesFactory, test_settings};
+
 pub use process::ProcessSetup;
 pub use store::{ApiError, Resource};
 
@@ -76,7 +77,22 @@ pub(crate) struct Inner {
     drop_watches: watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
     served: Mutex<Vec<Served>>,
-    watches: Mutex<Vec<(WatchInfo, Arc<AtomicU64>)>>,
+    watches: Mutex<Vec<(WatchInfo, Arc<Sent>)>>,
+}
+
+/// The events one watch sent, by the name of the object each was about (`ERROR`: `""`).
+#[derive(Debug, Default)]
+pub(crate) struct Sent(Mutex<BTreeMap<String, u64>>);
+
+impl Sent {
+    /// Notes one event (a rendered watch event line's JSON).
+    pub(crate) fn note(&self, event: &Value) {
+        let name = event
+            .pointer("/object/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        *lock(&self.0).entry(name.to_owned()).or_default() += 1;
+    }
 }
 
 /// One request served, with the client's `User-Agent`.
@@ -111,13 +127,21 @@ pub struct WatchInfo {
     pub user_agent: String,
 }
 
-/// A watch the server opened and how many events it sent.
+/// A watch the server opened and the events it sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchStats {
     /// The watch.
     pub watch: WatchInfo,
-    /// `ADDED`, `MODIFIED`, `DELETED` and `ERROR` events sent on it (bookmarks not counted).
-    pub events: u64,
+    /// `ADDED`, `MODIFIED`, `DELETED` and `ERROR` events sent on it, by the name of the object
+    /// each was about (`ERROR` events under `""`); bookmarks are not counted.
+    pub by_object: BTreeMap<String, u64>,
+}
+
+impl WatchStats {
+    /// Every event sent on the watch (bookmarks not counted).
+    pub fn events(&self) -> u64 {
+        self.by_object.values().sum()
+    }
 }
 
 impl Inner {
@@ -150,11 +174,11 @@ impl Inner {
         });
     }
 
-    /// Registers a watch; the counter is bumped for every event sent on it.
-    pub(crate) fn open_watch(&self, info: WatchInfo) -> Arc<AtomicU64> {
-        let count = Arc::new(AtomicU64::new(0));
-        lock(&self.watches).push((info, count.clone()));
-        count
+    /// Registers a watch; every event sent on it is noted in the returned [`Sent`].
+    pub(crate) fn open_watch(&self, info: WatchInfo) -> Arc<Sent> {
+        let sent = Arc::new(Sent::default());
+        lock(&self.watches).push((info, sent.clone()));
+        sent
     }
 }
 
@@ -301,9 +325,9 @@ impl FakeApiServer {
     pub fn watches(&self) -> Vec<WatchStats> {
         lock(&self.inner.watches)
             .iter()
-            .map(|(w, n)| WatchStats {
+            .map(|(w, sent)| WatchStats {
                 watch: w.clone(),
-                events: n.load(Ordering::SeqCst),
+                by_object: lock(&sent.0).clone(),
             })
             .collect()
     }
