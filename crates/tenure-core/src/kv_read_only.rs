@@ -114,9 +114,15 @@ mod tests {
             .create("a/c", Bytes::new(), CreateOptions::default())
             .await
             .unwrap_err();
-        assert!(matches!(&e, KvError::Unauthorized { key, .. } if key == "a/c"), "{e}");
+        assert!(
+            matches!(&e, KvError::Unauthorized { key, .. } if key == "a/c"),
+            "{e}"
+        );
         assert!(e.to_string().contains("client-only"), "{e}");
-        let e = ro.delete("a/b", DeleteOptions::default()).await.unwrap_err();
+        let e = ro
+            .delete("a/b", DeleteOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(e, KvError::Unauthorized { .. }));
         assert!(writer.get("a/b").await.unwrap().is_some());
     }

@@ -66,6 +66,7 @@
 //! Use the `tenure` facade to connect by configuration (HA mode and Flink keys); depend on a
 //! backend crate directly only to build its settings in code or to use what only it has.
 
+pub mod backend_read_only;
 pub mod blob;
 pub mod cleanup;
 pub mod clock;

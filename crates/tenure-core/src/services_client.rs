@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::backend_read_only::ReadOnlyBackend;
 use crate::blob::BlobStore;
 use crate::connection::ConnectionState;
 use crate::driver::HaBackend;
 use crate::ha_stores::HaStores;
 use crate::ids::{ComponentId, IdError, JobId, ServiceName};
 use crate::kv::VersionedKv;
-use crate::kv_read_only::ReadOnlyKv;
 use crate::layout::Layout;
 use crate::retrieval::LeaderRetriever;
 use crate::services::{HaError, HaServicesOptions, JobResultStorage};
@@ -88,7 +88,8 @@ impl ClientHaServices {
     /// Read-only services on `backend`, a session that writes nothing by itself (see the
     /// module docs).
     pub fn new(backend: Arc<dyn HaBackend>, options: HaServicesOptions) -> Self {
-        let kv: Arc<dyn VersionedKv> = Arc::new(ReadOnlyKv::new(backend.kv()));
+        let backend: Arc<dyn HaBackend> = Arc::new(ReadOnlyBackend::new(backend));
+        let kv = backend.kv();
         let job_results: JobResultStore = match &options.job_results {
             JobResultStorage::Kv => {
                 KvJobResultStore::new(kv.clone(), options.layout, Writes::Unfenced).into()
@@ -227,10 +228,8 @@ mod tests {
     #[tokio::test]
     async fn stores_read_and_refuse_writes_naming_the_key() {
         let cluster = EmbeddedCluster::new();
-        let client = ClientHaServices::new(
-            Arc::new(cluster.connect()),
-            HaServicesOptions::default(),
-        );
+        let client =
+            ClientHaServices::new(Arc::new(cluster.connect()), HaServicesOptions::default());
         let job = JobId::new_random();
         let stores = client.stores();
         assert_eq!(stores.running_jobs().all().await.unwrap().len(), 0);

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tenure_core::backend_read_only::ReadOnlyBackend;
 use tenure_core::config::{HaConfig, HaMode};
 use tenure_core::driver::HaBackend;
 use tenure_core::embedded::EmbeddedCluster;
@@ -163,7 +164,32 @@ pub async fn connect_client_with(
     registry: &BackendRegistry,
 ) -> Result<ClientHaServices, HaError> {
     let options = HaServicesOptions::from_config(config)?;
-    let backend: Arc<dyn HaBackend> = match &config.mode {
+    let backend = client_session(config, registry).await?;
+    Ok(ClientHaServices::new(backend, options))
+}
+
+/// Opens the full [`HaServices`] type on a client-only session (see [`connect_client`]),
+/// read-only: reads, store listings and leader retrieval work as usual; every write (KV,
+/// stores) and every election fails with
+/// [`KvError::Unauthorized`](tenure_core::kv::KvError::Unauthorized) naming what was refused,
+/// and nothing reaches the backend. For code written against [`HaServices`] that only reads
+/// (operator tools); new code should prefer [`connect_client`], whose type has no write
+/// methods.
+pub async fn connect_read_only(config: &HaConfig) -> Result<HaServices, HaError> {
+    let options = HaServicesOptions::from_config(config)?;
+    let session = client_session(config, &BackendRegistry::new()).await?;
+    Ok(HaServices::new(
+        Arc::new(ReadOnlyBackend::new(session)),
+        options,
+    ))
+}
+
+/// A session that writes nothing on the backend by itself.
+async fn client_session(
+    config: &HaConfig,
+    registry: &BackendRegistry,
+) -> Result<Arc<dyn HaBackend>, HaError> {
+    Ok(match &config.mode {
         HaMode::None => Arc::new(EmbeddedCluster::new().connect()),
         HaMode::Custom(name) => match registry.get(name) {
             Some(factory) => factory.connect_client(config).await?,
@@ -178,8 +204,7 @@ pub async fn connect_client_with(
             Arc::new(tenure_kubernetes::KubernetesBackend::from_config_client(config).await?)
         }
         other => return Err(not_built(other)),
-    };
-    Ok(ClientHaServices::new(backend, options))
+    })
 }
 
 fn no_factory(name: &str) -> HaError {

@@ -31,7 +31,8 @@ pub mod config {
 /// Byte buffers as the stores take and return them (re-exported from `bytes`).
 pub use bytes::Bytes;
 pub use connect::{
-    BackendFactory, BackendRegistry, connect, connect_client, connect_client_with, connect_with,
+    BackendFactory, BackendRegistry, connect, connect_client, connect_client_with,
+    connect_read_only, connect_with,
 };
 pub use tenure_core::config::HaConfigBuilder;
 pub use tenure_core::config::{Configuration, HaConfig, HaMode};
@@ -45,9 +46,9 @@ pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
 pub use tenure_core::services_client::ClientHaServices;
 pub use tenure_core::store::{CompletedCheckpoint, StoreError, Writes};
 pub use tenure_core::{
-    blob, cleanup, clock, codec, connection, driver, election, embedded, ha_stores, ids, kv, latch,
-    layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, services_client, store, sync,
-    watch_hub,
+    backend_read_only, blob, cleanup, clock, codec, connection, driver, election, embedded,
+    ha_stores, ids, kv, kv_read_only, latch, layout, leader_info, observed_kv, observer, retrieval,
+    retry, segments, services, services_client, store, sync, watch_hub,
 };
 /// The Kubernetes backend (feature `kubernetes`).
 #[cfg(feature = "kubernetes")]
