@@ -83,9 +83,9 @@ impl Selection {
         let wp = WatchParams::default().timeout(timeout_secs);
         let wp = match self {
             Selection::Labels(l) => wp.labels(l),
-            Selection::Name { name, labels } => wp
-                .labels(labels)
-                .fields(&format!("metadata.name={name}")),
+            Selection::Name { name, labels } => {
+                wp.labels(labels).fields(&format!("metadata.name={name}"))
+            }
         };
         WatchParams {
             bookmarks: true,
@@ -170,7 +170,9 @@ impl ConfigMaps {
         &self,
         selection: &Selection,
     ) -> Result<(Vec<ConfigMap>, String), ApiError> {
-        let list = self.bounded(self.api.list(&selection.list_params())).await?;
+        let list = self
+            .bounded(self.api.list(&selection.list_params()))
+            .await?;
         let rv = list.metadata.resource_version.unwrap_or_default();
         Ok((list.items, rv))
     }

@@ -543,7 +543,11 @@ impl KubernetesBackend {
 /// The `User-Agent` of this backend's requests: `tenure-kubernetes/<version> (client-only)` or
 /// `(process)`.
 pub fn user_agent(client_only: bool) -> String {
-    let role = if client_only { "client-only" } else { "process" };
+    let role = if client_only {
+        "client-only"
+    } else {
+        "process"
+    };
     format!("tenure-kubernetes/{} ({role})", env!("CARGO_PKG_VERSION"))
 }
 

@@ -106,7 +106,10 @@ async fn client_only_reader_follows_a_leader_change_without_writing() {
         .iter()
         .filter(|r| r.user_agent.contains(CLIENT))
         .collect();
-    assert!(!mine.is_empty(), "no request carried the client-only user agent");
+    assert!(
+        !mine.is_empty(),
+        "no request carried the client-only user agent"
+    );
     let writes: Vec<_> = mine.iter().filter(|r| r.writes()).collect();
     assert!(writes.is_empty(), "the reader wrote: {writes:?}");
     let cluster_cm = a.names().cluster_cm();

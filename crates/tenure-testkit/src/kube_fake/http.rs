@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Inner, WatchInfo};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{ApiError, Event, EventType, Resource, labels_of};
+use super::{Inner, WatchInfo};
 
 fn json_response(code: u16, body: &Value) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -43,9 +43,9 @@ mod process;
 pub mod selector;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Duration;

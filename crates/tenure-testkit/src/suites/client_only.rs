@@ -71,10 +71,7 @@ pub async fn client_reader_follows_leaders_and_leaves_no_trace(f: &dyn BackendFa
             .is_some_and(|l| l.address == "b:1" && l.session_id == tb.session_id)
     })
     .await;
-    assert!(matches!(
-        retriever.current(),
-        LeaderState::Leader { .. }
-    ));
+    assert!(matches!(retriever.current(), LeaderState::Leader { .. }));
 
     // Nothing in the KV belongs to the reader's session.
     let observer = b.kv();
@@ -88,7 +85,11 @@ pub async fn client_reader_follows_leaders_and_leaves_no_trace(f: &dyn BackendFa
     // Writes through the client's KV and stores are refused, naming the key; nothing lands.
     let kv = client.kv();
     let e = kv
-        .create("reader/x", Bytes::from_static(b"x"), CreateOptions::default())
+        .create(
+            "reader/x",
+            Bytes::from_static(b"x"),
+            CreateOptions::default(),
+        )
         .await
         .expect_err("a reader's create is refused");
     assert!(
@@ -96,7 +97,10 @@ pub async fn client_reader_follows_leaders_and_leaves_no_trace(f: &dyn BackendFa
         "{e}"
     );
     let e = kv
-        .delete(&layout.leader_info(&ComponentId::Dispatcher), DeleteOptions::default())
+        .delete(
+            &layout.leader_info(&ComponentId::Dispatcher),
+            DeleteOptions::default(),
+        )
         .await
         .expect_err("a reader's delete is refused");
     assert!(matches!(e, KvError::Unauthorized { .. }), "{e}");
