@@ -77,6 +77,32 @@
 //! [`SuspendedPolicy::TolerateSuspended`]): a leader steps down exactly when it cannot renew its
 //! lease within the renew deadline.
 //!
+//! # Client-only backends
+//!
+//! A process that only reads (a CLI, a REST gateway; Flink's `ClientHighAvailabilityServices`)
+//! connects with [`KubernetesSettings::for_client_only`] (or
+//! [`KubernetesBackend::from_config_client`]; `tenure::connect_client` does this). It creates
+//! no session ConfigMap, renews and reaps nothing, joins no latch and refuses every write with
+//! [`KvError::Unauthorized`] before sending anything; it needs only `get`, `list` and `watch`.
+//! Its requests carry the `User-Agent` `tenure-kubernetes/<version> (client-only)`, a full
+//! process's `(process)` (see [`user_agent`]).
+//!
+//! # Watches and API load
+//!
+//! A process that runs elections keeps one label-selector watch of all the cluster's HA
+//! ConfigMaps (it feeds the session reaper and wakes latches). A client-only process instead
+//! watches each ConfigMap it follows by name (`fieldSelector=metadata.name=<name>`, as Flink
+//! does since FLINK-33598): a leader retriever watches only the cluster ConfigMap. Every session
+//! ConfigMap is renewed once per retry period, so a label watch receives one event per process
+//! per retry period on top of the leader's lease renewal; the name watch receives only the
+//! latter. Measured on the fake API server with an idle, confirmed leader and three processes
+//! (`tests/client_only.rs`, 2 s at a 200 ms retry period, extrapolated to the default 5 s):
+//! a client-only retriever receives **0** session-renewal events and about **12 events per
+//! minute** (the leader's renewals of the cluster ConfigMap); a full process's label watch
+//! receives about **47 per minute** (12 from the leader plus 12 per process's session, so
+//! `12 × (1 + processes)` per minute). A session renewal changes no KV key, so it reaches no
+//! [`KvWatch`](tenure_core::kv::KvWatch) and wakes no latch in either kind of process.
+//!
 //! # RBAC
 //!
 //! The backend needs these verbs on ConfigMaps in its namespace:

@@ -12,8 +12,10 @@
 //!   patch is treated the same, which is exact for these resources), `DELETE` (preconditions on
 //!   `resourceVersion` and `uid`, answered with a `Status` of `Success`), `DELETE` on a
 //!   collection (delete-collection with selectors);
-//! - list with `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, exists, `!`), `fieldSelector`
-//!   (`metadata.name`, `metadata.namespace`), `limit` / `continue`;
+//! - list and watch with `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, exists, `!`) and
+//!   `fieldSelector` (`metadata.name`, `metadata.namespace` with `=`, `==`, `!=`; any other
+//!   field is `400 BadRequest` `field label not supported: <field>`, as the real server answers
+//!   for ConfigMaps), `limit` / `continue`;
 //! - watch (`?watch=true`) from a `resourceVersion` (events after it), or without one / with
 //!   `"0"` (the current objects as `ADDED` first), `allowWatchBookmarks` (periodic `BOOKMARK`s
 //!   carrying the last resource version the stream has passed), `timeoutSeconds`; a resource
@@ -32,6 +34,11 @@
 //! [`FakeApiServer::set_delay`] (every response is delayed), [`FakeApiServer::drop_watches`]
 //! (every open watch stream ends), [`FakeApiServer::compact`] (watches from an older resource
 //! version get 410).
+//!
+//! What the server saw: [`FakeApiServer::requests`] (every request),
+//! [`FakeApiServer::served`] (with each request's `User-Agent`, so a client's requests can be
+//! told apart) and [`FakeApiServer::watches`] (every watch with its selectors and the events it
+//! sent, by object name).
 //!
 //! The fake is checked against request/response pairs transcribed from the Kubernetes API
 //! reference (`kube_fake/fixtures/*.json`, run by `tests/kubernetes_fake.rs`), so it is not
