@@ -2,9 +2,11 @@
 //! the HA stores, without a backend session that writes anything.
 //!
 //! A process that only reads (a CLI, a REST client, a dashboard) should leave no trace on the
-//! backend. [`ClientHaServices`] has no elections and no write methods; its KV
-//! ([`ReadOnlyKv`]) refuses every write with [`KvError::Unauthorized`](crate::kv::KvError)
-//! before anything is sent, so the stores it hands out can read but not write. The backend
+//! backend. [`ClientHaServices`] has no elections and no write methods. It runs on a
+//! [`ReadOnlyBackend`] view of the session, whose KV
+//! ([`ReadOnlyKv`](crate::kv_read_only::ReadOnlyKv)) refuses every write with
+//! [`KvError::Unauthorized`](crate::kv::KvError::Unauthorized) before anything is sent, so the
+//! stores it hands out can read but not write. The backend
 //! session must be one that writes nothing on its own either: on ZooKeeper a session creates
 //! no znode until asked; on Kubernetes connect with the client-only setting (no session
 //! ConfigMap, no renewals, watches by ConfigMap name). `tenure::connect_client` does that from

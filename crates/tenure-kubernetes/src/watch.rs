@@ -311,4 +311,29 @@ mod tests {
         let _kept = watcher.subscribe("leader/rest_server");
         assert_eq!(lock(&watcher.subs).len(), 1);
     }
+
+    #[test]
+    fn a_list_by_name_resyncs_that_configmap_alone() {
+        let names = Names::new("c");
+        let watcher = Watcher::new(names.clone(), Arc::new(AtomicI64::new(0)));
+        let cluster = names.cluster_cm();
+        let session = names.session_cm(7);
+        let labels = Selection::Labels(names.label_selector());
+        watcher.resync(
+            &labels,
+            vec![cm::new_cm(&names, &cluster), cm::new_cm(&names, &session)],
+        );
+        let by_name = Selection::Name {
+            name: cluster.clone(),
+            labels: names.label_selector(),
+        };
+        watcher.resync(&by_name, Vec::new());
+        let cached: Vec<String> = lock(&watcher.cache).keys().cloned().collect();
+        assert_eq!(cached, vec![session]);
+        let synced = watcher.synced.borrow().clone();
+        assert!(
+            synced.contains(ALL) && synced.contains(&cluster),
+            "{synced:?}"
+        );
+    }
 }
