@@ -103,3 +103,85 @@ async fn read_only_commands_leave_no_session_configmap_and_write_nothing() {
     );
     election.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_watch_follows_by_configmap_name_without_a_session() {
+    let factory = KubernetesFactory::start().await;
+    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
+    let backend = Arc::new(factory.connect_k8s().await);
+    let layout = Layout::default();
+    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
+        .register(ComponentId::RestServer)
+        .await
+        .expect("register");
+    let mut rx = election.leadership();
+    let term = rx
+        .wait_for(|l| l.term().is_some())
+        .await
+        .expect("granted")
+        .term()
+        .cloned()
+        .expect("leader");
+    election
+        .confirm(term.session_id, "http://10.0.0.5:8081")
+        .await
+        .expect("confirm");
+
+    let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
+    let child = cmd
+        .args([
+            "leaders", "--watch", "--count", "1", "--output", "json", "--config",
+        ])
+        .arg(&setup.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start tenure leaders --watch");
+    let server = factory.server();
+    tenure_testkit::wait_until(
+        "the CLI's watch is open",
+        tenure_testkit::DEADLINE,
+        || async {
+            server
+                .watches()
+                .iter()
+                .any(|w| w.watch.user_agent.contains("(client-only)"))
+        },
+    )
+    .await;
+    // A change for the watch to print: the leader steps down.
+    election.stop().await.expect("stop");
+    let out = tokio::time::timeout(tenure_testkit::DEADLINE, child.wait_with_output())
+        .await
+        .expect("tenure leaders --watch ends after one change")
+        .expect("output");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster_cm = format!("{}-cluster-config-map", factory.settings().cluster_id);
+    for w in server.watches() {
+        if w.watch.user_agent.contains("(client-only)") {
+            assert_eq!(
+                w.watch.field_selector,
+                format!("metadata.name={cluster_cm}"),
+                "{w:?}"
+            );
+        }
+    }
+    assert!(
+        server
+            .served()
+            .iter()
+            .filter(|r| r.user_agent.contains("(client-only)"))
+            .all(|r| !r.writes()),
+        "tenure leaders --watch wrote"
+    );
+    assert_eq!(
+        session_cms(&factory).len(),
+        1,
+        "only the leader had a session"
+    );
+}
