@@ -32,6 +32,13 @@ pub trait BackendFactory: Send + Sync {
     /// Connects a new process (a new backend session) to the cluster.
     async fn connect(&self) -> Arc<dyn HaBackend>;
 
+    /// Connects a new client-only process (Flink's `ClientHighAvailabilityServices`): a session
+    /// that only reads. The default is [`connect`](Self::connect), right for backends whose
+    /// session writes nothing until asked (ZooKeeper, embedded).
+    async fn connect_client(&self) -> Arc<dyn HaBackend> {
+        self.connect().await
+    }
+
     /// Crashes a process: its session ends abruptly, as when the process is killed.
     async fn crash(&self, backend: &Arc<dyn HaBackend>) {
         let _ = backend.close().await;
@@ -106,6 +113,7 @@ macro_rules! conformance_tests {
             churn::churn_leaves_nothing_in_the_driver,
             retrieval::retriever_follows_leader_changes,
             retrieval::job_master_retriever_uses_default_address,
+            client_only::client_reader_follows_leaders_and_leaves_no_trace,
             stores::job_graph_locks_protect_other_processes,
             stores::crashed_process_locks_vanish,
             stores::job_graph_watch_sees_other_processes,

@@ -9,7 +9,7 @@ use tenure::connection::ConnectionState;
 use tenure::kv::{KvEvent, VersionedKv};
 use tenure::layout::{LEADER_DIR, Layout};
 
-use crate::conn::{ConnArgs, Connection, Storage, connect, connect_reading};
+use crate::conn::{ConnArgs, Connection, Storage, connect_client, connect_reading};
 use crate::exit::CliError;
 use crate::inspect::{ComponentLeader, Contender, LeaderSnapshot};
 use crate::metrics::metrics;
@@ -61,9 +61,10 @@ pub async fn run(args: LeadersArgs, conn: &ConnArgs, format: OutputFormat) -> Re
         ));
     }
     let endpoint = args.metrics.endpoint()?;
-    // A watch may wait for a cluster still to come; a snapshot of nothing is an error.
+    // A watch may wait for a cluster still to come; a snapshot of nothing is an error. Both
+    // only read: a client-only session, which writes nothing to the backend.
     let conn = if args.watch {
-        connect(conn, Storage::Optional).await?
+        connect_client(conn, Storage::Optional).await?
     } else {
         connect_reading(conn).await?
     };

@@ -2,6 +2,7 @@
 
 pub mod churn;
 pub mod cleanup;
+pub mod client_only;
 pub mod election;
 pub mod election_named;
 pub mod job_cleanup;
