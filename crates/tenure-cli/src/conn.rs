@@ -358,6 +358,16 @@ impl Connection {
     }
 }
 
+/// What kind of backend session a command opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// A process's full session (elections, writes; on Kubernetes a session ConfigMap).
+    Full,
+    /// A client-only session (`tenure::connect_read_only`): reads and leader retrieval only;
+    /// it writes nothing (on Kubernetes: no session ConfigMap, watches by ConfigMap name).
+    ClientOnly,
+}
+
 /// Whether a command needs the storage directory (blobs, job result files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
@@ -375,11 +385,20 @@ pub async fn connect(args: &ConnArgs, storage: Storage) -> Result<Connection, Cl
     connect_config(config, args.timeout, storage).await
 }
 
-/// Connects for a command that only reads (a listing, one entry): like [`connect`] with
-/// [`Storage::Optional`], then refuses (exit 3) a cluster of which the backend holds nothing
-/// (see [`Connection::require_data`]): a mistyped cluster id is not an empty answer.
+/// Validates the configuration and connects a client-only session ([`Session::ClientOnly`]):
+/// for commands that only read. Nothing is written to the backend; a write through the
+/// services fails naming what was refused.
+pub async fn connect_client(args: &ConnArgs, storage: Storage) -> Result<Connection, CliError> {
+    let config = args.operator_config(storage)?;
+    connect_config_as(config, args.timeout, storage, Session::ClientOnly).await
+}
+
+/// Connects for a command that only reads (a listing, one entry): a client-only session
+/// ([`connect_client`]) with [`Storage::Optional`], then refuses (exit 3) a cluster of which
+/// the backend holds nothing (see [`Connection::require_data`]): a mistyped cluster id is not
+/// an empty answer.
 pub async fn connect_reading(args: &ConnArgs) -> Result<Connection, CliError> {
-    let conn = connect(args, Storage::Optional).await?;
+    let conn = connect_client(args, Storage::Optional).await?;
     if let Err(e) = conn.require_data().await {
         conn.close().await;
         return Err(e);
@@ -445,6 +464,16 @@ pub async fn connect_config(
     timeout: Option<Duration>,
     storage: Storage,
 ) -> Result<Connection, CliError> {
+    connect_config_as(config, timeout, storage, Session::Full).await
+}
+
+/// [`connect_config`] with the kind of session to open.
+pub async fn connect_config_as(
+    config: HaConfig,
+    timeout: Option<Duration>,
+    storage: Storage,
+    session: Session,
+) -> Result<Connection, CliError> {
     let terminal = std::io::stderr().is_terminal();
     if config.mode == HaMode::None {
         const NOTE: &str = "HA mode NONE: this process's own in-memory backend holds nothing of \
@@ -468,7 +497,14 @@ pub async fn connect_config(
     );
     let connect = |config: HaConfig| {
         let progress = terminal.then(|| progress.clone());
-        async move { bounded(tenure::connect(&config), bound, progress).await }
+        async move {
+            match session {
+                Session::Full => bounded(tenure::connect(&config), bound, progress).await,
+                Session::ClientOnly => {
+                    bounded(tenure::connect_read_only(&config), bound, progress).await
+                }
+            }
+        }
     };
     let unreachable = || {
         CliError::Unreachable(format!(

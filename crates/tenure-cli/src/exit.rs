@@ -152,7 +152,9 @@ impl CliError {
         let msg = format!("{context}: {e}");
         match e {
             ConnectError::InvalidConfig { .. } => CliError::Usage(msg),
-            ConnectError::AuthFailed { .. } => CliError::Unauthorized(msg),
+            ConnectError::AuthFailed { .. } | ConnectError::Tls { .. } => {
+                CliError::Unauthorized(msg)
+            }
             ConnectError::NoClientConfig { .. } | ConnectError::Unreachable { .. } => {
                 CliError::Unreachable(msg)
             }
@@ -273,6 +275,16 @@ mod tests {
             }),
         );
         assert_eq!(refused.code(), UNAUTHORIZED);
+        let untrusted = CliError::ha(
+            "connecting",
+            HaError::Connect(ConnectError::Tls {
+                service: "ZooKeeper",
+                address: "zk1:2281".into(),
+                source: "certificate verification failed".into(),
+            }),
+        );
+        assert_eq!(untrusted.code(), UNAUTHORIZED);
+        assert!(untrusted.to_string().contains("zk1:2281"), "{untrusted}");
         let election = CliError::election(
             "campaigning",
             ElectionError::Backend(KvError::Unauthorized {

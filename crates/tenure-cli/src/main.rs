@@ -13,13 +13,15 @@ mod exit;
 mod idle_stream;
 mod inspect;
 mod metrics;
+mod metrics_args;
+mod metrics_auth;
 mod metrics_server;
+mod metrics_tls;
 mod output;
 mod signals;
 mod watchdog;
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -83,9 +85,9 @@ struct Cli {
 struct DemoCommand {
     #[command(flatten)]
     args: demo::DemoArgs,
-    /// Serve Prometheus metrics on GET /metrics of this address while the demo runs.
-    #[arg(long, value_name = "ADDR")]
-    metrics_addr: Option<SocketAddr>,
+    /// The metrics endpoint, served while the demo runs.
+    #[command(flatten)]
+    metrics: metrics_args::MetricsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,9 +197,7 @@ async fn dispatch(cli: Cli) -> Result<u8, CliError> {
                 ..conn
             };
             let config = conn.demo_config()?;
-            if let Some(addr) = d.metrics_addr {
-                metrics::serve(addr).await?;
-            }
+            d.metrics.serve().await?;
             let code = demo::run(d.args, config, format).await?;
             Ok(if code == ExitCode::SUCCESS {
                 exit::OK

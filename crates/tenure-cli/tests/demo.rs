@@ -31,7 +31,7 @@ fn demo_json_reports_every_invariant_held() {
     assert_eq!(report["ok"], true);
     assert_eq!(report["backend"], "embedded");
     let verdicts = report["verdicts"].as_array().expect("verdicts");
-    assert_eq!(verdicts.len(), 5);
+    assert_eq!(verdicts.len(), 6);
     assert!(verdicts.iter().all(|v| v["ok"] == true), "{verdicts:?}");
     let events = report["events"].as_array().expect("events");
     let count = |name: &str| events.iter().filter(|e| e["event"] == name).count();
@@ -40,6 +40,21 @@ fn demo_json_reports_every_invariant_held() {
     assert_eq!(count("stepped down"), 1);
     assert_eq!(count("zombie writes"), 1);
     assert_eq!(count("job finished"), 2);
+    // One job finished before its leader crashed; the next leader re-ran its cleanup.
+    assert_eq!(count("job cleaned up"), 2);
+    assert!(
+        events.iter().any(|e| e["event"] == "job cleaned up"
+            && e["detail"].as_str().is_some_and(
+                |d| d.contains("dirty result recovered") && d.contains("marked clean")
+            )),
+        "{events:?}"
+    );
+    assert!(
+        verdicts
+            .iter()
+            .any(|v| v["invariant"] == "a finished job's HA data is removed"),
+        "{verdicts:?}"
+    );
     for e in events {
         assert!(e["t_ms"].is_number() && e["actor"].is_string() && e["detail"].is_string());
     }

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::blob::BlobStore;
 use crate::ids::JobId;
-use crate::kv::{DeleteOptions, KvError, Version, VersionedKv};
+use crate::kv::{DeleteOptions, Entry, FencingToken, KvError, Version, VersionedKv};
 use crate::layout::{Layout, is_layout_key};
 use crate::services::HaError;
 use crate::store::{
@@ -179,6 +179,86 @@ fn depth(key: &str) -> usize {
     key.matches('/').count() + 1
 }
 
+/// A key that keeps a cleanup off itself and every key above it, and why.
+#[derive(Clone, Debug)]
+pub(crate) struct Blocker<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// Why it stays (shown for the key itself).
+    pub reason: String,
+}
+
+/// Splits `entries` into the keys to delete (deepest first, each at the version read) and the
+/// keys left alone: a blocker itself, and every key with a blocker below it.
+pub(crate) fn plan_keys<'a>(
+    entries: impl Iterator<Item = &'a Entry>,
+    blockers: &[Blocker<'_>],
+) -> (Vec<PlannedKey>, Vec<LeftAlone>) {
+    let (mut keys, mut kept) = (Vec::new(), Vec::new());
+    for e in entries {
+        let key = e.key.as_str();
+        let below = blockers
+            .iter()
+            .find(|b| crate::kv::is_below(key, b.key) || b.key == key);
+        match below {
+            Some(b) if b.key == key => kept.push(LeftAlone {
+                name: key.to_owned(),
+                reason: b.reason.clone(),
+            }),
+            Some(b) => kept.push(LeftAlone {
+                name: key.to_owned(),
+                reason: format!("data that is not ours lies below it ({})", b.key),
+            }),
+            None => keys.push(PlannedKey {
+                key: key.to_owned(),
+                version: e.version,
+                ephemeral: e.ephemeral_owner.is_some(),
+                forced: !is_layout_key(key),
+            }),
+        }
+    }
+    keys.sort_by(|a, b| depth(&b.key).cmp(&depth(&a.key)).then(b.key.cmp(&a.key)));
+    kept.sort_by(|a, b| a.name.cmp(&b.name));
+    (keys, kept)
+}
+
+/// What became of one planned key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyDeletion {
+    /// Deleted at its planned version.
+    Deleted,
+    /// Gone already (someone else deleted it).
+    Gone,
+    /// Not deleted because it changed since planning; why.
+    Changed(&'static str),
+}
+
+/// Deletes `key` at its planned version, fenced by `fence` if given. A key that changed since
+/// planning is reported, never deleted; a refused fence ([`KvError::NotLeader`]) and backend
+/// failures are errors.
+pub(crate) async fn delete_planned_key(
+    kv: &dyn VersionedKv,
+    key: &PlannedKey,
+    fence: Option<&FencingToken>,
+) -> Result<KeyDeletion, KvError> {
+    let opts = DeleteOptions {
+        expected: Some(key.version),
+        fence: fence.cloned(),
+        recursive: false,
+    };
+    match kv.delete(&key.key, opts).await {
+        Ok(()) => Ok(KeyDeletion::Deleted),
+        Err(KvError::NotFound { .. }) => Ok(KeyDeletion::Gone),
+        Err(KvError::VersionConflict { .. }) => {
+            Ok(KeyDeletion::Changed("written since it was planned"))
+        }
+        Err(KvError::NotEmpty { .. }) => {
+            Ok(KeyDeletion::Changed("gained children since it was planned"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl CleanupPlan {
     /// Computes the plan from what the backend, the blob store and the job result directory
     /// hold now. Reads only.
@@ -206,39 +286,19 @@ impl CleanupPlan {
             blob_location: blobs.location().to_owned(),
             ..Default::default()
         };
-        for e in &entries {
-            let key = e.key.as_str();
-            let layout = is_layout_key(key);
-            let below = blocking
-                .iter()
-                .find(|f| crate::kv::is_below(key, f) || **f == key);
-            match below {
-                Some(f) if *f == key => {
-                    let reason = if nested.contains(&key) {
-                        "looks like another cluster's HA data below this namespace"
-                    } else {
-                        "not a key of the HA layout (--force adds it)"
-                    };
-                    plan.kept_keys.push(LeftAlone {
-                        name: key.to_owned(),
-                        reason: reason.into(),
-                    });
+        let blockers: Vec<Blocker<'_>> = blocking
+            .iter()
+            .map(|&key| Blocker {
+                key,
+                reason: if nested.contains(&key) {
+                    "looks like another cluster's HA data below this namespace"
+                } else {
+                    "not a key of the HA layout (--force adds it)"
                 }
-                Some(f) => plan.kept_keys.push(LeftAlone {
-                    name: key.to_owned(),
-                    reason: format!("data that is not ours lies below it ({f})"),
-                }),
-                None => plan.keys.push(PlannedKey {
-                    key: key.to_owned(),
-                    version: e.version,
-                    ephemeral: e.ephemeral_owner.is_some(),
-                    forced: !layout,
-                }),
-            }
-        }
-        plan.keys
-            .sort_by(|a, b| depth(&b.key).cmp(&depth(&a.key)).then(b.key.cmp(&a.key)));
-        plan.kept_keys.sort_by(|a, b| a.name.cmp(&b.name));
+                .into(),
+            })
+            .collect();
+        (plan.keys, plan.kept_keys) = plan_keys(entries.iter(), &blockers);
 
         let names = blobs.list("").await?;
         let blob_roots = nested_roots(names.iter().map(String::as_str), is_ha_blob);
@@ -306,28 +366,16 @@ impl CleanupPlan {
     ) -> Result<CleanupOutcome, HaError> {
         let mut out = CleanupOutcome::default();
         for k in &self.keys {
-            let opts = DeleteOptions {
-                expected: Some(k.version),
-                ..Default::default()
-            };
-            let skipped = |reason: &str| LeftAlone {
-                name: k.key.clone(),
-                reason: reason.to_owned(),
-            };
-            match kv.delete(&k.key, opts).await {
-                Ok(()) => out.keys.push(k.key.clone()),
-                Err(KvError::NotFound { .. }) => {
-                    out.skipped_keys.push(skipped("gone already"));
-                }
-                Err(KvError::VersionConflict { .. }) => {
-                    out.skipped_keys
-                        .push(skipped("written since it was planned"));
-                }
-                Err(KvError::NotEmpty { .. }) => {
-                    out.skipped_keys
-                        .push(skipped("gained children since it was planned"));
-                }
-                Err(e) => return Err(e.into()),
+            match delete_planned_key(kv, k, None).await? {
+                KeyDeletion::Deleted => out.keys.push(k.key.clone()),
+                KeyDeletion::Gone => out.skipped_keys.push(LeftAlone {
+                    name: k.key.clone(),
+                    reason: "gone already".into(),
+                }),
+                KeyDeletion::Changed(reason) => out.skipped_keys.push(LeftAlone {
+                    name: k.key.clone(),
+                    reason: reason.into(),
+                }),
             }
         }
         out.namespace = kv.remove_empty_namespace().await?;

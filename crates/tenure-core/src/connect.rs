@@ -59,6 +59,17 @@ pub enum ConnectError {
         /// The client's report.
         source: BoxError,
     },
+    /// The TLS handshake failed: the server's certificate did not verify against the configured
+    /// CA, or the server refused the client's certificate (or asked for one none was set).
+    #[error("TLS with {service} at {address} failed: {source}")]
+    Tls {
+        /// The service (`ZooKeeper`).
+        service: &'static str,
+        /// The servers tried.
+        address: String,
+        /// The TLS library's report (which check failed, with the server).
+        source: BoxError,
+    },
     /// No session could be established within the attempts (and time) allowed.
     #[error(
         "cannot connect to {service} at {address} after {attempts} attempt(s): {source}{}",

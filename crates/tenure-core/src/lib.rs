@@ -66,6 +66,7 @@
 //! Use the `tenure` facade to connect by configuration (HA mode and Flink keys); depend on a
 //! backend crate directly only to build its settings in code or to use what only it has.
 
+pub mod backend_read_only;
 pub mod blob;
 pub mod cleanup;
 pub mod clock;
@@ -78,7 +79,9 @@ pub mod election;
 pub mod embedded;
 pub mod ha_stores;
 pub mod ids;
+pub mod job_cleanup;
 pub mod kv;
+pub mod kv_read_only;
 pub mod latch;
 pub mod layout;
 pub mod leader_info;
@@ -88,6 +91,7 @@ pub mod retrieval;
 pub mod retry;
 pub mod segments;
 pub mod services;
+pub mod services_client;
 pub mod services_named;
 pub mod store;
 pub mod sync;

@@ -19,6 +19,7 @@ use crate::driver::HaBackend;
 use crate::election::{ElectionError, ElectionService, LeaderElection, LeaderTerm};
 use crate::ha_stores::HaStores;
 use crate::ids::{ComponentId, JobId};
+use crate::job_cleanup::JobCleanupReport;
 use crate::kv::{KvError, VersionedKv};
 use crate::layout::Layout;
 use crate::observed_kv::ObservedKv;
@@ -468,6 +469,15 @@ impl HaServices {
             files.as_ref(),
         )
         .await
+    }
+
+    /// One attempt at removing everything the finished `job` left on the backend and in the
+    /// blob store, then marking its job result clean if it has one (see [`crate::job_cleanup`]).
+    /// Unfenced, for operators; a leader uses
+    /// [`HaStores::global_cleanup`](crate::ha_stores::HaStores::global_cleanup) on its term's
+    /// stores, which retries and is fenced.
+    pub async fn cleanup_job(&self, job: JobId) -> Result<JobCleanupReport, HaError> {
+        self.admin_stores().cleanup_job(job).await
     }
 
     /// Closes the services and removes the cluster's HA data: the keys of the HA layout in the

@@ -59,6 +59,41 @@ fn classify(e: kube::Error) -> ApiError {
     }
 }
 
+/// Which ConfigMaps a list or watch asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Selection {
+    /// Every ConfigMap matching a label selector.
+    Labels(String),
+    /// The one ConfigMap of this name (`fieldSelector=metadata.name=<name>`), if it also
+    /// matches the label selector.
+    Name { name: String, labels: String },
+}
+
+impl Selection {
+    fn list_params(&self) -> ListParams {
+        match self {
+            Selection::Labels(l) => ListParams::default().labels(l),
+            Selection::Name { name, labels } => ListParams::default()
+                .labels(labels)
+                .fields(&format!("metadata.name={name}")),
+        }
+    }
+
+    fn watch_params(&self, timeout_secs: u32) -> WatchParams {
+        let wp = WatchParams::default().timeout(timeout_secs);
+        let wp = match self {
+            Selection::Labels(l) => wp.labels(l),
+            Selection::Name { name, labels } => {
+                wp.labels(labels).fields(&format!("metadata.name={name}"))
+            }
+        };
+        WatchParams {
+            bookmarks: true,
+            ..wp
+        }
+    }
+}
+
 /// ConfigMaps of one namespace.
 #[derive(Clone)]
 pub(crate) struct ConfigMaps {
@@ -126,27 +161,31 @@ impl ConfigMaps {
 
     /// The ConfigMaps matching `selector`, and the list's resource version.
     pub async fn list(&self, selector: &str) -> Result<(Vec<ConfigMap>, String), ApiError> {
+        self.list_selected(&Selection::Labels(selector.to_owned()))
+            .await
+    }
+
+    /// The ConfigMaps `selection` asks for, and the list's resource version.
+    pub async fn list_selected(
+        &self,
+        selection: &Selection,
+    ) -> Result<(Vec<ConfigMap>, String), ApiError> {
         let list = self
-            .bounded(self.api.list(&ListParams::default().labels(selector)))
+            .bounded(self.api.list(&selection.list_params()))
             .await?;
         let rv = list.metadata.resource_version.unwrap_or_default();
         Ok((list.items, rv))
     }
 
-    /// A watch of the ConfigMaps matching `selector` after resource version `rv`, with bookmarks;
-    /// the server ends it after `timeout_secs`.
+    /// A watch of the ConfigMaps `selection` asks for after resource version `rv`, with
+    /// bookmarks; the server ends it after `timeout_secs`.
     pub async fn watch(
         &self,
-        selector: &str,
+        selection: &Selection,
         rv: &str,
         timeout_secs: u32,
     ) -> Result<impl Stream<Item = Result<WatchEvent<ConfigMap>, ApiError>> + use<>, ApiError> {
-        let wp = WatchParams {
-            bookmarks: true,
-            ..WatchParams::default()
-                .labels(selector)
-                .timeout(timeout_secs)
-        };
+        let wp = selection.watch_params(timeout_secs);
         let s = self.bounded(self.api.watch(&wp, rv)).await?;
         Ok(s.map(|r| r.map_err(classify)))
     }

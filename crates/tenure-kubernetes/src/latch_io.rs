@@ -29,6 +29,7 @@ impl LatchIo for Io {
     fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
         let sh = self.shared.upgrade().ok_or(KvError::Closed)?;
         sh.check_open()?;
+        sh.check_writable("joining a leader latch", latch)?;
         let lock_cm = sh.names.latch_cm(latch)?;
         Ok(Recipe::new(lock_cm, &sh.settings, Active::new(&sh)))
     }

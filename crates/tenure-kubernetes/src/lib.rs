@@ -77,6 +77,32 @@
 //! [`SuspendedPolicy::TolerateSuspended`]): a leader steps down exactly when it cannot renew its
 //! lease within the renew deadline.
 //!
+//! # Client-only backends
+//!
+//! A process that only reads (a CLI, a REST gateway; Flink's `ClientHighAvailabilityServices`)
+//! connects with [`KubernetesSettings::for_client_only`] (or
+//! [`KubernetesBackend::from_config_client`]; `tenure::connect_client` does this). It creates
+//! no session ConfigMap, renews and reaps nothing, joins no latch and refuses every write with
+//! [`KvError::Unauthorized`] before sending anything; it needs only `get`, `list` and `watch`.
+//! Its requests carry the `User-Agent` `tenure-kubernetes/<version> (client-only)`, a full
+//! process's `(process)` (see [`user_agent`]).
+//!
+//! # Watches and API load
+//!
+//! A process that runs elections keeps one label-selector watch of all the cluster's HA
+//! ConfigMaps (it feeds the session reaper and wakes latches). A client-only process instead
+//! watches each ConfigMap it follows by name (`fieldSelector=metadata.name=<name>`, as Flink
+//! does since FLINK-33598): a leader retriever watches only the cluster ConfigMap. Every session
+//! ConfigMap is renewed once per retry period, so a label watch receives one event per process
+//! per retry period on top of the leader's lease renewal; the name watch receives only the
+//! latter. Measured on the fake API server with an idle, confirmed leader and three processes
+//! (`tests/client_only.rs`, 2 s at a 200 ms retry period, extrapolated to the default 5 s):
+//! a client-only retriever receives **0** session-renewal events and about **12 events per
+//! minute** (the leader's renewals of the cluster ConfigMap); a full process's label watch
+//! receives about **47 per minute** (12 from the leader plus 12 per process's session, so
+//! `12 × (1 + processes)` per minute). A session renewal changes no KV key, so it reaches no
+//! [`KvWatch`](tenure_core::kv::KvWatch) and wakes no latch in either kind of process.
+//!
 //! # RBAC
 //!
 //! The backend needs these verbs on ConfigMaps in its namespace:
@@ -154,6 +180,8 @@ pub(crate) struct Shared {
     pub driver: std::sync::OnceLock<SessionDriver>,
     pub watcher: Arc<watch::Watcher>,
     pub last_rv: Arc<AtomicI64>,
+    /// The watches started so far (client-only: one per ConfigMap followed).
+    watches: Mutex<Vec<api::Selection>>,
 }
 
 impl Shared {
@@ -220,6 +248,72 @@ impl Shared {
 
     pub fn note_rv(&self, rv: i64) {
         self.last_rv.fetch_max(rv, Ordering::SeqCst);
+    }
+
+    /// Refuses a write (`op` on `key`) of a client-only backend.
+    pub fn check_writable(&self, op: &str, key: &str) -> Result<(), KvError> {
+        if self.settings.client_only {
+            return Err(KvError::Unauthorized {
+                key: key.to_owned(),
+                reason: format!(
+                    "this Kubernetes backend is client-only (read-only): {op} is refused; \
+                     connect the full HA services to write"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts the watch of `selection` unless it runs already. A client-only backend's
+    /// watches report its connection state: `Suspended` while a list fails, `Connected` once
+    /// one succeeds.
+    pub fn ensure_watch(self: &Arc<Self>, selection: api::Selection) {
+        {
+            let mut started = lock(&self.watches);
+            if started.contains(&selection) {
+                return;
+            }
+            started.push(selection.clone());
+        }
+        let report = self.settings.client_only.then(|| Arc::downgrade(self));
+        tokio::spawn(watch::run(
+            self.api.clone(),
+            self.watcher.clone(),
+            self.cancel.child_token(),
+            self.settings.retry_period,
+            selection,
+            move |ok| {
+                let Some(sh) = report.as_ref().and_then(std::sync::Weak::upgrade) else {
+                    return;
+                };
+                if sh.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let state = if ok {
+                    ConnectionState::Connected
+                } else {
+                    ConnectionState::Suspended
+                };
+                sh.connection.send_if_modified(|s| {
+                    let changed = *s != state;
+                    *s = state;
+                    changed
+                });
+            },
+        ));
+    }
+
+    /// The selection that watches the ConfigMaps of `scope`: by name on a client-only
+    /// backend, else the process's one label watch.
+    pub fn selection(&self, scope: &names::Scope) -> api::Selection {
+        let labels = self.names.label_selector();
+        match scope {
+            names::Scope::One(name) if self.settings.client_only => api::Selection::Name {
+                name: name.clone(),
+                labels,
+            },
+            _ => api::Selection::Labels(labels),
+        }
     }
 }
 
@@ -323,23 +417,23 @@ impl KubernetesBackend {
             view: tokio_watch::channel(SessionView::CONNECTED).0,
             driver: std::sync::OnceLock::new(),
             last_rv,
+            watches: Mutex::new(Vec::new()),
         });
-        session::start(&shared)
-            .await
-            .map_err(|(attempts, e)| ConnectError::Unreachable {
-                service: API_SERVER,
-                address: shared.url.clone(),
-                attempts,
-                limit: Some("creating this process's session ConfigMap".into()),
-                source: Box::new(e),
-            })?;
-        tokio::spawn(watch::run(
-            shared.api.clone(),
-            shared.watcher.clone(),
-            cancel.child_token(),
-            shared.settings.retry_period,
-        ));
-        tokio::spawn(session::run(shared.clone(), cancel.child_token()));
+        // A client-only backend writes nothing: no session, no renewals, no reaper, and its
+        // watches start with the first KV watch that needs them.
+        if !shared.settings.client_only {
+            session::start(&shared)
+                .await
+                .map_err(|(attempts, e)| ConnectError::Unreachable {
+                    service: API_SERVER,
+                    address: shared.url.clone(),
+                    attempts,
+                    limit: Some("creating this process's session ConfigMap".into()),
+                    source: Box::new(e),
+                })?;
+            shared.ensure_watch(shared.selection(&names::Scope::All));
+            tokio::spawn(session::run(shared.clone(), cancel.child_token()));
+        }
         Ok(Self {
             shared,
             _guard: Arc::new(DropGuard(cancel)),
@@ -362,11 +456,19 @@ impl KubernetesBackend {
     }
 
     /// Connects with a client configuration.
+    ///
+    /// Every request carries the `User-Agent` `tenure-kubernetes/<version>` with
+    /// `(client-only)` or `(process)` after it, so the API server's audit log tells a
+    /// client-only reader's requests from those of a process that runs elections.
     pub async fn connect_with_config(
         settings: KubernetesSettings,
-        config: kube::Config,
+        mut config: kube::Config,
     ) -> Result<Self, ConnectError> {
         install_crypto_provider();
+        let agent = user_agent(settings.client_only);
+        if let Ok(value) = http::HeaderValue::from_str(&agent) {
+            config.headers.push((http::header::USER_AGENT, value));
+        }
         let url = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|e| ConnectError::Unreachable {
             service: API_SERVER,
@@ -397,6 +499,15 @@ impl KubernetesBackend {
     /// `kubernetes.config.file` and `kubernetes.context` choose another kubeconfig or context.
     pub async fn from_config(config: &HaConfig) -> Result<Self, ConnectError> {
         let settings = KubernetesSettings::from_ha_config(config)?;
+        Self::from_settings_and_config(settings, config).await
+    }
+
+    /// Connects with `settings`, finding the client configuration as
+    /// [`from_config`](Self::from_config) does.
+    async fn from_settings_and_config(
+        settings: KubernetesSettings,
+        config: &HaConfig,
+    ) -> Result<Self, ConnectError> {
         let k = &config.kubernetes;
         if k.config_file.is_none() && k.context.is_none() {
             return Self::connect_inferred(settings).await;
@@ -424,6 +535,15 @@ impl KubernetesBackend {
         Self::connect_with_config(settings, client_config).await
     }
 
+    /// Connects a client-only backend from an HA configuration (see
+    /// [`KubernetesSettings::for_client_only`]): as [`from_config`](Self::from_config), but
+    /// the backend creates no session ConfigMap, renews nothing, refuses every write and
+    /// watches the ConfigMaps it follows by name.
+    pub async fn from_config_client(config: &HaConfig) -> Result<Self, ConnectError> {
+        let settings = KubernetesSettings::from_ha_config(config)?.for_client_only();
+        Self::from_settings_and_config(settings, config).await
+    }
+
     /// The settings.
     pub fn settings(&self) -> &KubernetesSettings {
         &self.shared.settings
@@ -444,6 +564,17 @@ impl KubernetesBackend {
         self.shared.watcher.close_subscriptions();
         self.shared.connection.send_replace(ConnectionState::Lost);
     }
+}
+
+/// The `User-Agent` of this backend's requests: `tenure-kubernetes/<version> (client-only)` or
+/// `(process)`.
+pub fn user_agent(client_only: bool) -> String {
+    let role = if client_only {
+        "client-only"
+    } else {
+        "process"
+    };
+    format!("tenure-kubernetes/{} ({role})", env!("CARGO_PKG_VERSION"))
 }
 
 /// Installs rustls' `ring` provider as the process default unless one is installed, so a
@@ -493,7 +624,11 @@ impl HaBackend for KubernetesBackend {
         self.shared.end_view();
         latch_io::wait_released(&self.shared).await;
         self.shared.cancel.cancel();
-        let result = session::end(&self.shared).await;
+        let result = if self.shared.settings.client_only {
+            Ok(())
+        } else {
+            session::end(&self.shared).await
+        };
         self.shared.watcher.close_subscriptions();
         self.shared.connection.send_replace(ConnectionState::Lost);
         result

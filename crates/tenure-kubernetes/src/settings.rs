@@ -39,6 +39,11 @@ pub struct KubernetesSettings {
     pub skew_allowance: Duration,
     /// The clock all lease arithmetic reads.
     pub clock: Arc<dyn Clock>,
+    /// Client-only (Flink's `ClientHighAvailabilityServices`): the backend only reads. It
+    /// creates no session ConfigMap, renews and reaps nothing, joins no latch, refuses every
+    /// write, and watches each ConfigMap it follows by name (`fieldSelector=metadata.name=`)
+    /// instead of every HA ConfigMap of the cluster. Default `false`.
+    pub client_only: bool,
 }
 
 impl fmt::Debug for KubernetesSettings {
@@ -52,6 +57,7 @@ impl fmt::Debug for KubernetesSettings {
             .field("max_retries", &self.max_retries)
             .field("request_timeout", &self.request_timeout)
             .field("skew_allowance", &self.skew_allowance)
+            .field("client_only", &self.client_only)
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +80,14 @@ impl KubernetesSettings {
             request_timeout: default_request_timeout(d.retry_period),
             skew_allowance: d.lease_duration,
             clock: Arc::new(SystemClock),
+            client_only: false,
         }
+    }
+
+    /// These settings for a client-only backend (the field `client_only`).
+    pub fn for_client_only(mut self) -> Self {
+        self.client_only = true;
+        self
     }
 
     /// These settings with lease duration, renew deadline and retry period set (request

@@ -373,9 +373,15 @@ impl VersionedKv for KubernetesBackend {
         validate_prefix(prefix)?;
         let sh = &self.shared;
         sh.check_open()?;
+        let selection = sh.selection(&sh.names.scope(prefix));
+        let name = match &selection {
+            crate::api::Selection::Name { name, .. } => Some(name.clone()),
+            crate::api::Selection::Labels(_) => None,
+        };
         let w = sh.watcher.subscribe(prefix);
+        sh.ensure_watch(selection);
         tokio::select! {
-            _ = sh.watcher.wait_synced() => Ok(w),
+            _ = sh.watcher.wait_synced(name.as_deref()) => Ok(w),
             _ = tokio::time::sleep(sh.settings.request_timeout * 3) => Err(KvError::Backend(
                 "the ConfigMap watch could not be started (no list from the API server)".into(),
             )),
@@ -391,6 +397,7 @@ impl VersionedKv for KubernetesBackend {
         validate_key(key)?;
         let sh = &self.shared;
         sh.check_open()?;
+        sh.check_writable("create", key)?;
         let loc = sh.names.locate(key)?;
         let raw = cm::encode(&loc, key, &value)?;
         let owner = opts.ephemeral.then_some(sh.session_id);
@@ -439,6 +446,7 @@ impl VersionedKv for KubernetesBackend {
         validate_key(key)?;
         let sh = &self.shared;
         sh.check_open()?;
+        sh.check_writable("compare-and-set", key)?;
         let loc = sh.names.locate(key)?;
         let raw = cm::encode(&loc, key, &value)?;
         let not_found = || KvError::NotFound {
@@ -486,6 +494,7 @@ impl VersionedKv for KubernetesBackend {
         validate_key(key)?;
         let sh = &self.shared;
         sh.check_open()?;
+        sh.check_writable("delete", key)?;
         let loc = sh.names.locate(key)?;
         let not_found = || KvError::NotFound {
             key: key.to_owned(),
@@ -549,12 +558,16 @@ impl VersionedKv for KubernetesBackend {
     }
 
     async fn txn(&self, txn: Txn) -> Result<Vec<TxnResult>, KvError> {
+        let first = txn.ops.first().map(|op| op.key().to_owned());
+        self.shared
+            .check_writable("a transaction", first.as_deref().unwrap_or(""))?;
         self.shared.commit_txn(txn).await
     }
 
     async fn remove_empty_namespace(&self) -> Result<Vec<String>, KvError> {
         let sh = &self.shared;
         sh.check_open()?;
+        sh.check_writable("removing the empty namespace", "")?;
         // This process's session ConfigMap goes too, and is not created again.
         sh.cleaned.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut removed = Vec::new();

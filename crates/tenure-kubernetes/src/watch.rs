@@ -1,20 +1,27 @@
-//! One shared watch per process over every HA ConfigMap of the cluster (Flink's
-//! `KubernetesConfigMapSharedWatcher`), turned into KV events.
+//! The ConfigMap watches of a process (Flink's `KubernetesConfigMapSharedWatcher`), turned
+//! into KV events.
 //!
-//! The watcher lists the ConfigMaps with the cluster's labels, then watches from the list's
-//! resource version with bookmarks, re-watching from the last version seen when a stream ends,
-//! and listing afresh when the server answers `410 Gone` or the stream fails. It caches every
-//! ConfigMap's decoded entries and reports the difference between the old and new entries of
-//! each changed ConfigMap as [`KvEvent::Put`] / [`KvEvent::Deleted`], so a re-list after missed
-//! events reports exactly what changed meanwhile. It also feeds the session reaper (the
-//! cache) and wakes latches when their ConfigMap changes.
+//! A watch lists its ConfigMaps, then watches from the list's resource version with bookmarks,
+//! re-watching from the last version seen when a stream ends, and listing afresh when the
+//! server answers `410 Gone` or the stream fails. The [`Watcher`] caches every ConfigMap's
+//! decoded entries and reports the difference between the old and new entries of each changed
+//! ConfigMap as [`KvEvent::Put`] / [`KvEvent::Deleted`], so a re-list after missed events
+//! reports exactly what changed meanwhile. A renewal of a session ConfigMap changes no entry,
+//! so it reaches no [`KvWatch`].
 //!
-//! This is already one watch per session fanned out to every [`KvWatch`] (filtered to each
-//! subscriber's prefix), so the core's `WatchHub` is not used here: that watch is always on (the
-//! cache, the session reaper and the latches need it), and there is no per-prefix backend watch
-//! to open for the first subscriber or to remove after the last.
+//! Two ways to feed it ([`Selection`]):
+//!
+//! - A process that runs elections has one label-selector watch of every HA ConfigMap of the
+//!   cluster, always on: it also feeds the session reaper (the cache) and wakes latches when
+//!   their ConfigMap changes. Every [`KvWatch`] of the process is a filtered view of it, so the
+//!   core's `WatchHub` is not used here.
+//! - A client-only process watches each ConfigMap it follows by name
+//!   (`fieldSelector=metadata.name=<name>`, Flink's FLINK-33598), started by the first
+//!   [`KvWatch`] below it: renewals of other processes' sessions and changes of ConfigMaps it
+//!   does not follow never reach it. Only a watch of every key (`""`, `jobs`) needs the label
+//!   watch there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,9 +34,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::api::{ApiError, ConfigMaps};
+use crate::api::{ApiError, ConfigMaps, Selection};
 use crate::cm;
-use crate::names::Names;
+use crate::names::{CmKind, Names};
 
 /// How long the server keeps one watch request open.
 const WATCH_TIMEOUT_SECS: u32 = 60;
@@ -49,7 +56,8 @@ pub(crate) struct Watcher {
     names: Names,
     subs: Mutex<Vec<Sub>>,
     cache: Mutex<BTreeMap<String, Cached>>,
-    synced: watch::Sender<bool>,
+    /// The ConfigMaps whose first list has been applied (by name; [`ALL`] for the label watch).
+    synced: watch::Sender<BTreeSet<String>>,
     changes: broadcast::Sender<String>,
     last_rv: Arc<AtomicI64>,
 }
@@ -68,16 +76,19 @@ impl Watcher {
             names,
             subs: Mutex::new(Vec::new()),
             cache: Mutex::new(BTreeMap::new()),
-            synced: watch::channel(false).0,
+            synced: watch::channel(BTreeSet::new()).0,
             changes: broadcast::channel(1024).0,
             last_rv,
         })
     }
 
-    /// Waits until the first list has been applied.
-    pub async fn wait_synced(&self) {
+    /// Waits until the first list of ConfigMap `name` (`None`: of every ConfigMap, the label
+    /// watch) has been applied; the label watch's list counts for every name.
+    pub async fn wait_synced(&self, name: Option<&str>) {
         let mut rx = self.synced.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
+        let _ = rx
+            .wait_for(|s| s.contains(ALL) || name.is_some_and(|n| s.contains(n)))
+            .await;
     }
 
     /// A KV watch of the keys below `prefix`, fed from the shared watch. Subscribers that were
@@ -158,11 +169,16 @@ impl Watcher {
                 subs.retain(|s| !is_below(&s.prefix, key) || s.tx.send(ev.clone()).is_ok());
             }
         }
-        let _ = self.changes.send(name.to_owned());
+        // Latches wait for their lock ConfigMap, never a session's: a session renewal (one per
+        // process per retry period) wakes none of them.
+        if !matches!(self.names.classify(name), CmKind::Session(_)) {
+            let _ = self.changes.send(name.to_owned());
+        }
     }
 
-    /// Applies a full list: every listed ConfigMap, and deletion of cached ones not listed.
-    fn resync(&self, items: Vec<ConfigMap>) {
+    /// Applies a full list of what `selection` asks for: every listed ConfigMap, and deletion
+    /// of cached ones it would have listed but did not.
+    fn resync(&self, selection: &Selection, items: Vec<ConfigMap>) {
         let listed: Vec<String> = items
             .iter()
             .filter_map(|c| c.metadata.name.clone())
@@ -170,6 +186,10 @@ impl Watcher {
         let gone: Vec<String> = lock(&self.cache)
             .keys()
             .filter(|k| !listed.contains(k))
+            .filter(|k| match selection {
+                Selection::Labels(_) => true,
+                Selection::Name { name, .. } => *k == name,
+            })
             .cloned()
             .collect();
         for name in gone {
@@ -180,39 +200,50 @@ impl Watcher {
                 self.apply(&name, Some(cm));
             }
         }
-        self.synced.send_replace(true);
+        let synced = match selection {
+            Selection::Labels(_) => ALL.to_owned(),
+            Selection::Name { name, .. } => name.clone(),
+        };
+        self.synced.send_if_modified(|s| s.insert(synced));
     }
 }
 
-/// Runs the shared watch until `cancel` fires.
+/// The name under which the label watch's first list is noted as synced (never a ConfigMap's).
+const ALL: &str = "";
+
+/// Runs one watch of what `selection` asks for until `cancel` fires; `listed` is told whether
+/// each list succeeded (a client-only process derives its connection state from it).
 pub(crate) async fn run(
     api: ConfigMaps,
     watcher: Arc<Watcher>,
     cancel: CancellationToken,
     retry: Duration,
+    selection: Selection,
+    listed: impl Fn(bool) + Send + 'static,
 ) {
-    let selector = watcher.names.label_selector();
+    let selector = &selection;
     let pause = retry.min(Duration::from_secs(1));
     'list: loop {
-        let listed = tokio::select! {
+        let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = api.list(&selector) => r,
+            r = api.list_selected(selector) => r,
         };
-        let (items, mut rv) = match listed {
+        listed(result.is_ok());
+        let (items, mut rv) = match result {
             Ok(l) => l,
             Err(e) => {
-                debug!(error = %e, "listing ConfigMaps failed; retrying");
+                debug!(error = %e, ?selection, "listing ConfigMaps failed; retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(pause) => continue 'list,
                 }
             }
         };
-        watcher.resync(items);
+        watcher.resync(selector, items);
         loop {
             let started = tokio::select! {
                 _ = cancel.cancelled() => return,
-                s = api.watch(&selector, &rv, WATCH_TIMEOUT_SECS) => s,
+                s = api.watch(selector, &rv, WATCH_TIMEOUT_SECS) => s,
             };
             let stream = match started {
                 Ok(s) => s,
@@ -279,5 +310,30 @@ mod tests {
         }
         let _kept = watcher.subscribe("leader/rest_server");
         assert_eq!(lock(&watcher.subs).len(), 1);
+    }
+
+    #[test]
+    fn a_list_by_name_resyncs_that_configmap_alone() {
+        let names = Names::new("c");
+        let watcher = Watcher::new(names.clone(), Arc::new(AtomicI64::new(0)));
+        let cluster = names.cluster_cm();
+        let session = names.session_cm(7);
+        let labels = Selection::Labels(names.label_selector());
+        watcher.resync(
+            &labels,
+            vec![cm::new_cm(&names, &cluster), cm::new_cm(&names, &session)],
+        );
+        let by_name = Selection::Name {
+            name: cluster.clone(),
+            labels: names.label_selector(),
+        };
+        watcher.resync(&by_name, Vec::new());
+        let cached: Vec<String> = lock(&watcher.cache).keys().cloned().collect();
+        assert_eq!(cached, vec![session]);
+        let synced = watcher.synced.borrow().clone();
+        assert!(
+            synced.contains(ALL) && synced.contains(&cluster),
+            "{synced:?}"
+        );
     }
 }

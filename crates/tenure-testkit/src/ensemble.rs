@@ -56,6 +56,9 @@ struct Node {
 #[derive(Debug)]
 pub struct ZooKeeperEnsemble {
     dir: tempfile::TempDir,
+    /// Whether the `server.N` lines also name the client address (`;127.0.0.1:<client>`), so
+    /// that `/zookeeper/config` lists every server's client address.
+    advertise_clients: bool,
     nodes: Vec<Node>,
 }
 
@@ -75,6 +78,17 @@ impl ZooKeeperEnsemble {
     /// directories and waits until each serves as leader or follower. Panics, with the servers'
     /// logs, if they do not within [`START_DEADLINE`].
     pub async fn start(size: usize) -> Self {
+        Self::start_with(size, false).await
+    }
+
+    /// As [`start`](Self::start), with each `server.N` line naming its client address too
+    /// (`server.N=127.0.0.1:<quorum>:<election>;127.0.0.1:<client>`): the ensemble's
+    /// `/zookeeper/config` then lists the client addresses, which an ensemble tracker follows.
+    pub async fn start_advertising_clients(size: usize) -> Self {
+        Self::start_with(size, true).await
+    }
+
+    async fn start_with(size: usize, advertise_clients: bool) -> Self {
         assert!(size >= 1, "an ensemble needs at least one server");
         check_installed();
         let dir = tempfile::Builder::new()
@@ -83,6 +97,7 @@ impl ZooKeeperEnsemble {
             .expect("temporary directory");
         let mut ensemble = Self {
             dir,
+            advertise_clients,
             nodes: Vec::new(),
         };
         let mut last = String::new();
@@ -126,8 +141,13 @@ impl ZooKeeperEnsemble {
         fs::write(data.join("myid"), format!("{}\n", n + 1)).expect("write myid");
         let mut text = zoo_cfg(&data, self.nodes[n].client_port);
         for (i, node) in self.nodes.iter().enumerate() {
+            let client = if self.advertise_clients {
+                format!(";127.0.0.1:{}", node.client_port)
+            } else {
+                String::new()
+            };
             text.push_str(&format!(
-                "server.{}=127.0.0.1:{}:{}\n",
+                "server.{}=127.0.0.1:{}:{}{client}\n",
                 i + 1,
                 node.quorum_port,
                 node.election_port

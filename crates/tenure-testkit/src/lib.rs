@@ -33,6 +33,13 @@ pub trait BackendFactory: Send + Sync {
     /// Connects a new process (a new backend session) to the cluster.
     async fn connect(&self) -> Arc<dyn HaBackend>;
 
+    /// Connects a new client-only process (Flink's `ClientHighAvailabilityServices`): a session
+    /// that only reads. The default is [`connect`](Self::connect), right for backends whose
+    /// session writes nothing until asked (ZooKeeper, embedded).
+    async fn connect_client(&self) -> Arc<dyn HaBackend> {
+        self.connect().await
+    }
+
     /// Crashes a process: its session ends abruptly, as when the process is killed.
     async fn crash(&self, backend: &Arc<dyn HaBackend>) {
         let _ = backend.close().await;
@@ -107,6 +114,7 @@ macro_rules! conformance_tests {
             churn::churn_leaves_nothing_in_the_driver,
             retrieval::retriever_follows_leader_changes,
             retrieval::job_master_retriever_uses_default_address,
+            client_only::client_reader_follows_leaders_and_leaves_no_trace,
             stores::job_graph_locks_protect_other_processes,
             stores::crashed_process_locks_vanish,
             stores::job_graph_watch_sees_other_processes,
@@ -119,6 +127,10 @@ macro_rules! conformance_tests {
             stores::running_jobs_registry_tracks_status,
             cleanup::close_keeps_data_for_recovery,
             cleanup::cleanup_removes_all_data,
+            job_cleanup::job_cleanup_removes_exactly_the_jobs_data,
+            job_cleanup::a_crash_mid_cleanup_is_finished_by_the_next_leader,
+            job_cleanup::job_cleanup_is_idempotent,
+            job_cleanup::a_deposed_leaders_cleanup_is_refused,
         );
     };
     (@cases $factory:expr; $($suite:ident :: $case:ident),* $(,)?) => {

@@ -36,6 +36,8 @@ use tokio::net::TcpStream;
 use crate::BackendFactory;
 use crate::proxy::FaultProxy;
 
+pub mod pki;
+
 /// The ZooKeeper server jar of the Debian package.
 pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// The Debian package's configuration directory (its logging configuration is used).
@@ -51,6 +53,95 @@ pub struct ZooKeeperServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    security: ServerSecurity,
+    secure_port: Option<u16>,
+}
+
+/// A TLS-only client port (`secureClientPort`, Netty) beside the plain one.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's PKCS12 keystore (key and certificate).
+    pub keystore: PathBuf,
+    /// The PKCS12 truststore of the CAs that sign client certificates.
+    pub truststore: PathBuf,
+    /// The password of both stores.
+    pub password: String,
+    /// `ssl.clientAuth=need` (clients must show a trusted certificate) rather than `none`.
+    pub need_client_auth: bool,
+}
+
+impl ServerTls {
+    /// The stores of `pki`, with or without required client certificates.
+    pub fn from_pki(pki: &pki::TestPki, need_client_auth: bool) -> Self {
+        Self {
+            keystore: pki.server_keystore(),
+            truststore: pki.server_truststore(),
+            password: pki::STORE_PASSWORD.to_owned(),
+            need_client_auth,
+        }
+    }
+}
+
+/// Security of a test server: a TLS port, SASL DIGEST-MD5 users.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSecurity {
+    /// A TLS-only client port (see [`ZooKeeperServer::secure_connect_string`]).
+    pub tls: Option<ServerTls>,
+    /// DIGEST-MD5 users (`user_<name>="<password>"` of the JAAS `Server` section); empty: no
+    /// SASL.
+    pub sasl_users: Vec<(String, String)>,
+    /// Refuse sessions that did not authenticate with SASL (`enforce.auth.enabled=true`,
+    /// `enforce.auth.schemes=sasl`).
+    pub require_sasl: bool,
+}
+
+impl ServerSecurity {
+    /// The `zoo.cfg` lines (the secure port is `secure_port`).
+    fn zoo_cfg(&self, secure_port: Option<u16>) -> String {
+        let mut text = String::new();
+        if let (Some(tls), Some(port)) = (&self.tls, secure_port) {
+            text.push_str(&format!(
+                "secureClientPort={port}\n\
+                 secureClientPortAddress=127.0.0.1\n\
+                 serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                 ssl.keyStore.location={ks}\n\
+                 ssl.keyStore.password={pw}\n\
+                 ssl.keyStore.type=PKCS12\n\
+                 ssl.trustStore.location={ts}\n\
+                 ssl.trustStore.password={pw}\n\
+                 ssl.trustStore.type=PKCS12\n\
+                 ssl.clientAuth={auth}\n",
+                ks = tls.keystore.display(),
+                ts = tls.truststore.display(),
+                pw = tls.password,
+                auth = if tls.need_client_auth { "need" } else { "none" },
+            ));
+        }
+        if !self.sasl_users.is_empty() {
+            text.push_str(
+                "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n",
+            );
+            if self.require_sasl {
+                text.push_str("enforce.auth.enabled=true\nenforce.auth.schemes=sasl\n");
+            }
+        }
+        text
+    }
+
+    /// The JAAS `Server` section of the SASL users, if any.
+    fn jaas(&self) -> Option<String> {
+        if self.sasl_users.is_empty() {
+            return None;
+        }
+        let users: String = self
+            .sasl_users
+            .iter()
+            .map(|(name, pw)| format!("\n  user_{name}=\"{pw}\""))
+            .collect();
+        Some(format!(
+            "Server {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required{users};\n}};\n"
+        ))
+    }
 }
 
 /// Panics with an install hint unless the Debian `zookeeper` package and `java` are there.
@@ -139,6 +230,11 @@ pub(crate) fn zoo_cfg(data: &Path, client_port: u16) -> String {
 
 /// Starts one server JVM (the Debian package's jars) on `cfg`, its output appended to `log_path`.
 pub(crate) fn spawn_server(cfg: &Path, log_path: &Path) -> Result<Child, String> {
+    spawn_server_with(cfg, log_path, &[])
+}
+
+/// [`spawn_server`] with extra JVM options (`-D...`).
+fn spawn_server_with(cfg: &Path, log_path: &Path, jvm: &[String]) -> Result<Child, String> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -155,6 +251,9 @@ pub(crate) fn spawn_server(cfg: &Path, log_path: &Path) -> Result<Child, String>
             "-Djava.net.preferIPv4Stack=true",
             "-Dzookeeper.admin.enableServer=false",
             "-Dzookeeper.root.logger=INFO,CONSOLE",
+        ])
+        .args(jvm)
+        .args([
             "-cp",
             &classpath,
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
@@ -225,6 +324,11 @@ impl ZooKeeperServer {
     /// Starts a standalone server on a free loopback port with a fresh data directory and waits
     /// until it answers `ruok` with `imok`. Panics, with the server's log, if it does not.
     pub async fn start() -> Self {
+        Self::start_with(ServerSecurity::default()).await
+    }
+
+    /// [`Self::start`] with a TLS port and/or SASL users.
+    pub async fn start_with(security: ServerSecurity) -> Self {
         check_installed();
         let dir = tempfile::Builder::new()
             .prefix("tenure-zk-")
@@ -234,11 +338,16 @@ impl ZooKeeperServer {
             child: None,
             port: 0,
             dir,
+            security,
+            secure_port: None,
         };
         let mut last = String::new();
         // The free port may be taken by someone else before the JVM binds it: try another.
         for _ in 0..3 {
             server.port = free_port();
+            if server.security.tls.is_some() {
+                server.secure_port = Some(free_port());
+            }
             match server.launch().await {
                 Ok(()) => return server,
                 Err(e) => {
@@ -258,14 +367,29 @@ impl ZooKeeperServer {
         let data = self.dir.path().join("data");
         fs::create_dir_all(&data).expect("create the data directory");
         let cfg = self.dir.path().join("zoo.cfg");
-        fs::write(&cfg, zoo_cfg(&data, self.port)).expect("write zoo.cfg");
+        let text = zoo_cfg(&data, self.port) + &self.security.zoo_cfg(self.secure_port);
+        fs::write(&cfg, text).expect("write zoo.cfg");
         cfg
+    }
+
+    /// The JVM options: the JAAS file of the SASL users, if any.
+    fn jvm_options(&self) -> Vec<String> {
+        let Some(jaas) = self.security.jaas() else {
+            return Vec::new();
+        };
+        let path = self.dir.path().join("server.jaas");
+        fs::write(&path, jaas).expect("write the JAAS file");
+        vec![format!(
+            "-Djava.security.auth.login.config={}",
+            path.display()
+        )]
     }
 
     async fn launch(&mut self) -> Result<(), String> {
         let cfg = self.write_config();
         let log_path = self.log_path();
-        self.child = Some(spawn_server(&cfg, &log_path)?);
+        let jvm = self.jvm_options();
+        self.child = Some(spawn_server_with(&cfg, &log_path, &jvm)?);
         wait_answer(&mut self.child, self.port, &log_path, "ruok", |a| {
             a == "imok"
         })
@@ -275,6 +399,11 @@ impl ZooKeeperServer {
     /// `127.0.0.1:<port>`, the quorum string of this server.
     pub fn connect_string(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<secure port>`: the TLS-only port, when the server has one.
+    pub fn secure_connect_string(&self) -> Option<String> {
+        self.secure_port.map(|p| format!("127.0.0.1:{p}"))
     }
 
     /// The client address, `127.0.0.1:<port>`.

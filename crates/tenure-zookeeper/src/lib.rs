@@ -42,21 +42,51 @@
 //!   cluster-id)`), so `leader/latch`, `leader/<component>/connection_info`, ... are the very
 //!   znodes Flink uses. See [`store`] for versions, fencing and errors, [`latch`] for the leader
 //!   latch and [`watch`] for watches.
-//! - Connection state: `Disconnected` is [`ConnectionState::Suspended`], an expired session is
+//! - Connection state: `Disconnected` is [`ConnectionState::Suspended`], an expired session (or
+//!   one disconnected for `client.simulated-session-expiration-percent` of its timeout) is
 //!   [`ConnectionState::Lost`]; after that the backend opens a new session by itself (the
 //!   state returns to `Connected`), latches join again and watches report
 //!   [`KvEvent::Reset`](tenure_core::kv::KvEvent::Reset).
 //!
+//! # Security
+//!
+//! Keys are listed in [`tenure_core::config::zk_security`]; files are read when the backend
+//! connects, and a file that is missing or invalid is an error naming the key and the path.
+//! - TLS (feature `tls`, off by default: zookeeper-client's TLS compiles rustls' `aws-lc-rs`
+//!   in beside the workspace's `ring`, and `ring` is installed as the process default):
+//!   `high-availability.zookeeper.client.tls.ca-file` (or `zookeeper.client.secure: true`,
+//!   which needs the CA file), optional client certificate `.tls.cert-file` + `.tls.key-file`.
+//!   Before the first session one handshake per server checks the certificates, so a wrong CA
+//!   or a refused client certificate fails at once with
+//!   [`ConnectError::Tls`].
+//! - SASL DIGEST-MD5 (feature `sasl-digest-md5`, on by default):
+//!   `high-availability.zookeeper.client.sasl.username` with `.sasl.password` or
+//!   `.sasl.password-file`, or a JAAS file (`.sasl.jaas-file`, section
+//!   `zookeeper.sasl.login-context-name`, default `Client`, read by [`jaas`]).
+//!   `zookeeper.sasl.disable: true` turns SASL off. `acl: creator` then gives the znodes to the
+//!   SASL identity.
+//! - Kerberos (feature `kerberos`, needs libkrb5-dev): `security.kerberos.login.principal`
+//!   (and `.keytab`: tenure runs `kinit -k -t` into the ticket cache, `KRB5CCNAME`), or a JAAS
+//!   `Krb5LoginModule` section; `zookeeper.sasl.service-name` (default `zookeeper`) is the
+//!   servers' service principal. `scripts/kerberos-check` tests it against a throwaway KDC.
+//!
 //! [`ConnectionState::Suspended`]: tenure_core::connection::ConnectionState::Suspended
 //! [`ConnectionState::Lost`]: tenure_core::connection::ConnectionState::Lost
 
+mod client_options;
+pub mod ensemble;
 mod error;
+pub mod jaas;
 pub mod latch;
 mod latch_io;
 pub mod paths;
+mod sasl;
+mod security;
 mod session;
 pub mod settings;
 pub mod store;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod watch;
 
 use std::fmt;
@@ -142,6 +172,13 @@ impl ZooKeeperBackend {
     /// How many sessions this backend has had (1 until the first session expired).
     pub fn session_generation(&self) -> u64 {
         self.shared.status().generation
+    }
+
+    /// The servers the next new session connects to: with the ensemble tracker on, the client
+    /// addresses read from the ensemble's `/zookeeper/config` (see [`ensemble`]); otherwise, or
+    /// when it names none, the configured quorum.
+    pub fn next_session_quorum(&self) -> String {
+        self.shared.next_session_quorum()
     }
 }
 

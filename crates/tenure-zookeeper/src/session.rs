@@ -3,8 +3,14 @@
 //!
 //! ZooKeeper's states map to the core's: `SyncConnected` ⇒ `Connected`, `Disconnected` (the
 //! client lost its connection; the session may live) ⇒ `Suspended`, `Expired` / `AuthFailed` /
-//! `Closed` ⇒ `Lost`. After `Lost` a supervisor task opens a new session (a new
-//! [`zk::Client`]) and reports `Connected` again; latches re-join and watches re-register there.
+//! `Closed` ⇒ `Lost`. A session still disconnected after
+//! `high-availability.zookeeper.client.simulated-session-expiration-percent` (default 100) of
+//! its negotiated timeout is `Lost` too, as Curator simulates an expiry: the client would
+//! otherwise declare it expired only later. After `Lost` a supervisor task opens a new session
+//! (a new [`zk::Client`], on the servers the ensemble tracker found, see [`crate::ensemble`])
+//! and reports `Connected` again; latches re-join and watches re-register there. Every session
+//! sends `client.digest` and the `client.authorization` entries as `addAuth`; closing waits up
+//! to `client.max-close-wait` for the session to close.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -19,6 +25,7 @@ use tracing::{debug, info, warn};
 use zookeeper_client as zk;
 
 use crate::paths::Paths;
+use crate::security::Security;
 use crate::settings::{ConnectError, ZooKeeperSettings};
 
 /// What background tasks follow: the state of the current session, which session it is, and how
@@ -34,6 +41,8 @@ struct Current {
 /// State shared by the backend handles and (weakly) by its background tasks.
 pub(crate) struct Shared {
     pub settings: ZooKeeperSettings,
+    /// TLS and SASL of every session, prepared at connect.
+    security: Security,
     pub paths: Paths,
     slot: RwLock<Option<Current>>,
     status: watch::Sender<Status>,
@@ -45,6 +54,9 @@ pub(crate) struct Shared {
     pub driver: std::sync::OnceLock<tenure_core::driver::SessionDriver>,
     /// The session's KV watches, one ZooKeeper watch per prefix (see `watch.rs`).
     pub watch_hub: std::sync::OnceLock<tenure_core::watch_hub::WatchHub>,
+    /// The ensemble's client addresses read by the ensemble tracker: the connect string of the
+    /// next new session (see [`crate::ensemble`]).
+    tracked_quorum: RwLock<Option<String>>,
 }
 
 impl Drop for Shared {
@@ -64,6 +76,10 @@ impl Shared {
         settings.validate()?;
         let bound = settings.connection_timeout;
         let deadline = tokio::time::Instant::now() + bound;
+        let security = Security::prepare(&settings).await?;
+        security.apply(zk::Client::connector())?;
+        // Certificates that do not fit fail here with the reason, not after the whole timeout.
+        security.check(&settings.quorum, bound / 2).await?;
         let max_attempts = settings.max_retry_attempts.saturating_add(1);
         let mut backoff = settings.retry_policy().backoff();
         let mut attempts = 0;
@@ -83,7 +99,7 @@ impl Shared {
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             attempts += 1;
-            match open_client(&settings, left).await {
+            match open_client(&settings, &security, left).await {
                 Ok(c) => {
                     client = Some(c);
                     break;
@@ -92,7 +108,7 @@ impl Shared {
                     return Err(ConnectError::AuthFailed {
                         service: "ZooKeeper",
                         address: settings.quorum.clone(),
-                        setting: "high-availability.zookeeper.client.digest",
+                        setting: security.credentials_key(&settings),
                         source: Box::new(e),
                     });
                 }
@@ -103,14 +119,20 @@ impl Shared {
             }
         }
         let Some(client) = client else {
+            let mut limit = format!(
+                "the first connect gives up after the connection timeout, \
+                 high-availability.zookeeper.client.connection-timeout = {bound:?}"
+            );
+            if !security.tls()
+                && crate::security::accepts_tcp(&settings.quorum, Duration::from_millis(500)).await
+            {
+                limit = format!("{limit}; {}", crate::security::PLAINTEXT_HINT);
+            }
             return Err(ConnectError::Unreachable {
                 service: "ZooKeeper",
                 address: settings.quorum.clone(),
                 attempts,
-                limit: Some(format!(
-                    "the first connect gives up after the connection timeout, \
-                     high-availability.zookeeper.client.connection-timeout = {bound:?}"
-                )),
+                limit: Some(limit),
                 source: Box::new(last),
             });
         };
@@ -126,6 +148,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             paths: Paths::new(&settings.namespace).with_job_graphs_dir(&settings.job_graphs_dir),
             settings,
+            security,
             slot: RwLock::new(Some(Current {
                 client,
                 generation: 1,
@@ -136,7 +159,9 @@ impl Shared {
             session_id: AtomicI64::new(session_id),
             driver: std::sync::OnceLock::new(),
             watch_hub: std::sync::OnceLock::new(),
+            tracked_quorum: RwLock::new(None),
         });
+        shared.track_ensemble().await;
         tokio::spawn(supervise(
             Arc::downgrade(&shared),
             shared.closed.clone(),
@@ -159,6 +184,29 @@ impl Shared {
     /// The current session's client.
     pub fn client(&self) -> Result<zk::Client, KvError> {
         self.client_gen().map(|(c, _)| c)
+    }
+
+    /// With the ensemble tracker on, reads the current session's `/zookeeper/config` and keeps
+    /// the ensemble's client addresses for the next new session.
+    async fn track_ensemble(&self) {
+        if !self.settings.ensemble_tracker {
+            return;
+        }
+        let Ok(client) = self.client() else { return };
+        let bound = self.settings.connection_timeout;
+        if let Some(q) =
+            crate::ensemble::read_tracked_quorum(&client, &self.settings.quorum, bound).await
+        {
+            *tenure_core::sync::write(&self.tracked_quorum) = Some(q);
+        }
+    }
+
+    /// The connect string a new session uses: the ensemble's tracked client addresses, or the
+    /// configured quorum.
+    pub fn next_session_quorum(&self) -> String {
+        tenure_core::sync::read(&self.tracked_quorum)
+            .clone()
+            .unwrap_or_else(|| self.settings.quorum.clone())
     }
 
     pub fn status(&self) -> Status {
@@ -270,10 +318,8 @@ impl Shared {
         let mut sw = client.state_watcher();
         drop(client);
         // Background tasks drop their clones as they stop; the session closes with the last.
-        let wait = self
-            .settings
-            .connection_timeout
-            .min(Duration::from_secs(10));
+        // `high-availability.zookeeper.client.max-close-wait` bounds the wait.
+        let wait = self.settings.max_close_wait;
         let closed = tokio::time::timeout(wait, async {
             while !sw.state().is_terminated() {
                 sw.changed().await;
@@ -298,18 +344,33 @@ pub(crate) enum OpenError {
     /// No session was established within the time given (to the nearest millisecond).
     #[error("no session established within {0:?}")]
     TimedOut(Duration),
+    /// The TLS or SASL settings could not be applied.
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// Opens one new session: one attempt, trying the servers in turn for at most `bound`.
 pub(crate) async fn open_client(
     settings: &ZooKeeperSettings,
+    security: &Security,
     bound: Duration,
 ) -> Result<zk::Client, OpenError> {
     let mut connector = zk::Client::connector().with_session_timeout(settings.session_timeout);
     if let Some(digest) = &settings.digest_auth {
         connector = connector.with_auth("digest", digest.as_bytes());
     }
-    match tokio::time::timeout(bound, connector.connect(&settings.quorum)).await {
+    connector = crate::client_options::with_authorization(connector, settings);
+    let connector = security
+        .apply(connector)
+        .map_err(|e| OpenError::Setup(e.to_string()))?;
+    let connect = async {
+        #[cfg(feature = "tls")]
+        if security.tls() {
+            return connector.secure_connect(&settings.quorum).await;
+        }
+        connector.connect(&settings.quorum).await
+    };
+    match tokio::time::timeout(bound, connect).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e @ zk::Error::AuthFailed)) => Err(OpenError::AuthFailed(e)),
         Ok(Err(e)) => Err(OpenError::Failed(e)),
@@ -322,22 +383,47 @@ pub(crate) async fn open_client(
     }
 }
 
-/// Follows the session state; after the session is lost, opens a new one until closed.
+/// Follows the session state; after the session is lost, opens a new one until closed. A
+/// session disconnected for `simulated-session-expiration-percent` of its negotiated timeout
+/// is declared lost as if it had expired (Curator's simulated expiration): the client is given
+/// up and a new session opened.
 async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::StateWatcher) {
     loop {
+        // When the disconnected session is declared lost, if it is disconnected.
+        let mut expire_at: Option<tokio::time::Instant> = None;
         loop {
             let state = tokio::select! {
                 _ = closed.cancelled() => return,
-                s = sw.changed() => s,
+                s = sw.changed() => Some(s),
+                _ = sleep_until(expire_at) => None,
             };
             let Some(shared) = weak.upgrade() else { return };
+            let Some(state) = state else {
+                warn!(
+                    percent = shared.settings.simulated_expiration_percent,
+                    "ZooKeeper session lost: disconnected for the simulated expiration share of \
+                     its timeout (high-availability.zookeeper.client.simulated-session-expiration-percent)"
+                );
+                shared.set_state(ConnectionState::Lost, false);
+                break;
+            };
             match state {
                 zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                     info!("ZooKeeper connection re-established");
+                    expire_at = None;
                     shared.set_state(ConnectionState::Connected, false);
                 }
                 zk::SessionState::Disconnected => {
                     warn!("ZooKeeper connection suspended");
+                    if expire_at.is_none() {
+                        expire_at = shared.client().ok().map(|c| {
+                            tokio::time::Instant::now()
+                                + crate::client_options::simulated_expiry(
+                                    c.session_timeout(),
+                                    shared.settings.simulated_expiration_percent,
+                                )
+                        });
+                    }
                     shared.set_state(ConnectionState::Suspended, true);
                 }
                 terminal => {
@@ -353,11 +439,15 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
         let mut attempt = 0u32;
         loop {
             let Some(shared) = weak.upgrade() else { return };
-            let settings = shared.settings.clone();
+            let settings = ZooKeeperSettings {
+                quorum: shared.next_session_quorum(),
+                ..shared.settings.clone()
+            };
+            let security = shared.security.clone();
             drop(shared);
             let opened = tokio::select! {
                 _ = closed.cancelled() => return,
-                r = open_client(&settings, settings.connection_timeout) => r,
+                r = open_client(&settings, &security, settings.connection_timeout) => r,
             };
             match opened {
                 Ok(client) => {
@@ -366,6 +456,7 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                     if !shared.install(client) {
                         return;
                     }
+                    shared.track_ensemble().await;
                     break;
                 }
                 Err(e) => {
@@ -379,5 +470,13 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use tenure_core::config::{HaConfig, ZooKeeperAcl, ZooKeeperConfig};
+use tenure_core::config::zk_security::{TLS_CERT_FILE_KEY, TLS_KEY_FILE_KEY};
+use tenure_core::config::{
+    HaConfig, ZooKeeperAcl, ZooKeeperAuth, ZooKeeperConfig, ZooKeeperSasl, ZooKeeperTls,
+};
 pub use tenure_core::connect::ConnectError;
 use tenure_core::connection::SuspendedPolicy;
 use tenure_core::retry::RetryPolicy;
@@ -14,9 +17,6 @@ use crate::paths::generate_zookeeper_path;
 pub const QUORUM_KEY: &str = "high-availability.zookeeper.quorum";
 
 /// Everything needed to open ZooKeeper sessions for one cluster id.
-///
-/// `high-availability.zookeeper.client.ensemble-tracker` has no equivalent: the client connects
-/// to the servers of the quorum string as given.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ZooKeeperSettings {
     /// `host:port,host:port[/chroot]`, whitespace removed.
@@ -50,6 +50,24 @@ pub struct ZooKeeperSettings {
     /// The znode below the namespace holding the layout's `jobgraphs/...` keys
     /// (`high-availability.zookeeper.path.jobgraphs`, one segment, default `jobgraphs`).
     pub job_graphs_dir: String,
+    /// `high-availability.zookeeper.client.authorization`: `addAuth` entries of every session
+    /// (after the digest of [`digest_auth`](Self::digest_auth), if any).
+    pub authorization: Vec<ZooKeeperAuth>,
+    /// `high-availability.zookeeper.client.max-close-wait`: how long
+    /// [`close`](crate::ZooKeeperBackend) waits for the session to report closed.
+    pub max_close_wait: Duration,
+    /// `high-availability.zookeeper.client.simulated-session-expiration-percent` (1 to 100): a
+    /// session disconnected for this share of its negotiated timeout is declared lost, and a
+    /// new one is opened (Curator's simulated expiration).
+    pub simulated_expiration_percent: u8,
+    /// `high-availability.zookeeper.client.ensemble-tracker`: after a session opens, read the
+    /// ensemble's client addresses from `/zookeeper/config` and open later sessions there
+    /// (see [`crate::ensemble`]); false: always the configured quorum.
+    pub ensemble_tracker: bool,
+    /// TLS to the servers (PEM files, read at connect; needs the feature `tls`).
+    pub tls: ZooKeeperTls,
+    /// SASL authentication (credentials or files, read at connect).
+    pub sasl: ZooKeeperSasl,
 }
 
 impl fmt::Debug for ZooKeeperSettings {
@@ -69,6 +87,15 @@ impl fmt::Debug for ZooKeeperSettings {
             )
             .field("suspended_policy", &self.suspended_policy)
             .field("job_graphs_dir", &self.job_graphs_dir)
+            .field("authorization", &self.authorization)
+            .field("max_close_wait", &self.max_close_wait)
+            .field(
+                "simulated_expiration_percent",
+                &self.simulated_expiration_percent,
+            )
+            .field("ensemble_tracker", &self.ensemble_tracker)
+            .field("tls", &self.tls)
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -89,6 +116,12 @@ impl ZooKeeperSettings {
             digest_auth: d.digest_auth,
             suspended_policy: SuspendedPolicy::RevokeOnSuspended,
             job_graphs_dir: d.job_graphs_path,
+            authorization: d.authorization,
+            max_close_wait: d.max_close_wait,
+            simulated_expiration_percent: d.simulated_session_expiration_percent,
+            ensemble_tracker: d.ensemble_tracker,
+            tls: d.tls,
+            sasl: d.sasl,
         }
     }
 
@@ -117,6 +150,12 @@ impl ZooKeeperSettings {
                 SuspendedPolicy::RevokeOnSuspended
             },
             job_graphs_dir: zk.job_graphs_path.clone(),
+            authorization: zk.authorization.clone(),
+            max_close_wait: zk.max_close_wait,
+            simulated_expiration_percent: zk.simulated_session_expiration_percent,
+            ensemble_tracker: zk.ensemble_tracker,
+            tls: zk.tls.clone(),
+            sasl: zk.sasl.clone(),
         };
         settings.validate()?;
         Ok(settings)
@@ -170,7 +209,47 @@ impl ZooKeeperSettings {
         self
     }
 
-    /// Checks the quorum string and the timeouts; errors name the Flink key.
+    /// Adds an `addAuth` entry (`scheme`, credentials) sent by every new session.
+    pub fn with_authorization(mut self, scheme: &str, credentials: &str) -> Self {
+        self.authorization.push(ZooKeeperAuth {
+            scheme: scheme.to_owned(),
+            auth: credentials.to_owned(),
+        });
+        self
+    }
+
+    /// Sets how long closing waits for the session to report closed.
+    pub fn with_max_close_wait(mut self, wait: Duration) -> Self {
+        self.max_close_wait = wait;
+        self
+    }
+
+    /// Sets the share (1 to 100) of the negotiated session timeout after which a disconnected
+    /// session is declared lost.
+    pub fn with_simulated_expiration_percent(mut self, percent: u8) -> Self {
+        self.simulated_expiration_percent = percent;
+        self
+    }
+
+    /// Sets whether later sessions follow the ensemble's `/zookeeper/config`.
+    pub fn with_ensemble_tracker(mut self, track: bool) -> Self {
+        self.ensemble_tracker = track;
+        self
+    }
+
+    /// Sets TLS to the servers.
+    pub fn with_tls(mut self, tls: ZooKeeperTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets SASL authentication.
+    pub fn with_sasl(mut self, sasl: ZooKeeperSasl) -> Self {
+        self.sasl = sasl;
+        self
+    }
+
+    /// Checks the quorum string, the timeouts and the credentials; errors name the Flink key.
     pub fn validate(&self) -> Result<(), ConnectError> {
         validate_quorum(&self.quorum)?;
         let ms = |d: Duration| d.as_millis();
@@ -219,14 +298,40 @@ impl ZooKeeperSettings {
                 reason: "expected \"user:password\" with a non-empty user".into(),
             });
         }
-        if self.acl == ZooKeeperAcl::Creator && self.digest_auth.is_none() {
+        crate::client_options::validate(self)?;
+        let digest_in_authorization = self
+            .authorization
+            .iter()
+            .any(|a| a.scheme.eq_ignore_ascii_case("digest"));
+        if self.acl == ZooKeeperAcl::Creator
+            && self.digest_auth.is_none()
+            && !digest_in_authorization
+            && !self.sasl.active()
+        {
             return Err(ConnectError::InvalidConfig {
                 key: "high-availability.zookeeper.client.acl",
-                reason: "\"creator\" needs high-availability.zookeeper.client.digest: only the \
-                         authenticated creator may use the znodes, and tenure authenticates \
-                         with a digest only"
+                reason: "\"creator\" needs an identity: SASL credentials \
+                         (high-availability.zookeeper.client.sasl.*, not disabled by \
+                         zookeeper.sasl.disable), high-availability.zookeeper.client.digest or \
+                         a digest entry in high-availability.zookeeper.client.authorization; \
+                         only the authenticated creator may use the znodes"
                     .into(),
             });
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: TLS_KEY_FILE_KEY,
+                    reason: format!("not set, and {TLS_CERT_FILE_KEY} is (both or neither)"),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConnectError::InvalidConfig {
+                    key: TLS_CERT_FILE_KEY,
+                    reason: format!("not set, and {TLS_KEY_FILE_KEY} is (both or neither)"),
+                });
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -301,6 +406,31 @@ mod tests {
     }
 
     #[test]
+    fn security_from_flink_and_tenure_keys() {
+        let c = Configuration::from_pairs([
+            ("high-availability.type", "zookeeper"),
+            ("high-availability.storageDir", "file:///tmp/ha"),
+            ("high-availability.zookeeper.quorum", "zk1:2281"),
+            ("high-availability.zookeeper.client.acl", "creator"),
+            ("zookeeper.client.secure", "true"),
+            ("high-availability.zookeeper.client.tls.ca-file", "/ca.pem"),
+            (
+                "high-availability.zookeeper.client.sasl.jaas-file",
+                "/c.jaas",
+            ),
+            ("zookeeper.sasl.login-context-name", "ZkClient"),
+            ("zookeeper.sasl.service-name", "zk"),
+        ]);
+        let ha = HaConfig::from_configuration(&c).unwrap();
+        let s = ZooKeeperSettings::from_ha_config(&ha).unwrap();
+        assert!(s.tls.enabled() && s.tls.ca_file.as_deref() == Some("/ca.pem"));
+        assert_eq!(s.sasl.jaas_file.as_deref(), Some("/c.jaas"));
+        assert_eq!(s.sasl.login_context, "ZkClient");
+        assert_eq!(s.sasl.service_name, "zk");
+        assert_eq!(s.acl, ZooKeeperAcl::Creator);
+    }
+
+    #[test]
     fn bad_quorums_name_the_key() {
         for q in [
             "",
@@ -339,6 +469,14 @@ mod tests {
             err.contains("client.acl") && err.contains("client.digest"),
             "{err}"
         );
+        s.clone()
+            .with_sasl(ZooKeeperSasl {
+                username: Some("u".into()),
+                password: Some("p".into()),
+                ..ZooKeeperSasl::default()
+            })
+            .validate()
+            .unwrap();
         s.with_acl(ZooKeeperAcl::Creator, Some("u:p".into()))
             .validate()
             .unwrap();

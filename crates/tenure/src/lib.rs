@@ -30,9 +30,12 @@ pub mod config {
 
 /// Byte buffers as the stores take and return them (re-exported from `bytes`).
 pub use bytes::Bytes;
-pub use connect::{BackendFactory, BackendRegistry, connect, connect_with};
+pub use connect::{
+    BackendFactory, BackendRegistry, connect, connect_client, connect_client_with,
+    connect_read_only, connect_with,
+};
 pub use tenure_core::config::HaConfigBuilder;
-pub use tenure_core::config::{Configuration, HaConfig, HaMode};
+pub use tenure_core::config::{CleanupStrategy, Configuration, HaConfig, HaMode};
 pub use tenure_core::connect::ConnectError;
 pub use tenure_core::election::{LeaderConfirmer, LeaderElection, LeaderTerm, Leadership};
 pub use tenure_core::embedded::EmbeddedCluster;
@@ -40,11 +43,12 @@ pub use tenure_core::ha_stores::HaStores;
 pub use tenure_core::ids::{CheckpointId, ComponentId, JobId, LeaderSessionId};
 pub use tenure_core::retrieval::{LeaderRetriever, LeaderState};
 pub use tenure_core::services::{HaError, HaServices, HaServicesOptions};
+pub use tenure_core::services_client::ClientHaServices;
 pub use tenure_core::store::{CompletedCheckpoint, StoreError, Writes};
 pub use tenure_core::{
-    blob, cleanup, clock, codec, connection, driver, election, embedded, ha_stores, ids, kv, latch,
-    layout, leader_info, observed_kv, observer, retrieval, retry, segments, services, store, sync,
-    watch_hub,
+    backend_read_only, blob, cleanup, clock, codec, connection, driver, election, embedded,
+    ha_stores, ids, job_cleanup, kv, kv_read_only, latch, layout, leader_info, observed_kv,
+    observer, retrieval, retry, segments, services, services_client, store, sync, watch_hub,
 };
 /// The etcd backend (feature `etcd`).
 #[cfg(feature = "etcd")]

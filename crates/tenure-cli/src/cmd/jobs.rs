@@ -1,4 +1,8 @@
-//! `tenure jobs list | show JOB | remove JOB`: the stored job graphs (Flink's execution plans).
+//! `tenure jobs list | show JOB | remove JOB | cleanup JOB`: the stored job graphs (Flink's
+//! execution plans), and removing what a finished job left.
+
+#[path = "jobs_cleanup.rs"]
+mod cleanup;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -6,7 +10,7 @@ use tenure::HaServices;
 use tenure::ids::JobId;
 use tenure::kv::{DeleteOptions, Entry, KvError};
 use tenure::layout::{HaKey, Layout, NamingEra};
-use tenure::store::{JobStatus, StoreError, fnv1a64};
+use tenure::store::{StoreError, fnv1a64};
 
 use super::checkpoints::{self, CheckpointInfo, CounterInfo, corrupt_entry};
 use super::{Origin, require_yes};
@@ -20,7 +24,9 @@ pub const EXAMPLES: &str = "Examples:
   tenure jobs list --config conf/config.yaml
   tenure jobs show 58c7b669261b7be65fa686cc039885b6 --output json
   tenure jobs remove 58c7b669261b7be65fa686cc039885b6 --yes             job graph only
-  tenure jobs remove 58c7b669261b7be65fa686cc039885b6 --all-data --yes  also checkpoints, counter, registry entry";
+  tenure jobs remove 58c7b669261b7be65fa686cc039885b6 --all-data --yes  also checkpoints, counter, registry entry, leader data
+  tenure jobs cleanup 58c7b669261b7be65fa686cc039885b6 --dry-run        what a finished job's cleanup would remove
+  tenure jobs cleanup 58c7b669261b7be65fa686cc039885b6 --yes            remove it all and mark the job result clean";
 
 /// `tenure jobs` subcommands.
 #[derive(Debug, Clone, Subcommand)]
@@ -37,6 +43,10 @@ pub enum JobsCmd {
     /// Removes a job's graph (and with --all-data its checkpoints, counter and registry entry).
     #[command(after_help = EXAMPLES)]
     Remove(RemoveArgs),
+    /// Removes everything a finished job left (graph, locks, checkpoints and their blobs,
+    /// counter, registry entry, job master leader data) and marks its job result clean.
+    #[command(after_help = EXAMPLES)]
+    Cleanup(cleanup::CleanupJobArgs),
 }
 
 /// Options of `tenure jobs remove`.
@@ -50,7 +60,8 @@ pub struct RemoveArgs {
     /// Go ahead although the cluster looks live, and remove other processes' locks.
     #[arg(long)]
     pub force: bool,
-    /// Also remove the job's checkpoints, checkpoint id counter and running-jobs-registry entry.
+    /// Also remove the job's checkpoints, checkpoint id counter, running-jobs-registry entry
+    /// and job master leader data (what `jobs cleanup` removes, without marking the result).
     #[arg(long)]
     pub all_data: bool,
 }
@@ -279,6 +290,15 @@ async fn find_result(s: &HaServices, job: JobId, dirty: bool) -> Result<ResultSt
     })
 }
 
+/// The names `jobs remove --all-data` reports removed data by, in order, with the
+/// [`cleanup::data_kind`] of their keys.
+const ALSO_REMOVED: [(&str, &str); 4] = [
+    ("checkpoints", "checkpoint"),
+    ("checkpoint_id_counter", "checkpoint id counter"),
+    ("running_job_registry", "registry entry"),
+    ("job_master_leader", "job master leader"),
+];
+
 /// What `jobs remove` did.
 #[derive(Debug, Serialize)]
 pub(crate) struct RemoveReport {
@@ -343,26 +363,22 @@ pub(crate) async fn remove(conn: &Connection, args: &RemoveArgs) -> Result<Remov
     }
     let mut also_removed = Vec::new();
     if args.all_data {
-        let factory = s.admin_stores().checkpoint_recovery_factory();
-        factory
-            .create_completed_checkpoint_store(job, 1)
-            .map_err(|e| CliError::store("opening the checkpoint store", e))?
-            .shutdown(JobStatus::Canceled)
+        // The same plan and deletion as `jobs cleanup` (tenure::job_cleanup), result untouched.
+        let stores = s.admin_stores();
+        let ctx = format!("removing the data of job {job}");
+        let plan = stores
+            .plan_job_cleanup(job)
             .await
-            .map_err(|e| CliError::store(&format!("removing the checkpoints of {job}"), e))?;
-        also_removed.push("checkpoints");
-        factory
-            .create_checkpoint_id_counter(job)
-            .shutdown(JobStatus::Canceled)
+            .map_err(|e| CliError::ha(&ctx, e))?;
+        let done = plan
+            .execute(&stores)
             .await
-            .map_err(|e| CliError::store(&format!("removing the counter of {job}"), e))?;
-        also_removed.push("checkpoint_id_counter");
-        s.admin_stores()
-            .running_jobs()
-            .clear(job)
-            .await
-            .map_err(|e| CliError::store(&format!("clearing the registry entry of {job}"), e))?;
-        also_removed.push("running_job_registry");
+            .map_err(|e| CliError::ha(&ctx, e))?;
+        also_removed = ALSO_REMOVED
+            .iter()
+            .filter(|(_, kind)| done.keys.iter().any(|k| cleanup::data_kind(k) == *kind))
+            .map(|(name, _)| *name)
+            .collect();
     }
     Ok(RemoveReport {
         job_id: job.to_string(),
@@ -378,10 +394,12 @@ pub(crate) async fn remove(conn: &Connection, args: &RemoveArgs) -> Result<Remov
 pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
     // Removal discards the graph's blob; reading never opens Flink's files.
     let conn = match cmd {
-        JobsCmd::Remove(_) => connect(conn, Storage::Required).await?,
+        JobsCmd::Remove(_) | JobsCmd::Cleanup(_) => connect(conn, Storage::Required).await?,
         _ => connect_reading(conn).await?,
     };
     let mut corrupt = Vec::new();
+    // A cleanup that found keys changed under it did not finish: exit 1 after printing.
+    let mut incomplete = false;
     let result = match cmd {
         JobsCmd::List => {
             let jobs = list(&conn.services).await;
@@ -410,9 +428,28 @@ pub async fn run(cmd: JobsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<
             Ok(r) if format == OutputFormat::Json => print_json(&r),
             Ok(r) => print_removed(&r),
         },
+        JobsCmd::Cleanup(args) => match cleanup::cleanup(&conn, &args).await {
+            Err(e) => Err(e),
+            Ok(r) => {
+                if !r.changed_keys.is_empty() {
+                    incomplete = true;
+                }
+                if format == OutputFormat::Json {
+                    print_json(&r)
+                } else {
+                    cleanup::print(&r)
+                }
+            }
+        },
     };
     conn.close().await;
-    result.map(|()| CliError::corrupt_found(&corrupt))
+    result.map(|()| {
+        if incomplete {
+            crate::exit::FAILED
+        } else {
+            CliError::corrupt_found(&corrupt)
+        }
+    })
 }
 
 fn print_show(r: &ShowReport) -> Result<(), CliError> {

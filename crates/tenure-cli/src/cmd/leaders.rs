@@ -1,7 +1,6 @@
 //! `tenure leaders [--watch]`: every component's published leader and the latch contenders.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use clap::Args;
 use futures::FutureExt as _;
@@ -10,7 +9,7 @@ use tenure::connection::ConnectionState;
 use tenure::kv::{KvEvent, VersionedKv};
 use tenure::layout::{LEADER_DIR, Layout};
 
-use crate::conn::{ConnArgs, Connection, Storage, connect, connect_reading};
+use crate::conn::{ConnArgs, Connection, Storage, connect_client, connect_reading};
 use crate::exit::CliError;
 use crate::inspect::{ComponentLeader, Contender, LeaderSnapshot};
 use crate::metrics::metrics;
@@ -36,9 +35,9 @@ pub struct LeadersArgs {
     /// With --watch: stop after this many changes.
     #[arg(long, value_name = "N", requires = "watch")]
     pub count: Option<u64>,
-    /// With --watch: serve Prometheus metrics on GET /metrics of this address.
-    #[arg(long, value_name = "ADDR", requires = "watch")]
-    pub metrics_addr: Option<SocketAddr>,
+    /// With --watch: the metrics endpoint.
+    #[command(flatten)]
+    pub metrics: crate::metrics_args::MetricsArgs,
 }
 
 /// The JSON document of `tenure leaders`.
@@ -56,15 +55,22 @@ pub struct LeadersReport<'a> {
 
 /// Runs `tenure leaders`.
 pub async fn run(args: LeadersArgs, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
-    // A watch may wait for a cluster still to come; a snapshot of nothing is an error.
+    if args.metrics.given() && !args.watch {
+        return Err(CliError::Usage(
+            "the metrics options (--metrics-addr, ...) need --watch".into(),
+        ));
+    }
+    let endpoint = args.metrics.endpoint()?;
+    // A watch may wait for a cluster still to come; a snapshot of nothing is an error. Both
+    // only read: a client-only session, which writes nothing to the backend.
     let conn = if args.watch {
-        connect(conn, Storage::Optional).await?
+        connect_client(conn, Storage::Optional).await?
     } else {
         connect_reading(conn).await?
     };
     let result = if args.watch {
-        if let Some(addr) = args.metrics_addr {
-            crate::metrics::serve(addr).await?;
+        if let Some(endpoint) = endpoint {
+            crate::metrics::serve(endpoint).await?;
         }
         watch(&conn, format, args.count).await
     } else {

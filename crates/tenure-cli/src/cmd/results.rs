@@ -9,7 +9,7 @@ use tenure::services::JobResultStorage;
 use tenure::store::JobResultEntry;
 
 use super::require_yes;
-use crate::conn::{ConnArgs, Storage, connect};
+use crate::conn::{ConnArgs, Storage, connect, connect_client};
 use crate::exit::{CliError, OK};
 use crate::inspect;
 use crate::output::{OutputFormat, Table, or_dash, print_json, print_line};
@@ -134,7 +134,11 @@ struct MarkCleanReport {
 
 /// Runs `tenure results`.
 pub async fn run(cmd: ResultsCmd, conn: &ConnArgs, format: OutputFormat) -> Result<u8, CliError> {
-    let conn = connect(conn, Storage::Required).await?;
+    // Listing only reads: a client-only session; marking clean writes.
+    let conn = match cmd {
+        ResultsCmd::List { .. } => connect_client(conn, Storage::Required).await?,
+        _ => connect(conn, Storage::Required).await?,
+    };
     let s = &conn.services;
     let result = match cmd {
         ResultsCmd::List { dirty } => match list(s, dirty).await {

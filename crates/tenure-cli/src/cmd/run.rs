@@ -25,7 +25,6 @@
 //! and the watchdog kills whatever CMD left behind in its group.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -137,9 +136,9 @@ pub struct RunArgs {
     /// Give up (exit 5) if not elected within this time.
     #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
     pub campaign_timeout: Option<Duration>,
-    /// Serve Prometheus metrics on GET /metrics of this address.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: crate::metrics_args::MetricsArgs,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -392,9 +391,10 @@ pub async fn run(
     format: OutputFormat,
 ) -> Result<u8, CliError> {
     let component = elected(&args)?;
+    let endpoint = args.metrics.endpoint()?;
     let conn = connect(conn_args, Storage::Optional).await?;
-    if let Some(addr) = args.metrics_addr {
-        crate::metrics::serve(addr).await?;
+    if let Some(endpoint) = endpoint {
+        crate::metrics::serve(endpoint).await?;
         crate::metrics::observe(&conn.services);
     }
     let backend = conn.services.backend().clone();

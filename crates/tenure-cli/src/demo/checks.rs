@@ -36,6 +36,9 @@ pub struct Ledger {
     loss_violations: Vec<String>,
     retrievals: usize,
     retrieval_violations: Vec<String>,
+    cleanups: usize,
+    recovered_cleanups: usize,
+    cleanup_violations: Vec<String>,
 }
 
 impl Ledger {
@@ -91,6 +94,16 @@ impl Ledger {
         self.retrieval_violations.extend(problem);
     }
 
+    /// A finished job was cleaned up (`recovered`: by a new leader re-running its dirty
+    /// result); `problems` lists what was left.
+    pub fn cleaned(&mut self, recovered: bool, problems: Vec<String>) {
+        self.cleanups += 1;
+        if recovered {
+            self.recovered_cleanups += 1;
+        }
+        self.cleanup_violations.extend(problems);
+    }
+
     /// The verdicts.
     pub fn verdicts(&self) -> Vec<Verdict> {
         let verdict = |invariant, violations: &Vec<String>, ok_detail: String| Verdict {
@@ -133,6 +146,15 @@ impl Ledger {
                 format!(
                     "{} recoveries found every acknowledged job graph and the newest checkpoints",
                     self.recoveries
+                ),
+            ),
+            verdict(
+                "a finished job's HA data is removed",
+                &self.cleanup_violations,
+                format!(
+                    "{} finished jobs: no key left, result marked clean ({} by a new leader \
+                     re-running a dirty result)",
+                    self.cleanups, self.recovered_cleanups
                 ),
             ),
         ]

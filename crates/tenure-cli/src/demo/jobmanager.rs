@@ -110,6 +110,18 @@ impl JobManager {
         Ok(())
     }
 
+    /// Stops the job master of `job` (the job finished): its leader data is handed over
+    /// before the job's cleanup, as Flink stops a job master before the global cleanup.
+    pub async fn stop_job_master(&mut self, job: JobId) {
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.job_masters)
+            .into_iter()
+            .partition(|e| e.component() == ComponentId::JobMaster(job));
+        self.job_masters = running;
+        for e in done {
+            let _ = e.stop().await;
+        }
+    }
+
     /// Stops contending (graceful: leadership is handed over); the process stays alive and
     /// keeps its HA services.
     pub async fn stop_contending(self) -> Parked {

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use tenure::election::LeaderTerm;
 use tenure::ids::JobId;
-use tenure::store::{ApplicationStatus, CompletedCheckpoint, JobResultEntry, JobStatus};
+use tenure::store::CompletedCheckpoint;
 
 use super::jobmanager::JobManager;
 use super::run::{Demo, GRAPH_SIZE, short, store_err};
@@ -179,53 +179,25 @@ impl Demo {
 
     pub(super) async fn finish(
         &mut self,
-        jm: &JobManager,
+        jm: &mut JobManager,
         tl: &mut Timeline,
     ) -> Result<(), CliError> {
         let term = jm.term().ok_or_else(|| {
             CliError::Other(format!("{} lost leadership before finishing", jm.name))
         })?;
-        let stores = jm.services.leader_stores(&term);
-        let results = jm.services.job_result_store();
-        let graphs = stores.job_graphs();
-        let registry = stores.running_jobs();
-        let factory = stores.checkpoint_recovery_factory();
         for job in self.jobs.clone() {
-            let entry = JobResultEntry::new(job, ApplicationStatus::Succeeded, 1000);
-            results
-                .create_dirty(&entry)
-                .await
-                .map_err(store_err(&jm.name, "job result"))?;
-            factory
-                .create_completed_checkpoint_store(job, self.config.num_retained_checkpoints)
-                .map_err(store_err(&jm.name, "checkpoint store"))?
-                .shutdown(JobStatus::Finished)
-                .await
-                .map_err(store_err(&jm.name, "discarding checkpoints"))?;
-            factory
-                .create_checkpoint_id_counter(job)
-                .shutdown(JobStatus::Finished)
-                .await
-                .map_err(store_err(&jm.name, "removing the counter"))?;
-            graphs
-                .remove(job)
-                .await
-                .map_err(store_err(&jm.name, "removing the job graph"))?;
-            registry
-                .set_done(job)
-                .await
-                .map_err(store_err(&jm.name, "registry"))?;
-            results
-                .mark_clean(job)
-                .await
-                .map_err(store_err(&jm.name, "job result"))?;
+            jm.stop_job_master(job).await;
+            self.job_finished(jm, job).await?;
             tl.push(
                 &jm.name,
                 "job finished",
-                format!("job {job}: result recorded, HA data cleaned up"),
+                format!("job {job}: dirty result written"),
             );
+            self.clean_up(jm, &term, job, tl).await;
         }
-        let dirty = results
+        let dirty = jm
+            .services
+            .job_result_store()
             .dirty_results()
             .await
             .map_err(store_err(&jm.name, "job results"))?;

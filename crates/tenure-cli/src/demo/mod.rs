@@ -3,6 +3,7 @@
 //! checks the HA invariants over the whole run.
 
 mod checks;
+mod cleanup;
 mod jobmanager;
 mod jobs;
 mod run;

@@ -126,6 +126,7 @@ impl Demo {
             if let Some(z) = zombie.take() {
                 jms.push(self.zombie_writes(z, tl).await?);
             }
+            self.clean_up_dirty_results(&jms[idx], &term, tl).await?;
             self.recover(&jms[idx], &term, tl).await?;
             if round == 0 {
                 self.submit_jobs(&jms[idx], &term, tl).await?;
@@ -149,6 +150,17 @@ impl Demo {
             }
             let jm = jms.remove(idx);
             if round % 2 == 0 {
+                // With jobs to spare, one finishes first and its leader crashes before the
+                // cleanup: the next leader finds the dirty result and finishes it.
+                if self.jobs.len() > 1 {
+                    let job = self.jobs[0];
+                    self.job_finished(&jm, job).await?;
+                    tl.push(
+                        &jm.name,
+                        "job finished",
+                        format!("job {job}: dirty result written; crashing before its cleanup"),
+                    );
+                }
                 tl.push(
                     &jm.name,
                     "killed",
@@ -183,7 +195,7 @@ impl Demo {
                 });
             }
         }
-        self.finish(&jms[leader_idx], tl).await?;
+        self.finish(&mut jms[leader_idx], tl).await?;
         drop(observer);
         let _ = observer_services.close().await;
         let verdicts = self.shutdown(jms, tl).await;

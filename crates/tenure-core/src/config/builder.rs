@@ -23,7 +23,9 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::duration::format_duration;
-use super::{ConfigError, Configuration, HaConfig, NamingEra, ZooKeeperAcl};
+use super::{
+    CleanupStrategy, ConfigError, Configuration, HaConfig, NamingEra, ZooKeeperAcl, zk_security,
+};
 
 /// Marks a builder of ZooKeeper settings ([`HaConfig::zookeeper`]).
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +173,15 @@ impl<B> HaConfigBuilder<B> {
         self.set("execution.checkpointing.num-retained", n.to_string())
     }
 
+    /// `cleanup-strategy.*`: how a failed job cleanup is retried (default: exponential delay
+    /// from 1 s up to 1 h, no limit on retries). Records every key of `strategy`.
+    pub fn cleanup_strategy(mut self, strategy: CleanupStrategy) -> Self {
+        for (key, value) in strategy.to_pairs() {
+            self = self.set(key, value);
+        }
+        self
+    }
+
     /// `high-availability.tenure.flink-naming`: the key names of Flink 2.x (default) or 1.x.
     pub fn naming(self, naming: NamingEra) -> Self {
         let value = match naming {
@@ -230,7 +241,8 @@ impl HaConfigBuilder<ZooKeeper> {
     }
 
     /// `high-availability.zookeeper.client.acl`: `Open` (default) or `Creator` (which needs
-    /// [`digest_auth`](Self::digest_auth)).
+    /// [`digest_auth`](Self::digest_auth) or SASL credentials such as
+    /// [`sasl_digest`](Self::sasl_digest)).
     pub fn acl(self, acl: ZooKeeperAcl) -> Self {
         let value = match acl {
             ZooKeeperAcl::Open => "open",
@@ -261,6 +273,75 @@ impl HaConfigBuilder<ZooKeeper> {
             "high-availability.zookeeper.client.ensemble-tracker",
             track.to_string(),
         )
+    }
+
+    /// `high-availability.zookeeper.client.max-close-wait` (default 1 s): how long closing
+    /// waits for the ZooKeeper session to close.
+    pub fn max_close_wait(self, wait: Duration) -> Self {
+        self.duration(super::zookeeper_client::MAX_CLOSE_WAIT_KEY, wait)
+    }
+
+    /// Adds an entry to `high-availability.zookeeper.client.authorization`: `scheme` with
+    /// `credentials` (for `digest`: `user:password`), sent as `addAuth` by every session.
+    pub fn authorization(self, scheme: &str, credentials: &str) -> Self {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let entry = format!("{}:{}", quote(scheme), quote(credentials));
+        let key = super::zookeeper_client::AUTHORIZATION_KEY;
+        let value = match self.conf.get(key) {
+            Some(v) if !v.trim().is_empty() => format!("{v},{entry}"),
+            _ => entry,
+        };
+        self.set(key, value)
+    }
+
+    /// `high-availability.zookeeper.client.simulated-session-expiration-percent` (1 to 100,
+    /// default 100): a session disconnected for this share of its timeout is declared lost.
+    pub fn simulated_session_expiration_percent(self, percent: u8) -> Self {
+        self.set(
+            super::zookeeper_client::SIMULATED_EXPIRATION_KEY,
+            percent.to_string(),
+        )
+    }
+
+    /// TLS to the servers, verified with the CA certificates in the PEM file `ca_file`
+    /// (`high-availability.zookeeper.client.tls.ca-file`; TLS is on when it is set).
+    pub fn tls_ca_file(self, ca_file: impl Into<String>) -> Self {
+        self.set(zk_security::TLS_CA_FILE_KEY, ca_file)
+    }
+
+    /// `zookeeper.client.secure`: TLS to the servers; it needs
+    /// [`tls_ca_file`](Self::tls_ca_file) (tenure trusts that file only).
+    pub fn tls_secure(self, secure: bool) -> Self {
+        self.set(zk_security::SECURE_KEY, secure.to_string())
+    }
+
+    /// A client certificate for mutual TLS: the PEM chain `cert_file` and its PEM key
+    /// `key_file` (`...client.tls.cert-file`, `...client.tls.key-file`).
+    pub fn tls_client_cert(
+        self,
+        cert_file: impl Into<String>,
+        key_file: impl Into<String>,
+    ) -> Self {
+        self.set(zk_security::TLS_CERT_FILE_KEY, cert_file)
+            .set(zk_security::TLS_KEY_FILE_KEY, key_file)
+    }
+
+    /// SASL DIGEST-MD5 credentials (`...client.sasl.username`, `...client.sasl.password`;
+    /// hidden in `Debug` output).
+    pub fn sasl_digest(self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.set(zk_security::SASL_USERNAME_KEY, username)
+            .set(zk_security::SASL_PASSWORD_KEY, password)
+    }
+
+    /// SASL credentials from the section `zookeeper.sasl.login-context-name` (default
+    /// `Client`) of a JAAS file (`high-availability.zookeeper.client.sasl.jaas-file`).
+    pub fn sasl_jaas_file(self, path: impl Into<String>) -> Self {
+        self.set(zk_security::SASL_JAAS_FILE_KEY, path)
+    }
+
+    /// `zookeeper.sasl.disable`: when true, no SASL even if credentials are set.
+    pub fn sasl_disable(self, disable: bool) -> Self {
+        self.set(zk_security::SASL_DISABLE_KEY, disable.to_string())
     }
 }
 

@@ -20,6 +20,10 @@ fn zookeeper_setters_reach_every_field() {
         .digest_auth("me:secret")
         .tolerate_suspended_connections(true)
         .ensemble_tracker(false)
+        .max_close_wait(Duration::from_millis(1500))
+        .authorization("digest", "u:it's")
+        .authorization("ip", "127.0.0.1")
+        .simulated_session_expiration_percent(80)
         .num_retained_checkpoints(3)
         .naming(NamingEra::Flink1)
         .job_result_store_path("/var/lib/results")
@@ -41,6 +45,14 @@ fn zookeeper_setters_reach_every_field() {
     assert_eq!(zk.digest_auth.as_deref(), Some("me:secret"));
     assert!(zk.tolerate_suspended_connections);
     assert!(!zk.ensemble_tracker);
+    assert_eq!(zk.max_close_wait, Duration::from_millis(1500));
+    let auth: Vec<_> = zk
+        .authorization
+        .iter()
+        .map(|a| (a.scheme.as_str(), a.auth.as_str()))
+        .collect();
+    assert_eq!(auth, [("digest", "u:it's"), ("ip", "127.0.0.1")]);
+    assert_eq!(zk.simulated_session_expiration_percent, 80);
     assert_eq!(config.num_retained_checkpoints, 3);
     assert_eq!(config.naming, NamingEra::Flink1);
     assert_eq!(
@@ -198,4 +210,43 @@ fn secrets_stay_hidden_in_debug() {
     let builder = HaConfig::zookeeper("zk:2181").digest_auth("me:hunter2");
     let shown = format!("{builder:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn zookeeper_security_setters_reach_the_tls_and_sasl_fields() {
+    let config = HaConfig::zookeeper("zk1:2281")
+        .storage_dir("/ha")
+        .tls_ca_file("/etc/zk/ca.pem")
+        .tls_client_cert("/etc/zk/client.pem", "/etc/zk/client.key")
+        .sasl_digest("flink", "s3cret")
+        .acl(ZooKeeperAcl::Creator)
+        .build()
+        .unwrap();
+    let zk = &config.zookeeper;
+    assert!(zk.tls.enabled());
+    assert_eq!(zk.tls.ca_file.as_deref(), Some("/etc/zk/ca.pem"));
+    assert_eq!(zk.tls.cert_file.as_deref(), Some("/etc/zk/client.pem"));
+    assert_eq!(zk.tls.key_file.as_deref(), Some("/etc/zk/client.key"));
+    assert!(zk.sasl.active());
+    assert_eq!(zk.sasl.username.as_deref(), Some("flink"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+    // Flink: the creator ACL with SASL disabled is refused.
+    let err = HaConfig::zookeeper("zk1:2181")
+        .storage_dir("/ha")
+        .sasl_jaas_file("/etc/zk/client.jaas")
+        .sasl_disable(true)
+        .acl(ZooKeeperAcl::Creator)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("zookeeper.sasl.disable"), "{err}");
+    let err = HaConfig::zookeeper("zk1:2281")
+        .storage_dir("/ha")
+        .tls_secure(true)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("high-availability.zookeeper.client.tls.ca-file"),
+        "{err}"
+    );
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::duration::parse_duration;
-use super::{ConfigError, Configuration};
+use super::{CleanupStrategy, ConfigError, Configuration, ZooKeeperSasl, ZooKeeperTls};
 use crate::segments::{PathSegments, SegmentError};
 
 /// Which high-availability backend to run (Flink's `HighAvailabilityMode`).
@@ -98,13 +98,23 @@ pub struct ZooKeeperConfig {
     /// `high-availability.zookeeper.client.max-retry-attempts`, default 3.
     pub max_retry_attempts: u32,
     /// `high-availability.zookeeper.client.acl`: `open` (default) or `creator`; `creator` in
-    /// ZooKeeper mode needs [`digest_auth`](Self::digest_auth).
+    /// ZooKeeper mode needs [`digest_auth`](Self::digest_auth) or active [`sasl`](Self::sasl).
     pub acl: ZooKeeperAcl,
     /// `high-availability.zookeeper.client.tolerate-suspended-connections`, default false: when
     /// true only a lost session (not a suspended connection) revokes leadership.
     pub tolerate_suspended_connections: bool,
     /// `high-availability.zookeeper.client.ensemble-tracker`, default true; disable behind a VIP.
     pub ensemble_tracker: bool,
+    /// `high-availability.zookeeper.client.max-close-wait` (Curator's `maxCloseWaitMs`),
+    /// default 1 s: how long closing the backend waits for the session to close.
+    pub max_close_wait: Duration,
+    /// `high-availability.zookeeper.client.authorization`: `scheme:credentials` entries sent
+    /// as `addAuth` by every new session. Credentials hidden in `Debug` output.
+    pub authorization: Vec<super::ZooKeeperAuth>,
+    /// `high-availability.zookeeper.client.simulated-session-expiration-percent` (Curator's
+    /// `simulatedSessionExpirationPercent`), 1 to 100, default 100: a session disconnected for
+    /// this share of its negotiated timeout is declared lost.
+    pub simulated_session_expiration_percent: u8,
     /// `high-availability.zookeeper.path.jobgraphs`, default `jobgraphs`: the znode (one
     /// segment below the cluster's namespace, kept without slashes) holding Flink 1.x's job
     /// graphs. The ZooKeeper backend reads and writes the layout's `jobgraphs/...` keys there.
@@ -112,6 +122,10 @@ pub struct ZooKeeperConfig {
     /// tenure key `high-availability.zookeeper.client.digest`: `user:password` for ZooKeeper
     /// digest authentication. Hidden in `Debug` output.
     pub digest_auth: Option<String>,
+    /// TLS to the servers (`zookeeper.client.secure`, `...client.tls.*`).
+    pub tls: ZooKeeperTls,
+    /// SASL authentication (`zookeeper.sasl.*`, `...client.sasl.*`, Kerberos login keys).
+    pub sasl: ZooKeeperSasl,
 }
 
 impl Default for ZooKeeperConfig {
@@ -127,8 +141,14 @@ impl Default for ZooKeeperConfig {
             acl: ZooKeeperAcl::Open,
             tolerate_suspended_connections: false,
             ensemble_tracker: true,
+            max_close_wait: super::zookeeper_client::DEFAULT_MAX_CLOSE_WAIT,
+            authorization: Vec::new(),
+            simulated_session_expiration_percent:
+                super::zookeeper_client::DEFAULT_SIMULATED_EXPIRATION_PERCENT,
             job_graphs_path: crate::layout::FLINK1_JOB_GRAPHS_DIR.to_owned(),
             digest_auth: None,
+            tls: ZooKeeperTls::default(),
+            sasl: ZooKeeperSasl::default(),
         }
     }
 }
@@ -149,11 +169,19 @@ impl fmt::Debug for ZooKeeperConfig {
                 &self.tolerate_suspended_connections,
             )
             .field("ensemble_tracker", &self.ensemble_tracker)
+            .field("max_close_wait", &self.max_close_wait)
+            .field("authorization", &self.authorization)
+            .field(
+                "simulated_session_expiration_percent",
+                &self.simulated_session_expiration_percent,
+            )
             .field("job_graphs_path", &self.job_graphs_path)
             .field(
                 "digest_auth",
                 &self.digest_auth.as_ref().map(|_| "<redacted>"),
             )
+            .field("tls", &self.tls)
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -245,6 +273,8 @@ pub struct HaConfig {
     pub kubernetes: KubernetesConfig,
     /// etcd settings (read and validated in every mode).
     pub etcd: EtcdConfig,
+    /// `cleanup-strategy.*`: how a failed job cleanup is retried (default exponential delay).
+    pub cleanup_strategy: CleanupStrategy,
 }
 
 impl Default for HaConfig {
@@ -269,7 +299,7 @@ fn invalid_cluster_id(key: &str, value: &str, e: &SegmentError) -> ConfigError {
 const DURATION: &str = "a duration such as \"60 s\" or milliseconds";
 const POSITIVE_DURATION: &str = "a positive duration such as \"60 s\" or milliseconds";
 
-fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
+pub(super) fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     ConfigError::InvalidValue {
         key: key.to_owned(),
         value: value.to_owned(),
@@ -299,7 +329,7 @@ impl Configuration {
         }
     }
 
-    fn int_or<T: std::str::FromStr>(
+    pub(super) fn int_or<T: std::str::FromStr>(
         &self,
         key: &str,
         dep: &[&str],
@@ -314,7 +344,7 @@ impl Configuration {
         }
     }
 
-    fn duration_or(
+    pub(super) fn duration_or(
         &self,
         key: &str,
         dep: &[&str],
@@ -375,6 +405,7 @@ impl HaConfig {
                 .map_or(cid_key, |(k, _)| k);
             return Err(invalid_cluster_id(key, &cluster_id, &e));
         }
+        super::retired_keys::check(c)?;
         let naming = match c.lookup("high-availability.tenure.flink-naming", &[]) {
             None => NamingEra::Flink2,
             Some((_, v)) if v.trim() == "2" => NamingEra::Flink2,
@@ -418,6 +449,7 @@ impl HaConfig {
             zookeeper: read_zookeeper(c)?,
             kubernetes: read_kubernetes(c)?,
             etcd: read_etcd(c)?,
+            cleanup_strategy: CleanupStrategy::from_configuration(c)?,
         };
         for (key, root) in [
             (format!("{ZK}path.root"), &config.zookeeper.root),
@@ -434,22 +466,26 @@ impl HaConfig {
                 ));
             }
         }
-        // Flink forbids `creator` with `zookeeper.sasl.disable: true`; tenure has no SASL, so
-        // the digest is the only way to authenticate as the creator.
+        // Flink forbids `creator` with `zookeeper.sasl.disable: true`; tenure also accepts a
+        // digest as the creator's identity.
         if config.mode == HaMode::ZooKeeper
             && config.zookeeper.acl == ZooKeeperAcl::Creator
             && config.zookeeper.digest_auth.is_none()
+            && !config.zookeeper.sasl.active()
         {
             let (k, v) = c
                 .lookup("high-availability.zookeeper.client.acl", &[])
                 .unwrap_or(("high-availability.zookeeper.client.acl", "creator"));
-            return Err(invalid(
-                k,
-                v,
-                "\"open\" unless high-availability.zookeeper.client.digest is set: the creator \
-                 ACL lets only the authenticated creator use the znodes, and tenure \
-                 authenticates with a digest only (it has no SASL support)",
-            ));
+            let why = if config.zookeeper.sasl.disabled {
+                "\"open\" when zookeeper.sasl.disable is true (unless \
+                 high-availability.zookeeper.client.digest is set): the creator ACL lets only \
+                 the authenticated creator use the znodes"
+            } else {
+                "\"open\" unless SASL credentials (high-availability.zookeeper.client.sasl.*, \
+                 security.kerberos.login.*) or high-availability.zookeeper.client.digest are \
+                 set: the creator ACL lets only the authenticated creator use the znodes"
+            };
+            return Err(invalid(k, v, why));
         }
         config.validate_for_mode()?;
         Ok(config)
@@ -474,6 +510,7 @@ impl HaConfig {
             zookeeper: ZooKeeperConfig::default(),
             kubernetes: KubernetesConfig::default(),
             etcd: EtcdConfig::default(),
+            cleanup_strategy: CleanupStrategy::default(),
         }
     }
 
@@ -677,11 +714,22 @@ fn read_zookeeper(c: &Configuration) -> Result<ZooKeeperConfig, ConfigError> {
         tolerate_suspended_connections: c
             .bool_or(&key("client.tolerate-suspended-connections"), false)?,
         ensemble_tracker: c.bool_or(&key("client.ensemble-tracker"), true)?,
+        max_close_wait: c.duration_or(
+            super::zookeeper_client::MAX_CLOSE_WAIT_KEY,
+            &[],
+            d.max_close_wait,
+            POSITIVE,
+        )?,
+        authorization: super::zookeeper_client::read_authorization(c)?,
+        simulated_session_expiration_percent:
+            super::zookeeper_client::read_simulated_expiration_percent(c)?,
         job_graphs_path: match c.lookup(&key("path.jobgraphs"), &[&old("path.jobgraphs")]) {
             None => d.job_graphs_path,
             Some((k, v)) => super::job_graphs_path::job_graphs_dir(k, v)?,
         },
         digest_auth,
+        tls: super::zk_security::read_tls(c)?,
+        sasl: super::zk_security::read_sasl(c)?,
     })
 }
 

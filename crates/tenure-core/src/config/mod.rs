@@ -220,16 +220,23 @@ pub mod builder;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
+pub mod cleanup_strategy;
 mod ha;
 mod job_graphs_path;
 mod quorum;
+mod retired_keys;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod zk_security;
+pub mod zookeeper_client;
 
 pub use builder::HaConfigBuilder;
+pub use cleanup_strategy::CleanupStrategy;
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };
 pub use job_graphs_path::job_graphs_dir;
 pub use quorum::{DEFAULT_ZOOKEEPER_PORT, validate_zookeeper_quorum};
+pub use zk_security::{ZooKeeperSasl, ZooKeeperTls};
+pub use zookeeper_client::ZooKeeperAuth;

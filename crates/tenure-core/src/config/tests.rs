@@ -423,10 +423,10 @@ fn mode_requirements() {
     assert!(ha(&[("high-availability.type", "my-factory")]).is_ok());
 }
 
-/// tenure has no SASL: the creator ACL needs the digest credentials, whatever
-/// `zookeeper.sasl.disable` says (Flink only forbids it with SASL disabled).
+/// The creator ACL needs an identity: the digest credentials or active SASL; with
+/// `zookeeper.sasl.disable: true` SASL credentials do not count (Flink forbids it).
 #[test]
-fn the_creator_acl_needs_a_digest() {
+fn the_creator_acl_needs_a_digest_or_sasl() {
     let acl = "high-availability.zookeeper.client.acl";
     let digest = "high-availability.zookeeper.client.digest";
     for extra in [
@@ -441,6 +441,17 @@ fn the_creator_acl_needs_a_digest() {
     }
     assert!(zk(&[(acl, "creator"), (digest, "u:p")]).is_ok());
     assert!(zk(&[(acl, "open")]).is_ok());
+    let user = "high-availability.zookeeper.client.sasl.username";
+    let password = "high-availability.zookeeper.client.sasl.password";
+    assert!(zk(&[(acl, "creator"), (user, "u"), (password, "p")]).is_ok());
+    let err = zk(&[
+        (acl, "creator"),
+        (user, "u"),
+        (password, "p"),
+        ("zookeeper.sasl.disable", "true"),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("zookeeper.sasl.disable"), "{err}");
     // Only ZooKeeper mode uses the ACL.
     assert!(ha(&[(acl, "creator")]).is_ok());
 }

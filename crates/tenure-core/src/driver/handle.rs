@@ -99,6 +99,9 @@ pub struct DriverStats {
 pub struct SessionDriver {
     commands: mpsc::UnboundedSender<Command>,
     ids: Arc<AtomicU64>,
+    /// A handle for reading only: it follows leaders but registers no contender and joins no
+    /// latch ([`SessionDriver::read_only`]).
+    read_only: bool,
 }
 
 impl fmt::Debug for SessionDriver {
@@ -119,6 +122,26 @@ impl SessionDriver {
         Self {
             commands: tx,
             ids: Arc::new(AtomicU64::new(1)),
+            read_only: false,
+        }
+    }
+
+    /// A handle on the same driver that only follows leaders: registering a contender or
+    /// joining a latch through it fails with [`KvError::Unauthorized`], and nothing is sent
+    /// to the backend (client-only services).
+    pub fn read_only(&self) -> Self {
+        Self {
+            read_only: true,
+            ..self.clone()
+        }
+    }
+
+    fn refused(latch: &str) -> KvError {
+        KvError::Unauthorized {
+            key: latch.to_owned(),
+            reason: "client-only HA services only read: campaigning on a leader latch is \
+                     refused (connect the full HA services to run elections)"
+                .into(),
         }
     }
 
@@ -128,6 +151,11 @@ impl SessionDriver {
     }
 
     pub(crate) fn send(&self, cmd: Command) -> Result<(), ElectionError> {
+        if self.read_only
+            && let Command::Register { latch, .. } = &cmd
+        {
+            return Err(ElectionError::Backend(Self::refused(latch)));
+        }
         self.commands.send(cmd).map_err(|_| ElectionError::Closed)
     }
 
@@ -146,6 +174,9 @@ impl SessionDriver {
         latch: &str,
         events: mpsc::UnboundedSender<LatchEvent>,
     ) -> Result<Box<dyn Latch>, KvError> {
+        if self.read_only {
+            return Err(Self::refused(latch));
+        }
         let election = self.next_id();
         let (reply, rx) = oneshot::channel();
         self.send(Command::JoinLatch {

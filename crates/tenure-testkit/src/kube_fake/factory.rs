@@ -67,6 +67,12 @@ impl KubernetesFactory {
         self.connect_with(self.settings.clone()).await
     }
 
+    /// Connects a new client-only backend (a reader that writes nothing), typed.
+    pub async fn connect_client_k8s(&self) -> KubernetesBackend {
+        self.connect_with(self.settings.clone().for_client_only())
+            .await
+    }
+
     /// Connects a new backend with other settings.
     pub async fn connect_with(&self, settings: KubernetesSettings) -> KubernetesBackend {
         KubernetesBackend::connect_url(settings, &self.server.url())
@@ -82,6 +88,10 @@ impl BackendFactory for KubernetesFactory {
         let dynamic: Arc<dyn HaBackend> = Arc::new(backend.clone());
         tenure_core::sync::lock(&self.backends).push((dynamic.clone(), backend));
         dynamic
+    }
+
+    async fn connect_client(&self) -> Arc<dyn HaBackend> {
+        Arc::new(self.connect_client_k8s().await)
     }
 
     async fn crash(&self, backend: &Arc<dyn HaBackend>) {

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::Inner;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{ApiError, Event, EventType, Resource, labels_of};
+use super::{Inner, WatchInfo};
 
 fn json_response(code: u16, body: &Value) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -141,7 +141,7 @@ pub(super) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    inner.log_request(&method, &uri);
+    inner.log_request(&method, &uri, &headers);
     let delay = inner.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -182,6 +182,8 @@ enum Reply {
 }
 
 struct WatchStart {
+    /// Counts the events sent.
+    sent: Arc<super::Sent>,
     res: Resource,
     selectors: Selectors,
     backlog: Vec<Arc<Event>>,
@@ -232,7 +234,14 @@ fn serve(
                     Ok((b, rx)) => (b, rx, None),
                     Err(e) => (Vec::new(), broadcast::channel(1).1, Some(e)),
                 };
+                let sent = inner.open_watch(WatchInfo {
+                    uri: uri.to_string(),
+                    label_selector: q.label_selector.clone(),
+                    field_selector: q.field_selector.clone(),
+                    user_agent: super::user_agent(headers),
+                });
                 Ok(Reply::Watch(Box::new(WatchStart {
+                    sent,
                     res,
                     selectors,
                     backlog,
@@ -451,6 +460,7 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
     let bookmark_every = inner.bookmark_interval();
     tokio::spawn(async move {
         let WatchStart {
+            sent,
             res,
             selectors,
             backlog,
@@ -461,18 +471,19 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
             expired,
         } = w;
         if let Some(e) = expired {
-            let _ = tx
-                .send(line(&json!({"type": "ERROR", "object": e.status()})))
-                .await;
+            let event = json!({"type": "ERROR", "object": e.status()});
+            sent.note(&event);
+            let _ = tx.send(line(&event)).await;
             return;
         }
         let mut seen = start_rv;
         for e in backlog {
             seen = seen.max(e.rv);
-            if let Some(v) = render(&e, &selectors)
-                && tx.send(line(&v)).await.is_err()
-            {
-                return;
+            if let Some(v) = render(&e, &selectors) {
+                sent.note(&v);
+                if tx.send(line(&v)).await.is_err() {
+                    return;
+                }
             }
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -489,10 +500,11 @@ fn watch_response(inner: Arc<Inner>, w: WatchStart) -> Response {
                 ev = rx.recv() => match ev {
                     Ok(e) => {
                         seen = seen.max(e.rv);
-                        if let Some(v) = render(&e, &selectors)
-                            && tx.send(line(&v)).await.is_err()
-                        {
-                            return;
+                        if let Some(v) = render(&e, &selectors) {
+                            sent.note(&v);
+                            if tx.send(line(&v)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     // A watcher too slow for the event rate is closed; the client re-watches.

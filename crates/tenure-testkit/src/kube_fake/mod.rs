@@ -12,8 +12,10 @@
 //!   patch is treated the same, which is exact for these resources), `DELETE` (preconditions on
 //!   `resourceVersion` and `uid`, answered with a `Status` of `Success`), `DELETE` on a
 //!   collection (delete-collection with selectors);
-//! - list with `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, exists, `!`), `fieldSelector`
-//!   (`metadata.name`, `metadata.namespace`), `limit` / `continue`;
+//! - list and watch with `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, exists, `!`) and
+//!   `fieldSelector` (`metadata.name`, `metadata.namespace` with `=`, `==`, `!=`; any other
+//!   field is `400 BadRequest` `field label not supported: <field>`, as the real server answers
+//!   for ConfigMaps), `limit` / `continue`;
 //! - watch (`?watch=true`) from a `resourceVersion` (events after it), or without one / with
 //!   `"0"` (the current objects as `ADDED` first), `allowWatchBookmarks` (periodic `BOOKMARK`s
 //!   carrying the last resource version the stream has passed), `timeoutSeconds`; a resource
@@ -33,6 +35,11 @@
 //! (every open watch stream ends), [`FakeApiServer::compact`] (watches from an older resource
 //! version get 410).
 //!
+//! What the server saw: [`FakeApiServer::requests`] (every request),
+//! [`FakeApiServer::served`] (with each request's `User-Agent`, so a client's requests can be
+//! told apart) and [`FakeApiServer::watches`] (every watch with its selectors and the events it
+//! sent, by object name).
+//!
 //! The fake is checked against request/response pairs transcribed from the Kubernetes API
 //! reference (`kube_fake/fixtures/*.json`, run by `tests/kubernetes_fake.rs`), so it is not
 //! tuned to one client.
@@ -43,6 +50,7 @@ mod process;
 pub mod selector;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +67,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use factory::{KubernetesFactory, test_settings};
+
 pub use process::ProcessSetup;
 pub use store::{ApiError, Resource};
 
@@ -74,6 +83,72 @@ pub(crate) struct Inner {
     bookmark_interval: Mutex<Duration>,
     drop_watches: watch::Sender<u64>,
     requests: Mutex<Vec<String>>,
+    served: Mutex<Vec<Served>>,
+    watches: Mutex<Vec<(WatchInfo, Arc<Sent>)>>,
+}
+
+/// The events one watch sent, by the name of the object each was about (`ERROR`: `""`).
+#[derive(Debug, Default)]
+pub(crate) struct Sent(Mutex<BTreeMap<String, u64>>);
+
+impl Sent {
+    /// Notes one event (a rendered watch event line's JSON).
+    pub(crate) fn note(&self, event: &Value) {
+        let name = event
+            .pointer("/object/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        *lock(&self.0).entry(name.to_owned()).or_default() += 1;
+    }
+}
+
+/// One request served, with the client's `User-Agent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`.
+    pub method: String,
+    /// The path and query.
+    pub uri: String,
+    /// The `User-Agent` header (empty when none was sent).
+    pub user_agent: String,
+}
+
+impl Served {
+    /// Whether the request could change an object (anything but `GET`, which also lists and
+    /// watches).
+    pub fn writes(&self) -> bool {
+        self.method != "GET"
+    }
+}
+
+/// A watch the server opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchInfo {
+    /// The path and query of the watch request.
+    pub uri: String,
+    /// Its `labelSelector` (empty: none).
+    pub label_selector: String,
+    /// Its `fieldSelector` (empty: none).
+    pub field_selector: String,
+    /// The `User-Agent` of the client that opened it.
+    pub user_agent: String,
+}
+
+/// A watch the server opened and the events it sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchStats {
+    /// The watch.
+    pub watch: WatchInfo,
+    /// `ADDED`, `MODIFIED`, `DELETED` and `ERROR` events sent on it, by the name of the object
+    /// each was about (`ERROR` events under `""`); bookmarks are not counted.
+    pub by_object: BTreeMap<String, u64>,
+}
+
+impl WatchStats {
+    /// Every event sent on the watch (bookmarks not counted).
+    pub fn events(&self) -> u64 {
+        self.by_object.values().sum()
+    }
 }
 
 impl Inner {
@@ -97,9 +172,30 @@ impl Inner {
         self.drop_watches.subscribe()
     }
 
-    pub(crate) fn log_request(&self, method: &Method, uri: &Uri) {
+    pub(crate) fn log_request(&self, method: &Method, uri: &Uri, headers: &HeaderMap) {
         lock(&self.requests).push(format!("{method} {uri}"));
+        lock(&self.served).push(Served {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            user_agent: user_agent(headers),
+        });
     }
+
+    /// Registers a watch; every event sent on it is noted in the returned [`Sent`].
+    pub(crate) fn open_watch(&self, info: WatchInfo) -> Arc<Sent> {
+        let sent = Arc::new(Sent::default());
+        lock(&self.watches).push((info, sent.clone()));
+        sent
+    }
+}
+
+/// The `User-Agent` of a request (empty when none was sent).
+pub(crate) fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// A fake Kubernetes API server on a free loopback port. Dropping it stops it.
@@ -130,6 +226,8 @@ impl FakeApiServer {
             bookmark_interval: Mutex::new(DEFAULT_BOOKMARK_INTERVAL),
             drop_watches: drop_tx,
             requests: Mutex::new(Vec::new()),
+            served: Mutex::new(Vec::new()),
+            watches: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
@@ -223,5 +321,21 @@ impl FakeApiServer {
     /// Every request served so far, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         lock(&self.inner.requests).clone()
+    }
+
+    /// Every request served so far, with its `User-Agent`.
+    pub fn served(&self) -> Vec<Served> {
+        lock(&self.inner.served).clone()
+    }
+
+    /// Every watch opened so far (ended ones too), with the events it sent until now.
+    pub fn watches(&self) -> Vec<WatchStats> {
+        lock(&self.inner.watches)
+            .iter()
+            .map(|(w, sent)| WatchStats {
+                watch: w.clone(),
+                by_object: lock(&sent.0).clone(),
+            })
+            .collect()
     }
 }

@@ -2,8 +2,10 @@
 
 pub mod churn;
 pub mod cleanup;
+pub mod client_only;
 pub mod election;
 pub mod election_named;
+pub mod job_cleanup;
 pub mod kv;
 pub mod retrieval;
 pub mod stores;

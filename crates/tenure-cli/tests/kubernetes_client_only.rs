@@ -1,0 +1,187 @@
+//! The read-only commands of `tenure` against the fake Kubernetes API server run on a
+//! client-only session: they create no session ConfigMap and send no write.
+
+use std::sync::Arc;
+
+use tenure::election::ElectionService;
+use tenure::ids::ComponentId;
+use tenure::layout::Layout;
+use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup, Resource};
+
+/// The names of the session ConfigMaps on the server.
+fn session_cms(factory: &KubernetesFactory) -> Vec<String> {
+    factory
+        .server()
+        .objects(Resource::ConfigMaps, &factory.settings().namespace)
+        .iter()
+        .filter_map(|o| o.pointer("/metadata/name").and_then(|n| n.as_str()))
+        .filter(|n| n.contains("-tenure-session-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_commands_leave_no_session_configmap_and_write_nothing() {
+    let factory = KubernetesFactory::start().await;
+    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
+    let backend = Arc::new(factory.connect_k8s().await);
+    let layout = Layout::default();
+    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
+        .register(ComponentId::RestServer)
+        .await
+        .expect("register");
+    let mut rx = election.leadership();
+    let term = rx
+        .wait_for(|l| l.term().is_some())
+        .await
+        .expect("granted")
+        .term()
+        .cloned()
+        .expect("leader");
+    assert!(
+        election
+            .confirm(term.session_id, "http://10.0.0.5:8081")
+            .await
+            .expect("confirm")
+    );
+    let sessions = session_cms(&factory);
+    assert_eq!(sessions.len(), 1, "the leader's session: {sessions:?}");
+
+    for args in [
+        &["leaders", "--output", "json"][..],
+        &["jobs", "list"][..],
+        &["registry"][..],
+    ] {
+        let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
+        let out = cmd
+            .args(args)
+            .arg("--config")
+            .arg(&setup.config)
+            .output()
+            .await
+            .expect("run tenure");
+        assert!(
+            out.status.success(),
+            "tenure {args:?}: stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[0] == "leaders" {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            let rest = json["components"]
+                .as_array()
+                .expect("components")
+                .iter()
+                .find(|c| c["component"] == "rest_server")
+                .expect("rest_server listed")
+                .clone();
+            assert_eq!(rest["address"], "http://10.0.0.5:8081", "{json:#}");
+        }
+        assert_eq!(
+            session_cms(&factory),
+            sessions,
+            "tenure {args:?} left a session ConfigMap"
+        );
+    }
+
+    let served = factory.server().served();
+    let cli: Vec<_> = served
+        .iter()
+        .filter(|r| r.user_agent.contains("(client-only)"))
+        .collect();
+    assert!(!cli.is_empty(), "no request from the client-only CLI");
+    let writes: Vec<_> = cli.iter().filter(|r| r.writes()).collect();
+    assert!(
+        writes.is_empty(),
+        "the read-only commands wrote: {writes:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .filter(|r| r.writes())
+            .all(|r| r.user_agent.contains("(process)")),
+        "a write came from neither the leader nor the CLI"
+    );
+    election.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_watch_follows_by_configmap_name_without_a_session() {
+    let factory = KubernetesFactory::start().await;
+    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
+    let backend = Arc::new(factory.connect_k8s().await);
+    let layout = Layout::default();
+    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
+        .register(ComponentId::RestServer)
+        .await
+        .expect("register");
+    let mut rx = election.leadership();
+    let term = rx
+        .wait_for(|l| l.term().is_some())
+        .await
+        .expect("granted")
+        .term()
+        .cloned()
+        .expect("leader");
+    election
+        .confirm(term.session_id, "http://10.0.0.5:8081")
+        .await
+        .expect("confirm");
+
+    let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
+    let child = cmd
+        .args([
+            "leaders", "--watch", "--count", "1", "--output", "json", "--config",
+        ])
+        .arg(&setup.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start tenure leaders --watch");
+    let server = factory.server();
+    tenure_testkit::wait_until(
+        "the CLI's watch is open",
+        tenure_testkit::DEADLINE,
+        || async {
+            server
+                .watches()
+                .iter()
+                .any(|w| w.watch.user_agent.contains("(client-only)"))
+        },
+    )
+    .await;
+    // A change for the watch to print: the leader steps down.
+    election.stop().await.expect("stop");
+    let out = tokio::time::timeout(tenure_testkit::DEADLINE, child.wait_with_output())
+        .await
+        .expect("tenure leaders --watch ends after one change")
+        .expect("output");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster_cm = format!("{}-cluster-config-map", factory.settings().cluster_id);
+    for w in server.watches() {
+        if w.watch.user_agent.contains("(client-only)") {
+            assert_eq!(
+                w.watch.field_selector,
+                format!("metadata.name={cluster_cm}"),
+                "{w:?}"
+            );
+        }
+    }
+    assert!(
+        server
+            .served()
+            .iter()
+            .filter(|r| r.user_agent.contains("(client-only)"))
+            .all(|r| !r.writes()),
+        "tenure leaders --watch wrote"
+    );
+    assert_eq!(
+        session_cms(&factory).len(),
+        1,
+        "only the leader had a session"
+    );
+}
