@@ -268,6 +268,26 @@ fn spawn_server_with(cfg: &Path, log_path: &Path, jvm: &[String]) -> Result<Chil
 
 /// Polls the four-letter word `cmd` on `port` until `accept` takes the answer, for at most
 /// [`START_DEADLINE`]; fails early, with the log, if the server process exits.
+/// Waits until `port` accepts connections: the TLS port (Netty) may open after the plain one
+/// answered `ruok`, and a client that reached it too early would see a refused connection.
+async fn wait_listening(port: u16, log_path: &Path) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "the TLS port {port} did not accept connections within {START_DEADLINE:?} \
+                     ({e}); log:\n{}",
+                    log_tail(log_path, 4000)
+                ));
+            }
+            // Polled: the JVM gives no other signal that the port is open.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 pub(crate) async fn wait_answer(
     child: &mut Option<Child>,
     port: u16,
@@ -393,7 +413,11 @@ impl ZooKeeperServer {
         wait_answer(&mut self.child, self.port, &log_path, "ruok", |a| {
             a == "imok"
         })
-        .await
+        .await?;
+        match self.secure_port {
+            Some(port) => wait_listening(port, &log_path).await,
+            None => Ok(()),
+        }
     }
 
     /// `127.0.0.1:<port>`, the quorum string of this server.
