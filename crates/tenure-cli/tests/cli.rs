@@ -492,7 +492,7 @@ fn cleanup_lists_then_removes_a_clusters_files() {
 }
 
 #[test]
-fn backends_not_built_in_are_configuration_errors() {
+fn an_unreachable_etcd_endpoint_exits_4_naming_it() {
     let out = run(&[
         "leaders",
         "--ha-type",
@@ -502,7 +502,7 @@ fn backends_not_built_in_are_configuration_errors() {
         "-D",
         "high-availability.etcd.endpoints=http://127.0.0.1:1",
     ]);
-    assert_error(&out, 2, "not built into this tenure build");
+    assert_error(&out, 4, "http://127.0.0.1:1");
 }
 
 #[test]
