@@ -8,7 +8,6 @@ use serde::Serialize;
 use tenure::codec::decode_leader_info;
 use tenure::ids::ComponentId;
 use tenure::kv::{Entry, VersionedKv};
-use tenure::latch;
 use tenure::layout::{HaKey, LEADER_DIR, Layout};
 
 use crate::exit::CliError;
@@ -53,15 +52,17 @@ pub struct Contender {
     pub component: Option<String>,
     /// What that component is ([`kind`]); `null` for the process-wide latch.
     pub kind: Option<&'static str>,
-    /// The latch node's name (`_c_<uuid>-latch-<seq>`).
+    /// The latch node's name (`_c_<uuid>-latch-<seq>`; on etcd the lease id in hex).
     pub node: String,
-    /// Its sequence number; `null` for a foreign node.
+    /// Its place in line: the sequence number (on etcd the key's create revision); `null` for
+    /// a foreign node.
     pub sequence: Option<i64>,
-    /// Whether the node is not a well-formed latch node (`*latch-<at least 10 digits>`, the
-    /// rule of [`tenure::latch`]): the election ignores it, so it never leads.
+    /// Whether the node is not a participant by the backend's latch rule (ZooKeeper and the
+    /// embedded backend: `*latch-<at least 10 digits>`, see [`tenure::latch`]; etcd: named by
+    /// the lease it is attached to): the election ignores it, so it never leads.
     pub foreign: bool,
-    /// Whether it is first in line (the latch's leader): the well-formed node with the lowest
-    /// sequence.
+    /// Whether it is first in line (the latch's leader): the participant with the lowest
+    /// place.
     pub leader: bool,
     /// The backend session owning the node, in hex (ephemeral nodes).
     pub owner_session: Option<String>,
@@ -85,11 +86,25 @@ impl LeaderSnapshot {
             .list(LEADER_DIR)
             .await
             .map_err(|e| CliError::kv("listing the leader data", e))?;
-        Ok(Self::from_entries(&entries, layout))
+        Ok(Self::from_entries_placed(&entries, layout, &|node, e| {
+            kv.latch_place(node, e)
+        }))
     }
 
-    /// Builds the snapshot from the entries below `leader/`.
+    /// Builds the snapshot from the entries below `leader/`, reading latch lines by the
+    /// Curator-style rule ([`latch::sequence`]).
+    #[cfg(test)]
     pub fn from_entries(entries: &[Entry], layout: Layout) -> Self {
+        Self::from_entries_placed(entries, layout, &|node, _| tenure::latch::sequence(node))
+    }
+
+    /// Builds the snapshot from the entries below `leader/`; `place` is the backend's rule for
+    /// a latch key's place in line ([`VersionedKv::latch_place`]).
+    pub fn from_entries_placed(
+        entries: &[Entry],
+        layout: Layout,
+        place: &dyn Fn(&str, &Entry) -> Option<i64>,
+    ) -> Self {
         let mut comps: BTreeMap<(u8, String), ComponentLeader> = BTreeMap::new();
         for (i, c) in FIXED.iter().enumerate() {
             let name = layout.component_name(c);
@@ -110,7 +125,7 @@ impl LeaderSnapshot {
                     latches
                         .entry(latch.clone())
                         .or_default()
-                        .push(contender(e, latch, None, &node));
+                        .push(contender(e, latch, None, &node, place));
                 }
                 HaKey::LeaderLatchNode(c, node) => {
                     let latch = era.component_latch(&c);
@@ -120,6 +135,7 @@ impl LeaderSnapshot {
                         latch,
                         Some((&name, kind(&c))),
                         &node,
+                        place,
                     ));
                 }
                 HaKey::LeaderDir(c) | HaKey::LeaderInfo(c) => {
@@ -143,15 +159,11 @@ impl LeaderSnapshot {
         let components = comps.into_values().collect();
         let mut contenders = Vec::new();
         for (_, mut line) in latches {
-            let names: Vec<&str> = line.iter().map(|c| c.node.as_str()).collect();
-            let leader = latch::leader(&names).map(str::to_owned);
+            // In line: the participants by place, then name; foreign keys after them.
             line.sort_by(|a, b| {
                 (a.foreign, a.sequence, &a.node).cmp(&(b.foreign, b.sequence, &b.node))
             });
-            if let Some(first) = line
-                .iter_mut()
-                .find(|c| !c.foreign && Some(&c.node) == leader.as_ref())
-            {
+            if let Some(first) = line.first_mut().filter(|c| !c.foreign) {
                 first.leader = true;
             }
             contenders.extend(line);
@@ -319,8 +331,9 @@ fn contender(
     latch: String,
     component: Option<(&str, &'static str)>,
     node: &str,
+    place: &dyn Fn(&str, &Entry) -> Option<i64>,
 ) -> Contender {
-    let sequence = latch::sequence(node);
+    let sequence = place(node, e);
     Contender {
         latch,
         component: component.map(|(name, _)| name.to_owned()),
@@ -592,7 +605,7 @@ pub(crate) mod tests {
                 let _ = snap.guard("x", false);
                 let mut leaders: BTreeMap<&str, usize> = BTreeMap::new();
                 for c in &snap.contenders {
-                    prop_assert_eq!(c.foreign, latch::sequence(&c.node).is_none());
+                    prop_assert_eq!(c.foreign, tenure::latch::sequence(&c.node).is_none());
                     if c.leader {
                         prop_assert!(!c.foreign);
                         *leaders.entry(c.latch.as_str()).or_default() += 1;

@@ -555,6 +555,17 @@ pub trait VersionedKv: Send + Sync + fmt::Debug {
     fn parents_are_keys(&self) -> bool {
         false
     }
+
+    /// The place in its latch's line of the latch key `entry`, whose last segment is `node`:
+    /// the lowest place leads. `None` when this backend's latch recipe does not count the key
+    /// as a participant (foreign data in a latch directory). The default is the rule of the
+    /// Curator-style recipes ([`crate::latch::sequence`]: the node's sequence number); a
+    /// backend whose recipe names and orders participants otherwise overrides it, so tools
+    /// that inspect latches read every backend's line as its recipe does.
+    fn latch_place(&self, node: &str, entry: &Entry) -> Option<i64> {
+        let _ = entry;
+        crate::latch::sequence(node)
+    }
 }
 
 #[cfg(test)]

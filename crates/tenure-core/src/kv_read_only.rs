@@ -90,6 +90,10 @@ impl VersionedKv for ReadOnlyKv {
     fn parents_are_keys(&self) -> bool {
         self.inner.parents_are_keys()
     }
+
+    fn latch_place(&self, node: &str, entry: &Entry) -> Option<i64> {
+        self.inner.latch_place(node, entry)
+    }
 }
 
 #[cfg(test)]

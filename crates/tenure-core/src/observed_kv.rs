@@ -163,6 +163,10 @@ impl VersionedKv for ObservedKv {
         self.inner.parents_are_keys()
     }
 
+    fn latch_place(&self, node: &str, entry: &Entry) -> Option<i64> {
+        self.inner.latch_place(node, entry)
+    }
+
     fn session_id(&self) -> u64 {
         self.inner.session_id()
     }

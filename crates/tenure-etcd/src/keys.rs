@@ -15,6 +15,18 @@ pub struct Keys {
     namespace: String,
 }
 
+/// The name of a latch participant's key: its lease id in lowercase hex.
+pub fn latch_node(lease: i64) -> String {
+    format!("{lease:x}")
+}
+
+/// Whether the latch key named `name`, attached to `lease` (0: none), is a participant of the
+/// latch recipe: it is named by the lease it is attached to. Anything else in a latch
+/// directory is foreign and never leads.
+pub fn is_latch_participant(name: &str, lease: i64) -> bool {
+    lease != 0 && name == latch_node(lease)
+}
+
 impl Keys {
     /// The keys below `<root>/<cluster>` (validated segments; an empty root is `/`).
     pub fn new(root: &PathSegments, cluster: &PathSegments) -> Self {

@@ -14,7 +14,7 @@ use tenure_core::retry::RetryPolicy;
 use tokio::sync::watch;
 
 use crate::EtcdBackend;
-use crate::keys::range_end;
+use crate::keys::{is_latch_participant, latch_node, range_end};
 use crate::latch::{Op, Recipe, Reply, Request, Response};
 use crate::session::Shared;
 
@@ -106,7 +106,7 @@ async fn bounded<T>(
 
 async fn join(shared: &Shared, dir: &str) -> Result<(String, i64), String> {
     let lease = shared.lease();
-    let key = format!("{dir}/{lease:x}");
+    let key = format!("{dir}/{}", latch_node(lease));
     let txn = EtcdTxn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([
@@ -147,13 +147,11 @@ async fn list(shared: &Shared, dir: &str) -> Result<(Vec<(String, i64)>, i64), S
     let line = resp
         .kvs()
         .iter()
-        .filter(|kv| kv.lease() != 0)
         .filter_map(|kv| {
             let key = std::str::from_utf8(kv.key()).ok()?;
-            // Only direct children named by a lease id are participants.
+            // Only direct children named by the lease they are attached to are participants.
             let name = key.strip_prefix(dir)?.strip_prefix('/')?;
-            (!name.is_empty() && name.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| (key.to_owned(), kv.create_revision()))
+            is_latch_participant(name, kv.lease()).then(|| (key.to_owned(), kv.create_revision()))
         })
         .collect();
     Ok((line, revision))

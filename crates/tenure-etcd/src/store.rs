@@ -15,7 +15,7 @@ use tenure_core::kv::{
 
 use crate::EtcdBackend;
 use crate::error::{client_error, timed_out};
-use crate::keys::Keys;
+use crate::keys::{Keys, is_latch_participant};
 use crate::txn::Plan;
 
 /// The pause before a request that could not be sent is tried again.
@@ -200,5 +200,12 @@ impl VersionedKv for EtcdBackend {
 
     fn session_id(&self) -> u64 {
         self.shared.lease() as u64
+    }
+
+    /// A participant's key is named by the lease it is attached to and never rewritten, so
+    /// its version (mod revision) is its create revision: the lowest leads.
+    fn latch_place(&self, node: &str, entry: &Entry) -> Option<i64> {
+        let lease = entry.ephemeral_owner.map_or(0, |o| o as i64);
+        is_latch_participant(node, lease).then_some(entry.version.0)
     }
 }
