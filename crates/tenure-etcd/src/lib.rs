@@ -33,6 +33,7 @@
 //! - Leader latch: see [`latch`] (lease + transaction, lowest create revision leads, each
 //!   participant watches only its predecessor).
 
+mod client_only;
 mod error;
 pub mod keys;
 pub mod latch;
@@ -92,6 +93,12 @@ impl EtcdBackend {
         Self::connect(EtcdSettings::from_ha_config(config)?).await
     }
 
+    /// Connects a client-only session from an HA configuration (see
+    /// [`EtcdSettings::for_client_only`]): no lease, no latch, writes refused.
+    pub async fn from_config_client(config: &HaConfig) -> Result<Self, ConnectError> {
+        Self::connect(EtcdSettings::from_ha_config(config)?.for_client_only()).await
+    }
+
     /// The settings the backend was opened with.
     pub fn settings(&self) -> &EtcdSettings {
         &self.shared.settings
@@ -138,7 +145,7 @@ impl HaBackend for EtcdBackend {
 
     fn driver(&self) -> Result<SessionDriver, KvError> {
         self.shared.client()?;
-        Ok(self
+        let driver = self
             .shared
             .driver
             .get_or_init(|| {
@@ -147,7 +154,13 @@ impl HaBackend for EtcdBackend {
                     view: self.shared.subscribe_status(),
                 })
             })
-            .clone())
+            .clone();
+        // A client-only session has no lease to put a latch key under.
+        Ok(if self.shared.settings.client_only {
+            driver.read_only()
+        } else {
+            driver
+        })
     }
 
     async fn close(&self) -> Result<(), KvError> {

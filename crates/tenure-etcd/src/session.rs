@@ -73,8 +73,16 @@ impl Shared {
             .with_keep_alive(Duration::from_secs(1), bound);
         let opened = tokio::time::timeout(bound, async {
             let mut client = Client::connect(&settings.endpoints, Some(options)).await?;
-            let lease = client.lease_grant(settings.lease_ttl_secs(), None).await?;
-            Ok::<_, etcd_client::Error>((client, lease.id()))
+            let lease = if settings.client_only {
+                crate::client_only::probe(&mut client, &keys).await?;
+                0
+            } else {
+                client
+                    .lease_grant(settings.lease_ttl_secs(), None)
+                    .await?
+                    .id()
+            };
+            Ok::<_, etcd_client::Error>((client, lease))
         })
         .await;
         let (client, lease) = match opened {
@@ -86,7 +94,11 @@ impl Shared {
                 ));
             }
         };
-        info!(lease = format_args!("{lease:x}"), namespace = %keys.namespace(), "etcd lease granted");
+        if settings.client_only {
+            info!(namespace = %keys.namespace(), "etcd client-only session (no lease)");
+        } else {
+            info!(lease = format_args!("{lease:x}"), namespace = %keys.namespace(), "etcd lease granted");
+        }
         let (status, _) = watch::channel(SessionView::CONNECTED);
         let (conn, _) = watch::channel(ConnectionState::Connected);
         let shared = Arc::new(Self {
@@ -100,7 +112,12 @@ impl Shared {
             driver: OnceLock::new(),
             watch_hub: OnceLock::new(),
         });
-        tokio::spawn(keep_alive(Arc::downgrade(&shared), shared.closed.clone()));
+        let (weak, closed) = (Arc::downgrade(&shared), shared.closed.clone());
+        if shared.settings.client_only {
+            tokio::spawn(crate::client_only::follow(weak, closed));
+        } else {
+            tokio::spawn(keep_alive(weak, closed));
+        }
         Ok(shared)
     }
 
@@ -112,7 +129,13 @@ impl Shared {
         Ok(self.client.clone())
     }
 
-    /// The current lease id (the owner of this process's ephemeral keys).
+    /// The client, also after closing (for the session's own tasks).
+    pub(crate) fn raw_client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The current lease id (the owner of this process's ephemeral keys); 0 in a client-only
+    /// session.
     pub fn lease(&self) -> i64 {
         self.lease.load(Ordering::SeqCst)
     }
@@ -129,7 +152,7 @@ impl Shared {
         self.conn.subscribe()
     }
 
-    fn set_state(&self, state: ConnectionState) {
+    pub(crate) fn set_state(&self, state: ConnectionState) {
         self.status.send_if_modified(|s| {
             if s.state == state {
                 return false;
@@ -166,6 +189,9 @@ impl Shared {
         }
         self.closed.cancel();
         self.set_state(ConnectionState::Lost);
+        if self.settings.client_only {
+            return;
+        }
         let lease = self.lease();
         let mut client = self.client.clone();
         match tokio::time::timeout(self.settings.request_timeout, client.lease_revoke(lease)).await

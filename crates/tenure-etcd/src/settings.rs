@@ -26,6 +26,9 @@ pub struct EtcdSettings {
     pub suspended_policy: SuspendedPolicy,
     /// How long connecting (and each request) may take before it is given up.
     pub request_timeout: Duration,
+    /// A client-only session ([`for_client_only`](Self::for_client_only)): no lease, no
+    /// latch, every write refused.
+    pub client_only: bool,
 }
 
 impl EtcdSettings {
@@ -39,7 +42,19 @@ impl EtcdSettings {
             cluster_id: cluster_id.to_owned(),
             suspended_policy: SuspendedPolicy::RevokeOnSuspended,
             request_timeout: Duration::from_secs(10),
+            client_only: false,
         }
+    }
+
+    /// The same settings for a process that only reads and follows leaders (a CLI, a REST
+    /// gateway; Flink's `ClientHighAvailabilityServices`): the session grants no lease, so it
+    /// leaves nothing on the server, joins no latch and refuses every write with
+    /// [`KvError::Unauthorized`](tenure_core::kv::KvError::Unauthorized) before sending it.
+    /// Its connection state follows a cheap read of the namespace every lease TTL / 3:
+    /// `Connected` while it answers, `Suspended` while it does not (there is no lease to lose).
+    pub fn for_client_only(mut self) -> Self {
+        self.client_only = true;
+        self
     }
 
     /// The settings of an HA configuration (`high-availability.etcd.*`,

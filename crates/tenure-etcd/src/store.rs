@@ -80,6 +80,14 @@ impl EtcdBackend {
 
     /// Commits a compiled plan; `key` names it in errors.
     async fn commit(&self, plan: Plan, key: &str) -> Result<Vec<TxnResult>, KvError> {
+        if self.shared.settings.client_only {
+            return Err(KvError::Unauthorized {
+                key: key.to_owned(),
+                reason: "this is a client-only etcd session (EtcdSettings::for_client_only): \
+                         it reads and follows leaders but writes nothing"
+                    .into(),
+            });
+        }
         let txn = plan.etcd_txn();
         let resp = self
             .bounded(key, "transaction", |mut c| {

@@ -484,6 +484,10 @@ impl BackendFactory for EtcdFactory {
         Arc::new(self.connect_etcd().await)
     }
 
+    async fn connect_client(&self) -> Arc<dyn HaBackend> {
+        Arc::new(self.connect_with(self.settings().for_client_only()).await)
+    }
+
     async fn crash(&self, backend: &Arc<dyn HaBackend>) {
         let _ = backend.close().await;
     }

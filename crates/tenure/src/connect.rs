@@ -138,6 +138,9 @@ pub async fn connect_with(
 ///   (`<cluster-id>-tenure-session-<id>`), nothing renewed or reaped, and every ConfigMap it
 ///   follows is watched by name (`fieldSelector=metadata.name=<name>`), so renewals of other
 ///   processes' sessions never reach it.
+/// - etcd: a session without a lease (`EtcdSettings::for_client_only`): it leaves nothing on
+///   the server, joins no latch, and its connection state follows a count-only read of the
+///   namespace every lease TTL / 3.
 /// - `NONE`: a new, private embedded cluster, as [`connect`] (it holds nothing of other
 ///   processes).
 ///
@@ -205,10 +208,8 @@ async fn client_session(
         HaMode::Kubernetes => {
             Arc::new(tenure_kubernetes::KubernetesBackend::from_config_client(config).await?)
         }
-        // Writes no key, but still grants the process lease (a lease-free etcd reader is
-        // issue 14's work).
         #[cfg(feature = "etcd")]
-        HaMode::Etcd => Arc::new(tenure_etcd::EtcdBackend::from_config(config).await?),
+        HaMode::Etcd => Arc::new(tenure_etcd::EtcdBackend::from_config_client(config).await?),
         // Reached only in builds without one of the backend features.
         #[allow(unreachable_patterns)]
         other => return Err(not_built(other)),
