@@ -17,6 +17,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # When to pick etcd
+//!
+//! - You already run etcd (every Kubernetes control plane does, but give tenure an etcd of its
+//!   own or a prefix of a shared one, never the API server's), and not ZooKeeper.
+//! - You want failover bounded by one number: a crashed leader's lease expires after
+//!   `high-availability.etcd.lease-ttl` (default 15 s; the fault tests run at 2 s and a standby
+//!   led 1.7–2.1 s after SIGKILL or SIGSTOP of the leader), and its keys go with it.
+//! - Every fenced write is one etcd transaction comparing the leader key's create revision,
+//!   checked by the raft leader in the same commit as the write: no window between a check and
+//!   the write, on one node or a 3-node cluster.
+//!
+//! Prefer ZooKeeper when Flink processes must share the HA data (Flink has no etcd HA
+//! service), and the Kubernetes mode when the cluster runs on Kubernetes without an etcd of
+//! its own to use. Payloads above 1 KiB (job graphs, checkpoint metadata) live in the blob
+//! store (`high-availability.storageDir`), as on every backend; etcd holds their pointers.
+//!
+//! # Client-only readers
+//!
+//! [`EtcdBackend::from_config_client`] (used by `tenure::connect_client` and the `tenure`
+//! command's read-only commands) grants no lease: a reader leaves nothing on the server, joins
+//! no latch and refuses writes before sending them (see [`EtcdSettings::for_client_only`]).
+//!
 //! # Mapping
 //!
 //! - Keys: see [`keys`]; a layout key is the etcd key `<namespace>/<key>`.
