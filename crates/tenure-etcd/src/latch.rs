@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
+use tenure_core::driver::participation::{Life, Participation, Wait};
 use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 use tenure_core::kv::FencingToken;
 use tenure_core::retry::RetryPolicy;
@@ -83,26 +84,6 @@ struct Node {
     generation: u64,
 }
 
-/// What the recipe waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wait {
-    Nothing,
-    Response,
-    Pause,
-    Watching,
-}
-
-/// Where the recipe is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Life {
-    Idle,
-    Campaigning,
-    /// Leaving; `reported` once `Left` was output.
-    Leaving {
-        reported: bool,
-    },
-}
-
 /// One participation in a latch.
 #[derive(Debug)]
 pub(crate) struct Recipe {
@@ -111,13 +92,11 @@ pub(crate) struct Recipe {
     retry: RetryPolicy,
     leave_wait: Duration,
     session: SessionView,
-    life: Life,
+    /// Life, wait, current request and leadership (shared with ZooKeeper's recipe).
+    p: Participation,
     node: Option<Node>,
-    leader: bool,
     /// Revoked while suspended: the line must be read again before leading.
     recheck: bool,
-    wait: Wait,
-    expect: u64,
     failures: u32,
     unpublish: Vec<String>,
 }
@@ -133,6 +112,7 @@ impl Recipe {
         leave_wait: Duration,
     ) -> Self {
         Self {
+            p: Participation::new(&dir),
             dir,
             policy,
             retry,
@@ -142,12 +122,8 @@ impl Recipe {
                 generation: 0,
                 suspensions: 0,
             },
-            life: Life::Idle,
             node: None,
-            leader: false,
             recheck: false,
-            wait: Wait::Nothing,
-            expect: 0,
             failures: 0,
             unpublish: Vec::new(),
         }
@@ -158,25 +134,16 @@ impl Recipe {
     }
 
     fn request(&mut self, op: Op, out: &mut Out) {
-        self.wait = if matches!(op, Op::Watch { .. }) {
-            Wait::Watching
-        } else {
-            Wait::Response
-        };
-        self.expect += 1;
+        let seq = self.p.next_request(matches!(op, Op::Watch { .. }));
         out.push(RecipeOutput::Request(Request {
             generation: self.session.generation,
-            seq: self.expect,
+            seq,
             op,
         }));
     }
 
     fn revoke(&mut self, out: &mut Out) {
-        if self.leader {
-            self.leader = false;
-            info!(dir = %self.dir, "leadership revoked");
-            out.push(RecipeOutput::Revoked);
-        }
+        self.p.revoke(out);
     }
 
     fn on_session(&mut self, view: SessionView, out: &mut Out) {
@@ -191,17 +158,16 @@ impl Recipe {
             self.revoke(out);
             // The key died with its lease.
             self.node = None;
-            self.wait = Wait::Nothing;
-            self.expect += 1;
+            self.p.cancel_wait();
         }
         self.session = view;
     }
 
     fn step(&mut self, out: &mut Out) {
-        if self.wait != Wait::Nothing || !self.connected() {
+        if self.p.wait != Wait::Nothing || !self.connected() {
             return;
         }
-        match self.life {
+        match self.p.life {
             Life::Idle => {}
             Life::Campaigning => {
                 let dir = self.dir.clone();
@@ -233,36 +199,30 @@ impl Recipe {
     }
 
     fn finish_leaving(&mut self, out: &mut Out) {
-        if let Life::Leaving { reported: false } = self.life {
-            debug!(dir = %self.dir, "left the latch");
-            out.push(RecipeOutput::Left);
-        }
-        self.life = Life::Leaving { reported: true };
-        out.push(RecipeOutput::Done);
+        self.p.finish_leaving(out);
     }
 
     fn failed(&mut self, why: String, out: &mut Out) {
         let attempt = self.failures;
         self.failures = self.failures.saturating_add(1);
         warn!(dir = %self.dir, error = %why, "latch step failed; retrying");
-        self.wait = Wait::Pause;
-        out.push(RecipeOutput::WakeAfter(self.retry.wait(attempt)));
+        self.p.pause(self.retry.wait(attempt), out);
     }
 
     fn response(&mut self, reply: Reply, out: &mut Out) {
-        if reply.seq != self.expect {
+        if reply.seq != self.p.expect {
             return;
         }
         match reply.response {
             Response::Watched => {
-                if self.wait == Wait::Watching {
-                    self.wait = Wait::Nothing;
+                if self.p.wait == Wait::Watching {
+                    self.p.wait = Wait::Nothing;
                     self.step(out);
                 }
             }
-            _ if self.wait != Wait::Response => {}
+            _ if self.p.wait != Wait::Response => {}
             Response::Joined(r) => {
-                self.wait = Wait::Nothing;
+                self.p.wait = Wait::Nothing;
                 match r {
                     Ok((key, revision)) => {
                         self.failures = 0;
@@ -278,11 +238,11 @@ impl Recipe {
                 }
             }
             Response::Listed(r) => {
-                self.wait = Wait::Nothing;
+                self.p.wait = Wait::Nothing;
                 match r {
                     Ok((line, revision)) => {
                         self.failures = 0;
-                        if self.life == Life::Campaigning {
+                        if self.p.life == Life::Campaigning {
                             self.check_line(line, revision, out);
                         } else {
                             self.step(out);
@@ -292,7 +252,7 @@ impl Recipe {
                 }
             }
             Response::Deleted(r) => {
-                self.wait = Wait::Nothing;
+                self.p.wait = Wait::Nothing;
                 match r {
                     Ok(()) => {
                         self.failures = 0;
@@ -321,8 +281,8 @@ impl Recipe {
                 self.step(out);
             }
             Some(0) => {
-                if !self.leader {
-                    self.leader = true;
+                if !self.p.leader {
+                    self.p.leader = true;
                     info!(key = %node.key, "leadership granted");
                     out.push(RecipeOutput::Granted(FencingToken::new(
                         node.key.as_str(),
@@ -358,11 +318,10 @@ impl LatchRecipe for Recipe {
     type Response = Reply;
 
     fn delete_on_leave(&mut self, keys: Vec<String>) -> bool {
-        let held = self.leader
-            && self
-                .node
-                .as_ref()
-                .is_some_and(|n| n.generation == self.session.generation);
+        let held = self.p.holds_key_of(
+            self.node.as_ref().map(|n| n.generation),
+            self.session.generation,
+        );
         if held {
             self.unpublish = keys;
         }
@@ -372,48 +331,32 @@ impl LatchRecipe for Recipe {
     fn handle(&mut self, input: RecipeInput<Reply>, out: &mut Out) {
         match input {
             RecipeInput::Join => {
-                self.life = Life::Campaigning;
+                self.p.life = Life::Campaigning;
                 self.step(out);
             }
             RecipeInput::Leave => {
-                self.revoke(out);
-                self.life = Life::Leaving { reported: false };
-                if self.wait == Wait::Watching || self.wait == Wait::Pause {
-                    self.wait = Wait::Nothing;
-                    self.expect += 1;
-                }
-                if self.connected() {
-                    out.push(RecipeOutput::WakeAfter(self.leave_wait));
+                // Not connected: the key is deleted once connected again under this lease.
+                if self.p.leave(self.connected(), self.leave_wait, out) {
                     self.step(out);
-                } else {
-                    // The key is deleted once connected again under this lease.
-                    out.push(RecipeOutput::Left);
-                    self.life = Life::Leaving { reported: true };
                 }
             }
             RecipeInput::Session(view) => {
                 self.on_session(view, out);
-                if let Life::Leaving { .. } = self.life
+                if let Life::Leaving { .. } = self.p.life
                     && (view.state == ConnectionState::Lost || self.node.is_none())
                 {
                     self.node = None;
-                    self.wait = Wait::Nothing;
+                    self.p.wait = Wait::Nothing;
                     return self.finish_leaving(out);
                 }
-                if self.wait == Wait::Watching && (self.recheck || !self.connected()) {
-                    self.wait = Wait::Nothing;
-                    self.expect += 1;
+                if self.p.wait == Wait::Watching && (self.recheck || !self.connected()) {
+                    self.p.cancel_wait();
                 }
                 self.step(out);
             }
             RecipeInput::Response(r) => self.response(r, out),
             RecipeInput::Wake => {
-                if let Life::Leaving { reported: false } = self.life {
-                    out.push(RecipeOutput::Left);
-                    self.life = Life::Leaving { reported: true };
-                }
-                if self.wait == Wait::Pause {
-                    self.wait = Wait::Nothing;
+                if self.p.wake(out) {
                     self.step(out);
                 }
             }

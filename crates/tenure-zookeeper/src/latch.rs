@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
+use tenure_core::driver::participation::{Life, Participation, Wait};
 use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 use tenure_core::kv::{FencingToken, KvError};
 use tenure_core::latch::{sequence as latch_sequence, sorted_participants};
@@ -102,19 +103,6 @@ struct Pending {
     generation: u64,
 }
 
-/// What the recipe waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wait {
-    /// Nothing: step when connected.
-    Nothing,
-    /// A request's response.
-    Response,
-    /// A pause after a failure.
-    Pause,
-    /// A watch to fire (leaving or a reset may go ahead meanwhile).
-    Watching,
-}
-
 /// The kind of the request asked last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Asked {
@@ -126,17 +114,6 @@ enum Asked {
     DeleteProtected,
 }
 
-/// Where the recipe is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Life {
-    Idle,
-    Campaigning,
-    /// Leaving; `reported` once `Left` was output.
-    Leaving {
-        reported: bool,
-    },
-}
-
 /// One participation in a latch.
 #[derive(Debug)]
 pub(crate) struct Recipe {
@@ -146,15 +123,12 @@ pub(crate) struct Recipe {
     retry: RetryPolicy,
     leave_wait: Duration,
     session: SessionView,
-    life: Life,
+    /// Life, wait, current request and leadership (shared with etcd's recipe).
+    p: Participation,
     node: Option<Node>,
     pending: Option<Pending>,
-    leader: bool,
     need_reset: bool,
-    wait: Wait,
-    /// The `seq` of the request whose reply is awaited; other replies are stale.
-    expect: u64,
-    /// What that request was.
+    /// What the request awaited was.
     asked: Asked,
     failures: u32,
     /// Keys to delete in the same write as the node when leaving.
@@ -172,6 +146,7 @@ impl Recipe {
         leave_wait: Duration,
     ) -> Self {
         Self {
+            p: Participation::new(&dir),
             dir: dir.into(),
             policy,
             retry,
@@ -181,13 +156,9 @@ impl Recipe {
                 generation: 0,
                 suspensions: 0,
             },
-            life: Life::Idle,
             node: None,
             pending: None,
-            leader: false,
             need_reset: false,
-            wait: Wait::Nothing,
-            expect: 0,
             asked: Asked::Watch,
             failures: 0,
             unpublish: Vec::new(),
@@ -199,7 +170,6 @@ impl Recipe {
     }
 
     fn request(&mut self, op: Op, out: &mut Out) {
-        self.wait = Wait::Response;
         self.asked = match &op {
             Op::Create { .. } => Asked::Create,
             Op::Find { .. } => Asked::Find,
@@ -208,10 +178,11 @@ impl Recipe {
             Op::Delete { .. } => Asked::Delete,
             Op::DeleteProtected { .. } => Asked::DeleteProtected,
         };
-        self.expect += 1;
+        // A watch's wait is set by `watch`, after the request.
+        let seq = self.p.next_request(false);
         out.push(RecipeOutput::Request(Request {
             generation: self.session.generation,
-            seq: self.expect,
+            seq,
             op,
         }));
     }
@@ -221,11 +192,7 @@ impl Recipe {
     }
 
     fn revoke(&mut self, out: &mut Out) {
-        if self.leader {
-            self.leader = false;
-            info!(dir = %self.dir, "leadership revoked");
-            out.push(RecipeOutput::Revoked);
-        }
+        self.p.revoke(out);
     }
 
     /// Bookkeeping for a session change (revocations happen here, at once).
@@ -245,18 +212,17 @@ impl Recipe {
             self.pending = None;
             self.need_reset = false;
             // Replies of the old session are stale; what is in flight fails by itself.
-            self.wait = Wait::Nothing;
-            self.expect += 1;
+            self.p.cancel_wait();
         }
         self.session = view;
     }
 
     /// Takes the next step if nothing is in flight.
     fn step(&mut self, out: &mut Out) {
-        if self.wait != Wait::Nothing || !self.connected() {
+        if self.p.wait != Wait::Nothing || !self.connected() {
             return;
         }
-        match self.life {
+        match self.p.life {
             Life::Idle => {}
             Life::Leaving { .. } => self.leave_step(out),
             Life::Campaigning => self.campaign_step(out),
@@ -333,12 +299,7 @@ impl Recipe {
     }
 
     fn finish_leaving(&mut self, out: &mut Out) {
-        if let Life::Leaving { reported: false } = self.life {
-            debug!(dir = %self.dir, "left the latch");
-            out.push(RecipeOutput::Left);
-        }
-        self.life = Life::Leaving { reported: true };
-        out.push(RecipeOutput::Done);
+        self.p.finish_leaving(out);
     }
 
     /// A failure of a request: retried after a pause, or the end of the latch.
@@ -351,7 +312,7 @@ impl Recipe {
                 | zk::Error::BadArguments(_)
                 | zk::Error::AuthFailed
                 | zk::Error::ClientClosed
-        ) && self.life == Life::Campaigning
+        ) && self.p.life == Life::Campaigning
         {
             let reason = format!("latch {}: {e}", self.dir);
             warn!(%reason, "leader latch failed");
@@ -368,8 +329,8 @@ impl Recipe {
             };
             out.push(RecipeOutput::Failed(err));
             // Keep the node out of the line: a failed latch must not block others.
-            self.life = Life::Leaving { reported: true };
-            self.wait = Wait::Nothing;
+            self.p.life = Life::Leaving { reported: true };
+            self.p.wait = Wait::Nothing;
             return self.step(out);
         }
         // The policy counts retries from 0: the first retry waits the base.
@@ -387,8 +348,7 @@ impl Recipe {
             warn!(dir = %self.dir, error = %e, "latch step failed; retrying");
             self.retry.wait(attempt)
         };
-        self.wait = Wait::Pause;
-        out.push(RecipeOutput::WakeAfter(pause));
+        self.p.pause(pause, out);
     }
 
     fn take_node(&mut self, name: &str, how: &str) -> Result<(), zk::Error> {
@@ -409,23 +369,23 @@ impl Recipe {
     }
 
     fn response(&mut self, reply: Reply, out: &mut Out) {
-        if reply.seq != self.expect {
+        if reply.seq != self.p.expect {
             // Stale: a watch or request that was overtaken (a reset, a new session, leaving).
             return;
         }
         let r = reply.response;
         if let Response::Watched = r {
             // A watch's reply only means "look again" (also when it failed).
-            if self.wait == Wait::Watching {
-                self.wait = Wait::Nothing;
+            if self.p.wait == Wait::Watching {
+                self.p.wait = Wait::Nothing;
                 self.step(out);
             }
             return;
         }
-        if self.wait != Wait::Response {
+        if self.p.wait != Wait::Response {
             return;
         }
-        self.wait = Wait::Nothing;
+        self.p.wait = Wait::Nothing;
         match self.outcome(r, out) {
             Ok(()) => {
                 self.failures = 0;
@@ -454,7 +414,7 @@ impl Recipe {
             (Asked::List, Response::Names(Ok(children))) => {
                 // A line read before a suspension that asked for a reset grants nothing: the
                 // node goes first.
-                if self.life == Life::Campaigning && !self.need_reset {
+                if self.p.life == Life::Campaigning && !self.need_reset {
                     self.check_line(&children, out);
                 }
                 Ok(())
@@ -494,8 +454,8 @@ impl Recipe {
             }
             Some(0) => {
                 let path = self.node_path(&node);
-                if !self.leader {
-                    self.leader = true;
+                if !self.p.leader {
+                    self.p.leader = true;
                     info!(node = %path, "leadership granted");
                     out.push(RecipeOutput::Granted(FencingToken::new(
                         path.as_str(),
@@ -516,7 +476,7 @@ impl Recipe {
     /// Watches `path`; the next step comes with the watch's response.
     fn watch(&mut self, path: String, out: &mut Out) {
         self.request(Op::Watch { path }, out);
-        self.wait = Wait::Watching;
+        self.p.wait = Wait::Watching;
     }
 }
 
@@ -526,11 +486,10 @@ impl LatchRecipe for Recipe {
 
     fn delete_on_leave(&mut self, keys: Vec<String>) -> bool {
         // Only a leader whose node is in this session can make its node delete the fence.
-        let held = self.leader
-            && self
-                .node
-                .as_ref()
-                .is_some_and(|n| n.generation == self.session.generation);
+        let held = self.p.holds_key_of(
+            self.node.as_ref().map(|n| n.generation),
+            self.session.generation,
+        );
         if held {
             self.unpublish = keys;
         }
@@ -540,57 +499,37 @@ impl LatchRecipe for Recipe {
     fn handle(&mut self, input: RecipeInput<Reply>, out: &mut Out) {
         match input {
             RecipeInput::Join => {
-                self.life = Life::Campaigning;
+                self.p.life = Life::Campaigning;
                 self.step(out);
             }
             RecipeInput::Leave => {
-                self.revoke(out);
-                self.life = Life::Leaving { reported: false };
-                if self.wait == Wait::Watching || self.wait == Wait::Pause {
-                    self.wait = Wait::Nothing;
-                    self.expect += 1;
-                }
-                if self.connected() {
-                    // Bounded: past this, contenders go on and the delete goes on behind.
-                    out.push(RecipeOutput::WakeAfter(self.leave_wait));
+                // Not connected: the node is deleted once connected again in this session.
+                if self.p.leave(self.connected(), self.leave_wait, out) {
                     self.step(out);
-                } else {
-                    // The node is deleted once connected again in this session.
-                    out.push(RecipeOutput::Left);
-                    self.life = Life::Leaving { reported: true };
                 }
             }
             RecipeInput::Session(view) => {
                 self.on_session(view, out);
-                if let Life::Leaving { .. } = self.life
+                if let Life::Leaving { .. } = self.p.life
                     && (view.state == ConnectionState::Lost
                         || (self.node.is_none() && self.pending.is_none()))
                 {
                     // Nothing of this participation is left with the session gone.
                     self.node = None;
                     self.pending = None;
-                    self.wait = Wait::Nothing;
+                    self.p.wait = Wait::Nothing;
                     return self.finish_leaving(out);
                 }
-                if self.wait == Wait::Watching {
+                if self.p.wait == Wait::Watching {
                     // A watch may miss what happened while disconnected: look again.
-                    self.wait = Wait::Nothing;
-                    self.expect += 1;
+                    self.p.cancel_wait();
                 }
                 self.step(out);
             }
             RecipeInput::Response(r) => self.response(r, out),
             RecipeInput::Wake => {
-                // A wake-up does not say which timer elapsed: the bounded leave wait or a retry
-                // pause. Either way the leave wait is over as far as contenders are concerned,
-                // and a paused retry goes ahead (so a leaving node is not kept until the leave
-                // wait after a short pause).
-                if let Life::Leaving { reported: false } = self.life {
-                    out.push(RecipeOutput::Left);
-                    self.life = Life::Leaving { reported: true };
-                }
-                if self.wait == Wait::Pause {
-                    self.wait = Wait::Nothing;
+                // Past the bounded leave wait contenders go on; a paused retry goes ahead.
+                if self.p.wake(out) {
                     self.step(out);
                 }
             }

@@ -10,6 +10,7 @@
 mod elections;
 mod handle;
 mod inflight;
+pub mod participation;
 mod publications;
 pub mod recipe;
 mod retrieval;
