@@ -23,9 +23,8 @@ use std::time::Duration;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
 use tenure_core::driver::participation::{Life, Participation, Wait};
 use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
-use tenure_core::kv::FencingToken;
 use tenure_core::retry::RetryPolicy;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// A request of the recipe, performed under the lease of `generation` (a request for an older
 /// lease fails without reaching the server).
@@ -281,14 +280,7 @@ impl Recipe {
                 self.step(out);
             }
             Some(0) => {
-                if !self.p.leader {
-                    self.p.leader = true;
-                    info!(key = %node.key, "leadership granted");
-                    out.push(RecipeOutput::Granted(FencingToken::new(
-                        node.key.as_str(),
-                        node.revision,
-                    )));
-                }
+                self.p.grant(&node.key, node.revision, out);
                 self.request(
                     Op::Watch {
                         key: node.key,

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
 use tenure_core::driver::participation::{Life, Participation, Wait};
 use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
-use tenure_core::kv::{FencingToken, KvError};
+use tenure_core::kv::KvError;
 use tenure_core::latch::{sequence as latch_sequence, sorted_participants};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -454,14 +454,7 @@ impl Recipe {
             }
             Some(0) => {
                 let path = self.node_path(&node);
-                if !self.p.leader {
-                    self.p.leader = true;
-                    info!(node = %path, "leadership granted");
-                    out.push(RecipeOutput::Granted(FencingToken::new(
-                        path.as_str(),
-                        node.seq,
-                    )));
-                }
+                self.p.grant(&path, node.seq, out);
                 self.watch(path, out);
             }
             Some(i) => {

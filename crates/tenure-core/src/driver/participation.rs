@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::{debug, info};
 
 use super::recipe::RecipeOutput;
+use crate::kv::FencingToken;
 
 /// What a recipe waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +105,16 @@ impl Participation {
             self.leader = false;
             info!(dir = %self.dir, "leadership revoked");
             out.push(RecipeOutput::Revoked);
+        }
+    }
+
+    /// The participant's key `key` is first in line: outputs `Granted` with the token
+    /// `(key, epoch)` unless it leads already.
+    pub fn grant<Q>(&mut self, key: &str, epoch: i64, out: &mut Vec<RecipeOutput<Q>>) {
+        if !self.leader {
+            self.leader = true;
+            info!(key, "leadership granted");
+            out.push(RecipeOutput::Granted(FencingToken::new(key, epoch)));
         }
     }
 
