@@ -45,12 +45,14 @@ async fn losing_the_raft_leader_keeps_one_leader_and_the_writes_going() {
 
     let killed = now_ms();
     cluster.node_mut(raft_leader).stop();
+    let dead = now_ms();
     let new_raft_leader = cluster.raft_leader_index().await;
     figure("etcd_raft_reelection", now_ms() - killed);
     assert_ne!(new_raft_leader, raft_leader);
 
-    // Acknowledged writes resume (of whichever contender leads).
-    let acked = wait_acked_since(&[&a, &b], killed, PROOF_WRITES).await;
+    // Acknowledged writes resume (of whichever contender leads): writes issued once the node
+    // was dead.
+    let acked = wait_acked_since(&[&a, &b], dead, PROOF_WRITES).await;
     figure("etcd_raft_leader_loss_write_gap", acked[0].t_ms - killed);
     let h = common::faults::Histories::read(&[&a, &b]);
     let grants = h.granted_since(killed);
