@@ -24,9 +24,12 @@ use tracing::{debug, info, warn};
 
 use crate::keys::Keys;
 use crate::settings::EtcdSettings;
+use crate::store::is_unsent;
 
 /// How long a failed renewal waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(250);
+/// With several endpoints: the pause between attempts of one renewal (see [`renew`]).
+const RETRY_FAST: Duration = Duration::from_millis(25);
 
 /// State shared by the backend handles and (weakly) by its background tasks.
 pub(crate) struct Shared {
@@ -213,14 +216,17 @@ enum Renewal {
     Gone,
     /// No confirmation (unreachable, timed out, stream broken).
     Failed(String),
+    /// Not sent: no connection to the endpoint the request was routed to.
+    Unsent(String),
 }
 
-async fn renew(client: &mut Client, lease: i64, timeout: Duration) -> Renewal {
+async fn renew_once(client: &mut Client, lease: i64, timeout: Duration) -> Renewal {
     let attempt = async {
         let (mut keeper, mut stream) = match client.lease_keep_alive(lease).await {
             Ok(ks) => ks,
             // "lease not found": the lease expired or was revoked.
             Err(etcd_client::Error::LeaseKeepAliveError(_)) => return Renewal::Gone,
+            Err(e) if is_unsent(&e) => return Renewal::Unsent(e.to_string()),
             Err(e) => return Renewal::Failed(e.to_string()),
         };
         if let Err(e) = keeper.keep_alive().await {
@@ -238,12 +244,33 @@ async fn renew(client: &mut Client, lease: i64, timeout: Duration) -> Renewal {
         .unwrap_or_else(|_| Renewal::Failed(format!("no answer within {timeout:?}")))
 }
 
+/// One renewal, given `timeout`. With `several` endpoints, an attempt that could not be sent
+/// (its endpoint's node is down) is tried again while time is left: the client spreads requests
+/// over the endpoints at random and keeps choosing a down one (its refused reconnect counts as
+/// ready), so that attempt says nothing about the others.
+async fn renew(client: &mut Client, lease: i64, timeout: Duration, several: bool) -> Renewal {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match renew_once(client, lease, left).await {
+            Renewal::Unsent(why)
+                if several && deadline.saturating_duration_since(Instant::now()) > RETRY_FAST =>
+            {
+                debug!(%why, "etcd lease renewal not sent; trying another endpoint");
+                tokio::time::sleep(RETRY_FAST).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Renews the lease every TTL/3 and follows its state; grants a new lease after a loss.
 async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
     let Some(shared) = weak.upgrade() else { return };
     let mut client = shared.client.clone();
     let ttl = Duration::from_secs(u64::try_from(shared.settings.lease_ttl_secs()).unwrap_or(1));
     let timeout = shared.settings.request_timeout.min(ttl / 3).max(RETRY);
+    let several = shared.settings.endpoints.len() > 1;
     drop(shared);
     let interval = ttl / 3;
     let mut confirmed = Instant::now();
@@ -261,7 +288,7 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
             } else {
                 tokio::select! {
                     _ = closed.cancelled() => return,
-                    r = renew(&mut client, lease, timeout.min(left)) => r,
+                    r = renew(&mut client, lease, timeout.min(left), several) => r,
                 }
             };
             let Some(shared) = weak.upgrade() else { return };
@@ -287,7 +314,7 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
                     confirmed = Instant::now();
                     interval
                 }
-                Renewal::Failed(why) if confirmed.elapsed() >= ttl => {
+                Renewal::Failed(why) | Renewal::Unsent(why) if confirmed.elapsed() >= ttl => {
                     warn!(%why, "no etcd lease renewal confirmed within the TTL; the lease is lost");
                     shared.set_state(ConnectionState::Lost);
                     drop(shared);
@@ -297,7 +324,7 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
                     confirmed = Instant::now();
                     interval
                 }
-                Renewal::Failed(why) => {
+                Renewal::Failed(why) | Renewal::Unsent(why) => {
                     if shared.status().state == ConnectionState::Connected {
                         warn!(%why, "etcd lease renewal failed; connection suspended");
                     }

@@ -492,3 +492,51 @@ impl BackendFactory for EtcdFactory {
         let _ = backend.close().await;
     }
 }
+
+impl EtcdCluster {
+    /// The index of the node that is the raft leader, as the running nodes report it (etcd's
+    /// `status()`: a node's member id and the member id of the leader it follows). Waits until
+    /// every running node that answers names the same leader and that leader is one of them
+    /// (after a leader dies, the others name it until they elect a new one). Panics after
+    /// [`START_DEADLINE`] with what the nodes said.
+    pub async fn raft_leader_index(&self) -> usize {
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
+            let mut views = Vec::new();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.pid().is_some()
+                    && let Some((member, leader)) = member_status(&node.endpoint()).await
+                {
+                    views.push((i, member, leader));
+                }
+            }
+            if let Some(&(_, _, leader)) = views.first()
+                && leader != 0
+                && views.iter().all(|v| v.2 == leader)
+                && let Some(&(i, _, _)) = views.iter().find(|v| v.1 == leader)
+            {
+                return i;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no raft leader agreed on within {START_DEADLINE:?}: (node, member, leader) \
+                 {views:x?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `(member id, leader's member id)` as the node at `endpoint` reports them, or `None` if it
+/// does not answer within a second.
+async fn member_status(endpoint: &str) -> Option<(u64, u64)> {
+    use tenure_etcd::etcd_client::{Client, ConnectOptions};
+    let bound = Duration::from_secs(1);
+    let ask = async {
+        let options = ConnectOptions::new().with_connect_timeout(bound);
+        let mut client = Client::connect([endpoint], Some(options)).await.ok()?;
+        let status = client.status().await.ok()?;
+        Some((status.header()?.member_id(), status.leader()))
+    };
+    tokio::time::timeout(bound, ask).await.ok().flatten()
+}

@@ -726,3 +726,158 @@ pub fn connected_remote_ports(pid: u32) -> Vec<u16> {
     }
     ports
 }
+
+impl Contender {
+    /// The numbers (from 0) of the lines of its stderr that contain `needle`, in order: to check
+    /// the order in which its backend logged changes.
+    pub fn stderr_lines_with(&self, needle: &str) -> Vec<usize> {
+        fs::read_to_string(&self.stderr)
+            .unwrap_or_default()
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// Asserts that no two terms overlap in time (all contenders log on this machine's clock): every
+/// term, from its `granted` to the `revoked` of the same session (or the end of the history if it
+/// is still held), ends before the next one, of any process, is granted.
+pub fn assert_terms_disjoint(contenders: &[&Contender], h: &Histories) {
+    let mut terms: Vec<(u64, u64, &str)> = Vec::new();
+    for (name, history) in &h.all {
+        for g in history.of_kind(EventKind::Granted) {
+            let end = history
+                .of_kind(EventKind::Revoked)
+                .find(|r| r.session == g.session && r.t_ms >= g.t_ms)
+                .map_or(u64::MAX, |r| r.t_ms);
+            terms.push((g.t_ms, end, name.as_str()));
+        }
+    }
+    terms.sort_unstable();
+    for w in terms.windows(2) {
+        let ((_, end, before), (start, _, after)) = (w[0], w[1]);
+        assert!(
+            end <= start,
+            "overlapping terms: {before}'s ends at {end}, {after}'s starts at {start}\n{}",
+            dump(contenders, h)
+        );
+    }
+}
+
+/// Waits until `n` acknowledged writes (of any contender) were issued at or after `t_ms`;
+/// returns every acknowledged write issued since then, in the order they were acknowledged.
+pub async fn wait_acked_since(contenders: &[&Contender], t_ms: u64, n: usize) -> Vec<Event> {
+    let acked = |h: &Histories| -> Vec<Event> {
+        let mut all: Vec<Event> = h
+            .all
+            .iter()
+            .flat_map(|(_, h)| h.acked_since(t_ms))
+            .cloned()
+            .collect();
+        all.sort_by_key(|e| e.t_ms);
+        all
+    };
+    let what = format!("{n} acknowledged writes issued after {t_ms}");
+    let h = wait_histories(contenders, &what, |h| acked(h).len() >= n).await;
+    acked(&h)
+}
+
+/// One participant of an etcd latch: its key, the lease it lives under, its create revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdLatchKey {
+    /// The etcd key (`<latch dir>/<lease id in hex>`).
+    pub key: String,
+    /// The lease the key is bound to (its owner process's lease).
+    pub lease: i64,
+    /// The key's create revision (the fencing epoch of its owner's terms).
+    pub create_revision: i64,
+}
+
+impl Scenario {
+    /// The participants of the latch on etcd at `endpoint`, in line order (lowest create
+    /// revision first: the first one leads).
+    pub async fn etcd_latch(&self, endpoint: &str) -> Vec<EtcdLatchKey> {
+        use tenure_etcd::etcd_client::{Client, GetOptions};
+        let mut client = Client::connect([endpoint], None).await.unwrap();
+        let prefix = format!("{}/", self.latch_dir());
+        let resp = client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        let mut line: Vec<EtcdLatchKey> = resp
+            .kvs()
+            .iter()
+            .map(|kv| EtcdLatchKey {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                lease: kv.lease(),
+                create_revision: kv.create_revision(),
+            })
+            .collect();
+        line.sort_by_key(|k| k.create_revision);
+        line
+    }
+
+    /// Waits until the latch on etcd at `endpoint` satisfies `pred`; returns it. Panics naming
+    /// `what` after [`EVENT_DEADLINE`].
+    pub async fn wait_etcd_latch(
+        &self,
+        endpoint: &str,
+        what: &str,
+        pred: impl Fn(&[EtcdLatchKey]) -> bool,
+    ) -> Vec<EtcdLatchKey> {
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            let line = self.etcd_latch(endpoint).await;
+            if pred(&line) {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waiting for the etcd latch: {what}; it is {line:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The next id the job's checkpoint id counter hands out, read through a fresh
+    /// `tenure::connect` to `quorum` (a re-read of what the leaders wrote).
+    pub async fn read_counter(&self, quorum: &str) -> u64 {
+        let conf = Configuration::parse_legacy(&self.flink_conf(quorum)).unwrap();
+        let ha = HaConfig::from_configuration(&conf).unwrap();
+        let services = tenure::connect(&ha).await.unwrap();
+        let next = services
+            .admin_stores()
+            .checkpoint_recovery_factory()
+            .create_checkpoint_id_counter(self.job)
+            .get()
+            .await
+            .unwrap();
+        services.close().await.unwrap();
+        next.0
+    }
+}
+
+/// The seconds left of etcd lease `lease` as the server at `endpoint` reports them (-1: the
+/// lease does not exist, it expired or was revoked).
+pub async fn etcd_lease_ttl(endpoint: &str, lease: i64) -> i64 {
+    let mut client = tenure_etcd::etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    client
+        .lease_time_to_live(lease, None)
+        .await
+        .map_or(-1, |r| r.ttl())
+}
+
+/// Stops (SIGTERM, clean exit) every running contender that does not lead now, so that the
+/// leader leaving at the end of the test grants nobody: the histories then hold exactly the
+/// terms the test made.
+pub async fn terminate_standbys(contenders: &mut [&mut Contender]) {
+    for c in contenders.iter_mut() {
+        if !c.ended && !c.history().leads() {
+            c.terminate().await;
+        }
+    }
+}
