@@ -17,6 +17,7 @@ use crate::EtcdBackend;
 use crate::keys::{is_latch_participant, latch_node, range_end};
 use crate::latch::{Op, Recipe, Reply, Request, Response};
 use crate::session::Shared;
+use crate::store::until_sent;
 
 /// The IO half of the etcd latch, for the session driver.
 pub(crate) struct Io {
@@ -93,12 +94,14 @@ fn stale(op: &Op) -> Response {
 }
 
 /// Runs `call` within the request timeout; errors as text for the recipe.
-async fn bounded<T>(
-    shared: &Shared,
-    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, String> {
+async fn bounded<T, F, Fut>(shared: &Shared, call: F) -> Result<T, String>
+where
+    F: FnMut(etcd_client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
     let timeout = shared.settings.request_timeout;
-    match tokio::time::timeout(timeout, call).await {
+    let client = shared.client().map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, until_sent(client, call)).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
@@ -118,8 +121,11 @@ async fn join(shared: &Shared, dir: &str) -> Result<(String, i64), String> {
             EtcdOp::get(key.clone(), None),
         ])
         .or_else([EtcdOp::get(key.clone(), None)]);
-    let mut client = shared.client().map_err(|e| e.to_string())?;
-    let resp = bounded(shared, client.txn(txn)).await?;
+    let resp = bounded(shared, |mut c| {
+        let txn = txn.clone();
+        async move { c.txn(txn).await }
+    })
+    .await?;
     let kv = resp.op_responses().into_iter().find_map(|r| match r {
         TxnOpResponse::Get(g) => g.kvs().first().cloned(),
         _ => None,
@@ -134,14 +140,16 @@ async fn join(shared: &Shared, dir: &str) -> Result<(String, i64), String> {
 async fn list(shared: &Shared, dir: &str) -> Result<(Vec<(String, i64)>, i64), String> {
     let start = format!("{dir}/").into_bytes();
     let end = range_end(&start);
-    let mut client = shared.client().map_err(|e| e.to_string())?;
-    let resp = bounded(
-        shared,
-        client.get(
-            start,
-            Some(GetOptions::new().with_range(end).with_keys_only()),
-        ),
-    )
+    let resp = bounded(shared, |mut c| {
+        let (start, end) = (start.clone(), end.clone());
+        async move {
+            c.get(
+                start,
+                Some(GetOptions::new().with_range(end).with_keys_only()),
+            )
+            .await
+        }
+    })
     .await?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let line = resp
@@ -188,6 +196,10 @@ async fn delete(shared: &Shared, key: &str, also: &[String]) -> Result<(), Strin
     let txn = EtcdTxn::new()
         .when([Compare::create_revision(key, CompareOp::Greater, 0)])
         .and_then(ops);
-    let mut client = shared.client().map_err(|e| e.to_string())?;
-    bounded(shared, client.txn(txn)).await.map(|_| ())
+    bounded(shared, |mut c| {
+        let txn = txn.clone();
+        async move { c.txn(txn).await }
+    })
+    .await
+    .map(|_| ())
 }

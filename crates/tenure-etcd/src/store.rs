@@ -21,6 +21,25 @@ use crate::txn::Plan;
 /// The pause before a request that could not be sent is tried again.
 const UNSENT_RETRY: Duration = Duration::from_millis(50);
 
+/// Makes the request `call` with `client`, again after a pause each time it could not be
+/// sent (a node of a cluster is down and the client routed the request to it); the caller
+/// bounds the whole.
+pub(crate) async fn until_sent<T, F, Fut>(
+    client: Client,
+    mut call: F,
+) -> Result<T, etcd_client::Error>
+where
+    F: FnMut(Client) -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    loop {
+        match call(client.clone()).await {
+            Err(e) if is_unsent(&e) => tokio::time::sleep(UNSENT_RETRY).await,
+            r => return r,
+        }
+    }
+}
+
 /// Whether the request failed before it was sent: no connection to the endpoint it was routed
 /// to (a node down in a cluster). Retrying it cannot apply it twice.
 pub(crate) fn is_unsent(e: &etcd_client::Error) -> bool {
@@ -54,24 +73,14 @@ fn single(e: KvError) -> KvError {
 impl EtcdBackend {
     /// Runs `call` within the request timeout, again while it fails without having been sent
     /// (no connection to the endpoint it was routed to: another endpoint may serve it).
-    async fn bounded<T, F, Fut>(&self, key: &str, what: &str, mut call: F) -> Result<T, KvError>
+    async fn bounded<T, F, Fut>(&self, key: &str, what: &str, call: F) -> Result<T, KvError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let timeout = self.shared.settings.request_timeout;
         let client = self.shared.client()?;
-        let attempts = async {
-            loop {
-                match call(client.clone()).await {
-                    Err(e) if is_unsent(&e) => {
-                        tokio::time::sleep(UNSENT_RETRY).await;
-                    }
-                    r => return r,
-                }
-            }
-        };
-        match tokio::time::timeout(timeout, attempts).await {
+        match tokio::time::timeout(timeout, until_sent(client, call)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(client_error(e, key, what)),
             Err(_) => Err(timed_out(key, what, timeout)),

@@ -35,7 +35,7 @@ const GONE: &str = "the etcd lease is gone";
 /// ... when it has a new lease after a loss.
 const NEW_LEASE: &str = "new etcd lease granted";
 /// What a contender's latch logs when it gives its leadership up.
-const LATCH_REVOKED: &str = "tenure_etcd::latch: leadership revoked";
+const LATCH_REVOKED: &str = "tenure_core::driver::participation: leadership revoked";
 /// How soon after `black_hole()` returns no byte gets through any more.
 const CUT_MARGIN_MS: u64 = 200;
 

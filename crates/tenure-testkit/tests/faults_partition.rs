@@ -26,7 +26,7 @@ use tenure_testkit::zookeeper::ZooKeeperServer;
 const SUSPENDED: &str = "ZooKeeper connection suspended";
 const LOST: &str = "ZooKeeper session lost";
 /// What a contender's latch logs when it gives its leadership up.
-const LATCH_REVOKED: &str = "tenure_zookeeper::latch: leadership revoked";
+const LATCH_REVOKED: &str = "tenure_core::driver::participation: leadership revoked";
 /// How soon after `black_hole()` returns no byte gets through any more (the connection tasks
 /// learn the mode through a channel; a chunk already read may still be forwarded).
 const CUT_MARGIN_MS: u64 = 200;
