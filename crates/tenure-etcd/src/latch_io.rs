@@ -60,9 +60,10 @@ impl LatchIo for Io {
                 Op::List { dir } => Response::Listed(list(&shared, &dir).await),
                 Op::Watch { key, revision } => {
                     let client = shared.client();
+                    let bound = shared.settings.request_timeout;
                     drop(shared);
                     if let Ok(client) = client {
-                        deleted(client, key, revision).await;
+                        deleted(client, key, revision, bound).await;
                     }
                     Response::Watched
                 }
@@ -165,13 +166,19 @@ async fn list(shared: &Shared, dir: &str) -> Result<(Vec<(String, i64)>, i64), S
     Ok((line, revision))
 }
 
-/// Resolves once `key` is deleted after `revision`, or the watch ends.
-async fn deleted(mut client: etcd_client::Client, key: String, revision: i64) {
-    let options = WatchOptions::new().with_start_revision(revision + 1);
-    let Ok(mut stream) = client.watch(key, Some(options)).await else {
+/// Resolves once `key` is deleted after `revision`, or the watch ends or cannot be opened.
+async fn deleted(client: etcd_client::Client, key: String, revision: i64, bound: Duration) {
+    // A watch routed to a node that is down is opened again on another (within the request
+    // timeout), not reported as "look again" at once: that would spin on list + watch while
+    // the node is down.
+    let opened = until_sent(client, |mut c| {
+        let key = key.clone();
+        let options = WatchOptions::new().with_start_revision(revision + 1);
+        async move { c.watch(key, Some(options)).await }
+    });
+    let Ok(Ok(mut stream)) = tokio::time::timeout(bound, opened).await else {
         return;
     };
-    drop(client);
     while let Ok(Some(resp)) = stream.message().await {
         if resp.canceled() || resp.compact_revision() > 0 {
             return;
