@@ -33,6 +33,7 @@
 //! - Leader latch: see [`latch`] (lease + transaction, lowest create revision leads, each
 //!   participant watches only its predecessor).
 
+pub mod auth;
 mod error;
 pub mod keys;
 pub mod latch;
@@ -40,6 +41,7 @@ mod latch_io;
 mod session;
 pub mod settings;
 mod store;
+mod tls;
 mod txn;
 pub mod watch;
 
@@ -54,6 +56,7 @@ use tenure_core::driver::{HaBackend, SessionDriver};
 use tenure_core::kv::{KvError, VersionedKv};
 use tokio::sync::watch as tokio_watch;
 
+pub use auth::Credentials;
 /// The etcd client crate this backend is built on.
 pub use etcd_client;
 pub use settings::EtcdSettings;

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use tenure_core::config::etcd_security::USERNAME_KEY;
 use tenure_core::connect::ConnectError;
 use tenure_core::connection::ConnectionState;
 use tenure_core::driver::{SessionDriver, SessionView};
@@ -22,8 +23,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::auth;
 use crate::keys::Keys;
 use crate::settings::EtcdSettings;
+use crate::tls::{self, TlsMaterial};
 
 /// How long a failed renewal waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(250);
@@ -55,8 +58,11 @@ fn endpoints(settings: &EtcdSettings) -> String {
 }
 
 impl Shared {
-    /// Connects, grants the process's lease and starts keeping it alive. Gives up after the
-    /// request timeout with [`ConnectError::Unreachable`] naming the endpoints.
+    /// Connects (TLS and credentials as the settings say), grants the process's lease and
+    /// starts keeping it alive. Gives up after the request timeout: with
+    /// [`ConnectError::Tls`] when a TLS handshake failed, [`ConnectError::AuthFailed`] when
+    /// the credentials were refused, else [`ConnectError::Unreachable`], each naming the
+    /// endpoints.
     pub async fn connect(settings: EtcdSettings) -> Result<Arc<Self>, ConnectError> {
         let keys = settings.keys()?;
         let bound = settings.request_timeout;
@@ -68,9 +74,19 @@ impl Shared {
                 limit: Some(format!("the connect gives up after {bound:?}")),
                 source,
             };
-        let options = ConnectOptions::new()
+        let tls = TlsMaterial::load(&settings.tls, &settings.endpoints)?;
+        tls::check(tls.as_ref(), &settings.endpoints, bound).await?;
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(bound)
             .with_keep_alive(Duration::from_secs(1), bound);
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.options);
+        }
+        if let Some(c) = &settings.credentials {
+            options = options
+                .with_user(c.username.clone(), c.password())
+                .with_auto_token_refresh(true);
+        }
         let opened = tokio::time::timeout(bound, async {
             let mut client = Client::connect(&settings.endpoints, Some(options)).await?;
             let lease = client.lease_grant(settings.lease_ttl_secs(), None).await?;
@@ -79,6 +95,14 @@ impl Shared {
         .await;
         let (client, lease) = match opened {
             Ok(Ok(ok)) => ok,
+            Ok(Err(e)) if settings.credentials.is_some() && auth::is_refused(&e) => {
+                return Err(ConnectError::AuthFailed {
+                    service: "etcd",
+                    address: endpoints(&settings),
+                    setting: USERNAME_KEY,
+                    source: Box::new(e),
+                });
+            }
             Ok(Err(e)) => return Err(unreachable(Box::new(e))),
             Err(_) => {
                 return Err(unreachable(
@@ -249,6 +273,14 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
                         info!("etcd lease renewals confirmed again");
                     }
                     shared.set_state(ConnectionState::Connected);
+                    if shared.settings.credentials.is_some() {
+                        let key = shared.keys.below("");
+                        drop(shared);
+                        tokio::select! {
+                            _ = closed.cancelled() => return,
+                            () = use_token(&mut client, key, timeout) => {}
+                        }
+                    }
                     interval
                 }
                 Renewal::Gone => {
@@ -284,6 +316,18 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
             _ = closed.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// One cheap authenticated read (a count of the namespace's own key): it keeps the user's
+/// token from expiring while the session idles, and refreshes it if it did expire (a watch
+/// opened with an expired token would be cancelled, not refused, so it cannot refresh it).
+async fn use_token(client: &mut Client, key: String, timeout: Duration) {
+    let read = client.get(key, Some(GetOptions::new().with_count_only()));
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(error = %e, "using the etcd auth token failed"),
+        Err(_) => debug!("using the etcd auth token timed out"),
     }
 }
 
