@@ -247,6 +247,18 @@ async fn a_session_outlives_several_auth_token_ttls() {
     tokio::time::sleep(3 * ttl + Duration::from_millis(500)).await;
     assert_eq!(a.lease_generation(), 1, "the lease was never lost");
     assert_eq!(*a.connection_state().borrow(), ConnectionState::Connected);
+    // A watch is the first request after the idle time. etcd cancels a watch opened with an
+    // expired token (etcd-client refreshes tokens only for refused requests), so this holds
+    // because the session keeps its token in use.
+    let mut watch = a.watch("w").await.unwrap();
+    b.create("w/x", Bytes::new(), CreateOptions::default())
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(DEADLINE, watch.next()).await.unwrap();
+    assert!(
+        matches!(first, Some(tenure_core::kv::KvEvent::Put(_))),
+        "{first:?}"
+    );
     a.create(
         "leader/info",
         Bytes::from_static(b"a"),
@@ -262,4 +274,57 @@ async fn a_session_outlives_several_auth_token_ttls() {
     tokio::time::sleep(3 * ttl).await;
     a.close().await.unwrap();
     granted(&mut events_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_authenticate_again_after_a_server_restart_forgets_their_tokens() {
+    let id = cluster_id();
+    let mut server = auth_server(EtcdOptions::default(), &id).await;
+    let settings = test_settings(vec![server.endpoint()], &id)
+        .with_user(USER, PASSWORD)
+        .with_lease_ttl(Duration::from_secs(10));
+    let a = EtcdBackend::connect(settings.clone()).await.unwrap();
+    let b = EtcdBackend::connect(settings).await.unwrap();
+    let mut watch = a.watch("w").await.unwrap();
+    let (latch_a, mut events_a) = join(&a).await;
+    granted(&mut events_a).await;
+    let (_latch_b, mut events_b) = join(&b).await;
+    // etcd 3.4 keeps simple tokens in memory: after the restart every token is unknown.
+    server.restart().await;
+    // a's watch of `w` comes back: a key b writes after the restart reaches it.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut n = 0;
+    'seen: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a's watch never saw b's writes"
+        );
+        n += 1;
+        if b.create(&format!("w/k{n}"), Bytes::new(), CreateOptions::default())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(500), watch.next()).await
+        {
+            if matches!(event, tenure_core::kv::KvEvent::Put(_)) {
+                break 'seen;
+            }
+        }
+    }
+    // b's latch follows a's key through the restart and leads once a leaves.
+    latch_a.close().await.unwrap();
+    let token = granted(&mut events_b).await;
+    b.create(
+        "leader/info",
+        Bytes::from_static(b"b"),
+        CreateOptions {
+            ephemeral: true,
+            fence: Some(token),
+        },
+    )
+    .await
+    .unwrap();
 }
