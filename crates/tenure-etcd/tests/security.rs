@@ -85,8 +85,7 @@ async fn connect_err(settings: EtcdSettings) -> (ConnectError, Duration) {
     let started = Instant::now();
     let err = EtcdBackend::connect(settings)
         .await
-        .err()
-        .expect("the connect must fail");
+        .expect_err("the connect must fail");
     (err, started.elapsed())
 }
 
