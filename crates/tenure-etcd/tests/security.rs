@@ -327,3 +327,47 @@ async fn sessions_authenticate_again_after_a_server_restart_forgets_their_tokens
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_over_mutual_tls_elects_and_a_wrong_password_is_still_auth_failed() {
+    let pki = EtcdPki::generate();
+    let id = cluster_id();
+    let server = EtcdServer::start_with(EtcdOptions::mutual_tls(&pki)).await;
+    server
+        .enable_auth(
+            Some(&pki),
+            ROOT_PASSWORD,
+            USER,
+            PASSWORD,
+            &format!("/flink/{id}/"),
+        )
+        .await;
+    let settings = test_settings(vec![server.endpoint()], &id).with_tls(pki.client_tls_with_cert());
+    let a = EtcdBackend::connect(settings.clone().with_user(USER, PASSWORD))
+        .await
+        .unwrap();
+    let b = EtcdBackend::connect(settings.clone().with_user(USER, PASSWORD))
+        .await
+        .unwrap();
+    elect_and_round_trip(&a, &b).await;
+    let (err, took) = connect_err(settings.with_user(USER, "wrong")).await;
+    assert!(matches!(err, ConnectError::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains(&server.endpoint()), "{err}");
+    assert!(took < FAST, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_without_a_ca_file_verifies_against_the_system_roots() {
+    let pki = EtcdPki::generate();
+    let server = EtcdServer::start_with(EtcdOptions::tls(&pki)).await;
+    // The test CA is not a system root: the server is not trusted, and the error says so.
+    let settings = test_settings(vec![server.endpoint()], &cluster_id());
+    let (err, took) = connect_err(settings).await;
+    assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&server.endpoint()) && text.contains("certificate verification failed"),
+        "{text}"
+    );
+    assert!(took < FAST, "took {took:?}");
+}
