@@ -59,7 +59,7 @@
 //! client itself only reports a closed connection); [`ConnectError::AuthFailed`] naming
 //! `high-availability.etcd.username` when etcd refuses the user or password. The CLI exits 7
 //! for both. Once connected, a request refused by etcd's RBAC is
-//! [`KvError::Unauthorized`](tenure_core::kv::KvError::Unauthorized).
+//! [`KvError::Unauthorized`].
 //!
 //! **The minimal role** for RBAC-enabled clusters is `readwrite` on the key prefix
 //! `<path.root>/<cluster-id>/` (for the defaults: `/flink/<cluster-id>/`), e.g.

@@ -6,6 +6,10 @@
 //! TTL passing without a confirmed renewal, makes it `Lost` (the lease and its keys are gone,
 //! or must be assumed gone). After `Lost` the task grants a new lease (a new generation) and
 //! the state returns to `Connected`: latches join again with keys under the new lease.
+//!
+//! With credentials, each confirmed renewal is followed by one count-only read of the
+//! namespace's own key: etcd's auth token stays in use (it expires when idle, and lease
+//! renewals do not use it), or is refreshed if the server forgot it (a restart).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -27,6 +31,9 @@ use crate::auth;
 use crate::keys::Keys;
 use crate::settings::EtcdSettings;
 use crate::tls::{self, TlsMaterial};
+
+/// The longest the TLS handshake check before connecting may take per endpoint.
+const CHECK_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long a failed renewal waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(250);
@@ -75,7 +82,15 @@ impl Shared {
                 source,
             };
         let tls = TlsMaterial::load(&settings.tls, &settings.endpoints)?;
-        tls::check(tls.as_ref(), &settings.endpoints, bound).await?;
+        // One deadline for the whole connect: the handshake check takes a share of it (a server
+        // that answers does so at once), the client the rest.
+        let deadline = Instant::now() + bound;
+        tls::check(
+            tls.as_ref(),
+            &settings.endpoints,
+            (bound / 2).min(CHECK_LIMIT),
+        )
+        .await?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(bound)
             .with_keep_alive(Duration::from_secs(1), bound);
@@ -87,7 +102,7 @@ impl Shared {
                 .with_user(c.username.clone(), c.password())
                 .with_auto_token_refresh(true);
         }
-        let opened = tokio::time::timeout(bound, async {
+        let opened = tokio::time::timeout_at(deadline, async {
             let mut client = Client::connect(&settings.endpoints, Some(options)).await?;
             let lease = client.lease_grant(settings.lease_ttl_secs(), None).await?;
             Ok::<_, etcd_client::Error>((client, lease.id()))
