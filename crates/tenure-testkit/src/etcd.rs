@@ -70,7 +70,7 @@ pub(crate) fn node_port() -> u16 {
 #[derive(Clone, Debug)]
 pub(crate) struct Member {
     name: String,
-    pub(crate) client_port: u16,
+    client_port: u16,
     peer_port: u16,
 }
 
