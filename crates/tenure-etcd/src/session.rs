@@ -6,12 +6,17 @@
 //! TTL passing without a confirmed renewal, makes it `Lost` (the lease and its keys are gone,
 //! or must be assumed gone). After `Lost` the task grants a new lease (a new generation) and
 //! the state returns to `Connected`: latches join again with keys under the new lease.
+//!
+//! With credentials, each confirmed renewal is followed by one count-only read of the
+//! namespace's own key: etcd's auth token stays in use (it expires when idle, and lease
+//! renewals do not use it), or is refreshed if the server forgot it (a restart).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use tenure_core::config::etcd_security::USERNAME_KEY;
 use tenure_core::connect::ConnectError;
 use tenure_core::connection::ConnectionState;
 use tenure_core::driver::{SessionDriver, SessionView};
@@ -22,9 +27,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::auth;
 use crate::keys::Keys;
 use crate::settings::EtcdSettings;
 use crate::store::is_unsent;
+use crate::tls::{self, TlsMaterial};
+
+/// The longest the TLS handshake check before connecting may take per endpoint.
+const CHECK_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long a failed renewal waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(250);
@@ -58,8 +68,11 @@ fn endpoints(settings: &EtcdSettings) -> String {
 }
 
 impl Shared {
-    /// Connects, grants the process's lease and starts keeping it alive. Gives up after the
-    /// request timeout with [`ConnectError::Unreachable`] naming the endpoints.
+    /// Connects (TLS and credentials as the settings say), grants the process's lease and
+    /// starts keeping it alive. Gives up after the request timeout: with
+    /// [`ConnectError::Tls`] when a TLS handshake failed, [`ConnectError::AuthFailed`] when
+    /// the credentials were refused, else [`ConnectError::Unreachable`], each naming the
+    /// endpoints.
     pub async fn connect(settings: EtcdSettings) -> Result<Arc<Self>, ConnectError> {
         let keys = settings.keys()?;
         let bound = settings.request_timeout;
@@ -71,10 +84,28 @@ impl Shared {
                 limit: Some(format!("the connect gives up after {bound:?}")),
                 source,
             };
-        let options = ConnectOptions::new()
+        let tls = TlsMaterial::load(&settings.tls, &settings.endpoints)?;
+        // One deadline for the whole connect: the handshake check takes a share of it (a server
+        // that answers does so at once), the client the rest.
+        let deadline = Instant::now() + bound;
+        tls::check(
+            tls.as_ref(),
+            &settings.endpoints,
+            (bound / 2).min(CHECK_LIMIT),
+        )
+        .await?;
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(bound)
             .with_keep_alive(Duration::from_secs(1), bound);
-        let opened = tokio::time::timeout(bound, async {
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.options);
+        }
+        if let Some(c) = &settings.credentials {
+            options = options
+                .with_user(c.username.clone(), c.password())
+                .with_auto_token_refresh(true);
+        }
+        let opened = tokio::time::timeout_at(deadline, async {
             let mut client = Client::connect(&settings.endpoints, Some(options)).await?;
             let lease = if settings.client_only {
                 crate::client_only::probe(&mut client, &keys).await?;
@@ -90,10 +121,18 @@ impl Shared {
         .await;
         let (client, lease) = match opened {
             Ok(Ok(ok)) => ok,
+            Ok(Err(e)) if settings.credentials.is_some() && auth::is_refused(&e) => {
+                return Err(ConnectError::AuthFailed {
+                    service: "etcd",
+                    address: endpoints(&settings),
+                    setting: USERNAME_KEY,
+                    source: Box::new(e),
+                });
+            }
             Ok(Err(e)) => return Err(unreachable(Box::new(e))),
             Err(_) => {
                 return Err(unreachable(
-                    format!("no lease granted within {bound:?}").into(),
+                    format!("no answer (lease grant or first read) within {bound:?}").into(),
                 ));
             }
         };
@@ -302,6 +341,14 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
                         info!("etcd lease renewals confirmed again");
                     }
                     shared.set_state(ConnectionState::Connected);
+                    if shared.settings.credentials.is_some() {
+                        let key = shared.keys.below("");
+                        drop(shared);
+                        tokio::select! {
+                            _ = closed.cancelled() => return,
+                            () = use_token(&mut client, key, timeout) => {}
+                        }
+                    }
                     interval
                 }
                 Renewal::Gone => {
@@ -337,6 +384,18 @@ async fn keep_alive(weak: Weak<Shared>, closed: CancellationToken) {
             _ = closed.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// One cheap authenticated read (a count of the namespace's own key): it keeps the user's
+/// token from expiring while the session idles, and refreshes it if it did expire (a watch
+/// opened with an expired token would be cancelled, not refused, so it cannot refresh it).
+async fn use_token(client: &mut Client, key: String, timeout: Duration) {
+    let read = client.get(key, Some(GetOptions::new().with_count_only()));
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(error = %e, "using the etcd auth token failed"),
+        Err(_) => debug!("using the etcd auth token timed out"),
     }
 }
 

@@ -2,11 +2,16 @@
 
 use std::time::Duration;
 
-use tenure_core::config::HaConfig;
+use tenure_core::config::etcd_security::{
+    ENDPOINTS_KEY, PASSWORD_FILE_KEY, PASSWORD_KEY, TLS_CA_FILE_KEY, TLS_CERT_FILE_KEY,
+    TLS_KEY_FILE_KEY, USERNAME_KEY,
+};
+use tenure_core::config::{ConfigError, EtcdTls, HaConfig};
 use tenure_core::connect::ConnectError;
 use tenure_core::connection::SuspendedPolicy;
 use tenure_core::segments::PathSegments;
 
+use crate::auth::Credentials;
 use crate::keys::Keys;
 
 /// How to reach etcd and where the cluster's keys live.
@@ -29,6 +34,12 @@ pub struct EtcdSettings {
     /// A client-only session ([`for_client_only`](Self::for_client_only)): no lease, no
     /// latch, every write refused.
     pub client_only: bool,
+    /// TLS (`high-availability.etcd.tls.*`): CA, client certificate and key files. TLS is on
+    /// when a file is set or an endpoint is `https://`.
+    pub tls: EtcdTls,
+    /// The etcd user and password (`high-availability.etcd.username`, `.password` or
+    /// `.password-file`); `None` without authentication.
+    pub credentials: Option<Credentials>,
 }
 
 impl EtcdSettings {
@@ -43,6 +54,8 @@ impl EtcdSettings {
             suspended_policy: SuspendedPolicy::RevokeOnSuspended,
             request_timeout: Duration::from_secs(10),
             client_only: false,
+            tls: EtcdTls::default(),
+            credentials: None,
         }
     }
 
@@ -66,6 +79,13 @@ impl EtcdSettings {
             &config.cluster_id,
         );
         s.lease_ttl = config.etcd.lease_ttl;
+        s.tls = config.etcd.tls.clone();
+        s.credentials = config
+            .etcd
+            .auth
+            .credentials()
+            .map_err(config_error)?
+            .map(|(user, password)| Credentials::new(user, password));
         if config.zookeeper.tolerate_suspended_connections {
             s.suspended_policy = SuspendedPolicy::TolerateSuspended;
         }
@@ -82,6 +102,18 @@ impl EtcdSettings {
     /// With `policy` for a suspended connection.
     pub fn with_suspended_policy(mut self, policy: SuspendedPolicy) -> Self {
         self.suspended_policy = policy;
+        self
+    }
+
+    /// With TLS settings `tls` (PEM file paths).
+    pub fn with_tls(mut self, tls: EtcdTls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Authenticating as `username` with `password`.
+    pub fn with_user(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(Credentials::new(username, password));
         self
     }
 
@@ -112,6 +144,10 @@ impl EtcdSettings {
                     .into(),
             });
         }
+        self.tls.validate().map_err(config_error)?;
+        self.tls
+            .check_endpoints(&self.endpoints)
+            .map_err(config_error)?;
         let root = PathSegments::parse_allow_root(&self.root).map_err(|e| {
             ConnectError::InvalidConfig {
                 key: "high-availability.etcd.path.root",
@@ -124,6 +160,30 @@ impl EtcdSettings {
                 reason: format!("{:?}: {e}", self.cluster_id),
             })?;
         Ok(Keys::new(&root, &cluster))
+    }
+}
+
+/// A configuration error of the security keys as a [`ConnectError`] naming the same key.
+fn config_error(e: ConfigError) -> ConnectError {
+    let named = match &e {
+        ConfigError::InvalidValue { key, .. } | ConfigError::Missing { key, .. } => key.as_str(),
+        _ => "",
+    };
+    let key = [
+        ENDPOINTS_KEY,
+        TLS_CA_FILE_KEY,
+        TLS_CERT_FILE_KEY,
+        TLS_KEY_FILE_KEY,
+        USERNAME_KEY,
+        PASSWORD_KEY,
+        PASSWORD_FILE_KEY,
+    ]
+    .into_iter()
+    .find(|k| *k == named)
+    .unwrap_or(USERNAME_KEY);
+    ConnectError::InvalidConfig {
+        key,
+        reason: e.to_string(),
     }
 }
 
@@ -145,6 +205,25 @@ mod tests {
             e.to_string().contains("high-availability.cluster-id"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn security_settings_are_checked_and_the_password_hidden() {
+        let s = EtcdSettings::new(vec!["http://x:2379".into()], "/flink", "c").with_tls(EtcdTls {
+            ca_file: Some("/ca.pem".into()),
+            ..EtcdTls::default()
+        });
+        let e = s.validate().expect_err("plaintext endpoint with a CA file");
+        assert!(e.to_string().contains("http://x:2379"), "{e}");
+        let s = EtcdSettings::new(vec!["https://x:2379".into()], "/flink", "c").with_tls(EtcdTls {
+            cert_file: Some("/c.pem".into()),
+            ..EtcdTls::default()
+        });
+        let e = s.validate().expect_err("certificate without key");
+        assert!(e.to_string().contains(TLS_KEY_FILE_KEY), "{e}");
+        let s = EtcdSettings::new(vec!["http://x".into()], "/flink", "c").with_user("u", "hunter2");
+        s.validate().expect("valid");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 
     #[test]

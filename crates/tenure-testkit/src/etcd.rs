@@ -41,7 +41,7 @@ pub const ETCD_BIN: &str = "/usr/bin/etcd";
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Panics with an install hint unless Debian's etcd server is there.
-fn check_installed() {
+pub(crate) fn check_installed() {
     if !Path::new(ETCD_BIN).is_file() {
         panic!(
             "a real etcd server is needed: {ETCD_BIN} is missing; install the Debian package \
@@ -56,7 +56,7 @@ fn check_installed() {
 /// unbound port of the ephemeral range can pick that very port as its source and connect to
 /// itself, and the node that should listen there then fails with "address already in use".
 /// Ports outside the range never collide with a source port.
-fn node_port() -> u16 {
+pub(crate) fn node_port() -> u16 {
     for _ in 0..1000 {
         let candidate = 15_000 + (uuid::Uuid::new_v4().as_u128() % 17_000) as u16;
         if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, candidate)).is_ok() {
@@ -68,14 +68,14 @@ fn node_port() -> u16 {
 
 /// The ports and name of one node of a cluster.
 #[derive(Clone, Debug)]
-struct Member {
+pub(crate) struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
 }
 
 impl Member {
-    fn new(index: usize) -> Self {
+    pub(crate) fn new(index: usize) -> Self {
         Self {
             name: format!("n{index}"),
             client_port: node_port(),
@@ -87,13 +87,13 @@ impl Member {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
 
-    fn client_url(&self) -> String {
+    pub(crate) fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 }
 
 /// `n0=http://127.0.0.1:p0,n1=...`: the `--initial-cluster` of `members`.
-fn initial_cluster(members: &[Member]) -> String {
+pub(crate) fn initial_cluster(members: &[Member]) -> String {
     members
         .iter()
         .map(|m| format!("{}={}", m.name, m.peer_url()))
@@ -102,7 +102,7 @@ fn initial_cluster(members: &[Member]) -> String {
 }
 
 /// A cluster token of its own, so nodes of different test clusters never join each other.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     format!("tenure-{}", uuid::Uuid::new_v4().simple())
 }
 
@@ -114,6 +114,8 @@ pub struct EtcdServer {
     cluster: String,
     token: String,
     dir: tempfile::TempDir,
+    /// Security options (TLS, auth token TTL): see [`crate::etcd_security`].
+    pub(crate) security: crate::etcd_security::Security,
 }
 
 impl EtcdServer {
@@ -138,7 +140,7 @@ impl EtcdServer {
         panic!("etcd did not start: {last}");
     }
 
-    fn new(member: Member, cluster: String, token: String) -> Self {
+    pub(crate) fn new(member: Member, cluster: String, token: String) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tenure-etcd-")
             .tempdir()
@@ -149,6 +151,7 @@ impl EtcdServer {
             cluster,
             token,
             dir,
+            security: crate::etcd_security::Security::default(),
         }
     }
 
@@ -168,13 +171,14 @@ impl EtcdServer {
             .try_clone()
             .map_err(|e| format!("cannot clone the log handle: {e}"))?;
         let m = &self.member;
+        let client_url = self.endpoint();
         let child = Command::new(ETCD_BIN)
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
             .arg(&data)
-            .args(["--listen-client-urls", &m.client_url()])
-            .args(["--advertise-client-urls", &m.client_url()])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &m.peer_url()])
             .args(["--initial-advertise-peer-urls", &m.peer_url()])
             .args(["--initial-cluster", &self.cluster])
@@ -182,6 +186,7 @@ impl EtcdServer {
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(self.security.args())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -191,7 +196,7 @@ impl EtcdServer {
         Ok(())
     }
 
-    async fn launch(&mut self) -> Result<(), String> {
+    pub(crate) async fn launch(&mut self) -> Result<(), String> {
         self.spawn()?;
         self.wait_healthy(tokio::time::Instant::now() + START_DEADLINE)
             .await
@@ -210,7 +215,7 @@ impl EtcdServer {
                     log_tail(&self.log_path(), 4000)
                 ));
             }
-            let last = match health(self.member.client_port).await {
+            let last = match health(self.health_port()).await {
                 Ok(body) if body.contains("\"health\":\"true\"") => return Ok(()),
                 Ok(body) => body,
                 Err(e) => e.to_string(),
@@ -226,9 +231,14 @@ impl EtcdServer {
         }
     }
 
-    /// The client URL, `http://127.0.0.1:<port>`.
+    /// The client URL, `http://127.0.0.1:<port>` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        self.member.client_url()
+        self.security.client_url(&self.member)
+    }
+
+    /// The port answering plaintext `/health` (the client port, or the metrics port with TLS).
+    fn health_port(&self) -> u16 {
+        self.security.health_port.unwrap_or(self.member.client_port)
     }
 
     /// The client address, `127.0.0.1:<port>` (for a fault proxy in front of it).
@@ -258,7 +268,7 @@ impl EtcdServer {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         kill_child(&mut self.child);
     }
 
@@ -293,7 +303,7 @@ impl EtcdServer {
 
     /// Whether the node answers `/health` as healthy now (within one second).
     pub async fn is_healthy(&self) -> bool {
-        health(self.member.client_port)
+        health(self.health_port())
             .await
             .is_ok_and(|b| b.contains("\"health\":\"true\""))
     }

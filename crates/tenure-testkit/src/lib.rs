@@ -12,6 +12,7 @@
 
 pub mod ensemble;
 pub mod etcd;
+pub mod etcd_security;
 pub mod history;
 pub mod kube_fake;
 pub mod proxy;

@@ -232,6 +232,11 @@ pub struct EtcdConfig {
     pub lease_ttl: Duration,
     /// `high-availability.etcd.path.root`, default `/flink`.
     pub root: String,
+    /// TLS to the servers (`high-availability.etcd.tls.*`).
+    pub tls: super::EtcdTls,
+    /// Username/password authentication (`high-availability.etcd.username`, `.password`,
+    /// `.password-file`); the password is hidden in `Debug` output.
+    pub auth: super::EtcdAuth,
 }
 
 impl Default for EtcdConfig {
@@ -240,6 +245,8 @@ impl Default for EtcdConfig {
             endpoints: Vec::new(),
             lease_ttl: Duration::from_secs(15),
             root: "/flink".to_owned(),
+            tls: super::EtcdTls::default(),
+            auth: super::EtcdAuth::default(),
         }
     }
 }
@@ -776,7 +783,6 @@ fn read_etcd(c: &Configuration) -> Result<EtcdConfig, ConfigError> {
                 .collect()
         });
     Ok(EtcdConfig {
-        endpoints,
         lease_ttl: c.duration_or(
             "high-availability.etcd.lease-ttl",
             &[],
@@ -784,5 +790,8 @@ fn read_etcd(c: &Configuration) -> Result<EtcdConfig, ConfigError> {
             Duration::from_secs(1),
         )?,
         root: c.string_or("high-availability.etcd.path.root", &[], &d.root),
+        tls: super::etcd_security::read_tls(c, &endpoints)?,
+        auth: super::etcd_security::read_auth(c)?,
+        endpoints,
     })
 }

@@ -221,6 +221,7 @@ pub mod builder;
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
 pub mod cleanup_strategy;
+pub mod etcd_security;
 mod ha;
 mod job_graphs_path;
 mod quorum;
@@ -233,6 +234,7 @@ pub mod zookeeper_client;
 
 pub use builder::HaConfigBuilder;
 pub use cleanup_strategy::CleanupStrategy;
+pub use etcd_security::{EtcdAuth, EtcdTls};
 pub use ha::{
     EtcdConfig, HaConfig, HaMode, KubernetesConfig, NamingEra, ZooKeeperAcl, ZooKeeperConfig,
 };
