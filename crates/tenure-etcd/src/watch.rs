@@ -129,8 +129,22 @@ async fn open_from(shared: &Shared, prefix: &str, start: Option<i64>) -> Result<
             "the etcd watch of {prefix:?} ended before it was created"
         )));
     };
-    if first.compact_revision() > 0 || first.canceled() {
+    if first.compact_revision() > 0 {
         return Ok(Opened::Compacted);
+    }
+    if first.canceled() {
+        // Refused, not compacted (e.g. an expired auth token or a missing permission): an
+        // error naming etcd's reason, and the pump tries again.
+        let reason = first.cancel_reason();
+        let err = if reason.contains("permission denied") {
+            KvError::Unauthorized {
+                key: prefix.to_owned(),
+                reason: format!("etcd refused the watch: {reason}"),
+            }
+        } else {
+            KvError::Backend(format!("etcd cancelled the watch of {prefix:?}: {reason}"))
+        };
+        return Err(err);
     }
     let revision = first.header().map_or(0, |h| h.revision());
     Ok(Opened::Ok(Box::new(stream), revision))
@@ -162,7 +176,7 @@ impl Pump {
                             break;
                         }
                         if resp.canceled() {
-                            debug!(prefix = %self.prefix, "the etcd watch was cancelled");
+                            debug!(prefix = %self.prefix, reason = resp.cancel_reason(), "the etcd watch was cancelled; opening it again");
                             break;
                         }
                         self.deliver(&resp);
