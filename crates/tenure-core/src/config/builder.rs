@@ -106,7 +106,7 @@ impl HaConfig {
 }
 
 impl<B> HaConfigBuilder<B> {
-    fn with_mode(mode: &str) -> Self {
+    pub(super) fn with_mode(mode: &str) -> Self {
         Self {
             conf: Configuration::from_pairs([("high-availability.type", mode)]),
             backend: PhantomData,
@@ -120,7 +120,7 @@ impl<B> HaConfigBuilder<B> {
         self
     }
 
-    fn duration(self, key: &str, value: Duration) -> Self {
+    pub(super) fn duration(self, key: &str, value: Duration) -> Self {
         self.set(key, format_duration(value))
     }
 

@@ -7,7 +7,8 @@
 //! ignored; a bad value is an error that names the key, the value and what was expected.
 //!
 //! In code, the typed builders ([`HaConfig::zookeeper`], [`HaConfig::kubernetes`],
-//! [`HaConfig::builder`]) record the same keys and validate them the same way.
+//! [`HaConfig::etcd`], [`HaConfig::builder`]) record the same keys and validate them the same
+//! way.
 //!
 //! ```
 //! use tenure_core::config::{Configuration, HaConfig, HaMode};
@@ -217,6 +218,7 @@ impl fmt::Debug for Configuration {
 }
 
 pub mod builder;
+mod builder_etcd;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
@@ -233,6 +235,7 @@ pub mod zk_security;
 pub mod zookeeper_client;
 
 pub use builder::HaConfigBuilder;
+pub use builder_etcd::Etcd;
 pub use cleanup_strategy::CleanupStrategy;
 pub use etcd_security::{EtcdAuth, EtcdTls};
 pub use ha::{
