@@ -1,4 +1,5 @@
-//! `tenure run` under process faults, against a real ZooKeeper server: several contenders run
+//! `tenure run` under process faults, against a real ZooKeeper server and a real etcd server
+//! (the same cases on each; etcd's lease TTL plays the session timeout): several contenders run
 //! a command under leadership of one component; the leading `tenure` (not its command) is
 //! SIGKILLed, or SIGSTOPped past the session timeout and resumed. A monitor records when each
 //! command started (its own clock reading) and when it was first seen dead, and the history
@@ -6,7 +7,7 @@
 //! command group is gone entirely (the watchdog's work). The watchdog's protocol (pipe closed,
 //! silence for the stall limit, signals for the command ignored) is also tested on its own.
 
-#![cfg(feature = "zookeeper")]
+#![cfg(all(feature = "zookeeper", feature = "etcd"))]
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,9 +20,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{DEADLINE, Running};
+use tenure_testkit::etcd::EtcdServer;
 use tenure_testkit::zookeeper::ZooKeeperServer;
 
-/// The ZooKeeper session timeout of the contenders: the watchdog's stall limit is a third of it.
+/// The ZooKeeper session timeout (etcd: lease TTL) of the contenders: the watchdog's stall
+/// limit is a third of it.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How often the monitor looks at the record file and at the commands' processes.
@@ -204,25 +207,73 @@ fn check_no_overlap(cmds: &[Cmd]) -> Result<Vec<Duration>, String> {
     Ok(gaps)
 }
 
-/// A ZooKeeper server, a cluster, the record file, its monitor and the contenders. Dropped
-/// (also when a test fails), it kills the contenders and what is left of their commands' groups,
-/// by pid.
+/// The server the contenders use.
+enum Server {
+    ZooKeeper(ZooKeeperServer),
+    Etcd(EtcdServer),
+}
+
+impl Server {
+    /// The options selecting the server, with a session timeout (lease TTL) of
+    /// [`SESSION_TIMEOUT`].
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = match self {
+            Server::ZooKeeper(zk) => vec![
+                "--ha-type".into(),
+                "zookeeper".into(),
+                "--zookeeper-quorum".into(),
+                zk.connect_string(),
+                "-D".into(),
+                format!(
+                    "high-availability.zookeeper.client.session-timeout={}ms",
+                    SESSION_TIMEOUT.as_millis()
+                ),
+                "-D".into(),
+                "high-availability.zookeeper.client.connection-timeout=5s".into(),
+            ],
+            Server::Etcd(etcd) => vec![
+                "--ha-type".into(),
+                "etcd".into(),
+                "-D".into(),
+                format!("high-availability.etcd.endpoints={}", etcd.endpoint()),
+                "-D".into(),
+                format!(
+                    "high-availability.etcd.lease-ttl={}s",
+                    SESSION_TIMEOUT.as_secs()
+                ),
+            ],
+        };
+        args.extend([
+            "-D".into(),
+            "high-availability.zookeeper.client.retry-wait=100ms".into(),
+        ]);
+        args
+    }
+}
+
+/// A server, a cluster, the record file, its monitor and the contenders. Dropped (also when a
+/// test fails), it kills the contenders and what is left of their commands' groups, by pid.
 struct Fixture {
     contenders: Vec<Running>,
     monitor: Monitor,
-    server: ZooKeeperServer,
+    server: Server,
     cluster_id: String,
     storage: tempfile::TempDir,
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    async fn start() -> Self {
+    async fn start(etcd: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let server = if etcd {
+            Server::Etcd(EtcdServer::start().await)
+        } else {
+            Server::ZooKeeper(ZooKeeperServer::start().await)
+        };
         Self {
             contenders: Vec::new(),
             monitor: Monitor::start(dir.path().join("record")),
-            server: ZooKeeperServer::start().await,
+            server,
             cluster_id: format!("/faults-{}", uuid::Uuid::new_v4().simple()),
             storage: tempfile::tempdir().unwrap(),
             dir,
@@ -261,25 +312,17 @@ impl Fixture {
             "sleep 1000 & echo \"start $$ $PPID $(date +%s%N)\" >> {}; wait",
             self.record().display()
         );
-        let timeout = format!(
-            "high-availability.zookeeper.client.session-timeout={}ms",
-            SESSION_TIMEOUT.as_millis()
+        let mut args = self.server.args();
+        args.extend(
+            [
+                "--storage-dir",
+                self.storage.path().to_str().unwrap(),
+                "--cluster-id",
+                &self.cluster_id,
+            ]
+            .map(String::from),
         );
-        let args = [
-            "--ha-type",
-            "zookeeper",
-            "--zookeeper-quorum",
-            &self.server.connect_string(),
-            "--storage-dir",
-            self.storage.path().to_str().unwrap(),
-            "--cluster-id",
-            &self.cluster_id,
-            "-D",
-            &timeout,
-            "-D",
-            "high-availability.zookeeper.client.connection-timeout=5s",
-            "-D",
-            "high-availability.zookeeper.client.retry-wait=100ms",
+        let cmd = [
             "run",
             "--component",
             "dispatcher",
@@ -292,6 +335,8 @@ impl Fixture {
             "-c",
             &script,
         ];
+        args.extend(cmd.map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut t = Running::spawn(&args);
         t.stderr.wait_event("campaigning");
         self.contenders.push(t);
@@ -357,7 +402,27 @@ fn ms(d: Duration) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_leaders_command_dies_with_it_before_a_standby_starts() {
-    let mut f = Fixture::start().await;
+    sigkilled_leader(Fixture::start(false).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_etcd_a_sigkilled_leaders_command_dies_with_it_before_a_standby_starts() {
+    sigkilled_leader(Fixture::start(true).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_leaders_command_is_killed_before_its_session_expires() {
+    stopped_leader(Fixture::start(false).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_etcd_a_stopped_leaders_command_is_killed_before_its_lease_expires() {
+    stopped_leader(Fixture::start(true).await);
+}
+
+/// Contenders in turn: the leading `tenure` is SIGKILLed; its command dies at once and the
+/// next command starts only after it is gone.
+fn sigkilled_leader(mut f: Fixture) {
     const CONTENDERS: usize = 4;
     tokio::task::block_in_place(|| {
         for _ in 0..CONTENDERS {
@@ -420,9 +485,9 @@ async fn a_sigkilled_leaders_command_dies_with_it_before_a_standby_starts() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_leaders_command_is_killed_before_its_session_expires() {
-    let mut f = Fixture::start().await;
+/// The leading `tenure` is frozen past its session timeout: the watchdog kills its command by
+/// the stall limit, before the standby's command starts; resumed, it exits with 137.
+fn stopped_leader(mut f: Fixture) {
     tokio::task::block_in_place(|| {
         f.spawn();
         f.spawn();
