@@ -782,6 +782,7 @@ fn read_etcd(c: &Configuration) -> Result<EtcdConfig, ConfigError> {
                 .map(str::to_owned)
                 .collect()
         });
+    super::etcd_endpoints::check(&endpoints)?;
     Ok(EtcdConfig {
         lease_ttl: c.duration_or(
             "high-availability.etcd.lease-ttl",

@@ -223,6 +223,7 @@ mod builder_etcd;
 #[allow(clippy::unwrap_used)]
 mod builder_tests;
 pub mod cleanup_strategy;
+mod etcd_endpoints;
 pub mod etcd_security;
 mod ha;
 mod job_graphs_path;
