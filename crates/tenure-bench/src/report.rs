@@ -116,7 +116,7 @@ pub(crate) fn table(out: &mut String, group: &Group) {
     }
     let _ = writeln!(out, " tenure ÷ this ({basis}) |");
     let cols = 7
-        + usize::from(failover)
+        + 2 * usize::from(failover)
         + 2 * usize::from(thr)
         + usize::from(heap)
         + usize::from(rss)

@@ -233,8 +233,12 @@ pub async fn run(
                 .detail(&format!("etcd handover: etcdctl trial {}/{}", i + 1, k + w));
             let mut a = p.elect(&etcd.endpoint(), &name, "a")?;
             let (_, key_a) = a.line_at(timeout).await?;
+            let watches = etcd.requests().await?.of("Watch");
             let mut b = p.elect(&etcd.endpoint(), &name, "b")?;
             etcd.wait_keys(&name, 2).await?;
+            // A new process is slow to get going: the standby is in place once its watch
+            // request reached the server.
+            etcd.wait_requests("Watch", watches + 1).await?;
             let handover = async {
                 let t0 = mono_ns();
                 a.interrupt()?;

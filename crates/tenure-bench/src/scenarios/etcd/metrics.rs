@@ -83,6 +83,11 @@ impl Requests {
         )
     }
 
+    /// Messages of `method` received.
+    pub fn of(&self, method: &str) -> u64 {
+        self.0.get(method).copied().unwrap_or(0)
+    }
+
     /// Requests of every method together.
     pub fn total(&self) -> u64 {
         self.0.values().sum()

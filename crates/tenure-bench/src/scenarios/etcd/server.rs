@@ -68,6 +68,24 @@ impl Etcd {
         Ok((out, self.requests().await?.since(&before)))
     }
 
+    /// Waits until the server has received `count` messages of `method` in all (then
+    /// [`SETTLE`] more), within 30 s.
+    pub async fn wait_requests(&self, method: &str, count: u64) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let have = self.requests().await?.of(method);
+            if have >= count {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the server received {have} {method} requests, expected {count}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(SETTLE).await;
+        Ok(())
+    }
+
     /// tenure's settings for `cluster_id` with a lease of `ttl`.
     pub fn settings(&self, cluster_id: &str, ttl: Duration) -> EtcdSettings {
         settings(&self.endpoint(), cluster_id, ttl)
