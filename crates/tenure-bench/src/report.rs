@@ -730,7 +730,8 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
          compiles the Curator peer), then `cargo run --release -p tenure-bench -- all` \
          (`--quick` for a run under two minutes; one scenario: `tenure-bench election`, \
          `handover`, `failover`, `retrieval`, `store`, `scale`, `rtt`; `tenure-bench report` \
-         rebuilds this file from the JSON).\n\n",
+         rebuilds this file from the JSON). `all` then runs the etcd section (`tenure-bench \
+         etcd all` alone), reported in `etcd/report.md`.\n\n",
     );
     let t = targets(&results);
     if !t.is_empty() {

@@ -37,7 +37,7 @@ fn latency(out: &mut Vec<Target>, g: &Group, other: Option<&Row>, what: &'static
     let basis = if g.ratio_by_max { "max" } else { "median" };
     out.push(Target {
         what,
-        compares: format!("{} ÷ {}", plain(t), plain(o)),
+        compares: format!("{} ÷ {} ({})", plain(t), plain(o), g.title),
         measured: format!(
             "{r:.2}× ({basis} {} vs {} {})",
             num(g.compared(t).unwrap_or(f64::NAN)),
@@ -258,6 +258,11 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     if !t.is_empty() {
         out.push_str("## Targets (issue 14, item 10)\n\n");
         targets_table(&mut out, t);
+    }
+    // Hand-written analysis of the run, kept next to the results.
+    if let Ok(notes) = std::fs::read_to_string(dir.join("notes.md")) {
+        out.push_str(notes.trim_end());
+        out.push_str("\n\n");
     }
     for res in &results {
         let _ = writeln!(out, "## {}\n", res.title);

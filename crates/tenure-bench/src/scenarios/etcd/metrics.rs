@@ -125,7 +125,7 @@ pub fn describe(row: &Row) -> Option<String> {
         if (v - v.round()).abs() < 1e-9 {
             let _ = write!(out, "{m} {v:.0}");
         } else {
-            let _ = write!(out, "{m} {v:.2}");
+            let _ = write!(out, "{m} {v:.3}");
         }
     }
     (!out.is_empty()).then_some(out)

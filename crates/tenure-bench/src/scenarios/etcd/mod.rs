@@ -56,9 +56,13 @@ pub fn steps(ctx: &Ctx, etcdctl: bool, scenario: &str) -> u64 {
 /// Runs one etcd scenario on a server of its own.
 pub async fn run(
     ctx: &Ctx,
-    etcdctl: Option<&Etcdctl>,
+    etcdctl: Result<&Etcdctl, &str>,
     scenario: &str,
 ) -> anyhow::Result<ScenarioResult> {
+    let (etcdctl, missing) = match etcdctl {
+        Ok(p) => (Some(p), None),
+        Err(why) => (None, Some(why)),
+    };
     let mut s = Scenario::begin(&format!("etcd-{scenario}"));
     let etcd = Etcd::start().await?;
     match scenario {
@@ -78,6 +82,11 @@ pub async fn run(
             ),
         );
     }
+    if let Some(why) = missing
+        && matches!(scenario, "election" | "handover" | "failover")
+    {
+        s.result.notes.push(why.to_owned());
+    }
     s.result.mode = ctx.mode.name().to_owned();
     Ok(s.finish())
 }
@@ -96,28 +105,23 @@ pub async fn run_section(
     let mut machine = Machine::probe(ctx.mode.name());
     let started = Instant::now();
     let etcdctl = if use_peer {
-        match Etcdctl::detect().await {
-            Ok(p) => {
-                ctx.version(
-                    "etcdctl (peer)",
-                    format!("{} (Debian `etcd-client`)", p.version),
-                );
-                Some(p)
-            }
-            Err(note) => {
-                ctx.progress.println(&format!("note: {note}"));
-                None
-            }
-        }
+        Etcdctl::detect().await
     } else {
-        None
+        Err("etcdctl not run (`--peers none`)".to_owned())
     };
+    match &etcdctl {
+        Ok(p) => ctx.version(
+            "etcdctl (peer)",
+            format!("{} (Debian `etcd-client`)", p.version),
+        ),
+        Err(note) => ctx.progress.println(&format!("note: {note}")),
+    }
     for s in scenarios {
-        ctx.progress.add_steps(steps(ctx, etcdctl.is_some(), s));
+        ctx.progress.add_steps(steps(ctx, etcdctl.is_ok(), s));
     }
     let mut ok = true;
     for s in scenarios {
-        match run(ctx, etcdctl.as_ref(), s).await {
+        match run(ctx, etcdctl.as_ref().map_err(String::as_str), s).await {
             Ok(result) => write_json(&dir.join(format!("{s}.json")), &result)?,
             Err(e) => {
                 ok = false;
