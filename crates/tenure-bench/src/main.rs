@@ -42,7 +42,8 @@ use crate::peers::Peers;
 use crate::progress::Progress;
 use crate::results::{Load, Machine, read_json, write_json};
 
-/// Benchmarks tenure against the raw ZooKeeper client, Apache Curator and kazoo.
+/// Benchmarks tenure against the raw ZooKeeper client, Apache Curator and kazoo, and on etcd
+/// against the raw etcd-client and `etcdctl elect`.
 #[derive(Debug, Parser)]
 #[command(name = "tenure-bench", version)]
 struct Cli {
@@ -79,7 +80,8 @@ enum PeerChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every scenario, then the report.
+    /// Every ZooKeeper scenario, then the etcd section (when etcd is installed), then the
+    /// reports.
     All,
     /// Loopback round trip of each client.
     Rtt,
@@ -124,7 +126,7 @@ enum EtcdCommand {
     Failover,
     /// E4. Fenced checkpoint add throughput.
     Store,
-    /// E5. 1,000 per-job elections on one lease.
+    /// E5. Per-job elections on one lease (up to 1,000).
     Scale,
     /// Rebuilds etcd/report.md from the JSON results.
     Report,
