@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tenure::services::{ElectionMode, HaServices, HaServicesOptions, JobResultStorage};
 use tenure_core::blob::BlobStore;
+use tenure_core::driver::HaBackend;
 use tenure_core::layout::Layout;
 use tenure_testkit::zookeeper::ZooKeeperServer;
 use tenure_zookeeper::{ZooKeeperBackend, ZooKeeperSettings, zk};
@@ -77,6 +78,14 @@ pub struct Sizes {
     pub scale_handovers: usize,
     /// Job masters under one process-wide election.
     pub process_wide: usize,
+    /// etcd crash failovers: (lease TTL, trials).
+    pub etcd_crash: Vec<(Duration, usize)>,
+    /// etcdctl crash failovers (its lease TTL is fixed at 60 s; 0: not measured).
+    pub etcdctl_crash: usize,
+    /// Numbers of per-job elections on one etcd lease.
+    pub etcd_scale: Vec<usize>,
+    /// etcdctl processes started per series (each start takes tens of milliseconds).
+    pub etcdctl: usize,
 }
 
 impl Sizes {
@@ -99,6 +108,10 @@ impl Sizes {
                 kazoo_scale: vec![10, 100],
                 scale_handovers: 3,
                 process_wide: 100,
+                etcd_crash: vec![(s(4), 1)],
+                etcdctl_crash: 0,
+                etcd_scale: vec![100],
+                etcdctl: 3,
             },
             Mode::Quick => Self {
                 rtt: 300,
@@ -115,6 +128,10 @@ impl Sizes {
                 kazoo_scale: vec![10, 100, 1_000],
                 scale_handovers: 10,
                 process_wide: 1_000,
+                etcd_crash: vec![(s(4), 3)],
+                etcdctl_crash: 0,
+                etcd_scale: vec![100, 1_000],
+                etcdctl: 20,
             },
             Mode::Default => Self {
                 rtt: 2_000,
@@ -131,6 +148,10 @@ impl Sizes {
                 kazoo_scale: vec![10, 100, 1_000],
                 scale_handovers: 20,
                 process_wide: 10_000,
+                etcd_crash: vec![(s(4), 10)],
+                etcdctl_crash: 1,
+                etcd_scale: vec![100, 1_000],
+                etcdctl: 100,
             },
         }
     }
@@ -317,9 +338,9 @@ pub fn settings(connect: &str, cluster_id: &str, session_timeout: Duration) -> Z
         .with_retry(Duration::from_millis(100), 10)
 }
 
-/// HA services on `backend`.
+/// HA services on `backend` (a ZooKeeper or an etcd session).
 pub fn services_on(
-    backend: Arc<ZooKeeperBackend>,
+    backend: Arc<dyn HaBackend>,
     cluster_id: &str,
     mode: ElectionMode,
     blob_dir: &std::path::Path,

@@ -185,7 +185,7 @@ async fn raw_retriever(args: &ChildArgs, timeout: Duration) -> anyhow::Result<()
 #[derive(Debug)]
 pub struct Spawned {
     child: tokio::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<(u64, String)>,
 }
 
 impl Spawned {
@@ -197,32 +197,46 @@ impl Spawned {
         cluster_id: &str,
         session_timeout: Duration,
     ) -> anyhow::Result<Self> {
-        use tokio::io::AsyncBufReadExt as _;
+        let args = [
+            "child",
+            role,
+            "--impl",
+            implementation,
+            "--connect",
+            connect,
+            "--cluster-id",
+            cluster_id,
+            "--session-timeout-ms",
+            &session_timeout.as_millis().to_string(),
+        ];
+        Self::this_binary(&args)
+    }
+
+    /// Starts this binary (`tenure-bench`) with `args`.
+    pub fn this_binary(args: &[&str]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("the path of tenure-bench")?;
-        let mut child = tokio::process::Command::new(exe)
-            .args([
-                "child",
-                role,
-                "--impl",
-                implementation,
-                "--connect",
-                connect,
-            ])
-            .args(["--cluster-id", cluster_id])
-            .arg("--session-timeout-ms")
-            .arg(session_timeout.as_millis().to_string())
+        let mut command = tokio::process::Command::new(exe);
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// Starts `command` (stdin closed, stderr inherited), reading its stdout lines as they
+    /// come, each stamped with the moment it was read ([`mono_ns`]).
+    pub fn spawn(mut command: tokio::process::Command) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .context("starting a child process")?;
+            .with_context(|| format!("starting {:?}", command.as_std().get_program()))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut reader = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
+                if tx.send((mono_ns(), line)).is_err() {
                     break;
                 }
             }
@@ -232,6 +246,11 @@ impl Spawned {
 
     /// The next line within `timeout`.
     pub async fn line(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        Ok(self.line_at(timeout).await?.1)
+    }
+
+    /// The next line within `timeout`, with the moment it was read ([`mono_ns`]).
+    pub async fn line_at(&mut self, timeout: Duration) -> anyhow::Result<(u64, String)> {
         match tokio::time::timeout(timeout, self.lines.recv()).await {
             Ok(Some(line)) => Ok(line),
             Ok(None) => bail!("the child process ended"),
@@ -242,6 +261,28 @@ impl Spawned {
     /// Sends SIGKILL.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.start_kill().context("killing the child")
+    }
+
+    /// Sends SIGINT (a Go program such as `etcdctl elect` resigns on it, then exits).
+    pub fn interrupt(&self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("the child process has ended")?;
+        let pid = i32::try_from(pid).context("the child's process id")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .context("sending SIGINT to the child")
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself, then kills it; reaps it.
+    pub async fn exit_within(mut self, timeout: Duration) {
+        if tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
     }
 
     /// Kills the process (if still running) and reaps it.

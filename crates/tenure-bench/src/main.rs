@@ -8,7 +8,12 @@
 //! cargo run --release -p tenure-bench -- all         # default sizes, < 15 min on 2 cores
 //! cargo run --release -p tenure-bench -- --quick all # < 2 min
 //! cargo run --release -p tenure-bench -- election    # one scenario; `report` rebuilds the report
+//! cargo run --release -p tenure-bench -- etcd all    # the etcd section alone (results/etcd/)
 //! ```
+//!
+//! `all` runs the ZooKeeper scenarios, then the etcd section (when Debian's `etcd` is
+//! installed): tenure's etcd backend against the raw etcd-client making the same requests and
+//! `etcdctl elect`, written to `results/etcd/*.json` and `results/etcd/report.md`.
 
 mod alloc;
 mod bench;
@@ -17,6 +22,7 @@ mod clock;
 mod peers;
 mod progress;
 mod report;
+mod report_etcd;
 mod results;
 mod scenarios;
 mod stats;
@@ -36,7 +42,8 @@ use crate::peers::Peers;
 use crate::progress::Progress;
 use crate::results::{Load, Machine, read_json, write_json};
 
-/// Benchmarks tenure against the raw ZooKeeper client, Apache Curator and kazoo.
+/// Benchmarks tenure against the raw ZooKeeper client, Apache Curator and kazoo, and on etcd
+/// against the raw etcd-client and `etcdctl elect`.
 #[derive(Debug, Parser)]
 #[command(name = "tenure-bench", version)]
 struct Cli {
@@ -73,7 +80,8 @@ enum PeerChoice {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every scenario, then the report.
+    /// Every ZooKeeper scenario, then the etcd section (when etcd is installed), then the
+    /// reports.
     All,
     /// Loopback round trip of each client.
     Rtt,
@@ -89,11 +97,54 @@ enum Command {
     Store,
     /// 6. Scale: many elections on one session; job masters under one process-wide election.
     Scale,
-    /// Rebuilds report.md and the plots from the JSON results.
+    /// The etcd section: tenure on etcd against the raw etcd-client and `etcdctl elect`.
+    Etcd {
+        /// Which etcd scenario.
+        #[command(subcommand)]
+        command: EtcdCommand,
+    },
+    /// Rebuilds report.md (and etcd/report.md) and the plots from the JSON results.
     Report,
     /// A child process of a scenario (internal).
     #[command(hide = true)]
     Child(child::ChildArgs),
+    /// The leader process of the etcd crash failover (internal).
+    #[command(hide = true)]
+    EtcdChild(scenarios::etcd::child::EtcdChildArgs),
+}
+
+/// The scenarios of the etcd section.
+#[derive(Debug, Subcommand)]
+enum EtcdCommand {
+    /// Every etcd scenario, then etcd/report.md.
+    All,
+    /// E1. Uncontended election.
+    Election,
+    /// E2. Graceful handover.
+    Handover,
+    /// E3. Crash failover (SIGKILL of the leader process) for each lease TTL.
+    Failover,
+    /// E4. Fenced checkpoint add throughput.
+    Store,
+    /// E5. Per-job elections on one lease (up to 1,000).
+    Scale,
+    /// Rebuilds etcd/report.md from the JSON results.
+    Report,
+}
+
+impl EtcdCommand {
+    /// The scenarios the command runs (none for `report`).
+    fn scenarios(&self) -> Vec<&'static str> {
+        match self {
+            EtcdCommand::All => scenarios::etcd::ALL.to_vec(),
+            EtcdCommand::Election => vec!["election"],
+            EtcdCommand::Handover => vec!["handover"],
+            EtcdCommand::Failover => vec!["failover"],
+            EtcdCommand::Store => vec!["store"],
+            EtcdCommand::Scale => vec!["scale"],
+            EtcdCommand::Report => Vec::new(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,7 +156,13 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    if let Command::Child(args) = cli.command {
+    let child: Option<std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>>>>> =
+        match &cli.command {
+            Command::Child(args) => Some(Box::pin(child::run(args.clone()))),
+            Command::EtcdChild(args) => Some(Box::pin(scenarios::etcd::child::run(args.clone()))),
+            _ => None,
+        };
+    if let Some(child) = child {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -116,7 +173,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        return match rt.block_on(child::run(args)) {
+        return match rt.block_on(child) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tenure-bench child: {e:#}");
@@ -154,12 +211,25 @@ fn main() -> ExitCode {
 /// Runs the command; `Ok(false)` when a scenario failed (the report is written anyway).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    let etcd_dir = scenarios::etcd::dir(&cli.out);
     let scenarios: Vec<&str> = match &cli.command {
         Command::Report => {
+            if etcd_dir.is_dir() {
+                report_etcd::write(&etcd_dir)?;
+                eprintln!("wrote {}", etcd_dir.join("report.md").display());
+            }
             report::write(&cli.out)?;
             eprintln!("wrote {}", cli.out.join("report.md").display());
             return Ok(true);
         }
+        Command::Etcd {
+            command: EtcdCommand::Report,
+        } => {
+            report_etcd::write(&etcd_dir)?;
+            eprintln!("wrote {}", etcd_dir.join("report.md").display());
+            return Ok(true);
+        }
+        Command::Etcd { .. } => Vec::new(),
         Command::All => scenarios::ALL.to_vec(),
         Command::Rtt => vec!["rtt"],
         Command::Election => vec!["election"],
@@ -168,7 +238,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Retrieval => vec!["retrieval"],
         Command::Store => vec!["store"],
         Command::Scale => vec!["scale"],
-        Command::Child(_) => unreachable!("handled in main"),
+        Command::Child(_) | Command::EtcdChild(_) => unreachable!("handled in main"),
+    };
+    let etcd_scenarios: Vec<&str> = match &cli.command {
+        Command::Etcd { command } => command.scenarios(),
+        Command::All if scenarios::etcd::installed() => scenarios::etcd::ALL.to_vec(),
+        _ => Vec::new(),
     };
     let mode = if cli.smoke {
         Mode::Smoke
@@ -179,9 +254,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     let mut machine = Machine::probe(mode.name());
     let started = Instant::now();
+    // The ZooKeeper peers only matter to the ZooKeeper scenarios.
     let peers = match cli.peers {
-        PeerChoice::Auto => Peers::detect(&cli.root).await,
-        PeerChoice::None => Peers::none(),
+        PeerChoice::Auto if !scenarios.is_empty() => Peers::detect(&cli.root).await,
+        _ => Peers::none(),
     };
     let ctx = Ctx {
         mode,
@@ -204,8 +280,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     for s in &scenarios {
         ctx.progress.add_steps(scenarios::steps(&ctx, s));
     }
-    for missing in &ctx.peers.missing {
-        ctx.progress.println(&format!("note: {missing}"));
+    if !scenarios.is_empty() {
+        for missing in &ctx.peers.missing {
+            ctx.progress.println(&format!("note: {missing}"));
+        }
     }
     let mut ok = true;
     for s in &scenarios {
@@ -220,7 +298,34 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
     }
+    if matches!(cli.command, Command::All) && etcd_scenarios.is_empty() {
+        ctx.progress.println(&format!(
+            "note: the etcd section is skipped: {} is missing (Debian package `etcd-server`)",
+            tenure_testkit::etcd::ETCD_BIN
+        ));
+    }
+    if !etcd_scenarios.is_empty() {
+        let whole = matches!(
+            cli.command,
+            Command::All
+                | Command::Etcd {
+                    command: EtcdCommand::All
+                }
+        );
+        ok &= scenarios::etcd::run_section(
+            &ctx,
+            &cli.out,
+            &etcd_scenarios,
+            cli.peers == PeerChoice::Auto,
+            whole,
+        )
+        .await?;
+        eprintln!("wrote {}", etcd_dir.join("report.md").display());
+    }
     ctx.progress.finish();
+    if scenarios.is_empty() {
+        return Ok(ok);
+    }
     machine.load_after = Load::now();
     machine.seconds = started.elapsed().as_secs_f64();
     machine.scenarios = scenarios.iter().map(|s| (*s).to_owned()).collect();

@@ -42,7 +42,7 @@ fn heap_per_election(row: &Row) -> Option<f64> {
 }
 
 /// ZooKeeper requests of one operation of `row` (per election, in the scale tables).
-fn requests(row: &Row) -> Option<f64> {
+pub(crate) fn requests(row: &Row) -> Option<f64> {
     row.extra
         .get("requests")
         .or_else(|| row.extra.get("requests_per_election"))
@@ -50,7 +50,7 @@ fn requests(row: &Row) -> Option<f64> {
 }
 
 /// A request count: whole numbers as such, averages to two decimals.
-fn count(v: f64) -> String {
+pub(crate) fn count(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{v:.0}")
     } else {
@@ -58,12 +58,14 @@ fn count(v: f64) -> String {
     }
 }
 
-fn label(row: &Row) -> String {
+/// How the report names the implementation of `row`.
+pub(crate) fn label(row: &Row) -> String {
     match row.implementation.as_str() {
         who::TENURE => "**tenure**".into(),
         who::FLOOR => "floor (raw client)".into(),
         who::CURATOR => "Curator".into(),
         who::KAZOO => "kazoo".into(),
+        who::ETCDCTL => "etcdctl elect".into(),
         other => other.into(),
     }
 }
@@ -75,7 +77,8 @@ pub fn load(dir: &Path) -> Vec<ScenarioResult> {
         .collect()
 }
 
-fn table(out: &mut String, group: &Group) {
+/// Appends the Markdown table of `group` to `out`.
+pub(crate) fn table(out: &mut String, group: &Group) {
     let thr = group
         .rows
         .iter()
@@ -113,7 +116,7 @@ fn table(out: &mut String, group: &Group) {
     }
     let _ = writeln!(out, " tenure ÷ this ({basis}) |");
     let cols = 7
-        + usize::from(failover)
+        + 2 * usize::from(failover)
         + 2 * usize::from(thr)
         + usize::from(heap)
         + usize::from(rss)
@@ -201,7 +204,8 @@ fn table(out: &mut String, group: &Group) {
     }
 }
 
-fn cdf_plot(group: &Group) -> String {
+/// The SVG latency CDF of `group`.
+pub(crate) fn cdf_plot(group: &Group) -> String {
     let mut seen: Vec<&str> = Vec::new();
     let series: Vec<Series> = group
         .rows
@@ -373,24 +377,31 @@ fn scale_plots(result: &ScenarioResult, plots: &Path) -> anyhow::Result<Vec<(Str
 }
 
 /// One line of the targets table.
-struct Target {
-    what: &'static str,
-    compares: String,
-    measured: String,
-    requests: String,
-    verdict: &'static str,
+pub(crate) struct Target {
+    /// The target.
+    pub(crate) what: &'static str,
+    /// What is compared.
+    pub(crate) compares: String,
+    /// The figures.
+    pub(crate) measured: String,
+    /// Requests of one operation: tenure / floor.
+    pub(crate) requests: String,
+    /// Met or not.
+    pub(crate) verdict: &'static str,
 }
 
-fn verdict(ok: bool) -> &'static str {
+/// `met` or **not met**.
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**not met**" }
 }
 
-fn ratio_of(g: &Group, a: &Row, b: &Row) -> Option<f64> {
+/// `a`'s compared figure ÷ `b`'s.
+pub(crate) fn ratio_of(g: &Group, a: &Row, b: &Row) -> Option<f64> {
     Some(g.compared(a)? / g.compared(b)?)
 }
 
 /// "tenure N / floor M" (or what is known of it).
-fn request_pair(tenure: &Row, floor: Option<&Row>) -> String {
+pub(crate) fn request_pair(tenure: &Row, floor: Option<&Row>) -> String {
     let t = requests(tenure).map_or("—".into(), count);
     match floor {
         Some(f) => format!("{t} / {}", requests(f).map_or("—".into(), count)),
@@ -399,7 +410,7 @@ fn request_pair(tenure: &Row, floor: Option<&Row>) -> String {
 }
 
 /// `what` of a row, without Markdown code marks (for the *compares* column).
-fn plain(row: &Row) -> String {
+pub(crate) fn plain(row: &Row) -> String {
     format!("{}: {}", row.implementation, row.what.replace('`', ""))
 }
 
@@ -719,7 +730,8 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
          compiles the Curator peer), then `cargo run --release -p tenure-bench -- all` \
          (`--quick` for a run under two minutes; one scenario: `tenure-bench election`, \
          `handover`, `failover`, `retrieval`, `store`, `scale`, `rtt`; `tenure-bench report` \
-         rebuilds this file from the JSON).\n\n",
+         rebuilds this file from the JSON). `all` then runs the etcd section (`tenure-bench \
+         etcd all` alone), reported in `etcd/report.md`.\n\n",
     );
     let t = targets(&results);
     if !t.is_empty() {
@@ -790,6 +802,9 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
             }
             out.push('\n');
         }
+    }
+    if let Some(section) = crate::report_etcd::summary(&dir.join(crate::scenarios::etcd::DIR)) {
+        out.push_str(&section);
     }
     let missing: Vec<&str> = ALL
         .iter()

@@ -19,12 +19,14 @@ pub mod who {
     pub const CURATOR: &str = "curator";
     /// kazoo (Python).
     pub const KAZOO: &str = "kazoo";
+    /// `etcdctl elect` (Go's etcd `concurrency` package).
+    pub const ETCDCTL: &str = "etcdctl";
 }
 
 /// One measured series: one implementation doing one thing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
-    /// [`who::TENURE`], [`who::FLOOR`], [`who::CURATOR`] or [`who::KAZOO`].
+    /// [`who::TENURE`], [`who::FLOOR`], [`who::CURATOR`], [`who::KAZOO`] or [`who::ETCDCTL`].
     pub implementation: String,
     /// What exactly was measured (shown next to the implementation).
     pub what: String,

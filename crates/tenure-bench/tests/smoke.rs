@@ -1,7 +1,8 @@
 //! Smoke test of the harness (not of speed): `tenure-bench --smoke all` runs every scenario with
 //! tiny sizes against a real ZooKeeper (the Debian package `zookeeper`, installed by
 //! `scripts/test`), runs the peers that are installed and notes the missing ones, and writes
-//! the JSON results, the report and the plots.
+//! the JSON results, the report and the plots; with Debian's etcd installed, the etcd section
+//! too (tests/smoke_etcd.rs checks it in detail).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -87,4 +88,12 @@ fn smoke_run_writes_every_scenario_and_the_report() {
     }
     assert!(out.path().join("plots/election.svg").is_file());
     assert!(out.path().join("plots/scale-time.svg").is_file());
+    // `all` runs the etcd section after the ZooKeeper scenarios when etcd is installed.
+    if Path::new("/usr/bin/etcd").is_file() {
+        assert!(out.path().join("etcd/report.md").is_file());
+        assert!(
+            report.contains("etcd/report.md"),
+            "report.md must point to the etcd section"
+        );
+    }
 }

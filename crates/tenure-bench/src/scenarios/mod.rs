@@ -2,6 +2,7 @@
 //! and the peers, and returns a [`ScenarioResult`].
 
 pub mod election;
+pub mod etcd;
 pub mod failover;
 pub mod handover;
 pub mod observer;

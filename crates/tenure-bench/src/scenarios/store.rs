@@ -29,16 +29,18 @@ const JOB_GRAPH: usize = 16 * 1024;
 /// Checkpoints retained.
 const RETAIN: usize = 3;
 
-type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+/// One store operation; its argument numbers the operations of a worker.
+pub(crate) type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
 /// Latencies of timed operations and the wall time they took together.
-struct Series {
+pub(crate) struct Series {
     latencies: Vec<f64>,
     wall: Duration,
 }
 
 impl Series {
-    fn row(self, implementation: &str, what: &str) -> Row {
+    /// The row of the series, with its throughput.
+    pub(crate) fn row(self, implementation: &str, what: &str) -> Row {
         let n = self.latencies.len() as f64;
         let throughput = n / self.wall.as_secs_f64();
         Row::new(implementation, what, self.latencies).with("throughput_ops_s", throughput)
@@ -47,7 +49,11 @@ impl Series {
 
 /// Runs `warmup` untimed then `per_worker` timed operations on every worker (one op function
 /// each), the workers concurrently.
-async fn measure(ops: Vec<Op>, warmup: usize, per_worker: usize) -> anyhow::Result<Series> {
+pub(crate) async fn measure(
+    ops: Vec<Op>,
+    warmup: usize,
+    per_worker: usize,
+) -> anyhow::Result<Series> {
     let warm: Vec<_> = ops
         .iter()
         .cloned()
