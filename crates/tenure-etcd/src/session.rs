@@ -36,6 +36,12 @@ use crate::tls::{self, TlsMaterial};
 /// The longest the TLS handshake check before connecting may take per endpoint.
 const CHECK_LIMIT: Duration = Duration::from_secs(3);
 
+/// The HTTP/2 keep-alive ping interval. etcd closes a connection that pings more often than
+/// its `--grpc-keepalive-min-time` (default 5 s) while no request is in flight (only an idle
+/// watch): pings every second cut the connection every few seconds. Dead connections are
+/// noticed by the lease renewals (every TTL/3) sooner anyway.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
 /// How long a failed renewal waits before the next attempt.
 const RETRY: Duration = Duration::from_millis(250);
 /// With several endpoints: the pause between attempts of one renewal (see [`renew`]).
@@ -96,7 +102,7 @@ impl Shared {
         .await?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(bound)
-            .with_keep_alive(Duration::from_secs(1), bound);
+            .with_keep_alive(KEEP_ALIVE, bound);
         if let Some(tls) = tls {
             options = options.with_tls(tls.options);
         }

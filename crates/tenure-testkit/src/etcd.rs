@@ -241,6 +241,19 @@ impl EtcdServer {
         self.security.health_port.unwrap_or(self.member.client_port)
     }
 
+    /// The sum of the node's Prometheus counters whose line starts with `series` (a metric
+    /// name and the start of its labels, e.g. `grpc_server_started_total{grpc_method="Watch"`),
+    /// read from its `/metrics`. Panics if the node does not answer.
+    pub async fn counter(&self, series: &str) -> f64 {
+        let text = http_get(self.health_port(), "/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("reading the etcd node's /metrics: {e}"));
+        text.lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The client address, `127.0.0.1:<port>` (for a fault proxy in front of it).
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.member.client_port))
@@ -322,9 +335,14 @@ impl Drop for EtcdServer {
 
 /// `GET /health` of the node on `port`, within one second: the response body.
 async fn health(port: u16) -> std::io::Result<String> {
+    http_get(port, "/health").await
+}
+
+/// `GET path` on the plaintext HTTP `port` of a node, within a second: the whole response.
+async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let io = async {
         let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
-        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
             .await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
