@@ -157,13 +157,9 @@ mod zookeeper {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unreachable_quorum_ends_within_the_timeout_naming_it() {
-        // A loopback port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let quorum = format!("127.0.0.1:{port}");
+        // A loopback port nothing listens on, reserved while the test runs.
+        let refused = tenure_testkit::refused_port::RefusedPort::new();
+        let quorum = refused.addr();
         // Flink's default retries (3 × 5 s apart) stay in force: --timeout bounds them all.
         let started = Instant::now();
         let out = tenure_async(strings(&[

@@ -593,12 +593,8 @@ async fn run_in_cluster_scope_waits_for_a_flink_jobmanager_to_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_quorum_exits_4() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let quorum = format!("127.0.0.1:{port}");
+    let refused = tenure_testkit::refused_port::RefusedPort::new();
+    let quorum = refused.addr();
     let args: Vec<String> = [
         "leaders",
         "--ha-type",

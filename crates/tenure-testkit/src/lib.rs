@@ -16,6 +16,7 @@ pub mod etcd_security;
 pub mod history;
 pub mod kube_fake;
 pub mod proxy;
+pub mod refused_port;
 pub mod suites;
 mod wait;
 pub mod zookeeper;

@@ -43,12 +43,9 @@ async fn an_etcd_config_connects_to_its_namespace() {
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_an_error_naming_it() {
-    // A port nothing listens on: bound and released at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    // A port nothing listens on, reserved while the test runs.
+    let refused = tenure_testkit::refused_port::RefusedPort::new();
+    let endpoint = format!("http://{}", refused.addr());
     let mut cfg = config(&endpoint, "c1");
     cfg.etcd.lease_ttl = std::time::Duration::from_secs(1);
     let err = tokio::time::timeout(tenure_testkit::DEADLINE, tenure::connect(&cfg))

@@ -248,13 +248,11 @@ async fn cut_closes_every_connection_and_allows_new_ones() {
 
 #[tokio::test]
 async fn a_down_upstream_closes_the_client() {
-    // A port with nothing listening: bind, note it, close.
-    let free = TcpListener::bind("127.0.0.1:0")
+    // A port with nothing listening, reserved while the test runs.
+    let refused = tenure_testkit::refused_port::RefusedPort::new();
+    let proxy = FaultProxy::start(refused.addr().parse().unwrap())
         .await
-        .unwrap()
-        .local_addr()
         .unwrap();
-    let proxy = FaultProxy::start(free).await.unwrap();
     let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
     assert_closed(&mut c, "client of a down upstream").await;
     wait_connections(&proxy, 0).await;

@@ -125,13 +125,11 @@ async fn storage_dir_puts_blobs_and_job_results_in_flinks_places() {
 #[cfg(feature = "zookeeper")]
 #[tokio::test]
 async fn an_unreachable_quorum_fails_within_the_connection_timeout() {
-    // A loopback port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let quorum = format!("127.0.0.1:{port}");
+    // A loopback port nothing listens on, reserved while the test runs (bound, never
+    // listening: another test's server cannot take it, and connections are refused).
+    let reserved = tokio::net::TcpSocket::new_v4().expect("socket");
+    reserved.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let quorum = reserved.local_addr().expect("addr").to_string();
     let conf = Configuration::from_pairs([
         ("high-availability.type", "zookeeper"),
         ("high-availability.zookeeper.quorum", quorum.as_str()),
