@@ -693,37 +693,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
          **tenure ÷ this** below 1 means tenure is faster.\n\n",
     );
     if let Some(m) = &machine {
-        let _ = writeln!(out, "## Machine and run\n");
-        let _ = writeln!(
-            out,
-            "- mode: `{}`; scenarios: {}; wall time {:.0} s",
-            m.mode,
-            m.scenarios.join(", "),
-            m.seconds
-        );
-        let _ = writeln!(
-            out,
-            "- `nproc` {}; CPU: {}; memory {:.1} GiB; {}",
-            m.nproc,
-            m.cpu_model,
-            m.mem_total_bytes as f64 / (1u64 << 30) as f64,
-            m.kernel
-        );
-        let _ = writeln!(
-            out,
-            "- load average (1/5/15 min) before: {:.2} / {:.2} / {:.2}; after: {:.2} / {:.2} / \
-             {:.2} — the machine is shared: other work may have run at the same time",
-            m.load_before.loadavg[0],
-            m.load_before.loadavg[1],
-            m.load_before.loadavg[2],
-            m.load_after.loadavg[0],
-            m.load_after.loadavg[1],
-            m.load_after.loadavg[2]
-        );
-        for (k, v) in &m.versions {
-            let _ = writeln!(out, "- {k}: {v}");
-        }
-        out.push('\n');
+        machine_section(&mut out, m);
     }
     out.push_str(
         "How to run: `scripts/bench-setup` (installs ZooKeeper, Curator and kazoo if missing, \
@@ -773,13 +743,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         out.push_str("\n\n");
     }
     for res in &results {
-        let _ = writeln!(out, "## {}\n", res.title);
-        let _ = writeln!(out, "{}\n", res.method);
-        let _ = writeln!(
-            out,
-            "_Mode `{}`, {:.0} s; load before {:.2}, after {:.2}._\n",
-            res.mode, res.seconds, res.load_before.loadavg[0], res.load_after.loadavg[0]
-        );
+        scenario_heading(&mut out, res);
         for g in &res.groups {
             let _ = writeln!(out, "### {}\n", g.title);
             table(&mut out, g);
@@ -820,4 +784,51 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::write(dir.join("report.md"), out)
         .with_context(|| format!("writing {}", dir.join("report.md").display()))
+}
+
+/// The "Machine and run" section of a report: where and how the run was made, the load before
+/// and after it, and the servers' and peers' versions.
+pub(crate) fn machine_section(out: &mut String, m: &Machine) {
+    let _ = writeln!(out, "## Machine and run\n");
+    let _ = writeln!(
+        out,
+        "- mode: `{}`; scenarios: {}; wall time {:.0} s",
+        m.mode,
+        m.scenarios.join(", "),
+        m.seconds
+    );
+    let _ = writeln!(
+        out,
+        "- `nproc` {}; CPU: {}; memory {:.1} GiB; {}",
+        m.nproc,
+        m.cpu_model,
+        m.mem_total_bytes as f64 / (1u64 << 30) as f64,
+        m.kernel
+    );
+    let _ = writeln!(
+        out,
+        "- load average (1/5/15 min) before: {:.2} / {:.2} / {:.2}; after: {:.2} / {:.2} / \
+         {:.2} — the machine is shared: other work may have run at the same time",
+        m.load_before.loadavg[0],
+        m.load_before.loadavg[1],
+        m.load_before.loadavg[2],
+        m.load_after.loadavg[0],
+        m.load_after.loadavg[1],
+        m.load_after.loadavg[2]
+    );
+    for (k, v) in &m.versions {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    out.push('\n');
+}
+
+/// A scenario's heading: its title, its method paragraph, and its mode, duration and load.
+pub(crate) fn scenario_heading(out: &mut String, res: &ScenarioResult) {
+    let _ = writeln!(out, "## {}\n", res.title);
+    let _ = writeln!(out, "{}\n", res.method);
+    let _ = writeln!(
+        out,
+        "_Mode `{}`, {:.0} s; load before {:.2}, after {:.2}._\n",
+        res.mode, res.seconds, res.load_before.loadavg[0], res.load_after.loadavg[0]
+    );
 }

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::report::{Target, cdf_plot, label, num, plain, ratio_of, table, verdict};
+use crate::report::{
+    Target, cdf_plot, label, machine_section, num, plain, ratio_of, scenario_heading, table,
+    verdict,
+};
 use crate::results::{Group, Machine, Row, ScenarioResult, read_json, who};
 use crate::scenarios::etcd::ALL;
 use crate::scenarios::etcd::metrics::describe;
@@ -220,32 +223,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
          metrics, by method. **tenure ÷ this** below 1 means tenure is faster.\n\n",
     );
     if let Some(m) = &machine {
-        let _ = writeln!(out, "## Machine and run\n");
-        let _ = writeln!(
-            out,
-            "- mode: `{}`; scenarios: {}; wall time {:.0} s",
-            m.mode,
-            m.scenarios.join(", "),
-            m.seconds
-        );
-        let _ = writeln!(
-            out,
-            "- `nproc` {}; CPU: {}; memory {:.1} GiB; {}",
-            m.nproc,
-            m.cpu_model,
-            m.mem_total_bytes as f64 / (1u64 << 30) as f64,
-            m.kernel
-        );
-        let _ = writeln!(
-            out,
-            "- load average (1 min) before: {:.2}; after: {:.2} — the machine is shared: other \
-             work may have run at the same time",
-            m.load_before.loadavg[0], m.load_after.loadavg[0]
-        );
-        for (k, v) in &m.versions {
-            let _ = writeln!(out, "- {k}: {v}");
-        }
-        out.push('\n');
+        machine_section(&mut out, m);
     }
     out.push_str(
         "How to run: `cargo run --release -p tenure-bench -- etcd all` (`--quick` for a \
@@ -265,13 +243,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         out.push_str("\n\n");
     }
     for res in &results {
-        let _ = writeln!(out, "## {}\n", res.title);
-        let _ = writeln!(out, "{}\n", res.method);
-        let _ = writeln!(
-            out,
-            "_Mode `{}`, {:.0} s; load before {:.2}, after {:.2}._\n",
-            res.mode, res.seconds, res.load_before.loadavg[0], res.load_after.loadavg[0]
-        );
+        scenario_heading(&mut out, res);
         for g in &res.groups {
             let _ = writeln!(out, "### {}\n", g.title);
             table(&mut out, g);
