@@ -184,19 +184,16 @@ async fn a_short_partition_revokes_and_regrants_the_leader_under_the_default_pol
     s.wait_latch_participants(&endpoint, 2).await;
     let before = s.etcd_latch(&endpoint).await;
 
-    let suspended = a.stderr_count(SUSPENDED);
     let revoked = a.stderr_count(LATCH_REVOKED);
-    let cut = now_ms();
-    pa.black_hole();
-    a.wait_stderr(SUSPENDED, suspended).await;
-    pa.heal();
-    let healed = now_ms();
-    figure("etcd_partition_short_pause", healed - cut);
-    assert!(
-        healed - cut < SHORT_TTL.as_millis() as u64,
-        "the partition ({} ms) was meant to be shorter than the TTL",
-        healed - cut
-    );
+    let cut = a
+        .cut_until_suspended(
+            &pa,
+            SUSPENDED,
+            "etcd_partition_short_pause",
+            SHORT_TTL,
+            "the TTL",
+        )
+        .await;
 
     // Revoked on the suspension, granted again once renewals are confirmed: same key, so the
     // same fencing epoch, in a new term (a new leader session id).
@@ -236,18 +233,15 @@ async fn a_short_partition_keeps_the_term_when_suspension_is_tolerated() {
     let mut b = s.spawn("b", &endpoint);
     s.wait_latch_participants(&endpoint, 2).await;
 
-    let suspended = a.stderr_count(SUSPENDED);
-    let cut = now_ms();
-    pa.black_hole();
-    a.wait_stderr(SUSPENDED, suspended).await;
-    pa.heal();
-    let healed = now_ms();
-    figure("etcd_partition_tolerated_pause", healed - cut);
-    assert!(
-        healed - cut < SHORT_TTL.as_millis() as u64,
-        "the partition ({} ms) was meant to be shorter than the TTL",
-        healed - cut
-    );
+    let cut = a
+        .cut_until_suspended(
+            &pa,
+            SUSPENDED,
+            "etcd_partition_tolerated_pause",
+            SHORT_TTL,
+            "the TTL",
+        )
+        .await;
 
     // The term holds across the pause and past the TTL after the cut.
     assert_term_holds(

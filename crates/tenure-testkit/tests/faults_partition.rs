@@ -51,19 +51,16 @@ async fn a_short_partition_revokes_the_leader_under_the_default_policy() {
     s.wait_latch_participants(&server.connect_string(), 2).await;
 
     // Cut the leader off until its backend notices (suspended), then heal at once.
-    let suspended = a.stderr_count(SUSPENDED);
     let revoked_by_latch = a.stderr_count(LATCH_REVOKED);
-    let cut = now_ms();
-    pa.black_hole();
-    a.wait_stderr(SUSPENDED, suspended).await;
-    pa.heal();
-    let healed = now_ms();
-    figure("partition_suspended_pause", healed - cut);
-    assert!(
-        healed - cut < session.as_millis() as u64,
-        "the partition ({} ms) was meant to be shorter than the session timeout",
-        healed - cut
-    );
+    let cut = a
+        .cut_until_suspended(
+            &pa,
+            SUSPENDED,
+            "partition_suspended_pause",
+            session,
+            "the session timeout",
+        )
+        .await;
 
     // The suspension alone revoked a's term (its latch says so at once; its history once the
     // write it had in flight is over), and the standby takes over: a re-joined the latch
@@ -108,18 +105,15 @@ async fn a_short_partition_keeps_leadership_when_suspension_is_tolerated() {
     s.wait_latch_participants(&server.connect_string(), 2).await;
 
     // Cut the leader off until it notices (suspended), then heal at once.
-    let suspended = a.stderr_count(SUSPENDED);
-    let cut = now_ms();
-    pa.black_hole();
-    a.wait_stderr(SUSPENDED, suspended).await;
-    pa.heal();
-    let healed = now_ms();
-    figure("partition_tolerated_pause", healed - cut);
-    assert!(
-        healed - cut < session.as_millis() as u64,
-        "the partition ({} ms) was meant to be shorter than the session timeout",
-        healed - cut
-    );
+    let cut = a
+        .cut_until_suspended(
+            &pa,
+            SUSPENDED,
+            "partition_tolerated_pause",
+            session,
+            "the session timeout",
+        )
+        .await;
 
     // The term holds across the pause and past the session timeout after the cut.
     assert_term_holds(&[&a, &b], &grant, cut, session + Duration::from_millis(500)).await;

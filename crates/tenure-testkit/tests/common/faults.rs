@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tenure::ids::JobId;
 use tenure::{Configuration, HaConfig};
 use tenure_testkit::history::{self, Event, EventKind, History, Report};
+use tenure_testkit::proxy::FaultProxy;
 use tenure_zookeeper::zk;
 
 /// The contender binary of this crate.
@@ -386,6 +387,31 @@ impl Contender {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A short partition: cuts the contender off through `proxy` until it logs `suspended`
+    /// once more, then heals at once. Records the pause as figure `name` and asserts it stayed
+    /// shorter than `bound` (`what` names it). Returns when the cut began, ms since the epoch.
+    pub async fn cut_until_suspended(
+        &self,
+        proxy: &FaultProxy,
+        suspended: &str,
+        name: &str,
+        bound: Duration,
+        what: &str,
+    ) -> u64 {
+        let before = self.stderr_count(suspended);
+        let cut = now_ms();
+        proxy.black_hole();
+        self.wait_stderr(suspended, before).await;
+        proxy.heal();
+        let pause = now_ms() - cut;
+        figure(name, pause);
+        assert!(
+            pause < bound.as_millis() as u64,
+            "the partition ({pause} ms) was meant to be shorter than {what}"
+        );
+        cut
     }
 
     fn signal(&self, signal: &str) {
