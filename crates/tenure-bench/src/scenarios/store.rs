@@ -29,6 +29,23 @@ const JOB_GRAPH: usize = 16 * 1024;
 /// Checkpoints retained.
 const RETAIN: usize = 3;
 
+/// The checkpoint the `i`-th add of a series writes (ids from 1), for tenure and the floors.
+pub(crate) fn nth_checkpoint(job: JobId, i: usize, metadata: Bytes) -> CompletedCheckpoint {
+    CompletedCheckpoint {
+        job_id: job,
+        id: CheckpointId(i as u64 + 1),
+        timestamp_ms: i as u64,
+        metadata,
+    }
+}
+
+/// The oldest retained checkpoint once `retained` holds `retain` of them: the one a floor's
+/// add subsumes in the same write, as tenure's does.
+pub(crate) fn subsumed<T: Clone>(retained: &Mutex<VecDeque<T>>, retain: usize) -> Option<T> {
+    let r = tenure_core::sync::lock(retained);
+    (r.len() >= retain).then(|| r.front().cloned()).flatten()
+}
+
 /// One store operation; its argument numbers the operations of a worker.
 pub(crate) type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 
@@ -162,14 +179,7 @@ fn tenure_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
             Arc::new(move |i| {
                 let (store, metadata) = (store.clone(), metadata.clone());
                 Box::pin(async move {
-                    store
-                        .add(CompletedCheckpoint {
-                            job_id: job,
-                            id: CheckpointId(i as u64 + 1),
-                            timestamp_ms: i as u64,
-                            metadata,
-                        })
-                        .await?;
+                    store.add(nth_checkpoint(job, i, metadata)).await?;
                     Ok(())
                 })
             })
@@ -233,20 +243,12 @@ async fn floor_op(s: &Setup, kind: Kind) -> anyhow::Result<Op> {
             Arc::new(move |i| {
                 let (client, lock, retained, cid) =
                     (client.clone(), lock.clone(), retained.clone(), cid.clone());
-                let cp = CompletedCheckpoint {
-                    job_id: job,
-                    id: CheckpointId(i as u64 + 1),
-                    timestamp_ms: i as u64,
-                    metadata: metadata.clone(),
-                };
+                let cp = nth_checkpoint(job, i, metadata.clone());
                 Box::pin(async move {
                     let path = znode(&cid, &layout.checkpoint(&job, cp.id));
                     let value = Payload::Inline(encode_checkpoint(&cp)).encode();
                     // tenure's add: the new checkpoint and the subsumed oldest in ONE multi.
-                    let oldest = {
-                        let r = tenure_core::sync::lock(&retained);
-                        (r.len() >= RETAIN).then(|| r.front().cloned()).flatten()
-                    };
+                    let oldest = subsumed(&retained, RETAIN);
                     fenced(&client, &lock, |w| {
                         w.add_create(&path, &value, &bench::persistent())?;
                         match &oldest {

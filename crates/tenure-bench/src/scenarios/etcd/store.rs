@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use tenure::services::ElectionMode;
-use tenure_core::ids::{CheckpointId, JobId};
+use tenure_core::ids::JobId;
 use tenure_core::kv::FencingToken;
 use tenure_core::layout::Layout;
-use tenure_core::store::{CompletedCheckpoint, Payload, encode_checkpoint};
+use tenure_core::store::{Payload, encode_checkpoint};
 
 use crate::bench::{Ctx, cluster_id};
 use crate::results::{Group, ScenarioResult, who};
-use crate::scenarios::store::{Op, measure};
+use crate::scenarios::store::{Op, measure, nth_checkpoint, subsumed};
 
 use super::metrics::FewestRequests;
 use super::server::{Etcd, etcd_key};
@@ -34,14 +34,7 @@ fn tenure_op(stores: &tenure::ha_stores::HaStores, metadata: &Bytes) -> anyhow::
     Ok(Arc::new(move |i| {
         let (store, metadata) = (store.clone(), metadata.clone());
         Box::pin(async move {
-            store
-                .add(CompletedCheckpoint {
-                    job_id: job,
-                    id: CheckpointId(i as u64 + 1),
-                    timestamp_ms: i as u64,
-                    metadata,
-                })
-                .await?;
+            store.add(nth_checkpoint(job, i, metadata)).await?;
             Ok(())
         })
     }))
@@ -107,19 +100,11 @@ fn floor_op(client: &Client, fence: &FencingToken, cid: &str, metadata: &Bytes) 
     Arc::new(move |i| {
         let (mut client, fence, retained, cid) =
             (client.clone(), fence.clone(), retained.clone(), cid.clone());
-        let cp = CompletedCheckpoint {
-            job_id: job,
-            id: CheckpointId(i as u64 + 1),
-            timestamp_ms: i as u64,
-            metadata: metadata.clone(),
-        };
+        let cp = nth_checkpoint(job, i, metadata.clone());
         Box::pin(async move {
             let key = etcd_key(&cid, &layout.checkpoint(&job, cp.id));
             let value = Payload::Inline(encode_checkpoint(&cp)).encode();
-            let oldest = {
-                let r = tenure_core::sync::lock(&retained);
-                (r.len() >= RETAIN).then(|| r.front().cloned()).flatten()
-            };
+            let oldest = subsumed(&retained, RETAIN);
             let resp = client
                 .txn(floor_txn(&fence, &key, value.to_vec(), oldest.as_ref()))
                 .await?;
