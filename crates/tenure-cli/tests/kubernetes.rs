@@ -1,37 +1,14 @@
 //! The `tenure` binary against the fake Kubernetes API server: the same commands as on
 //! ZooKeeper read Flink's ConfigMap layout.
 
-use std::sync::Arc;
+mod common;
 
-use tenure::election::ElectionService;
-use tenure::ids::ComponentId;
-use tenure::layout::Layout;
-use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup};
+use tenure_testkit::kube_fake::KubernetesFactory;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_reads_a_kubernetes_clusters_leader() {
     let factory = KubernetesFactory::start().await;
-    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
-    let backend = Arc::new(factory.connect_k8s().await);
-    let layout = Layout::default();
-    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
-        .register(ComponentId::RestServer)
-        .await
-        .expect("register");
-    let mut rx = election.leadership();
-    let term = rx
-        .wait_for(|l| l.term().is_some())
-        .await
-        .expect("granted")
-        .term()
-        .cloned()
-        .expect("leader");
-    assert!(
-        election
-            .confirm(term.session_id, "http://10.0.0.5:8081")
-            .await
-            .expect("confirm")
-    );
+    let (setup, election, term) = common::kubernetes::rest_server_leader(&factory).await;
 
     let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
     let out = cmd

@@ -1,12 +1,9 @@
 //! The read-only commands of `tenure` against the fake Kubernetes API server run on a
 //! client-only session: they create no session ConfigMap and send no write.
 
-use std::sync::Arc;
+mod common;
 
-use tenure::election::ElectionService;
-use tenure::ids::ComponentId;
-use tenure::layout::Layout;
-use tenure_testkit::kube_fake::{KubernetesFactory, ProcessSetup, Resource};
+use tenure_testkit::kube_fake::{KubernetesFactory, Resource};
 
 /// The names of the session ConfigMaps on the server.
 fn session_cms(factory: &KubernetesFactory) -> Vec<String> {
@@ -23,27 +20,7 @@ fn session_cms(factory: &KubernetesFactory) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_commands_leave_no_session_configmap_and_write_nothing() {
     let factory = KubernetesFactory::start().await;
-    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
-    let backend = Arc::new(factory.connect_k8s().await);
-    let layout = Layout::default();
-    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
-        .register(ComponentId::RestServer)
-        .await
-        .expect("register");
-    let mut rx = election.leadership();
-    let term = rx
-        .wait_for(|l| l.term().is_some())
-        .await
-        .expect("granted")
-        .term()
-        .cloned()
-        .expect("leader");
-    assert!(
-        election
-            .confirm(term.session_id, "http://10.0.0.5:8081")
-            .await
-            .expect("confirm")
-    );
+    let (setup, election, _) = common::kubernetes::rest_server_leader(&factory).await;
     let sessions = session_cms(&factory);
     assert_eq!(sessions.len(), 1, "the leader's session: {sessions:?}");
 
@@ -107,25 +84,7 @@ async fn read_only_commands_leave_no_session_configmap_and_write_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_watch_follows_by_configmap_name_without_a_session() {
     let factory = KubernetesFactory::start().await;
-    let setup = ProcessSetup::new(factory.server(), &factory.settings(), "");
-    let backend = Arc::new(factory.connect_k8s().await);
-    let layout = Layout::default();
-    let election = ElectionService::new(backend.clone(), layout, layout.cluster_latch())
-        .register(ComponentId::RestServer)
-        .await
-        .expect("register");
-    let mut rx = election.leadership();
-    let term = rx
-        .wait_for(|l| l.term().is_some())
-        .await
-        .expect("granted")
-        .term()
-        .cloned()
-        .expect("leader");
-    election
-        .confirm(term.session_id, "http://10.0.0.5:8081")
-        .await
-        .expect("confirm");
+    let (setup, election, _) = common::kubernetes::rest_server_leader(&factory).await;
 
     let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
     let child = cmd
