@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{files, json, stderr, tenure};
+use common::{files, json, stderr};
 use tenure::zookeeper::zk;
 use tenure_testkit::zookeeper::ZooKeeperServer;
 
@@ -54,9 +54,7 @@ impl Setup {
     async fn run(&self, extra: &[&str]) -> std::process::Output {
         let mut args = self.conn();
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-            .await
-            .unwrap()
+        common::tenure_async(args).await
     }
 
     async fn client(&self) -> zk::Client {

@@ -142,14 +142,8 @@ mod zookeeper {
     use tenure::zookeeper::zk;
     use tenure_testkit::zookeeper::ZooKeeperServer;
 
+    use super::common::tenure_async;
     use super::*;
-
-    /// Runs `tenure args…` off the async runtime's threads.
-    async fn tenure_async(args: Vec<String>) -> std::process::Output {
-        tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-            .await
-            .unwrap()
-    }
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| (*s).to_owned()).collect()

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Running, assert_error, http_get, json, metrics_addr, stderr, tenure};
+use common::{Running, assert_error, http_get, json, metrics_addr, stderr};
 use tenure::etcd::etcd_client::{self, GetOptions};
 use tenure_testkit::etcd::EtcdServer;
 
@@ -59,9 +59,7 @@ impl Cluster {
 
     async fn tenure(&self, cmd: &[&str]) -> std::process::Output {
         let args = self.args(cmd);
-        tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-            .await
-            .unwrap()
+        common::tenure_async(args).await
     }
 
     fn spawn(&self, cmd: &[&str]) -> Running {

@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{assert_error, json, stderr, tenure};
+use common::{assert_error, json, stderr};
 use tenure::ids::{CheckpointId, JobId};
 use tenure::store::{ApplicationStatus, CompletedCheckpoint, JobResultEntry};
 use tenure_testkit::zookeeper::ZooKeeperServer;
@@ -59,9 +59,7 @@ impl Cluster {
             args.push("-D".into());
             args.push(format!("{k}={v}"));
         }
-        tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-            .await
-            .unwrap()
+        common::tenure_async(args).await
     }
 
     /// The HA services of a job manager on the cluster.

@@ -107,7 +107,7 @@ fn a_named_service_runs_with_its_name_and_own_latch_in_the_environment() {
 
 #[cfg(feature = "zookeeper")]
 mod zookeeper {
-    use common::{Running, json, stderr, tenure};
+    use common::{Running, json, stderr};
     use tenure_testkit::zookeeper::ZooKeeperServer;
 
     use super::common;
@@ -149,9 +149,7 @@ mod zookeeper {
 
         async fn tenure(&self, cmd: &[&str]) -> std::process::Output {
             let args = self.args(cmd);
-            tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-                .await
-                .unwrap()
+            common::tenure_async(args).await
         }
 
         fn spawn(&self, cmd: &[&str]) -> Running {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Running, assert_error, json, stderr, tenure};
+use common::{Running, assert_error, json, stderr};
 use tenure::zookeeper::zk;
 use tenure_testkit::zookeeper::ZooKeeperServer;
 
@@ -95,9 +95,7 @@ impl Cluster {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-            .await
-            .unwrap()
+        common::tenure_async(args).await
     }
 
     /// Spawns a long-running `tenure <connection options> cmd…`.
@@ -611,9 +609,7 @@ async fn an_unreachable_quorum_exits_4() {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let out = tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
-        .await
-        .unwrap();
+    let out = common::tenure_async(args).await;
     assert_error(&out, 4, &quorum);
 }
 

@@ -23,6 +23,13 @@ pub fn tenure() -> Command {
     c
 }
 
+/// Runs `tenure args…` to completion off the async runtime's threads.
+pub async fn tenure_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || tenure().args(&args).output().unwrap())
+        .await
+        .unwrap()
+}
+
 /// Runs `tenure args…` to completion.
 pub fn run(args: &[&str]) -> std::process::Output {
     tenure().args(args).output().expect("run tenure")
