@@ -715,14 +715,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
              | target | compares | measured | requests: tenure / floor | verdict |\n\
              |---|---|---|---|---|\n",
         );
-        for t in t {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                t.what, t.compares, t.measured, t.requests, t.verdict
-            );
-        }
-        out.push('\n');
+        target_rows(&mut out, t);
     }
     let slow = slower(&results);
     out.push_str("## Where tenure is slower than a peer\n\n");
@@ -831,4 +824,16 @@ pub(crate) fn scenario_heading(out: &mut String, res: &ScenarioResult) {
         "_Mode `{}`, {:.0} s; load before {:.2}, after {:.2}._\n",
         res.mode, res.seconds, res.load_before.loadavg[0], res.load_after.loadavg[0]
     );
+}
+
+/// One table row per target, and the blank line ending the table.
+pub(crate) fn target_rows(out: &mut String, targets: Vec<Target>) {
+    for t in targets {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            t.what, t.compares, t.measured, t.requests, t.verdict
+        );
+    }
+    out.push('\n');
 }

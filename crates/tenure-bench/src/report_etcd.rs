@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::report::{
     Target, cdf_plot, label, machine_section, num, plain, ratio_of, scenario_heading, table,
-    verdict,
+    target_rows, verdict,
 };
 use crate::results::{Group, Machine, Row, ScenarioResult, read_json, who};
 use crate::scenarios::etcd::ALL;
@@ -178,14 +178,7 @@ fn targets_table(out: &mut String, t: Vec<Target>) {
         "| target | compares | measured | requests by method: tenure / floor | verdict |\n\
          |---|---|---|---|---|\n",
     );
-    for t in t {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            t.what, t.compares, t.measured, t.requests, t.verdict
-        );
-    }
-    out.push('\n');
+    target_rows(out, t);
 }
 
 /// The section of the main report: the targets and a link to `etcd/report.md`; `None` when
