@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tenure_core::driver::HaBackend;
-use tenure_core::election::ElectionService;
 use tenure_core::ids::{ComponentId, JobId};
 use tenure_core::kv::{CreateOptions, DeleteOptions, Entry, KvError, VersionedKv};
 use tenure_core::layout::Layout;
@@ -14,8 +13,8 @@ use tenure_core::retrieval::LeaderState;
 use tenure_core::services::HaServicesOptions;
 use tenure_core::services_client::ClientHaServices;
 
-use super::election::wait_leader;
-use crate::{BackendFactory, DEADLINE, wait_for};
+use super::retrieval::{confirmed_dispatcher, take_over, wait_retrieved};
+use crate::BackendFactory;
 
 /// Every key of the namespace with its version and owner: what a reader must not change.
 pub async fn kv_snapshot(kv: &dyn VersionedKv) -> Vec<(String, i64, Option<u64>)> {
@@ -40,37 +39,14 @@ pub async fn client_reader_follows_leaders_and_leaves_no_trace(f: &dyn BackendFa
     let layout = Layout::default();
     let a = f.connect().await;
     let b = f.connect().await;
-    let service = |backend: &Arc<dyn HaBackend>| {
-        ElectionService::new(backend.clone(), layout, layout.cluster_latch())
-    };
-    let ea = service(&a)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("a registers");
-    let ta = wait_leader(&mut ea.leadership()).await;
-    ea.confirm(ta.session_id, "a:1").await.expect("a confirms");
+    let (ea, ta) = confirmed_dispatcher(&a, "a:1").await;
 
     let (reader, client) = client(f).await;
     let retriever = client.dispatcher_leader_retriever();
     let mut rx = retriever.leader();
-    wait_for(&mut rx, "leader a", DEADLINE, |s| {
-        s.leader()
-            .is_some_and(|l| l.address == "a:1" && l.session_id == ta.session_id)
-    })
-    .await;
-
-    let eb = service(&b)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("b registers");
-    ea.stop().await.expect("a stops");
-    let tb = wait_leader(&mut eb.leadership()).await;
-    eb.confirm(tb.session_id, "b:1").await.expect("b confirms");
-    wait_for(&mut rx, "leader b", DEADLINE, |s| {
-        s.leader()
-            .is_some_and(|l| l.address == "b:1" && l.session_id == tb.session_id)
-    })
-    .await;
+    wait_retrieved(&mut rx, "a:1", &ta).await;
+    let (eb, tb) = take_over(ea, &b, "b:1").await;
+    wait_retrieved(&mut rx, "b:1", &tb).await;
     assert!(matches!(retriever.current(), LeaderState::Leader { .. }));
 
     // Nothing in the KV belongs to the reader's session.

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use tenure_core::driver::HaBackend;
-use tenure_core::election::ElectionService;
+use tenure_core::election::{ElectionService, LeaderElection, LeaderTerm};
 use tenure_core::ids::{ComponentId, JobId};
 use tenure_core::layout::Layout;
 use tenure_core::retrieval::{DEFAULT_LEADER_ID, LeaderRetriever, LeaderState};
+
+use tokio::sync::watch;
 
 use super::election::wait_leader;
 use crate::{BackendFactory, DEADLINE, wait_for};
@@ -33,28 +35,52 @@ pub async fn retriever_follows_leader_changes(f: &dyn BackendFactory) {
 
     let a = f.connect().await;
     let b = f.connect().await;
-    let ea = service(&a)
-        .register(ComponentId::Dispatcher)
-        .await
-        .expect("a");
-    let ta = wait_leader(&mut ea.leadership()).await;
-    ea.confirm(ta.session_id, "a:1").await.expect("confirm");
-    wait_for(&mut rx, "leader a", DEADLINE, |s| {
-        s.leader()
-            .is_some_and(|l| l.address == "a:1" && l.session_id == ta.session_id)
-    })
-    .await;
+    let (ea, ta) = confirmed_dispatcher(&a, "a:1").await;
+    wait_retrieved(&mut rx, "a:1", &ta).await;
+    let (_eb, tb) = take_over(ea, &b, "b:1").await;
+    wait_retrieved(&mut rx, "b:1", &tb).await;
+}
 
-    let eb = service(&b)
+/// A dispatcher election of `backend`'s process, granted and confirmed at `address`.
+pub(crate) async fn confirmed_dispatcher(
+    backend: &Arc<dyn HaBackend>,
+    address: &str,
+) -> (LeaderElection, LeaderTerm) {
+    let e = service(backend)
         .register(ComponentId::Dispatcher)
         .await
-        .expect("b");
-    ea.stop().await.expect("stop a");
-    let tb = wait_leader(&mut eb.leadership()).await;
-    eb.confirm(tb.session_id, "b:1").await.expect("confirm");
-    wait_for(&mut rx, "leader b", DEADLINE, |s| {
+        .expect("register");
+    let term = wait_leader(&mut e.leadership()).await;
+    e.confirm(term.session_id, address).await.expect("confirm");
+    (e, term)
+}
+
+/// `backend`'s process takes the dispatcher over from `leader`: it registers, `leader` stops,
+/// it is granted and confirms `address`.
+pub(crate) async fn take_over(
+    leader: LeaderElection,
+    backend: &Arc<dyn HaBackend>,
+    address: &str,
+) -> (LeaderElection, LeaderTerm) {
+    let e = service(backend)
+        .register(ComponentId::Dispatcher)
+        .await
+        .expect("register");
+    leader.stop().await.expect("stop the leader");
+    let term = wait_leader(&mut e.leadership()).await;
+    e.confirm(term.session_id, address).await.expect("confirm");
+    (e, term)
+}
+
+/// Waits until `rx` shows the leader of `term` at `address`.
+pub(crate) async fn wait_retrieved(
+    rx: &mut watch::Receiver<LeaderState>,
+    address: &str,
+    term: &LeaderTerm,
+) {
+    wait_for(rx, &format!("leader {address}"), DEADLINE, |s| {
         s.leader()
-            .is_some_and(|l| l.address == "b:1" && l.session_id == tb.session_id)
+            .is_some_and(|l| l.address == address && l.session_id == term.session_id)
     })
     .await;
 }
