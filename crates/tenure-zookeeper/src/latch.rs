@@ -18,6 +18,9 @@
 //!   is back in the same session; nothing to do once that session is gone).
 //! - The fencing token is `(<latch node path>, <sequence>)`; fenced writes check that node.
 //!
+//! - Joining is one round trip: the get-children that reads the line is sent right behind the
+//!   create, and ZooKeeper answers a session's requests in order, so that line holds the node.
+//!
 //! `Recipe` decides, `latch_io::Io` performs its `Request`s; the session driver
 //! of `tenure-core` runs every latch of the session on one task.
 
@@ -61,7 +64,7 @@ pub(crate) struct Reply {
 #[derive(Debug)]
 pub(crate) enum Op {
     /// Create the EPHEMERAL_SEQUENTIAL node `<prefix><seq>`, creating the latch directory (and
-    /// its parent) if missing.
+    /// its parent) if missing, and read the children of `dir` behind it.
     Create { dir: String, prefix: String },
     /// The children of `dir` whose names start with `prefix` (a protection prefix).
     Find { dir: String, prefix: String },
@@ -79,8 +82,10 @@ pub(crate) enum Op {
 /// The response to a [`Request`].
 #[derive(Debug)]
 pub(crate) enum Response {
-    /// The created node's name.
+    /// The created node's name (the line was not read with it).
     Created(Result<String, zk::Error>),
+    /// The created node's name and the latch's children, read right behind the create.
+    Joined(String, Vec<String>),
     /// The names found, or the children listed (no directory: empty).
     Names(Result<Vec<String>, zk::Error>),
     /// The watched node changed or was missing, or the watch failed: look again.
@@ -401,6 +406,12 @@ impl Recipe {
             (Asked::Create, Response::Created(Ok(name))) => {
                 self.take_node(&name, "joined the latch")
             }
+            (Asked::Create, Response::Joined(name, children)) => {
+                self.take_node(&name, "joined the latch")?;
+                // The line read behind the create saves the get-children round trip.
+                self.line_read(&children, out);
+                Ok(())
+            }
             (Asked::Find, Response::Names(Ok(names))) => {
                 // The protected nodes of an interrupted create.
                 self.pending = None;
@@ -412,11 +423,7 @@ impl Recipe {
                 }
             }
             (Asked::List, Response::Names(Ok(children))) => {
-                // A line read before a suspension that asked for a reset grants nothing: the
-                // node goes first.
-                if self.p.life == Life::Campaigning && !self.need_reset {
-                    self.check_line(&children, out);
-                }
+                self.line_read(&children, out);
                 Ok(())
             }
             (Asked::Delete, Response::Deleted(Ok(()))) => {
@@ -436,6 +443,15 @@ impl Recipe {
                 "latch {}: reply {r:?} to a {asked:?} request",
                 self.dir
             ))),
+        }
+    }
+
+    /// A line read for this participation: acted on while campaigning.
+    fn line_read(&mut self, children: &[String], out: &mut Out) {
+        // A line read before a suspension that asked for a reset grants nothing: the node goes
+        // first.
+        if self.p.life == Life::Campaigning && !self.need_reset {
+            self.check_line(children, out);
         }
     }
 

@@ -4,13 +4,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, join};
 use tenure_core::driver::{LatchIo, SessionView};
 use tenure_core::kv::{KvError, VersionedKv, validate_key};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use crate::ZooKeeperBackend;
+use crate::known_dirs::KnownDirs;
 use crate::latch::{Op, Recipe, Reply, Request, Response};
 use crate::paths::{child_path, parent_path};
 use crate::session::Shared;
@@ -19,6 +20,8 @@ use crate::session::Shared;
 pub(crate) struct Io {
     pub shared: Weak<Shared>,
     pub view: watch::Receiver<SessionView>,
+    /// Latch directories seen to exist, to pick a node's first create.
+    pub known_dirs: Arc<KnownDirs>,
 }
 
 impl LatchIo for Io {
@@ -72,9 +75,14 @@ impl LatchIo for Io {
             }),
             Op::Create { dir, prefix } => {
                 let acls = self.shared.upgrade().map(|s| s.acls());
+                let known = self.known_dirs.clone();
                 Box::pin(async move {
                     let response = match acls {
-                        Some(acls) => Response::Created(create(&client, &dir, &prefix, acls).await),
+                        Some(acls) => match create(&client, &dir, &prefix, acls, &known).await {
+                            Ok((name, Some(line))) => Response::Joined(name, line),
+                            Ok((name, None)) => Response::Created(Ok(name)),
+                            Err(e) => Response::Created(Err(e)),
+                        },
                         None => Response::Created(Err(zk::Error::ClientClosed)),
                     };
                     Reply { seq, response }
@@ -188,37 +196,68 @@ async fn delete_protected(client: &zk::Client, dir: &str, prefix: &str) -> Resul
     Ok(())
 }
 
-/// Creates the latch node `<prefix><seq>`; a new latch (a job's own election) usually lacks its
-/// directory and that directory's parent: then both and the node are created in one multi (one
-/// write instead of three), or, if that guess is wrong, the directories one by one.
+/// The latch node's name, and the latch's children read right behind its create when that read
+/// succeeded.
+type Joined = (String, Option<Vec<String>>);
+
+/// Creates the latch node `<prefix><seq>`; in a directory that exists it also reads the line in
+/// the same round trip: the get-children is sent right behind the create, and ZooKeeper answers
+/// a session's requests in order, so the line it returns already holds the new node.
+///
+/// A new latch (a job's own election) usually lacks its directory and that directory's parent:
+/// then both and the node are created in one multi. Which create goes first is guessed from
+/// `known` (directories this session saw exist); a wrong guess costs one failed write, and after
+/// both guesses failed the directories are made one by one.
 async fn create(
     client: &zk::Client,
     dir: &str,
     prefix: &str,
     acls: zk::Acls<'static>,
-) -> Result<String, zk::Error> {
+    known: &KnownDirs,
+) -> Result<Joined, zk::Error> {
     let node = zk::CreateMode::EphemeralSequential.with_acls(acls);
     let dirs = zk::CreateMode::Persistent.with_acls(acls);
     let name_of = |path: &str| path.rsplit('/').next().unwrap_or_default().to_owned();
-    match client.create(prefix, &[], &node).await {
-        Ok((_, seq)) => return Ok(name_of(&format!("{prefix}{seq}"))),
-        Err(zk::Error::NoNode) => {}
-        Err(e) => return Err(e),
-    }
-    if let Some(parent) = parent_path(dir).filter(|p| *p != "/") {
+    let parent = parent_path(dir).filter(|p| *p != "/");
+    let multi = |parent: &str| -> Result<zk::MultiWriter<'_>, zk::Error> {
         let mut w = client.new_multi_writer();
         w.add_create(parent, &[], &dirs)?;
         w.add_create(dir, &[], &dirs)?;
         w.add_create(prefix, &[], &node)?;
-        match w.commit().await {
+        Ok(w)
+    };
+    let created_by_multi = |results: Vec<zk::MultiWriteResult>| match results.into_iter().last() {
+        Some(zk::MultiWriteResult::Create { path, .. }) => Ok(name_of(&path)),
+        _ => Err(zk::Error::UnexpectedError(
+            "a multi create returned no created node".into(),
+        )),
+    };
+    let multi_first = parent.is_some() && !known.contains(dir);
+    if let Some(parent) = parent.filter(|_| multi_first) {
+        // No read behind a guess: a wrong one then costs the failed write alone.
+        match multi(parent)?.commit().await {
             Ok(results) => {
-                if let Some(zk::MultiWriteResult::Create { path, .. }) = results.into_iter().last()
-                {
-                    return Ok(name_of(&path));
-                }
-                return Err(zk::Error::UnexpectedError(
-                    "a multi create returned no created node".into(),
-                ));
+                known.insert(dir);
+                return Ok((created_by_multi(results)?, None));
+            }
+            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
+            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
+        }
+    }
+    let (written, line) = join(client.create(prefix, &[], &node), client.list_children(dir)).await;
+    match written {
+        Ok((_, seq)) => {
+            known.insert(dir);
+            return Ok((name_of(&format!("{prefix}{seq}")), line.ok()));
+        }
+        Err(zk::Error::NoNode) => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = parent.filter(|_| !multi_first) {
+        match multi(parent)?.commit().await {
+            Ok(results) => {
+                known.insert(dir);
+                return Ok((created_by_multi(results)?, None));
             }
             Err(zk::MultiWriteError::OperationFailed { .. }) => {}
             Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
@@ -229,5 +268,6 @@ async fn create(
         Err(e) => return Err(e),
     }
     let (_, seq) = client.create(prefix, &[], &node).await?;
-    Ok(name_of(&format!("{prefix}{seq}")))
+    known.insert(dir);
+    Ok((name_of(&format!("{prefix}{seq}")), None))
 }

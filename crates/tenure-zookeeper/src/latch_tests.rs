@@ -735,3 +735,56 @@ fn nothing_is_asked_before_the_session_is_connected() {
     assert_eq!(h.session(SessionView::CONNECTED), vec![Ev::Create]);
     assert_eq!(h.last().generation, 1);
 }
+
+#[test]
+fn a_line_read_with_the_create_grants_without_another_list() {
+    let mut h = Harness::joined(SuspendedPolicy::RevokeOnSuspended);
+    let name = node(&h.protection(), 3);
+    let evs = h.reply(Response::Joined(name.clone(), vec![name.clone()]));
+    assert_eq!(
+        evs,
+        vec![
+            Ev::Granted(FencingToken::new(path(&name), 3)),
+            Ev::Watch(path(&name)),
+        ]
+    );
+    assert!(
+        !h.asked.iter().any(|r| matches!(r.op, Op::List { .. })),
+        "no get-children of its own"
+    );
+}
+
+#[test]
+fn a_line_read_with_the_create_puts_a_later_node_behind_its_predecessor() {
+    let mut h = Harness::joined(SuspendedPolicy::RevokeOnSuspended);
+    let ours = node(&h.protection(), 8);
+    let first = "_c_aaaaaaaa-0000-0000-0000-000000000000-latch-0000000004".to_owned();
+    let evs = h.reply(Response::Joined(ours.clone(), vec![ours, first.clone()]));
+    assert_eq!(evs, vec![Ev::Watch(path(&first))]);
+}
+
+#[test]
+fn a_line_read_with_the_create_that_lacks_the_node_joins_again() {
+    // The node was deleted by someone between the create and the read behind it.
+    let mut h = Harness::joined(SuspendedPolicy::RevokeOnSuspended);
+    let ours = node(&h.protection(), 8);
+    assert_eq!(
+        h.reply(Response::Joined(ours, Vec::new())),
+        vec![Ev::Create]
+    );
+    assert_eq!(h.creates(), 2);
+}
+
+#[test]
+fn a_line_read_with_the_create_before_a_reset_grants_nothing() {
+    // Suspended while the create was in flight: under this policy the node goes first.
+    let mut h = Harness::joined(SuspendedPolicy::RevokeOnSuspended);
+    let name = node(&h.protection(), 3);
+    h.session(view(ConnectionState::Suspended, 1, 1));
+    h.session(view(ConnectionState::Connected, 1, 1));
+    let evs = h.reply(Response::Joined(name.clone(), vec![name.clone()]));
+    assert!(
+        !evs.iter().any(|e| matches!(e, Ev::Granted(_))),
+        "granted from a line read before the reset: {evs:?}"
+    );
+}

@@ -77,6 +77,7 @@ mod client_options;
 pub mod ensemble;
 mod error;
 pub mod jaas;
+mod known_dirs;
 pub mod latch;
 mod latch_io;
 pub mod paths;
@@ -209,6 +210,7 @@ impl HaBackend for ZooKeeperBackend {
                 SessionDriver::spawn(latch_io::Io {
                     shared: Arc::downgrade(&self.shared),
                     view: self.shared.subscribe_status(),
+                    known_dirs: Default::default(),
                 })
             })
             .clone())

@@ -6,28 +6,15 @@
 mod common;
 
 use bytes::Bytes;
-use common::granted;
+use common::{granted, received};
 use tenure_core::blob::BlobStore;
 use tenure_core::driver::HaBackend;
 use tenure_core::ids::JobId;
 use tenure_core::kv::{CreateOptions, FencingToken, KvError, Txn, TxnOp, VersionedKv};
 use tenure_core::layout::Layout;
 use tenure_core::store::{JobGraphStore, PayloadCodec, Writes};
-use tenure_testkit::zookeeper::{ZooKeeperFactory, four_letter_word, test_settings};
-use tenure_zookeeper::ZooKeeperBackend;
+use tenure_testkit::zookeeper::{ZooKeeperFactory, test_settings};
 use tokio::sync::mpsc;
-
-/// Requests the server received from `backend`'s session so far (`cons`' `recved`).
-async fn received(f: &ZooKeeperFactory, backend: &ZooKeeperBackend) -> u64 {
-    let sid = format!("sid=0x{:x}", backend.session_info().unwrap().id().0);
-    let cons = four_letter_word(f.server().port(), "cons").await.unwrap();
-    let line = cons
-        .lines()
-        .find(|l| l.contains(&sid))
-        .unwrap_or_else(|| panic!("no connection of {sid} in {cons}"));
-    let recved = line.split("recved=").nth(1).unwrap();
-    recved.split(',').next().unwrap().parse().unwrap()
-}
 
 fn create(key: &str) -> TxnOp {
     TxnOp::Create {

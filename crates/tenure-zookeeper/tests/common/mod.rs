@@ -8,8 +8,21 @@ use std::time::Duration;
 use tenure_core::driver::LatchEvent;
 use tenure_core::kv::FencingToken;
 use tenure_testkit::DEADLINE;
-use tenure_testkit::zookeeper::four_letter_word;
+use tenure_testkit::zookeeper::{ZooKeeperFactory, four_letter_word};
+use tenure_zookeeper::ZooKeeperBackend;
 use tokio::sync::mpsc;
+
+/// Requests the server received from `backend`'s session so far (`cons`' `recved`).
+pub async fn received(f: &ZooKeeperFactory, backend: &ZooKeeperBackend) -> u64 {
+    let sid = format!("sid=0x{:x}", backend.session_info().unwrap().id().0);
+    let cons = four_letter_word(f.server().port(), "cons").await.unwrap();
+    let line = cons
+        .lines()
+        .find(|l| l.contains(&sid))
+        .unwrap_or_else(|| panic!("no connection of {sid} in {cons}"));
+    let recved = line.split("recved=").nth(1).unwrap();
+    recved.split(',').next().unwrap().parse().unwrap()
+}
 
 /// The next latch event, within the deadline.
 pub async fn next_event(rx: &mut mpsc::UnboundedReceiver<LatchEvent>) -> LatchEvent {

@@ -1,0 +1,69 @@
+//! Latch directories the session has seen exist: a hint that picks a latch node's first create.
+//!
+//! A latch node's create is one request when its directory exists, and one `multi` (parent,
+//! directory, node) when it does not. Guessing wrong costs a failed request, so the guess comes
+//! from what this process saw: a directory it created or joined a latch in lately exists (the
+//! process-wide latch, a component's latch); one it never saw usually does not (a new job's own
+//! election). The set is bounded, so thousands of per-job latches cost it nothing per election;
+//! a directory deleted since (a cleanup) only makes the next create take the slower path.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tenure_core::sync::lock;
+
+/// How many directories are remembered (the oldest is forgotten first).
+const CAPACITY: usize = 64;
+
+/// A bounded set of znode paths known to exist.
+#[derive(Debug, Default)]
+pub(crate) struct KnownDirs {
+    dirs: Mutex<VecDeque<Box<str>>>,
+}
+
+impl KnownDirs {
+    /// Whether `dir` was seen to exist lately.
+    pub fn contains(&self, dir: &str) -> bool {
+        lock(&self.dirs).iter().any(|d| &**d == dir)
+    }
+
+    /// Remembers that `dir` exists, forgetting the oldest directory beyond the capacity.
+    pub fn insert(&self, dir: &str) {
+        let mut dirs = lock(&self.dirs);
+        if let Some(i) = dirs.iter().position(|d| &**d == dir) {
+            // Most recently seen last, so a busy latch is never the one forgotten.
+            if let Some(d) = dirs.remove(i) {
+                dirs.push_back(d);
+            }
+            return;
+        }
+        if dirs.len() == CAPACITY {
+            dirs.pop_front();
+        }
+        dirs.push_back(dir.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_what_it_was_told_and_forgets_the_oldest_beyond_capacity() {
+        let known = KnownDirs::default();
+        assert!(!known.contains("/a"));
+        known.insert("/a");
+        assert!(known.contains("/a"));
+        for i in 0..CAPACITY {
+            // "/a" is seen again halfway, so it outlives the older entries.
+            if i == CAPACITY / 2 {
+                known.insert("/a");
+            }
+            known.insert(&format!("/job-{i}"));
+        }
+        assert!(known.contains("/a"));
+        assert!(!known.contains("/job-0"));
+        assert!(known.contains(&format!("/job-{}", CAPACITY - 1)));
+        assert_eq!(lock(&known.dirs).len(), CAPACITY);
+    }
+}

@@ -1,0 +1,107 @@
+//! What joining a latch costs on a real ZooKeeper, counted by the server: a create with the
+//! line read behind it where the latch directory exists, one multi making the directories and
+//! the node where it does not, and no failed create for a new job's latch.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{received, wait_for_watches};
+use tenure_core::election::ElectionService;
+use tenure_core::ids::{ComponentId, JobId};
+use tenure_core::kv::VersionedKv;
+use tenure_core::layout::Layout;
+use tenure_testkit::zookeeper::ZooKeeperFactory;
+use tenure_zookeeper::ZooKeeperBackend;
+
+/// Requests of one election from `register` until the leader's own-node watch is set (the
+/// watch follows the grant), and whether the latch directory `latch` then holds one node.
+async fn requests_of_one_election(
+    f: &ZooKeeperFactory,
+    backend: &Arc<ZooKeeperBackend>,
+    service: &ElectionService,
+    component: ComponentId,
+    latch: &str,
+) -> u64 {
+    let sid = backend.session_info().unwrap().id().0;
+    let before = received(f, backend).await;
+    let mut e = service.register(component).await.unwrap();
+    e.wait_for_leadership().await.unwrap();
+    let latch_path = format!("/{latch}/");
+    wait_for_watches(f.server().port(), "the leader's own-node watch", |w| {
+        w.get(&sid)
+            .is_some_and(|paths| paths.iter().any(|p| p.contains(&latch_path)))
+    })
+    .await;
+    let requests = received(f, backend).await - before;
+    assert_eq!(backend.list(latch).await.unwrap().len(), 1, "one node");
+    e.stop().await.unwrap();
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_latch_that_exists_is_a_create_a_read_and_the_leaders_watch() {
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    let latch = layout.cluster_latch();
+    let service = ElectionService::new(a.clone(), layout, latch.clone());
+    // The first election makes the latch directory; later ones find it.
+    requests_of_one_election(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let n = requests_of_one_election(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
+        // Pings of the session may land between two readings: the fewest seen is the count.
+        fewest = fewest.min(n);
+    }
+    assert_eq!(fewest, 3, "create, get-children, own-node exists watch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_jobs_latch_is_made_by_one_write_without_a_failed_create() {
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let job = ComponentId::JobMaster(JobId::new_random());
+        let latch = layout.component_latch(&job);
+        let service = ElectionService::new(a.clone(), layout, latch.clone());
+        let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
+        fewest = fewest.min(n);
+    }
+    assert_eq!(
+        fewest, 3,
+        "one multi (job directory, latch directory, node), get-children, own-node exists watch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latch_made_by_another_process_costs_one_failed_write_once() {
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let b = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    let job = ComponentId::JobMaster(JobId::new_random());
+    let latch = layout.component_latch(&job);
+    // `b` makes the job's latch directory; `a` has never seen it.
+    let service_b = ElectionService::new(b.clone(), layout, latch.clone());
+    requests_of_one_election(&f, &b, &service_b, job.clone(), &latch).await;
+    let service_a = ElectionService::new(a.clone(), layout, latch.clone());
+    let first = requests_of_one_election(&f, &a, &service_a, job.clone(), &latch).await;
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let n = requests_of_one_election(&f, &a, &service_a, job.clone(), &latch).await;
+        fewest = fewest.min(n);
+    }
+    assert!(
+        first >= 4,
+        "the wrong guess is a failed multi, then create, get-children, watch: {first}"
+    );
+    assert_eq!(
+        fewest, 3,
+        "after that the session knows the directory exists"
+    );
+}
