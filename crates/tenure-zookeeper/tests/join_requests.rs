@@ -17,7 +17,7 @@ use tenure_testkit::zookeeper::ZooKeeperFactory;
 use tenure_zookeeper::ZooKeeperBackend;
 
 /// Requests of one election from `register` until the leader's own-node watch is set (the
-/// watch follows the grant), and whether the latch directory `latch` then holds one node.
+/// watch follows the grant); the latch directory `latch` then holds that one node.
 async fn requests_of_one_election(
     f: &ZooKeeperFactory,
     backend: &Arc<ZooKeeperBackend>,
@@ -88,12 +88,12 @@ async fn a_latch_made_by_another_process_costs_one_failed_write_once() {
     let latch = layout.component_latch(&job);
     // `b` makes the job's latch directory; `a` has never seen it.
     let service_b = ElectionService::new(b.clone(), layout, latch.clone());
-    requests_of_one_election(&f, &b, &service_b, job.clone(), &latch).await;
+    requests_of_one_election(&f, &b, &service_b, job, &latch).await;
     let service_a = ElectionService::new(a.clone(), layout, latch.clone());
-    let first = requests_of_one_election(&f, &a, &service_a, job.clone(), &latch).await;
+    let first = requests_of_one_election(&f, &a, &service_a, job, &latch).await;
     let mut fewest = u64::MAX;
     for _ in 0..3 {
-        let n = requests_of_one_election(&f, &a, &service_a, job.clone(), &latch).await;
+        let n = requests_of_one_election(&f, &a, &service_a, job, &latch).await;
         fewest = fewest.min(n);
     }
     assert!(
