@@ -19,7 +19,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         `HaServices::dispatcher_leader_election()` + `wait_for_leadership()` (process-wide latch \
         `leader/latch`, Curator-compatible node names). **floor**: the same ZooKeeper operations \
         made directly with zookeeper-client: one create (ephemeral sequential, protected name) and \
-        one get-children (then, untimed, an `exists` watch on its own node, which tenure's \
+        one get-children sent right behind it without awaiting the create, i.e. one round trip \
+        as in tenure's latch (then, untimed, an `exists` watch on its own node, which tenure's \
         latch sets once it leads). *requests*: ZooKeeper requests of one election, counted by \
         the server (`srvr`) over the untimed warm-up trials (fewest seen). **Curator**: `new LeaderLatch` + `start()` + `await()`. **kazoo**: \
         `Lock.acquire()` (kazoo's `Election` runs the same `Lock`)."
@@ -78,10 +79,14 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
             None
         };
         let t0 = Instant::now();
-        let (_, seq) = client
-            .create(&prefix, &[], &bench::ephemeral_sequential())
-            .await?;
-        let line = bench::sorted_line(client.list_children(&dir).await?);
+        // The get-children rides right behind the create (one round trip), as tenure's does.
+        let (created, listed) = futures::future::join(
+            client.create(&prefix, &[], &bench::ephemeral_sequential()),
+            client.list_children(&dir),
+        )
+        .await;
+        let (_, seq) = created?;
+        let line = bench::sorted_line(listed?);
         let dt = t0.elapsed();
         if line.first().and_then(|c| bench::sequence(c)) != Some(seq.into_i64()) {
             bail!("the floor contender is not first: {line:?}");
@@ -102,7 +107,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     group.rows.push(
         Row::new(
             who::FLOOR,
-            "create ephemeral-sequential + get-children (+ own-node exists watch, untimed)",
+            "create ephemeral-sequential + get-children pipelined (+ own-node exists watch, untimed)",
             samples,
         )
         .with_requests(requests.get()),

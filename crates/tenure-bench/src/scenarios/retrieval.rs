@@ -53,8 +53,9 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         process prints the moment it sees it (both read CLOCK_MONOTONIC, which is the same for \
         every process of the machine). **tenure**: `LeaderElection::confirm(session, address)` \
         → the child's `LeaderRetriever` (`dispatcher_leader_retriever()`) shows it. **floor**: \
-        raw `setData` of the leader-information znode → the child's data watch fires → it \
-        re-reads the znode (`getData`, re-arming the watch). Also shown: how long the leader's \
+        the same fenced write made with zookeeper-client, one `multi` of `check` (the leader's \
+        latch node, version 0) and `setData` of the leader-information znode → the child's data \
+        watch fires → it re-reads the znode (`getData`, re-arming the watch). Also shown: how long the leader's \
         call itself takes. *requests*: ZooKeeper requests of one confirmation until the \
         retriever has seen it (both processes), counted by the server (`srvr`) over the untimed \
         warm-up trials (fewest seen). No peer: Curator and kazoo have no leader-address recipe \
@@ -130,6 +131,17 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     client
         .create(&node, b"bench://initial", &bench::persistent())
         .await?;
+    // The floor's term: a latch node whose existence fences every publication, as tenure's.
+    let latch = format!("{parent}/latch");
+    client.mkdir(&latch, &bench::persistent()).await?;
+    let (_, seq) = client
+        .create(
+            &format!("{latch}/latch-"),
+            &[],
+            &bench::ephemeral_sequential(),
+        )
+        .await?;
+    let lock = format!("{latch}/latch-{seq}");
     let mut child = Spawned::start(
         "retriever",
         "raw",
@@ -145,7 +157,10 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         let address = format!("bench://leader-{i}");
         let before = counting(zk, i < warmup).await?;
         let t0 = mono_ns();
-        client.set_data(&node, address.as_bytes(), None).await?;
+        let mut fenced = client.new_multi_writer();
+        fenced.add_check_version(&lock, 0)?;
+        fenced.add_set_data(&node, address.as_bytes(), None)?;
+        fenced.commit().await?;
         let t_call = mono_ns();
         let t1 = seen(&mut child, &address).await?;
         count(zk, before, &mut requests).await?;
@@ -158,14 +173,14 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     group.rows.push(
         Row::new(
             who::FLOOR,
-            "setData → watch → getData in another process",
+            "multi(check latch node, setData) → watch → getData in another process",
             seen_us,
         )
         .with_requests(requests.get()),
     );
     group
         .rows
-        .push(Row::new(who::FLOOR, "setData call returns", call_us).paired("call"));
+        .push(Row::new(who::FLOOR, "fenced multi call returns", call_us).paired("call"));
     ctx.progress.end();
     out.groups.push(group);
     Ok(())
