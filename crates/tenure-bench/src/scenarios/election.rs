@@ -21,7 +21,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         made directly with zookeeper-client: one create (ephemeral sequential, protected name) and \
         one get-children sent right behind it without awaiting the create, i.e. one round trip \
         as in tenure's latch (then, untimed, an `exists` watch on its own node, which tenure's \
-        latch sets once it leads). *requests*: ZooKeeper requests of one election, counted by \
+        latch sets once it leads). tenure's and the floor's trials alternate, so both meet the \
+        server in the same state. *requests*: ZooKeeper requests of one election, counted by \
         the server (`srvr`) over the untimed warm-up trials (fewest seen). **Curator**: `new LeaderLatch` + `start()` + `await()`. **kazoo**: \
         `Lock.acquire()` (kazoo's `Election` runs the same `Lock`)."
         .into();
@@ -29,16 +30,26 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     let warmup = ctx.sizes.warmup;
     let mut group = Group::new("election", "Uncontended election", "µs").with_cdf();
 
-    ctx.progress.begin("election: tenure");
+    // tenure's trials and the floor's alternate, so both meet the server in the same state
+    // (its JIT warm-up, its log, the machine's load) instead of one after the other.
+    ctx.progress
+        .begin("election: tenure and floor, alternating");
     let cid = cluster_id("election");
     let services = zk
         .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
         .await?;
+    let client = zk.raw().await?;
+    let floor_cid = cluster_id("election-floor");
+    let dir = znode(&floor_cid, "raw/latch");
+    client.mkdir(&dir, &bench::persistent()).await?;
+    let prefix = format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4());
     let mut samples = Vec::with_capacity(n);
+    let mut floor_samples = Vec::with_capacity(n);
     let mut requests = Fewest::default();
+    let mut floor_requests = Fewest::default();
     for i in 0..n + warmup {
         ctx.progress
-            .detail(&format!("election: tenure trial {}/{}", i + 1, n + warmup));
+            .detail(&format!("election: trial {}/{}", i + 1, n + warmup));
         let campaign = async {
             let t0 = Instant::now();
             let mut election = services.dispatcher_leader_election().await?;
@@ -56,23 +67,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         if i >= warmup {
             samples.push(us(dt));
         }
-    }
-    services.close().await?;
-    group.rows.push(
-        Row::new(who::TENURE, "register + wait_for_leadership", samples)
-            .with_requests(requests.get()),
-    );
-    ctx.progress.end();
 
-    ctx.progress.begin("election: floor");
-    let client = zk.raw().await?;
-    let cid = cluster_id("election-floor");
-    let dir = znode(&cid, "raw/latch");
-    client.mkdir(&dir, &bench::persistent()).await?;
-    let prefix = format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4());
-    let mut samples = Vec::with_capacity(n);
-    let mut requests = Fewest::default();
-    for i in 0..n + warmup {
         let before = if i < warmup {
             Some(zk.received().await?)
         } else {
@@ -96,21 +91,26 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         let node = format!("{prefix}{seq}");
         let (_, own) = client.check_and_watch_stat(&node).await?;
         if let Some(before) = before {
-            requests.add(zk.requests_since(before).await?);
+            floor_requests.add(zk.requests_since(before).await?);
         }
         client.delete(&node, None).await?;
         own.changed().await;
         if i >= warmup {
-            samples.push(us(dt));
+            floor_samples.push(us(dt));
         }
     }
+    services.close().await?;
+    group.rows.push(
+        Row::new(who::TENURE, "register + wait_for_leadership", samples)
+            .with_requests(requests.get()),
+    );
     group.rows.push(
         Row::new(
             who::FLOOR,
             "create ephemeral-sequential + get-children pipelined (+ own-node exists watch, untimed)",
-            samples,
+            floor_samples,
         )
-        .with_requests(requests.get()),
+        .with_requests(floor_requests.get()),
     );
     ctx.progress.end();
 

@@ -48,7 +48,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     out.title = "2. Graceful handover".into();
     out.method = "Two sessions (two simulated processes) on one latch; the leader has confirmed \
         its address (its leader information is published), the standby's node is in line and \
-        its watch set (the harness waits until the latch has two nodes, then 20 ms). From the \
+        its watch set (the harness waits until the latch has two nodes, then 20 ms); tenure's trials and \
+        the same-requests floor's alternate, so both meet the server in the same state. From the \
         leader's stop call until the standby knows it leads. **tenure**: \
         `LeaderElection::stop()` → the standby's `leadership()` watch shows a term; `stop()` \
         removes the published leader information, the component's leader directory and the \
@@ -78,7 +79,10 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     );
     let grant_timeout = Duration::from_secs(10);
 
-    ctx.progress.begin("handover: tenure");
+    // tenure's trials and the same-requests floor's alternate, so both meet the server in the
+    // same state (its JIT warm-up, its log, the machine's load).
+    ctx.progress
+        .begin("handover: tenure and floor, alternating");
     let cid = cluster_id("handover");
     let a = zk
         .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
@@ -93,9 +97,33 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     let mut leader_side = Vec::with_capacity(n);
     let mut standby_side = Vec::with_capacity(n);
     let mut requests = Fewest::default();
+
+    let ca = zk.raw().await?;
+    let cb = zk.raw().await?;
+    let floor_cid = cluster_id("handover-floor");
+    let layout = Layout::default();
+    let dir = znode(&floor_cid, "raw/latch");
+    let info = znode(&floor_cid, &layout.leader_info(&ComponentId::Dispatcher));
+    let info_dir = znode(&floor_cid, &layout.leader_dir(&ComponentId::Dispatcher));
+    ca.mkdir(&dir, &bench::persistent()).await?;
+    let floor = Floor {
+        ca: &ca,
+        cb: &cb,
+        dir: &dir,
+        prefix_a: format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4()),
+        prefix_b: format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4()),
+        info: &info,
+        info_dir: &info_dir,
+        grant_timeout,
+    };
+    let floor_observer = Observer::start(zk, &dir).await?;
+    let mut same = Vec::with_capacity(n);
+    let mut floor_leader_side = Vec::with_capacity(n);
+    let mut floor_standby_side = Vec::with_capacity(n);
+    let mut floor_requests = Fewest::default();
     for i in 0..n + warmup {
         ctx.progress
-            .detail(&format!("handover: tenure trial {}/{}", i + 1, n + warmup));
+            .detail(&format!("handover: trial {}/{}", i + 1, n + warmup));
         let mut leader = a.dispatcher_leader_election().await?;
         let term = leader.wait_for_leadership().await?;
         if !leader.confirm(term.session_id, "bench://handover").await? {
@@ -127,8 +155,23 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
                 standby_side.push(us_between(d, t1));
             }
         }
+
+        let t = floor.trial(true, (i < warmup).then_some(zk)).await?;
+        if let Some(count) = t.requests {
+            floor_requests.add(count);
+        }
+        let deleted = floor_observer.expiries(&[t.leader])[0];
+        floor.cleanup(t.standby_node).await?;
+        if i >= warmup {
+            same.push(us_between(t.start, t.leader));
+            if let Some(d) = deleted {
+                floor_leader_side.push(us_between(t.start, d));
+                floor_standby_side.push(us_between(d, t.leader));
+            }
+        }
     }
     drop(observer);
+    drop(floor_observer);
     a.close().await?;
     b.close().await?;
     group.rows.push(
@@ -157,46 +200,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     );
     ctx.progress.end();
 
-    ctx.progress.begin("handover: floor");
-    let ca = zk.raw().await?;
-    let cb = zk.raw().await?;
-    let cid = cluster_id("handover-floor");
-    let layout = Layout::default();
-    let dir = znode(&cid, "raw/latch");
-    let info = znode(&cid, &layout.leader_info(&ComponentId::Dispatcher));
-    let info_dir = znode(&cid, &layout.leader_dir(&ComponentId::Dispatcher));
-    ca.mkdir(&dir, &bench::persistent()).await?;
-    let floor = Floor {
-        ca: &ca,
-        cb: &cb,
-        dir: &dir,
-        prefix_a: format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4()),
-        prefix_b: format!("{dir}/_c_{}-latch-", uuid::Uuid::new_v4()),
-        info: &info,
-        info_dir: &info_dir,
-        grant_timeout,
-    };
-    let observer = Observer::start(zk, &dir).await?;
-    let mut same = Vec::with_capacity(n);
-    let mut leader_side = Vec::with_capacity(n);
-    let mut standby_side = Vec::with_capacity(n);
-    let mut requests = Fewest::default();
-    for i in 0..n + warmup {
-        let t = floor.trial(true, (i < warmup).then_some(zk)).await?;
-        if let Some(count) = t.requests {
-            requests.add(count);
-        }
-        let deleted = observer.expiries(&[t.leader])[0];
-        floor.cleanup(t.standby_node).await?;
-        if i >= warmup {
-            same.push(us_between(t.start, t.leader));
-            if let Some(d) = deleted {
-                leader_side.push(us_between(t.start, d));
-                standby_side.push(us_between(d, t.leader));
-            }
-        }
-    }
-    drop(observer);
+    ctx.progress.begin("handover: floor, delete + notify only");
     let mut notify = Vec::with_capacity(n);
     let mut recipe = Vec::with_capacity(n);
     let mut bare_requests = Fewest::default();
@@ -215,7 +219,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         Row::new(
             who::FLOOR,
             "leader: one multi (information, directory, node) → its node is deleted",
-            leader_side,
+            floor_leader_side,
         )
         .paired("leader"),
     );
@@ -223,7 +227,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         Row::new(
             who::FLOOR,
             "standby: node deleted → notification → get-children",
-            standby_side,
+            floor_standby_side,
         )
         .paired("standby"),
     );
@@ -234,7 +238,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
              get-children",
             same,
         )
-        .with_requests(requests.get()),
+        .with_requests(floor_requests.get()),
     );
     group.rows.push(
         Row::new(

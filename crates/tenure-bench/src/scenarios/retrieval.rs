@@ -55,7 +55,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         → the child's `LeaderRetriever` (`dispatcher_leader_retriever()`) shows it. **floor**: \
         the same fenced write made with zookeeper-client, one `multi` of `check` (the leader's \
         latch node, version 0) and `setData` of the leader-information znode → the child's data \
-        watch fires → it re-reads the znode (`getData`, re-arming the watch). Also shown: how long the leader's \
+        watch fires → it re-reads the znode (`getData`, re-arming the watch). tenure's trials and the floor's \
+        alternate, so both meet the server in the same state. Also shown: how long the leader's \
         call itself takes. *requests*: ZooKeeper requests of one confirmation until the \
         retriever has seen it (both processes), counted by the server (`srvr`) over the untimed \
         warm-up trials (fewest seen). No peer: Curator and kazoo have no leader-address recipe \
@@ -70,7 +71,10 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     )
     .with_cdf();
 
-    ctx.progress.begin("retrieval: tenure");
+    // tenure's trials and the floor's alternate, so both meet the server in the same state
+    // (its JIT warm-up, its log, the machine's load).
+    ctx.progress
+        .begin("retrieval: tenure and floor, alternating");
     let cid = cluster_id("retrieval");
     let services = zk
         .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
@@ -86,46 +90,10 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         bench::SESSION_TIMEOUT,
     )?;
     seen(&mut child, "bench://initial").await?;
-    let mut seen_us = Vec::with_capacity(n);
-    let mut call_us = Vec::with_capacity(n);
-    let mut requests = Fewest::default();
-    for i in 0..n + warmup {
-        ctx.progress
-            .detail(&format!("retrieval: tenure trial {}/{}", i + 1, n + warmup));
-        let address = format!("bench://leader-{i}");
-        let before = counting(zk, i < warmup).await?;
-        let t0 = mono_ns();
-        if !election.confirm(term.session_id, address.clone()).await? {
-            bail!("the confirmation was not published");
-        }
-        let t_call = mono_ns();
-        let t1 = seen(&mut child, &address).await?;
-        count(zk, before, &mut requests).await?;
-        if i >= warmup {
-            seen_us.push(us_between(t0, t1));
-            call_us.push(us_between(t0, t_call));
-        }
-    }
-    child.stop().await;
-    election.stop().await?;
-    services.close().await?;
-    group.rows.push(
-        Row::new(
-            who::TENURE,
-            "confirm() → retriever in another process",
-            seen_us,
-        )
-        .with_requests(requests.get()),
-    );
-    group.rows.push(
-        Row::new(who::TENURE, "confirm() call returns (leader side)", call_us).paired("call"),
-    );
-    ctx.progress.end();
 
-    ctx.progress.begin("retrieval: floor");
-    let cid = cluster_id("retrieval-floor");
+    let floor_cid = cluster_id("retrieval-floor");
     let client = zk.raw().await?;
-    let node = raw_info_node(&cid);
+    let node = raw_info_node(&floor_cid);
     let parent = node.rsplit_once('/').map_or("/", |(p, _)| p).to_owned();
     client.mkdir(&parent, &bench::persistent()).await?;
     client
@@ -142,25 +110,30 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         )
         .await?;
     let lock = format!("{latch}/latch-{seq}");
-    let mut child = Spawned::start(
+    let mut floor_child = Spawned::start(
         "retriever",
         "raw",
         &zk.connect_string(),
-        &cid,
+        &floor_cid,
         bench::SESSION_TIMEOUT,
     )?;
-    seen(&mut child, "bench://initial").await?;
+    seen(&mut floor_child, "bench://initial").await?;
+
     let mut seen_us = Vec::with_capacity(n);
     let mut call_us = Vec::with_capacity(n);
     let mut requests = Fewest::default();
+    let mut floor_seen_us = Vec::with_capacity(n);
+    let mut floor_call_us = Vec::with_capacity(n);
+    let mut floor_requests = Fewest::default();
     for i in 0..n + warmup {
+        ctx.progress
+            .detail(&format!("retrieval: trial {}/{}", i + 1, n + warmup));
         let address = format!("bench://leader-{i}");
         let before = counting(zk, i < warmup).await?;
         let t0 = mono_ns();
-        let mut fenced = client.new_multi_writer();
-        fenced.add_check_version(&lock, 0)?;
-        fenced.add_set_data(&node, address.as_bytes(), None)?;
-        fenced.commit().await?;
+        if !election.confirm(term.session_id, address.clone()).await? {
+            bail!("the confirmation was not published");
+        }
         let t_call = mono_ns();
         let t1 = seen(&mut child, &address).await?;
         count(zk, before, &mut requests).await?;
@@ -168,19 +141,47 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
             seen_us.push(us_between(t0, t1));
             call_us.push(us_between(t0, t_call));
         }
+
+        let before = counting(zk, i < warmup).await?;
+        let t0 = mono_ns();
+        let mut fenced = client.new_multi_writer();
+        fenced.add_check_version(&lock, 0)?;
+        fenced.add_set_data(&node, address.as_bytes(), None)?;
+        fenced.commit().await?;
+        let t_call = mono_ns();
+        let t1 = seen(&mut floor_child, &address).await?;
+        count(zk, before, &mut floor_requests).await?;
+        if i >= warmup {
+            floor_seen_us.push(us_between(t0, t1));
+            floor_call_us.push(us_between(t0, t_call));
+        }
     }
     child.stop().await;
+    floor_child.stop().await;
+    election.stop().await?;
+    services.close().await?;
     group.rows.push(
         Row::new(
-            who::FLOOR,
-            "multi(check latch node, setData) → watch → getData in another process",
+            who::TENURE,
+            "confirm() → retriever in another process",
             seen_us,
         )
         .with_requests(requests.get()),
     );
+    group.rows.push(
+        Row::new(who::TENURE, "confirm() call returns (leader side)", call_us).paired("call"),
+    );
+    group.rows.push(
+        Row::new(
+            who::FLOOR,
+            "multi(check latch node, setData) → watch → getData in another process",
+            floor_seen_us,
+        )
+        .with_requests(floor_requests.get()),
+    );
     group
         .rows
-        .push(Row::new(who::FLOOR, "fenced multi call returns", call_us).paired("call"));
+        .push(Row::new(who::FLOOR, "fenced multi call returns", floor_call_us).paired("call"));
     ctx.progress.end();
     out.groups.push(group);
     Ok(())
