@@ -18,8 +18,10 @@
 //!   is back in the same session; nothing to do once that session is gone).
 //! - The fencing token is `(<latch node path>, <sequence>)`; fenced writes check that node.
 //!
-//! - Joining is one round trip: the get-children that reads the line is sent right behind the
-//!   create, and ZooKeeper answers a session's requests in order, so that line holds the node.
+//! - Joining a latch whose directory exists is one round trip: the get-children that reads the
+//!   line is sent right behind the create, and ZooKeeper answers a session's requests in order,
+//!   so that line holds the node. A new latch's directories are made in the node's own `multi`
+//!   (see `latch_io::create`).
 //!
 //! `Recipe` decides, `latch_io::Io` performs its `Request`s; the session driver
 //! of `tenure-core` runs every latch of the session on one task.

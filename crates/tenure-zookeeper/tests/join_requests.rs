@@ -105,3 +105,33 @@ async fn a_latch_made_by_another_process_costs_one_failed_write_once() {
         "after that the session knows the directory exists"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latch_directory_removed_after_it_was_seen_is_made_again() {
+    let f = ZooKeeperFactory::start().await;
+    let a = Arc::new(f.connect_zk().await);
+    let layout = Layout::default();
+    let job = ComponentId::JobMaster(JobId::new_random());
+    let latch = layout.component_latch(&job);
+    let service = ElectionService::new(a.clone(), layout, latch.clone());
+    // The session has seen the job's latch directory exist...
+    requests_of_one_election(&f, &a, &service, job, &latch).await;
+    // ...then someone removes it with its parent (a cleanup of the job).
+    let raw = f.raw_client().await;
+    let latch_path = format!("/flink/{}/{latch}", f.cluster_id());
+    let job_dir = latch_path.rsplit_once('/').unwrap().0.to_owned();
+    raw.delete(&latch_path, None).await.unwrap();
+    raw.delete(&job_dir, None).await.unwrap();
+    // The wrong guess costs a failed create; the directories are made and the election leads.
+    let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
+    assert!(
+        n >= 4,
+        "a failed create, one multi, get-children, watch: {n}"
+    );
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
+        fewest = fewest.min(n);
+    }
+    assert_eq!(fewest, 3, "and the directory is known again");
+}

@@ -370,6 +370,9 @@ impl Floor<'_> {
             }
             anyhow::Ok((t_notify, t_leader))
         });
+        // The same pause before the stop as tenure's trials have (`wait_children`): both stop
+        // from an idle moment, not one right on the heels of the standby's watch.
+        tokio::time::sleep(bench::SETTLE).await;
         let before = match count {
             Some(zk) => Some(zk.received().await?),
             None => None,
