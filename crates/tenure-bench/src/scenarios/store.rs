@@ -56,6 +56,12 @@ pub(crate) struct Series {
 }
 
 impl Series {
+    /// Adds another part of the series.
+    fn extend(&mut self, part: Series) {
+        self.latencies.extend(part.latencies);
+        self.wall += part.wall;
+    }
+
     /// The row of the series, with its throughput.
     pub(crate) fn row(self, implementation: &str, what: &str) -> Row {
         let n = self.latencies.len() as f64;
@@ -64,35 +70,53 @@ impl Series {
     }
 }
 
-/// Runs `warmup` untimed then `per_worker` timed operations on every worker (one op function
-/// each), the workers concurrently.
-pub(crate) async fn measure(
-    ops: Vec<Op>,
+/// Rounds in which tenure's timed operations and the floor's alternate.
+const ROUNDS: usize = 4;
+
+/// Runs `warmup` untimed operations on every worker of tenure's and the floor's, then
+/// `per_worker` timed ones per worker in [`ROUNDS`] rounds that alternate tenure's workers and
+/// the floor's (each side's workers concurrently), so a drift of the machine's state (load, the
+/// disk's write-back, the server's log) falls on both alike. Returns tenure's series and the
+/// floor's.
+pub(crate) async fn measure_pair(
+    tenure: Vec<Op>,
+    floor: Vec<Op>,
     warmup: usize,
     per_worker: usize,
-) -> anyhow::Result<Series> {
-    let warm: Vec<_> = ops
+) -> anyhow::Result<(Series, Series)> {
+    run_ops(&tenure, 0..warmup).await?;
+    run_ops(&floor, 0..warmup).await?;
+    let mut t = Series {
+        latencies: Vec::with_capacity(per_worker * tenure.len()),
+        wall: Duration::ZERO,
+    };
+    let mut f = Series {
+        latencies: Vec::with_capacity(per_worker * floor.len()),
+        wall: Duration::ZERO,
+    };
+    let chunk = per_worker.div_ceil(ROUNDS).max(1);
+    let end = warmup + per_worker;
+    let mut next = warmup;
+    while next < end {
+        let round = next..(next + chunk).min(end);
+        t.extend(run_ops(&tenure, round.clone()).await?);
+        f.extend(run_ops(&floor, round.clone()).await?);
+        next = round.end;
+    }
+    Ok((t, f))
+}
+
+/// Runs operations `range` on every worker of `ops`, the workers concurrently.
+async fn run_ops(ops: &[Op], range: std::ops::Range<usize>) -> anyhow::Result<Series> {
+    let start = Instant::now();
+    let tasks: Vec<_> = ops
         .iter()
         .cloned()
         .map(|op| {
+            let range = range.clone();
             tokio::spawn(async move {
-                for i in 0..warmup {
-                    op(i).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for w in warm {
-        w.await??;
-    }
-    let start = Instant::now();
-    let timed: Vec<_> = ops
-        .into_iter()
-        .map(|op| {
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(per_worker);
-                for i in warmup..warmup + per_worker {
+                let mut lat = Vec::with_capacity(range.len());
+                for i in range {
                     let t0 = Instant::now();
                     op(i).await?;
                     lat.push(us(t0.elapsed()));
@@ -102,7 +126,7 @@ pub(crate) async fn measure(
         })
         .collect();
     let mut latencies = Vec::new();
-    for t in timed {
+    for t in tasks {
         latencies.extend(t.await??);
     }
     Ok(Series {
@@ -375,7 +399,9 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         "One session; the writer leads the process-wide election and every write is fenced by \
         its term (a ZooKeeper `multi` that starts with `check(latch node, version 0)`). \
         Sequential: one operation after the other; concurrent: {c} workers on the one session, \
-        each on its own job. Throughput = operations ÷ wall time of the series. \
+        each on its own job. Throughput = operations ÷ wall time of the series; tenure's timed \
+        operations and the floor's alternate in {ROUNDS} rounds, so both meet the machine in \
+        the same state. \
         **tenure**: the typed stores of `HaServices` (blobs in a local storage directory). \
         **floor**: the ZooKeeper writes a store needs at the least, made directly: a checkpoint \
         add is one fenced multi creating the checkpoint and, past {RETAIN} retained, deleting the \
@@ -420,12 +446,17 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         .with_cdf();
         let t_requests = requests_of(zk, tenure_op(&setup, kind)?).await?;
         let f_requests = requests_of(zk, floor_op(&setup, kind).await?).await?;
-        let t = measure(vec![tenure_op(&setup, kind)?], warmup, seq_n).await?;
+        let (t, f) = measure_pair(
+            vec![tenure_op(&setup, kind)?],
+            vec![floor_op(&setup, kind).await?],
+            warmup,
+            seq_n,
+        )
+        .await?;
         seq.rows.push(
             t.row(who::TENURE, kind.tenure_what())
                 .with_requests(t_requests),
         );
-        let f = measure(vec![floor_op(&setup, kind).await?], warmup, seq_n).await?;
         seq.rows.push(
             f.row(who::FLOOR, kind.floor_what())
                 .with_requests(f_requests),
@@ -443,16 +474,15 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         let ops = (0..conc)
             .map(|_| tenure_op(&setup, kind))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let t = measure(ops, warmup.min(3), per_worker).await?;
+        let mut floor_ops = Vec::with_capacity(conc);
+        for _ in 0..conc {
+            floor_ops.push(floor_op(&setup, kind).await?);
+        }
+        let (t, f) = measure_pair(ops, floor_ops, warmup.min(3), per_worker).await?;
         par.rows.push(
             t.row(who::TENURE, kind.tenure_what())
                 .with_requests(t_requests),
         );
-        let mut ops = Vec::with_capacity(conc);
-        for _ in 0..conc {
-            ops.push(floor_op(&setup, kind).await?);
-        }
-        let f = measure(ops, warmup.min(3), per_worker).await?;
         par.rows.push(
             f.row(who::FLOOR, kind.floor_what())
                 .with_requests(f_requests),

@@ -15,7 +15,7 @@ use tenure_core::store::{Payload, encode_checkpoint};
 
 use crate::bench::{Ctx, cluster_id};
 use crate::results::{Group, ScenarioResult, who};
-use crate::scenarios::store::{Op, measure, nth_checkpoint, subsumed};
+use crate::scenarios::store::{Op, measure_pair, nth_checkpoint, subsumed};
 
 use super::metrics::FewestRequests;
 use super::server::{Etcd, etcd_key};
@@ -183,15 +183,15 @@ pub async fn run(ctx: &Ctx, etcd: &Etcd, out: &mut ScenarioResult) -> anyhow::Re
     .with_cdf();
     let t_requests = requests_of(etcd, tenure_op(&stores, &metadata)?).await?;
     let f_requests = requests_of(etcd, floor_op(&client, &fence, &cid, &metadata)).await?;
-    let t = measure(vec![tenure_op(&stores, &metadata)?], warmup, seq_n).await?;
-    seq.rows
-        .push(t_requests.on(t.row(who::TENURE, tenure_what)));
-    let f = measure(
+    let (t, f) = measure_pair(
+        vec![tenure_op(&stores, &metadata)?],
         vec![floor_op(&client, &fence, &cid, &metadata)],
         warmup,
         seq_n,
     )
     .await?;
+    seq.rows
+        .push(t_requests.on(t.row(who::TENURE, tenure_what)));
     seq.rows.push(f_requests.on(f.row(who::FLOOR, floor_what)));
     out.groups.push(seq);
     ctx.progress.end();
@@ -206,13 +206,12 @@ pub async fn run(ctx: &Ctx, etcd: &Etcd, out: &mut ScenarioResult) -> anyhow::Re
     let ops = (0..conc)
         .map(|_| tenure_op(&stores, &metadata))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let t = measure(ops, warmup.min(3), per_worker).await?;
-    par.rows
-        .push(t_requests.on(t.row(who::TENURE, tenure_what)));
-    let ops = (0..conc)
+    let floor_ops = (0..conc)
         .map(|_| floor_op(&client, &fence, &cid, &metadata))
         .collect();
-    let f = measure(ops, warmup.min(3), per_worker).await?;
+    let (t, f) = measure_pair(ops, floor_ops, warmup.min(3), per_worker).await?;
+    par.rows
+        .push(t_requests.on(t.row(who::TENURE, tenure_what)));
     par.rows.push(f_requests.on(f.row(who::FLOOR, floor_what)));
     out.groups.push(par);
     ctx.progress.end();
