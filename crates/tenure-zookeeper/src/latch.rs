@@ -17,7 +17,6 @@
 //! - Leaving deletes the node (Curator's guaranteed delete: if the connection is down, once it
 //!   is back in the same session; nothing to do once that session is gone).
 //! - The fencing token is `(<latch node path>, <sequence>)`; fenced writes check that node.
-//!
 //! - Joining a latch whose directory exists is one round trip: the get-children that reads the
 //!   line is sent right behind the create, and ZooKeeper answers a session's requests in order,
 //!   so that line holds the node. A new latch's directories are made in the node's own `multi`
