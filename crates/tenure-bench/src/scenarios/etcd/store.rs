@@ -145,7 +145,9 @@ pub async fn run(ctx: &Ctx, etcd: &Etcd, out: &mut ScenarioResult) -> anyhow::Re
         "One session; the writer leads the process-wide election and every write is fenced by \
         its term: one etcd transaction whose first compare is the leader key's create \
         revision. Sequential: one add after the other; concurrent: {c} workers on the one \
-        session, each on its own job. Throughput = adds ÷ wall time of the series. **tenure**: \
+        session, each on its own job. Throughput = adds ÷ wall time of the series; tenure's \
+        timed adds and the floor's alternate in four rounds, so both meet the machine in the \
+        same state. **tenure**: \
         `CompletedCheckpointStore::add` of the term's stores (retain {RETAIN}). **floor**: the \
         transaction tenure's add sends, made directly with etcd-client: compares (fence; new key \
         absent; past {RETAIN} retained: the oldest exists at its revision and has no keys \
