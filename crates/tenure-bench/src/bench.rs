@@ -413,6 +413,16 @@ pub fn ephemeral_sequential() -> zk::CreateOptions<'static> {
     zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all())
 }
 
+/// A raw client's term: makes the latch directory `dir` and one ephemeral-sequential node in
+/// it, and returns the node's path. Its existence fences the floor's writes, as a latch node
+/// fences tenure's.
+pub async fn raw_term(client: &zk::Client, dir: &str) -> anyhow::Result<String> {
+    client.mkdir(dir, &persistent()).await?;
+    let prefix = format!("{dir}/latch-");
+    let (_, seq) = client.create(&prefix, &[], &ephemeral_sequential()).await?;
+    Ok(format!("{prefix}{seq}"))
+}
+
 /// The number of children of `path` (0 if it does not exist).
 pub async fn children(client: &zk::Client, path: &str) -> anyhow::Result<usize> {
     match client.list_children(path).await {

@@ -41,6 +41,23 @@ async fn requests_of_one_election(
     requests
 }
 
+/// The fewest requests of three elections of `component` in a row: pings of the session may
+/// land between two readings, so the fewest seen is the count.
+async fn fewest_of_three(
+    f: &ZooKeeperFactory,
+    backend: &Arc<ZooKeeperBackend>,
+    service: &ElectionService,
+    component: ComponentId,
+    latch: &str,
+) -> u64 {
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let n = requests_of_one_election(f, backend, service, component, latch).await;
+        fewest = fewest.min(n);
+    }
+    fewest
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_a_latch_that_exists_is_a_create_a_read_and_the_leaders_watch() {
     let f = ZooKeeperFactory::start().await;
@@ -50,12 +67,7 @@ async fn joining_a_latch_that_exists_is_a_create_a_read_and_the_leaders_watch() 
     let service = ElectionService::new(a.clone(), layout, latch.clone());
     // The first election makes the latch directory; later ones find it.
     requests_of_one_election(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
-    let mut fewest = u64::MAX;
-    for _ in 0..3 {
-        let n = requests_of_one_election(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
-        // Pings of the session may land between two readings: the fewest seen is the count.
-        fewest = fewest.min(n);
-    }
+    let fewest = fewest_of_three(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
     assert_eq!(fewest, 3, "create, get-children, own-node exists watch");
 }
 
@@ -91,11 +103,7 @@ async fn a_latch_made_by_another_process_costs_one_failed_write_once() {
     requests_of_one_election(&f, &b, &service_b, job, &latch).await;
     let service_a = ElectionService::new(a.clone(), layout, latch.clone());
     let first = requests_of_one_election(&f, &a, &service_a, job, &latch).await;
-    let mut fewest = u64::MAX;
-    for _ in 0..3 {
-        let n = requests_of_one_election(&f, &a, &service_a, job, &latch).await;
-        fewest = fewest.min(n);
-    }
+    let fewest = fewest_of_three(&f, &a, &service_a, job, &latch).await;
     assert!(
         first >= 4,
         "the wrong guess is a failed multi, then create, get-children, watch: {first}"
@@ -128,10 +136,6 @@ async fn a_latch_directory_removed_after_it_was_seen_is_made_again() {
         n >= 4,
         "a failed create, one multi, get-children, watch: {n}"
     );
-    let mut fewest = u64::MAX;
-    for _ in 0..3 {
-        let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
-        fewest = fewest.min(n);
-    }
+    let fewest = fewest_of_three(&f, &a, &service, job, &latch).await;
     assert_eq!(fewest, 3, "and the directory is known again");
 }

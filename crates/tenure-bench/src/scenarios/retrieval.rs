@@ -100,16 +100,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         .create(&node, b"bench://initial", &bench::persistent())
         .await?;
     // The floor's term: a latch node whose existence fences every publication, as tenure's.
-    let latch = format!("{parent}/latch");
-    client.mkdir(&latch, &bench::persistent()).await?;
-    let (_, seq) = client
-        .create(
-            &format!("{latch}/latch-"),
-            &[],
-            &bench::ephemeral_sequential(),
-        )
-        .await?;
-    let lock = format!("{latch}/latch-{seq}");
+    let lock = bench::raw_term(&client, &format!("{parent}/latch")).await?;
     let mut floor_child = Spawned::start(
         "retriever",
         "raw",

@@ -358,16 +358,8 @@ async fn floor_process_wide(zk: &Zk, m: usize) -> anyhow::Result<Row> {
     let cid = cluster_id("process-wide-floor");
     let dir = znode(&cid, "raw/latch");
     let leader_dir = znode(&cid, "raw/leader");
-    client.mkdir(&dir, &bench::persistent()).await?;
     client.mkdir(&leader_dir, &bench::persistent()).await?;
-    let (_, seq) = client
-        .create(
-            &format!("{dir}/latch-"),
-            &[],
-            &bench::ephemeral_sequential(),
-        )
-        .await?;
-    let lock = format!("{dir}/latch-{seq}");
+    let lock = bench::raw_term(&client, &dir).await?;
     let t0 = Instant::now();
     let one = |i: usize| {
         let (client, lock, leader_dir) = (&client, &lock, &leader_dir);
