@@ -41,7 +41,7 @@ impl LatchIo for Io {
         ))
     }
 
-    fn perform(&self, request: Request) -> BoxFuture<'static, Reply> {
+    fn perform(&self, _participation: u64, request: Request) -> BoxFuture<'static, Reply> {
         let Request {
             generation,
             seq,

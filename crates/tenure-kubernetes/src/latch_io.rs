@@ -34,7 +34,7 @@ impl LatchIo for Io {
         Ok(Recipe::new(lock_cm, &sh.settings, Active::new(&sh)))
     }
 
-    fn perform(&self, request: Request) -> BoxFuture<'static, Reply> {
+    fn perform(&self, _participation: u64, request: Request) -> BoxFuture<'static, Reply> {
         let Some(sh) = self.shared.upgrade() else {
             let seq = request.seq;
             return Box::pin(async move {

@@ -71,7 +71,8 @@ pub(crate) enum Op {
     Find { dir: String, prefix: String },
     /// The children of `dir`.
     List { dir: String },
-    /// Resolve once `path` changes (or at once if it does not exist).
+    /// Resolve once `path` is deleted (or at once if it does not exist): at once with
+    /// [`Response::Parked`] and later with [`Response::Watched`].
     Watch { path: String },
     /// Delete `path` (missing is fine); with `also` (keys of leader information), those first
     /// in the same multi, as far as they exist and are empty.
@@ -91,6 +92,8 @@ pub(crate) enum Response {
     Names(Result<Vec<String>, zk::Error>),
     /// The watched node changed or was missing, or the watch failed: look again.
     Watched,
+    /// The wait is set; [`Response::Watched`] follows as a late response when the node goes.
+    Parked,
     /// Deleted (or already missing).
     Deleted(Result<(), zk::Error>),
 }
@@ -380,6 +383,10 @@ impl Recipe {
             return;
         }
         let r = reply.response;
+        if let Response::Parked = r {
+            // The wake-up comes later, with this request's seq.
+            return;
+        }
         if let Response::Watched = r {
             // A watch's reply only means "look again" (also when it failed).
             if self.p.wait == Wait::Watching {

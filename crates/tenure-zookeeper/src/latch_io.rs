@@ -1,16 +1,15 @@
 //! Performs the latch recipe's requests on the session's current ZooKeeper client.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 
-use futures::FutureExt;
 use futures::future::{BoxFuture, join};
 use tenure_core::driver::{LatchIo, SessionView};
 use tenure_core::kv::{KvError, VersionedKv, validate_key};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use zookeeper_client as zk;
 
 use crate::ZooKeeperBackend;
+use crate::deletions::Deletions;
 use crate::known_dirs::KnownDirs;
 use crate::latch::{Op, Recipe, Reply, Request, Response};
 use crate::paths::{child_path, parent_path};
@@ -22,6 +21,26 @@ pub(crate) struct Io {
     pub view: watch::Receiver<SessionView>,
     /// Latch directories seen to exist, to pick a node's first create.
     pub known_dirs: Arc<KnownDirs>,
+    /// Parked waits for deletions, woken through `late`.
+    pub deletions: Arc<Deletions>,
+    /// The late responses' stream, until the driver takes it.
+    pub late: Option<mpsc::UnboundedReceiver<(u64, Reply)>>,
+}
+
+impl Io {
+    /// The latch IO of `shared`'s session.
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let deletions = Arc::new(Deletions::new(Arc::downgrade(shared), tx));
+        let _ = shared.deletions.set(deletions.clone());
+        Self {
+            shared: Arc::downgrade(shared),
+            view: shared.subscribe_status(),
+            known_dirs: Default::default(),
+            deletions,
+            late: Some(rx),
+        }
+    }
 }
 
 impl LatchIo for Io {
@@ -40,7 +59,7 @@ impl LatchIo for Io {
         ))
     }
 
-    fn perform(&self, request: Request) -> BoxFuture<'static, Reply> {
+    fn perform(&self, participation: u64, request: Request) -> BoxFuture<'static, Reply> {
         // Each operation is boxed on its own, so a long-lived watch holds a future of a watch's
         // size, not of the largest operation's.
         let Request {
@@ -56,23 +75,15 @@ impl LatchIo for Io {
             }
         };
         match op {
-            Op::Watch { path } => Box::pin(async move {
-                // Only the watcher is kept while waiting: no client, no path.
-                match client.check_and_watch_stat(&path).await {
-                    Ok((Some(_), w)) => {
-                        drop((client, path));
-                        fired(w).await;
-                    }
-                    Ok((None, _)) => {}
-                    Err(e) => {
-                        tracing::debug!(%path, error = %e, "latch watch failed; looking again");
-                    }
-                }
-                Reply {
-                    seq,
-                    response: Response::Watched,
-                }
-            }),
+            Op::Watch { path } => {
+                let deletions = self.deletions.clone();
+                Box::pin(async move {
+                    let response = deletions
+                        .wait(client, generation, participation, seq, path)
+                        .await;
+                    Reply { seq, response }
+                })
+            }
             Op::Create { dir, prefix } => {
                 let acls = self.shared.upgrade().map(|s| s.acls());
                 let known = self.known_dirs.clone();
@@ -117,6 +128,10 @@ impl LatchIo for Io {
         }
     }
 
+    fn late_responses(&mut self) -> Option<mpsc::UnboundedReceiver<(u64, Reply)>> {
+        self.late.take()
+    }
+
     fn session(&self) -> watch::Receiver<SessionView> {
         self.view.clone()
     }
@@ -152,12 +167,6 @@ async fn children(client: &zk::Client, dir: &str) -> Result<Vec<String>, zk::Err
         Err(zk::Error::NoNode) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
-}
-
-/// Resolves when the watch fires. The client panics if it drops a watch without an event;
-/// that, too, means "look again".
-async fn fired(w: zk::OneshotWatcher) {
-    let _ = AssertUnwindSafe(w.changed()).catch_unwind().await;
 }
 
 async fn delete(client: &zk::Client, path: &str) -> Result<(), zk::Error> {

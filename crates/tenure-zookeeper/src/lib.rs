@@ -74,6 +74,7 @@
 //! [`ConnectionState::Lost`]: tenure_core::connection::ConnectionState::Lost
 
 mod client_options;
+mod deletions;
 pub mod ensemble;
 mod error;
 pub mod jaas;
@@ -100,6 +101,7 @@ use tenure_core::driver::{HaBackend, SessionDriver};
 use tenure_core::kv::{KvError, VersionedKv, validate_key};
 use tokio::sync::watch as tokio_watch;
 
+pub use deletions::{LatchWaits, latch_waits};
 pub use settings::{ConnectError, ZooKeeperSettings};
 pub use store::MAX_VALUE_BYTES;
 /// The ZooKeeper client crate this backend is built on.
@@ -206,13 +208,7 @@ impl HaBackend for ZooKeeperBackend {
         Ok(self
             .shared
             .driver
-            .get_or_init(|| {
-                SessionDriver::spawn(latch_io::Io {
-                    shared: Arc::downgrade(&self.shared),
-                    view: self.shared.subscribe_status(),
-                    known_dirs: Default::default(),
-                })
-            })
+            .get_or_init(|| SessionDriver::spawn(latch_io::Io::new(&self.shared)))
             .clone())
     }
 

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub driver: std::sync::OnceLock<tenure_core::driver::SessionDriver>,
     /// The session's KV watches, one ZooKeeper watch per prefix (see `watch.rs`).
     pub watch_hub: std::sync::OnceLock<tenure_core::watch_hub::WatchHub>,
+    /// The latches' parked waits for deletions (see `deletions.rs`), made with the driver.
+    pub deletions: std::sync::OnceLock<Arc<crate::deletions::Deletions>>,
     /// The ensemble's client addresses read by the ensemble tracker: the connect string of the
     /// next new session (see [`crate::ensemble`]).
     tracked_quorum: RwLock<Option<String>>,
@@ -159,6 +161,7 @@ impl Shared {
             session_id: AtomicI64::new(session_id),
             driver: std::sync::OnceLock::new(),
             watch_hub: std::sync::OnceLock::new(),
+            deletions: std::sync::OnceLock::new(),
             tracked_quorum: RwLock::new(None),
         });
         shared.track_ensemble().await;

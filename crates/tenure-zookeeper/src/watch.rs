@@ -94,21 +94,35 @@ async fn open(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let pump = Pump {
         shared: Arc::downgrade(shared),
-        closed: shared.closed.clone(),
         prefix: prefix.to_owned(),
-        path,
         tx,
     };
-    tokio::spawn(pump.run(watcher, generation));
+    let persistent = Persistent {
+        shared: Arc::downgrade(shared),
+        closed: shared.closed.clone(),
+        path,
+    };
+    tokio::spawn(persistent.follow(watcher, generation, pump));
     Ok(KvWatch::new(rx))
 }
 
-struct Pump {
-    shared: Weak<Shared>,
-    closed: CancellationToken,
-    prefix: String,
-    path: String,
-    tx: mpsc::UnboundedSender<KvEvent>,
+/// What is done with the events of one persistent recursive watch.
+pub(crate) trait Follower: Send + Sync + 'static {
+    /// A node below the watched path was created, changed or deleted.
+    fn node_event(&self, event: zk::WatchedEvent) -> impl Future<Output = ()> + Send;
+    /// The watch is registered (again) in session `generation`; after the first registration,
+    /// events may have been missed since the last one.
+    fn registered(&self, generation: u64, again: bool);
+    /// Resolves when nobody needs the events any more.
+    fn unwanted(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// One persistent recursive watch of a session, kept registered across reconnects and new
+/// sessions until the backend closes or its follower is gone.
+pub(crate) struct Persistent {
+    pub shared: Weak<Shared>,
+    pub closed: CancellationToken,
+    pub path: String,
 }
 
 /// The next event of `w`, or `None` if the client dropped the watch without a terminal event
@@ -117,8 +131,14 @@ async fn next_event(w: &mut zk::PersistentWatcher) -> Option<zk::WatchedEvent> {
     AssertUnwindSafe(w.changed()).catch_unwind().await.ok()
 }
 
-impl Pump {
-    async fn run(self, first: zk::PersistentWatcher, mut generation: u64) {
+impl Persistent {
+    /// Follows the watch `first`, registered in session `generation`, feeding `follower`.
+    pub(crate) async fn follow<F: Follower>(
+        self,
+        first: zk::PersistentWatcher,
+        mut generation: u64,
+        follower: F,
+    ) {
         let mut watcher = first;
         loop {
             // Follow one session's watch until that session ends.
@@ -126,7 +146,7 @@ impl Pump {
             loop {
                 let event = tokio::select! {
                     _ = self.closed.cancelled() => return,
-                    _ = self.tx.closed() => return,
+                    _ = follower.unwanted() => return,
                     ev = next_event(&mut watcher) => ev,
                 };
                 let Some(event) = event else { break };
@@ -142,38 +162,109 @@ impl Pump {
                             if disconnected && let Some(w) = self.reregister().await {
                                 watcher = w;
                                 disconnected = false;
-                                self.send(KvEvent::Reset);
+                                follower.registered(generation, true);
                             }
                         }
                         // Terminal: the watch is gone with the session; never poll it again.
                         _ => break,
                     },
-                    zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
-                        if let Some(key) = self.key(&event.path) {
-                            let created = event.event_type == zk::EventType::NodeCreated;
-                            self.put(key, &event.path, created).await;
-                        }
-                    }
-                    zk::EventType::NodeDeleted => {
-                        if let Some(key) = self.key(&event.path) {
-                            self.send(KvEvent::Deleted { key });
-                        }
-                    }
                     zk::EventType::NodeChildrenChanged => {}
+                    _ => follower.node_event(event).await,
                 }
             }
             drop(watcher);
-            match self.rewatch(generation).await {
+            match self.rewatch(generation, &follower).await {
                 Some((w, g)) => {
                     watcher = w;
                     generation = g;
-                    self.send(KvEvent::Reset);
+                    follower.registered(generation, true);
                 }
                 None => return,
             }
         }
     }
 
+    /// Registers the watch again in the current session.
+    async fn reregister(&self) -> Option<zk::PersistentWatcher> {
+        let client = self.shared.upgrade()?.client().ok()?;
+        match client
+            .watch(&self.path, zk::AddWatchMode::PersistentRecursive)
+            .await
+        {
+            Ok(w) => Some(w),
+            Err(e) => {
+                debug!(path = %self.path, error = %e, "re-registering a watch failed");
+                None
+            }
+        }
+    }
+
+    /// Waits for a newer session than `generation` and registers the watch there.
+    async fn rewatch(
+        &self,
+        generation: u64,
+        follower: &impl Follower,
+    ) -> Option<(zk::PersistentWatcher, u64)> {
+        let mut status = self.shared.upgrade()?.subscribe_status();
+        loop {
+            let s = *status.borrow_and_update();
+            if s.generation > generation && s.state == ConnectionState::Connected {
+                let shared = self.shared.upgrade()?;
+                let (client, g) = shared.client_gen().ok()?;
+                drop(shared);
+                match client
+                    .watch(&self.path, zk::AddWatchMode::PersistentRecursive)
+                    .await
+                {
+                    Ok(w) => return Some((w, g)),
+                    Err(e) => {
+                        debug!(path = %self.path, error = %e, "re-registering a watch failed")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.closed.cancelled() => return None,
+                _ = follower.unwanted() => return None,
+                changed = status.changed() => changed.ok()?,
+            }
+        }
+    }
+}
+
+/// Turns a prefix's watch events into [`KvEvent`]s.
+struct Pump {
+    shared: Weak<Shared>,
+    prefix: String,
+    tx: mpsc::UnboundedSender<KvEvent>,
+}
+
+impl Follower for Pump {
+    async fn node_event(&self, event: zk::WatchedEvent) {
+        let Some(key) = self.key(&event.path) else {
+            return;
+        };
+        match event.event_type {
+            zk::EventType::NodeCreated | zk::EventType::NodeDataChanged => {
+                let created = event.event_type == zk::EventType::NodeCreated;
+                self.put(key, &event.path, created).await;
+            }
+            zk::EventType::NodeDeleted => self.send(KvEvent::Deleted { key }),
+            _ => {}
+        }
+    }
+
+    fn registered(&self, _generation: u64, again: bool) {
+        if again {
+            self.send(KvEvent::Reset);
+        }
+    }
+
+    async fn unwanted(&self) {
+        self.tx.closed().await
+    }
+}
+
+impl Pump {
     fn send(&self, event: KvEvent) {
         let _ = self.tx.send(event);
     }
@@ -210,48 +301,6 @@ impl Pump {
             Err(e) => {
                 debug!(%key, error = %e, "re-reading a watched znode failed");
                 self.send(KvEvent::Reset);
-            }
-        }
-    }
-
-    /// Registers the watch again in the current session.
-    async fn reregister(&self) -> Option<zk::PersistentWatcher> {
-        let client = self.shared.upgrade()?.client().ok()?;
-        match client
-            .watch(&self.path, zk::AddWatchMode::PersistentRecursive)
-            .await
-        {
-            Ok(w) => Some(w),
-            Err(e) => {
-                debug!(path = %self.path, error = %e, "re-registering a watch failed");
-                None
-            }
-        }
-    }
-
-    /// Waits for a newer session than `generation` and registers the watch there.
-    async fn rewatch(&self, generation: u64) -> Option<(zk::PersistentWatcher, u64)> {
-        let mut status = self.shared.upgrade()?.subscribe_status();
-        loop {
-            let s = *status.borrow_and_update();
-            if s.generation > generation && s.state == ConnectionState::Connected {
-                let shared = self.shared.upgrade()?;
-                let (client, g) = shared.client_gen().ok()?;
-                drop(shared);
-                match client
-                    .watch(&self.path, zk::AddWatchMode::PersistentRecursive)
-                    .await
-                {
-                    Ok(w) => return Some((w, g)),
-                    Err(e) => {
-                        debug!(path = %self.path, error = %e, "re-registering a watch failed")
-                    }
-                }
-            }
-            tokio::select! {
-                _ = self.closed.cancelled() => return None,
-                _ = self.tx.closed() => return None,
-                changed = status.changed() => changed.ok()?,
             }
         }
     }

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{received, wait_for_watches};
+use common::{received, wait_for_parked};
 use tenure_core::election::ElectionService;
 use tenure_core::ids::{ComponentId, JobId};
 use tenure_core::kv::VersionedKv;
@@ -16,8 +16,9 @@ use tenure_core::layout::Layout;
 use tenure_testkit::zookeeper::ZooKeeperFactory;
 use tenure_zookeeper::ZooKeeperBackend;
 
-/// Requests of one election from `register` until the leader's own-node watch is set (the
-/// watch follows the grant); the latch directory `latch` then holds that one node.
+/// Requests of one election from `register` until the leader's wait for its own node's
+/// deletion is parked (it follows the grant); the latch directory `latch` then holds that one
+/// node. The election stops and its wait is woken before this returns.
 async fn requests_of_one_election(
     f: &ZooKeeperFactory,
     backend: &Arc<ZooKeeperBackend>,
@@ -25,19 +26,14 @@ async fn requests_of_one_election(
     component: ComponentId,
     latch: &str,
 ) -> u64 {
-    let sid = backend.session_info().unwrap().id().0;
     let before = received(f, backend).await;
     let mut e = service.register(component).await.unwrap();
     e.wait_for_leadership().await.unwrap();
-    let latch_path = format!("/{latch}/");
-    wait_for_watches(f.server().port(), "the leader's own-node watch", |w| {
-        w.get(&sid)
-            .is_some_and(|paths| paths.iter().any(|p| p.contains(&latch_path)))
-    })
-    .await;
+    wait_for_parked(backend, "the leader's wait on its own node", 1).await;
     let requests = received(f, backend).await - before;
     assert_eq!(backend.list(latch).await.unwrap().len(), 1, "one node");
     e.stop().await.unwrap();
+    wait_for_parked(backend, "the leader's wait woken by its node's delete", 0).await;
     requests
 }
 
@@ -59,7 +55,7 @@ async fn fewest_of_three(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn joining_a_latch_that_exists_is_a_create_a_read_and_the_leaders_watch() {
+async fn joining_a_latch_that_exists_is_a_create_a_read_and_the_leaders_exists() {
     let f = ZooKeeperFactory::start().await;
     let a = Arc::new(f.connect_zk().await);
     let layout = Layout::default();
@@ -68,7 +64,7 @@ async fn joining_a_latch_that_exists_is_a_create_a_read_and_the_leaders_watch() 
     // The first election makes the latch directory; later ones find it.
     requests_of_one_election(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
     let fewest = fewest_of_three(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
-    assert_eq!(fewest, 3, "create, get-children, own-node exists watch");
+    assert_eq!(fewest, 3, "create, get-children, own-node exists");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +82,7 @@ async fn a_new_jobs_latch_is_made_by_one_write_without_a_failed_create() {
     }
     assert_eq!(
         fewest, 3,
-        "one multi (job directory, latch directory, node), get-children, own-node exists watch"
+        "one multi (job directory, latch directory, node), get-children, own-node exists"
     );
 }
 
@@ -106,7 +102,7 @@ async fn a_latch_made_by_another_process_costs_one_failed_write_once() {
     let fewest = fewest_of_three(&f, &a, &service_a, job, &latch).await;
     assert!(
         first >= 4,
-        "the wrong guess is a failed multi, then create, get-children, watch: {first}"
+        "the wrong guess is a failed multi, then create, get-children, exists: {first}"
     );
     assert_eq!(
         fewest, 3,
@@ -134,7 +130,7 @@ async fn a_latch_directory_removed_after_it_was_seen_is_made_again() {
     let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
     assert!(
         n >= 4,
-        "a failed create, one multi, get-children, watch: {n}"
+        "a failed create, one multi, get-children, exists: {n}"
     );
     let fewest = fewest_of_three(&f, &a, &service, job, &latch).await;
     assert_eq!(fewest, 3, "and the directory is known again");

@@ -6,10 +6,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::{granted, next_event, wait_for_watches};
+use common::{granted, next_event, wait_for_parked};
 use tenure_core::driver::{HaBackend, LatchEvent};
 use tenure_core::kv::{CreateOptions, KvError, VersionedKv};
 use tenure_testkit::zookeeper::ZooKeeperFactory;
+use tenure_zookeeper::latch_waits;
 use tenure_zookeeper::zk;
 use tokio::sync::mpsc;
 
@@ -67,14 +68,10 @@ async fn leader_is_the_smallest_sequence_not_the_smallest_name() {
     let foreign = format!("{foreign_prefix}{seq}");
 
     let a = f.connect_zk().await;
-    let session_a = a.session_info().unwrap().id().0;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _latch = a.join_latch("leader/latch", tx).await.unwrap();
     // Once a waits on the foreign node, it has looked at the line and found itself second.
-    wait_for_watches(f.server().port(), "a watching the foreign node", |w| {
-        w.get(&session_a).is_some_and(|p| p.contains(&foreign))
-    })
-    .await;
+    wait_for_parked(&a, "a waiting on the foreign node", 1).await;
     assert!(
         rx.try_recv().is_err(),
         "not granted while the foreign node is first"
@@ -86,9 +83,8 @@ async fn leader_is_the_smallest_sequence_not_the_smallest_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_waiter_watches_only_its_predecessor() {
+async fn each_waiter_waits_only_on_its_predecessor() {
     let f = ZooKeeperFactory::start().await;
-    let port = f.server().port();
     let mut members = Vec::new();
     for _ in 0..4 {
         let b = f.connect_zk().await;
@@ -127,23 +123,10 @@ async fn each_waiter_watches_only_its_predecessor() {
         nodes.push(path);
     }
     assert_eq!(nodes.len(), 4);
-    let expected = |nodes: &[String], owners: &[usize]| {
-        let nodes = nodes.to_vec();
-        let owners = owners.to_vec();
-        let sessions = sessions.clone();
-        move |w: &std::collections::BTreeMap<i64, Vec<String>>| {
-            owners.iter().enumerate().all(|(i, &m)| {
-                let mine: Vec<&String> = w
-                    .get(&sessions[m])
-                    .map(|p| p.iter().collect())
-                    .unwrap_or_default();
-                // The leader watches its own node, every other member exactly its predecessor.
-                let want = if i == 0 { &nodes[0] } else { &nodes[i - 1] };
-                mine == vec![want]
-            })
-        }
-    };
-    wait_for_watches(port, "one watch per member", expected(&nodes, &owners)).await;
+    // Every member waits on one node: the leader on its own, every other on one before it.
+    for (b, _, _) in &members {
+        wait_for_parked(b, "one wait per member", 1).await;
+    }
     let leader = owners[0];
     assert!(matches!(
         members[leader].2.try_recv(),
@@ -155,20 +138,50 @@ async fn each_waiter_watches_only_its_predecessor() {
             "member {m} is not granted"
         );
     }
+    let backends: Vec<_> = members.iter().map(|(b, _, _)| b.clone()).collect();
+    let woken = |m: usize| latch_waits(&backends[m]).woken;
+    let before: Vec<u64> = (0..4).map(woken).collect();
 
-    // The leader leaves: exactly the next in line is granted; the others' watches stay.
+    // The leader leaves: exactly the next in line is woken and granted.
     members[leader].1.close().await.unwrap();
     let next = owners[1];
     granted(&mut members[next].2).await;
-    wait_for_watches(
-        port,
-        "watches after the handover",
-        expected(&nodes[1..], &owners[1..]),
+    wait_for_parked(&backends[next], "the new leader waiting on its own node", 1).await;
+    assert_eq!(
+        woken(next),
+        before[next] + 1,
+        "the next in line was woken once"
+    );
+    for &m in &owners[2..] {
+        assert!(
+            members[m].2.try_recv().is_err(),
+            "member {m} was not granted"
+        );
+        assert_eq!(woken(m), before[m], "member {m} was not woken");
+        assert_eq!(
+            latch_waits(&backends[m]).parked,
+            1,
+            "member {m} still waits"
+        );
+    }
+
+    // The middle one leaves: only the last, which waited on its node, is woken; it waits on
+    // the leader now and is not granted.
+    let (middle, last) = (owners[2], owners[3]);
+    members[middle].1.close().await.unwrap();
+    tenure_testkit::wait_until(
+        "the last member woken",
+        tenure_testkit::DEADLINE,
+        || async { woken(last) == before[last] + 1 },
     )
     .await;
-    for &m in &owners[2..] {
-        assert!(members[m].2.try_recv().is_err(), "member {m} was not woken");
-    }
+    wait_for_parked(&backends[last], "the last member waiting again", 1).await;
+    assert!(
+        members[last].2.try_recv().is_err(),
+        "the last member is not granted"
+    );
+    assert_eq!(woken(next), before[next] + 1, "the leader was not woken");
+    assert_eq!(nodes.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,7 @@ pub(super) struct Contender {
 #[derive(Default)]
 pub(super) struct Errors {
     pub(super) queue: VecDeque<ElectionError>,
-    pub(super) waiters: Vec<oneshot::Sender<ElectionError>>,
+    pub(super) waiters: Vec<oneshot::Sender<Option<ElectionError>>>,
 }
 
 /// A publication or unpublication waiting its turn.
@@ -131,15 +131,16 @@ impl Election {
 }
 
 impl Contender {
-    pub(super) fn report(&mut self, mut err: ElectionError) {
+    pub(super) fn report(&mut self, err: ElectionError) {
         let errors = self.errors.get_or_insert_with(Box::default);
+        let mut err = Some(err);
         while let Some(waiter) = errors.waiters.pop() {
-            match waiter.send(err) {
+            match waiter.send(err.take()) {
                 Ok(()) => return,
                 Err(back) => err = back,
             }
         }
-        errors.queue.push_back(err);
+        errors.queue.extend(err);
     }
 }
 
@@ -185,6 +186,16 @@ impl Contender {
         }
         self.leadership
             .send_replace(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
+        // Who waited for an error while waiting for this grant looks at the leadership now; no
+        // waiter (nor its channel) stays with a granted contender.
+        if let Some(mut errors) = self.errors.take() {
+            for waiter in errors.waiters.drain(..) {
+                let _ = waiter.send(None);
+            }
+            if !errors.queue.is_empty() {
+                self.errors = Some(errors);
+            }
+        }
     }
 
     pub(super) fn revoke(&mut self) {

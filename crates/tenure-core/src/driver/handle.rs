@@ -47,7 +47,9 @@ pub(crate) enum Command {
     NextError {
         election: u64,
         component: ComponentId,
-        reply: oneshot::Sender<ElectionError>,
+        /// Answered with the next error, or with `None` when the contender is granted (a
+        /// waiter then looks at its leadership; none is left behind in a granted contender).
+        reply: oneshot::Sender<Option<ElectionError>>,
     },
     /// Joins a latch directly (no components): its events go to `events`.
     JoinLatch {

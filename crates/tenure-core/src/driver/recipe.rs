@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::connection::ConnectionState;
 use crate::kv::{FencingToken, KvError, VersionedKv};
@@ -114,10 +114,26 @@ pub trait LatchIo: Send + Sync + 'static {
     /// A new participation in the latch whose directory is `latch` (a layout key).
     fn recipe(&self, latch: &str) -> Result<Self::Recipe, KvError>;
 
-    /// Performs one request. The future owns what it needs (no borrow of `self`) so the driver
-    /// can keep any number in flight; it resolves to the response, never fails: errors are
-    /// responses the recipe decides about.
-    fn perform(&self, request: RequestOf<Self>) -> BoxFuture<'static, ResponseOf<Self>>;
+    /// Performs one request of participation `participation`. The future owns what it needs
+    /// (no borrow of `self`) so the driver can keep any number in flight; it resolves to the
+    /// response, never fails: errors are responses the recipe decides about.
+    ///
+    /// A backend may answer a long wait (for a node's deletion, say) in two parts: the future
+    /// resolves to a response telling the recipe the wait is set, and the final response comes
+    /// later through [`Self::late_responses`], tagged with `participation`. The wait then holds
+    /// no future in the driver, only the backend's own bookkeeping.
+    fn perform(
+        &self,
+        participation: u64,
+        request: RequestOf<Self>,
+    ) -> BoxFuture<'static, ResponseOf<Self>>;
+
+    /// The stream of responses that come after their request's future resolved, tagged with the
+    /// participation they are for; taken once by the driver when it starts. `None` (the
+    /// default): every response is its request's future's.
+    fn late_responses(&mut self) -> Option<mpsc::UnboundedReceiver<(u64, ResponseOf<Self>)>> {
+        None
+    }
 
     /// The session as recipes see it.
     fn session(&self) -> watch::Receiver<SessionView>;

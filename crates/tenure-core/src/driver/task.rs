@@ -31,6 +31,17 @@ use crate::kv::KvError;
 use crate::layout::Layout;
 use crate::observer::HaEvent;
 
+/// The next late response; `None` (and the stream dropped) once the backend sends no more.
+async fn late_response<R>(
+    late: &mut Option<mpsc::UnboundedReceiver<(u64, R)>>,
+) -> Option<(u64, R)> {
+    let next = late.as_mut()?.recv().await;
+    if next.is_none() {
+        *late = None;
+    }
+    next
+}
+
 /// The driver task's state.
 pub(crate) struct Driver<I: LatchIo> {
     pub(super) io: I,
@@ -42,11 +53,15 @@ pub(crate) struct Driver<I: LatchIo> {
     pub(super) next_participation: u64,
     pub(super) inflight: FuturesUnordered<InFlight<ResponseOf<I>>>,
     pub(super) scratch: Vec<RecipeOutput<super::recipe::RequestOf<I>>>,
+    /// Responses the backend delivers after their request's future (see
+    /// [`LatchIo::late_responses`]).
+    late: Option<mpsc::UnboundedReceiver<(u64, ResponseOf<I>)>>,
 }
 
 impl<I: LatchIo> Driver<I> {
-    pub(crate) fn new(io: I) -> Self {
+    pub(crate) fn new(mut io: I) -> Self {
         let session = io.session();
+        let late = io.late_responses();
         Self {
             io,
             session,
@@ -56,6 +71,7 @@ impl<I: LatchIo> Driver<I> {
             next_participation: 1,
             inflight: FuturesUnordered::new(),
             scratch: Vec::new(),
+            late,
         }
     }
 
@@ -81,6 +97,9 @@ impl<I: LatchIo> Driver<I> {
                 }
                 Some((id, done)) = self.inflight.next(), if !self.inflight.is_empty() => {
                     self.completed(id, done);
+                }
+                Some((id, r)) = late_response(&mut self.late), if self.late.is_some() => {
+                    self.drive(id, RecipeInput::Response(r));
                 }
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -233,7 +252,7 @@ impl<I: LatchIo> Driver<I> {
                     let errors = c.errors.get_or_insert_with(Box::default);
                     match errors.queue.pop_front() {
                         Some(err) => {
-                            let _ = reply.send(err);
+                            let _ = reply.send(Some(err));
                         }
                         None => {
                             errors.waiters.retain(|w| !w.is_closed());
@@ -509,7 +528,7 @@ impl<I: LatchIo> Driver<I> {
         for o in out.drain(..) {
             match o {
                 RecipeOutput::Request(q) => {
-                    let fut = self.io.perform(q);
+                    let fut = self.io.perform(id, q);
                     self.inflight.push(InFlight::Recipe { id, fut });
                 }
                 RecipeOutput::WakeAfter(d) => self.wake_after(id, d),

@@ -273,6 +273,16 @@ impl LeaderConfirmer {
     /// The next error reported for this contender (backend or latch failures); `None` once the
     /// session's driver is gone.
     pub(crate) async fn next_error(&self) -> Option<ElectionError> {
+        loop {
+            if let Some(err) = self.error_or_grant().await? {
+                return Some(err);
+            }
+        }
+    }
+
+    /// The next error, or `Some(None)` at the contender's next grant; `None` once the session's
+    /// driver is gone.
+    async fn error_or_grant(&self) -> Option<Option<ElectionError>> {
         let (reply, rx) = oneshot::channel();
         self.driver
             .send(Command::NextError {
@@ -348,7 +358,12 @@ impl LeaderElection {
             }
             tokio::select! {
                 changed = rx.changed() => changed.map_err(|_| ElectionError::Closed)?,
-                err = self.confirmer.next_error() => return Err(err.unwrap_or(ElectionError::Closed)),
+                err = self.confirmer.error_or_grant() => match err {
+                    // Granted: the loop reads the term.
+                    Some(None) => {}
+                    Some(Some(err)) => return Err(err),
+                    None => return Err(ElectionError::Closed),
+                },
             }
         }
     }

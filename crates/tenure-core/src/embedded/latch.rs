@@ -127,7 +127,7 @@ impl LatchIo for Io {
         })
     }
 
-    fn perform(&self, request: Request) -> BoxFuture<'static, Response> {
+    fn perform(&self, _participation: u64, request: Request) -> BoxFuture<'static, Response> {
         let session = self.session.clone();
         Box::pin(async move {
             match request {

@@ -78,3 +78,16 @@ pub async fn wait_for_watches(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until `backend`'s session has `parked` latch waits (parked waits have no change
+/// notification).
+pub async fn wait_for_parked(
+    backend: &tenure_zookeeper::ZooKeeperBackend,
+    what: &str,
+    parked: usize,
+) {
+    tenure_testkit::wait_until(what, DEADLINE, || async {
+        tenure_zookeeper::latch_waits(backend).parked == parked
+    })
+    .await;
+}
