@@ -86,7 +86,6 @@ struct Node {
 /// One participation in a latch.
 #[derive(Debug)]
 pub(crate) struct Recipe {
-    dir: String,
     policy: SuspendedPolicy,
     retry: RetryPolicy,
     leave_wait: Duration,
@@ -111,8 +110,7 @@ impl Recipe {
         leave_wait: Duration,
     ) -> Self {
         Self {
-            p: Participation::new(&dir),
-            dir,
+            p: Participation::new(dir),
             policy,
             retry,
             leave_wait,
@@ -169,7 +167,7 @@ impl Recipe {
         match self.p.life {
             Life::Idle => {}
             Life::Campaigning => {
-                let dir = self.dir.clone();
+                let dir = self.p.dir().to_string();
                 if self.node.is_none() {
                     self.request(Op::Join { dir }, out);
                 } else {
@@ -204,7 +202,7 @@ impl Recipe {
     fn failed(&mut self, why: String, out: &mut Out) {
         let attempt = self.failures;
         self.failures = self.failures.saturating_add(1);
-        warn!(dir = %self.dir, error = %why, "latch step failed; retrying");
+        warn!(dir = %self.p.dir(), error = %why, "latch step failed; retrying");
         self.p.pause(self.retry.wait(attempt), out);
     }
 
@@ -280,7 +278,7 @@ impl Recipe {
                 self.step(out);
             }
             Some(0) => {
-                self.p.grant(&node.key, node.revision, out);
+                self.p.grant(node.key.as_str(), node.revision, out);
                 self.request(
                     Op::Watch {
                         key: node.key,

@@ -25,6 +25,7 @@
 //! `Recipe` decides, `latch_io::Io` performs its `Request`s; the session driver
 //! of `tenure-core` runs every latch of the session on one task.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
@@ -100,7 +101,8 @@ pub(crate) enum Response {
 
 #[derive(Clone, Debug)]
 struct Node {
-    name: Box<str>,
+    /// The node's path; shared with the fencing token of its term.
+    path: Arc<str>,
     seq: i64,
     generation: u64,
 }
@@ -126,7 +128,6 @@ enum Asked {
 /// One participation in a latch.
 #[derive(Debug)]
 pub(crate) struct Recipe {
-    dir: Box<str>,
     policy: SuspendedPolicy,
     /// Pauses after a failed request (`retry-wait` doubling up to `max-retry-wait`).
     retry: RetryPolicy,
@@ -155,8 +156,7 @@ impl Recipe {
         leave_wait: Duration,
     ) -> Self {
         Self {
-            p: Participation::new(&dir),
-            dir: dir.into(),
+            p: Participation::new(dir),
             policy,
             retry,
             leave_wait,
@@ -197,7 +197,7 @@ impl Recipe {
     }
 
     fn node_path(&self, node: &Node) -> String {
-        child_path(&self.dir, &node.name)
+        node.path.to_string()
     }
 
     fn revoke(&mut self, out: &mut Out) {
@@ -253,7 +253,7 @@ impl Recipe {
                 );
             }
             if let Some(p) = self.pending {
-                let dir = self.dir.to_string();
+                let dir = self.p.dir().to_string();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::DeleteProtected { dir, prefix }, out);
             }
@@ -265,7 +265,7 @@ impl Recipe {
             if p.generation != generation {
                 self.pending = None;
             } else {
-                let dir = self.dir.to_string();
+                let dir = self.p.dir().to_string();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::Find { dir, prefix }, out);
             }
@@ -276,11 +276,11 @@ impl Recipe {
                 protection,
                 generation,
             });
-            let prefix = latch_node_prefix(&self.dir, &protection);
-            let dir = self.dir.to_string();
+            let prefix = latch_node_prefix(self.p.dir(), &protection);
+            let dir = self.p.dir().to_string();
             return self.request(Op::Create { dir, prefix }, out);
         }
-        let dir = self.dir.to_string();
+        let dir = self.p.dir().to_string();
         self.request(Op::List { dir }, out);
     }
 
@@ -298,7 +298,7 @@ impl Recipe {
         }
         if let Some(p) = self.pending {
             if p.generation == generation {
-                let dir = self.dir.to_string();
+                let dir = self.p.dir().to_string();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::DeleteProtected { dir, prefix }, out);
             }
@@ -323,13 +323,13 @@ impl Recipe {
                 | zk::Error::ClientClosed
         ) && self.p.life == Life::Campaigning
         {
-            let reason = format!("latch {}: {e}", self.dir);
+            let reason = format!("latch {}: {e}", self.p.dir());
             warn!(%reason, "leader latch failed");
             self.revoke(out);
             let err = match e {
                 zk::Error::NoAuth | zk::Error::InvalidAcl | zk::Error::AuthFailed => {
                     KvError::Unauthorized {
-                        key: self.dir.to_string(),
+                        key: self.p.dir().to_string(),
                         reason,
                     }
                 }
@@ -347,14 +347,14 @@ impl Recipe {
         self.failures = self.failures.saturating_add(1);
         let pause = if is_transient(&e) {
             // An interrupted request is retried soon: the connection is usually back at once.
-            debug!(dir = %self.dir, error = %e, "latch step interrupted; retrying");
+            debug!(dir = %self.p.dir(), error = %e, "latch step interrupted; retrying");
             RetryPolicy::new(
                 self.retry.base.min(Duration::from_millis(200)),
                 self.retry.max_wait.min(Duration::from_secs(5)),
             )
             .wait(attempt)
         } else {
-            warn!(dir = %self.dir, error = %e, "latch step failed; retrying");
+            warn!(dir = %self.p.dir(), error = %e, "latch step failed; retrying");
             self.retry.wait(attempt)
         };
         self.p.pause(pause, out);
@@ -364,12 +364,12 @@ impl Recipe {
         let seq = latch_sequence(name).ok_or_else(|| {
             zk::Error::UnexpectedError(format!(
                 "latch node {} has no sequence",
-                child_path(&self.dir, name)
+                child_path(self.p.dir(), name)
             ))
         })?;
-        debug!(node = %child_path(&self.dir, name), "{how}");
+        debug!(node = %child_path(self.p.dir(), name), "{how}");
         self.node = Some(Node {
-            name: name.into(),
+            path: child_path(self.p.dir(), name).into(),
             seq,
             generation: self.session.generation,
         });
@@ -449,7 +449,7 @@ impl Recipe {
             ) => Err(e),
             (asked, r) => Err(zk::Error::UnexpectedError(format!(
                 "latch {}: reply {r:?} to a {asked:?} request",
-                self.dir
+                self.p.dir()
             ))),
         }
     }
@@ -469,7 +469,8 @@ impl Recipe {
             return;
         };
         let line = sorted_participants(children);
-        match line.iter().position(|(_, name)| *name == &*node.name) {
+        let own = node.path.rsplit('/').next().unwrap_or_default();
+        match line.iter().position(|(_, name)| *name == own) {
             None => {
                 // Our node is gone (deleted by someone): we do not lead; join again.
                 warn!(node = %self.node_path(&node), "the latch node disappeared; joining again");
@@ -477,13 +478,12 @@ impl Recipe {
                 self.node = None;
             }
             Some(0) => {
-                let path = self.node_path(&node);
-                self.p.grant(&path, node.seq, out);
-                self.watch(path, out);
+                self.p.grant(node.path.clone(), node.seq, out);
+                self.watch(self.node_path(&node), out);
             }
             Some(i) => {
                 self.revoke(out);
-                let predecessor = child_path(&self.dir, line[i - 1].1);
+                let predecessor = child_path(self.p.dir(), line[i - 1].1);
                 debug!(%predecessor, "waiting for the predecessor");
                 self.watch(predecessor, out);
             }

@@ -4,13 +4,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::LatchEvent;
 use crate::election::state::ElectionState;
-use crate::election::{ElectionError, LeaderTerm, Leadership};
+use crate::election::{ElectionError, LeaderTerm, Leadership, LeadershipCell};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError, Version};
 use crate::layout::Layout;
@@ -34,17 +34,24 @@ pub(super) struct Participation<R> {
 /// A contender registered for one component.
 pub(super) struct Contender {
     pub(super) component: ComponentId,
-    pub(super) leadership: watch::Sender<Leadership>,
+    pub(super) leadership: Arc<LeadershipCell>,
     pub(super) term: Option<CancellationToken>,
     /// Errors not yet taken, and who waits for the next; allocated on first use.
     pub(super) errors: Option<Box<Errors>>,
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        self.leadership.close();
+    }
 }
 
 /// A contender's undelivered errors and their waiters.
 #[derive(Default)]
 pub(super) struct Errors {
     pub(super) queue: VecDeque<ElectionError>,
-    pub(super) waiters: Vec<oneshot::Sender<Option<ElectionError>>>,
+    /// Each with whether it waits only until the contender is granted.
+    pub(super) waiters: Vec<(bool, oneshot::Sender<Option<ElectionError>>)>,
 }
 
 /// A publication or unpublication waiting its turn.
@@ -134,7 +141,7 @@ impl Contender {
     pub(super) fn report(&mut self, err: ElectionError) {
         let errors = self.errors.get_or_insert_with(Box::default);
         let mut err = Some(err);
-        while let Some(waiter) = errors.waiters.pop() {
+        while let Some((_, waiter)) = errors.waiters.pop() {
             match waiter.send(err.take()) {
                 Ok(()) => return,
                 Err(back) => err = back,
@@ -185,14 +192,17 @@ impl Contender {
             old.cancel();
         }
         self.leadership
-            .send_replace(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
+            .set(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
         // Who waited for an error while waiting for this grant looks at the leadership now; no
         // waiter (nor its channel) stays with a granted contender.
         if let Some(mut errors) = self.errors.take() {
-            for waiter in errors.waiters.drain(..) {
+            for (_, waiter) in errors
+                .waiters
+                .extract_if(.., |(until_granted, _)| *until_granted)
+            {
                 let _ = waiter.send(None);
             }
-            if !errors.queue.is_empty() {
+            if !errors.queue.is_empty() || !errors.waiters.is_empty() {
                 self.errors = Some(errors);
             }
         }
@@ -202,6 +212,6 @@ impl Contender {
         if let Some(term) = self.term.take() {
             term.cancel();
         }
-        self.leadership.send_replace(Leadership::NotLeader);
+        self.leadership.set(Leadership::NotLeader);
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::recipe::LatchIo;
 use super::task::Driver;
 use super::{Latch, LatchEvent};
-use crate::election::{ElectionError, Leadership};
+use crate::election::{ElectionError, LeadershipCell};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::KvError;
 use crate::layout::Layout;
@@ -26,7 +26,7 @@ pub(crate) enum Command {
         layout: Layout,
         observer: Option<Observer>,
         component: ComponentId,
-        reply: oneshot::Sender<Result<watch::Receiver<Leadership>, ElectionError>>,
+        reply: oneshot::Sender<Result<Arc<LeadershipCell>, ElectionError>>,
     },
     /// Stops a contender; `reply` once its term is revoked, its leader information removed and,
     /// if it was the last, the latch left.
@@ -47,8 +47,11 @@ pub(crate) enum Command {
     NextError {
         election: u64,
         component: ComponentId,
-        /// Answered with the next error, or with `None` when the contender is granted (a
-        /// waiter then looks at its leadership; none is left behind in a granted contender).
+        /// Whether the waiter waits only until the contender leads: it is then answered with
+        /// `None` at the grant (or at once, if the contender leads), so no waiter is left
+        /// behind in a granted contender.
+        until_granted: bool,
+        /// Answered with the next error (or `None`, see `until_granted`).
         reply: oneshot::Sender<Option<ElectionError>>,
     },
     /// Joins a latch directly (no components): its events go to `events`.

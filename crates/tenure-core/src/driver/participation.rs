@@ -4,6 +4,7 @@
 //! wake-ups go. The recipes keep what differs (their keys, requests and line rule).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info};
@@ -40,7 +41,7 @@ pub enum Life {
 
 /// The shared state of one participation (see the module docs).
 pub struct Participation {
-    /// The latch, for log lines.
+    /// The latch (its directory or key prefix), for the recipe's requests and log lines.
     dir: Box<str>,
     /// Where the participation is in its life.
     pub life: Life,
@@ -66,7 +67,7 @@ impl fmt::Debug for Participation {
 
 impl Participation {
     /// A participation in the latch `dir` that has not joined yet.
-    pub fn new(dir: &str) -> Self {
+    pub fn new(dir: String) -> Self {
         Self {
             dir: dir.into(),
             life: Life::Idle,
@@ -110,11 +111,17 @@ impl Participation {
 
     /// The participant's key `key` is first in line: outputs `Granted` with the token
     /// `(key, epoch)` unless it leads already.
-    pub fn grant<Q>(&mut self, key: &str, epoch: i64, out: &mut Vec<RecipeOutput<Q>>) {
+    pub fn grant<Q>(
+        &mut self,
+        key: impl Into<Arc<str>>,
+        epoch: i64,
+        out: &mut Vec<RecipeOutput<Q>>,
+    ) {
         if !self.leader {
             self.leader = true;
-            info!(key, "leadership granted");
-            out.push(RecipeOutput::Granted(FencingToken::new(key, epoch)));
+            let token = FencingToken::new(key, epoch);
+            info!(key = token.lock(), "leadership granted");
+            out.push(RecipeOutput::Granted(token));
         }
     }
 

@@ -9,6 +9,7 @@
 //! per component: one in flight, the rest queued behind it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,7 +26,7 @@ use super::recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, ResponseOf,
 use super::retrieval::{self, Retrieval};
 use crate::connection::ConnectionState;
 use crate::election::state::{Input, Output};
-use crate::election::{ElectionError, Leadership};
+use crate::election::{ElectionError, LeadershipCell};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::KvError;
 use crate::layout::Layout;
@@ -158,15 +159,15 @@ impl<I: LatchIo> Driver<I> {
                     let _ = reply.send(Err(ElectionError::AlreadyRegistered(component)));
                     return;
                 }
-                let (tx, rx) = watch::channel(Leadership::NotLeader);
+                let cell = Arc::new(LeadershipCell::new());
                 e.contenders.reserve_exact(1);
                 e.contenders.push(Contender {
                     component,
-                    leadership: tx,
+                    leadership: cell.clone(),
                     term: None,
                     errors: None,
                 });
-                let _ = reply.send(Ok(rx));
+                let _ = reply.send(Ok(cell));
                 self.apply(election, Input::Register(component));
             }
             Command::Unregister {
@@ -242,6 +243,7 @@ impl<I: LatchIo> Driver<I> {
             Command::NextError {
                 election,
                 component,
+                until_granted,
                 reply,
             } => {
                 if let Some(c) = self
@@ -249,15 +251,15 @@ impl<I: LatchIo> Driver<I> {
                     .get_mut(&election)
                     .and_then(|e| e.contender(&component))
                 {
-                    let errors = c.errors.get_or_insert_with(Box::default);
-                    match errors.queue.pop_front() {
-                        Some(err) => {
-                            let _ = reply.send(Some(err));
-                        }
-                        None => {
-                            errors.waiters.retain(|w| !w.is_closed());
-                            errors.waiters.push(reply);
-                        }
+                    if let Some(err) = c.errors.as_mut().and_then(|e| e.queue.pop_front()) {
+                        let _ = reply.send(Some(err));
+                    } else if until_granted && c.term.is_some() {
+                        // Granted before the waiter came: it looks at the leadership.
+                        let _ = reply.send(None);
+                    } else {
+                        let errors = c.errors.get_or_insert_with(Box::default);
+                        errors.waiters.retain(|(_, w)| !w.is_closed());
+                        errors.waiters.push((until_granted, reply));
                     }
                 }
             }

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cell;
 mod contender;
 pub(crate) mod publish;
 pub mod state;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+pub(crate) use cell::LeadershipCell;
 pub use contender::{ContenderHandle, LeaderContender};
 pub use publish::{publish_leader_info, unpublish_leader_info};
 
@@ -235,7 +237,7 @@ pub struct LeaderConfirmer {
     driver: SessionDriver,
     /// Keeps the session open while the contender lives.
     _backend: Arc<dyn HaBackend>,
-    leadership: watch::Receiver<Leadership>,
+    leadership: Arc<LeadershipCell>,
 }
 
 impl LeaderConfirmer {
@@ -246,10 +248,7 @@ impl LeaderConfirmer {
 
     /// Whether `session` is the current term of this component.
     pub fn has_leadership(&self, session: LeaderSessionId) -> bool {
-        self.leadership
-            .borrow()
-            .term()
-            .is_some_and(|t| t.session_id == session)
+        self.leadership.has(session)
     }
 
     /// Confirms leadership of `session` at `address`: publishes the leader information if the
@@ -273,21 +272,22 @@ impl LeaderConfirmer {
     /// The next error reported for this contender (backend or latch failures); `None` once the
     /// session's driver is gone.
     pub(crate) async fn next_error(&self) -> Option<ElectionError> {
-        loop {
-            if let Some(err) = self.error_or_grant().await? {
-                return Some(err);
-            }
-        }
+        self.error(false).await?
     }
 
-    /// The next error, or `Some(None)` at the contender's next grant; `None` once the session's
+    /// The next error, or `Some(None)` once the contender leads; `None` once the session's
     /// driver is gone.
     async fn error_or_grant(&self) -> Option<Option<ElectionError>> {
+        self.error(true).await
+    }
+
+    async fn error(&self, until_granted: bool) -> Option<Option<ElectionError>> {
         let (reply, rx) = oneshot::channel();
         self.driver
             .send(Command::NextError {
                 election: self.election,
                 component: self.component,
+                until_granted,
                 reply,
             })
             .ok()?;
@@ -331,12 +331,12 @@ impl LeaderElection {
 
     /// A `watch` of this component's leadership.
     pub fn leadership(&self) -> watch::Receiver<Leadership> {
-        self.confirmer.leadership.clone()
+        self.confirmer.leadership.watch()
     }
 
     /// The current leadership.
     pub fn current(&self) -> Leadership {
-        self.confirmer.leadership.borrow().clone()
+        self.confirmer.leadership.get()
     }
 
     /// Whether `session` is the current term of this component.
@@ -351,19 +351,16 @@ impl LeaderElection {
 
     /// Waits until this component leads and returns the term.
     pub async fn wait_for_leadership(&mut self) -> Result<LeaderTerm, ElectionError> {
-        let mut rx = self.confirmer.leadership.clone();
         loop {
-            if let Some(term) = rx.borrow_and_update().term() {
-                return Ok(term.clone());
+            if let Some(term) = self.confirmer.leadership.term() {
+                return Ok(term);
             }
-            tokio::select! {
-                changed = rx.changed() => changed.map_err(|_| ElectionError::Closed)?,
-                err = self.confirmer.error_or_grant() => match err {
-                    // Granted: the loop reads the term.
-                    Some(None) => {}
-                    Some(Some(err)) => return Err(err),
-                    None => return Err(ElectionError::Closed),
-                },
+            // The driver answers at the grant (or at once if granted meanwhile): the loop
+            // then reads the term.
+            match self.confirmer.error_or_grant().await {
+                Some(None) => {}
+                Some(Some(err)) => return Err(err),
+                None => return Err(ElectionError::Closed),
             }
         }
     }
