@@ -548,13 +548,17 @@ fn targets(results: &[ScenarioResult]) -> Vec<Target> {
                     && let Some(per) = t.extra.get("bytes_per_election").copied()
                 {
                     let mut measured = format!("{} live heap", bytes(per));
+                    if let Some(at) = t.extra.get("bytes_per_election_at_grant") {
+                        let _ = write!(measured, "; {} right at the last grant", bytes(*at));
+                    }
                     if let Some(c) = g.row(who::CURATOR).and_then(heap_per_election) {
                         let _ = write!(measured, " (Curator: {} JVM heap after GC)", bytes(c));
                     }
                     out.push(Target {
                         what,
                         compares: "tenure's live heap bytes (allocation counter) from before \
-                                   the first election to after the last grant, ÷ N"
+                                   the first election to after the last grant, once the \
+                                   session has no request in flight, ÷ N"
                             .into(),
                         measured,
                         requests: request_pair(t, g.row(who::FLOOR)),

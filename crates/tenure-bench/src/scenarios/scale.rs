@@ -32,11 +32,14 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         **heap per election** is tenure's live heap bytes (allocated and not freed, counted by \
         the harness's global allocator, `stats_alloc`) and Curator's JVM heap in use after \
         `System.gc()`, each from before the first election starts to after the last grant, ÷ N \
-        (tenure's includes the caller's election handles); **RSS per election** is the growth \
+        (tenure's includes the caller's election handles, and is read once the session's driver \
+        has no request in flight: each leader's `exists` right after its grant, before its wait \
+        is parked, is done; the target row also gives the figure right at the last grant); \
+        **RSS per election** is the growth \
         of the process's VmRSS (`/proc/self/status`) over the same span, ÷ N (tenure, Curator, \
         kazoo; coarse: pages, and memory the allocator keeps). *requests per election*: all \
-        ZooKeeper requests from the start until every election leads, counted by the server \
-        (`srvr`), ÷ N. Then, with the N elections live, \
+        ZooKeeper requests from the start until every election leads and the session settled \
+        (so every leader's `exists` is in), counted by the server (`srvr`), ÷ N. Then, with the N elections live, \
         handovers to a standby on a second session, one at a time (notification latency at that \
         scale). **floor**: the same znodes made directly, all N pipelined: one multi (the job's \
         directory, its latch directory, the ephemeral-sequential node) + one get-children each. \
@@ -189,13 +192,17 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
         elections.push((job, e));
     }
     let total = t0.elapsed();
+    let at_grant = crate::alloc::live_bytes();
+    // What N held elections cost, once the session has settled: the leaders' requests right
+    // after their grants (each one's `exists` before its wait is parked) are done.
+    settled(&services).await?;
     let rss1 = rss_bytes().unwrap_or(0);
     // The timing vector and the held handles are part of the figure: they are what a caller
     // holding N elections holds.
     let live1 = crate::alloc::live_bytes();
     let per_election = live1.saturating_sub(live0) as f64 / n as f64;
+    let per_election_at_grant = at_grant.saturating_sub(live0) as f64 / n as f64;
     let rss_per_election = rss1.saturating_sub(rss0) as f64 / n as f64;
-    tokio::time::sleep(bench::SETTLE).await;
     let requests = zk.requests_since(received0).await? as f64 / n as f64;
     let row = Row::new(
         who::TENURE,
@@ -205,6 +212,7 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
     .with("size", n as f64)
     .with("total_ms", ms(total))
     .with("bytes_per_election", per_election)
+    .with("bytes_per_election_at_grant", per_election_at_grant)
     .with("rss_bytes_per_election", rss_per_election)
     .with("requests_per_election", requests);
 
@@ -239,6 +247,21 @@ async fn tenure_per_job(ctx: &Ctx, zk: &Zk, n: usize) -> anyhow::Result<(Row, Ro
     }
     drop(elections);
     Ok((row, handover))
+}
+
+/// Waits until the session's driver has no request in flight (bounded), then a settle pause
+/// for the events already on their way.
+async fn settled(services: &tenure_core::services::HaServices) -> anyhow::Result<()> {
+    let driver = services.backend().driver()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while driver.stats().await.is_some_and(|s| s.in_flight > 0) {
+        if Instant::now() > deadline {
+            bail!("the session's requests did not settle in 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(bench::SETTLE).await;
+    Ok(())
 }
 
 async fn floor_per_job(zk: &Zk, n: usize) -> anyhow::Result<Row> {
