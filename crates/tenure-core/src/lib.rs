@@ -48,7 +48,10 @@
 //!    write.
 //! 2. Its leader latch as a [`driver::LatchRecipe`] (a state machine free of IO: observations in,
 //!    requests and grants out) and a [`driver::LatchIo`] that makes recipes and performs their
-//!    requests.
+//!    requests. A long wait (for a node's deletion) may be answered in two parts: the request's
+//!    future says the wait is set, and the final response comes on
+//!    [`driver::LatchIo::late_responses`], so a waiting participant holds no future in the
+//!    driver (ZooKeeper's waits share one persistent watch per latch root).
 //! 3. [`driver::HaBackend`]: the session's connection state, its [`driver::SessionDriver`]
 //!    (started once per session with [`driver::SessionDriver::spawn`]), and `close`.
 //!

@@ -7,8 +7,10 @@
 //! - The participant whose node has the smallest sequence number (sorted by the number after
 //!   `latch-`, not by name) leads; children that are not well-formed latch nodes are never in
 //!   line ([`tenure_core::latch`] is the rule, shared with the tools). Every other participant
-//!   watches only its predecessor, so a change wakes one participant (no herd effect). The
-//!   leader watches its own node, so its deletion by anyone is noticed at once.
+//!   waits only for its predecessor's deletion, so a change wakes one participant (no herd
+//!   effect). The leader waits for its own node's deletion, so a deletion by anyone is noticed
+//!   at once. A wait is an `exists` and then an entry parked on the session's persistent
+//!   recursive watch of the latch root (`deletions.rs`), not a watch per participant.
 //! - Connection suspended: under [`SuspendedPolicy::RevokeOnSuspended`] leadership is revoked
 //!   at once and, on reconnect, the old node is deleted and a new one created (Curator's
 //!   `reset()`); under [`SuspendedPolicy::TolerateSuspended`] leadership is kept until the session
