@@ -66,30 +66,6 @@ async fn main() -> anyhow::Result<()> {
         e.wait_for_leadership().await?;
         e.stop().await?;
     }
-    if let Some(server) = &server {
-        let client = zookeeper_client::Client::connector()
-            .connect(&server.connect_string())
-            .await?;
-        let mut paths = Vec::new();
-        for i in 0..1000 {
-            let p = format!("/probe-{i:04}-0123456789abcdef0123456789abcdef");
-            client
-                .create(
-                    &p,
-                    &[],
-                    &zookeeper_client::CreateMode::Persistent
-                        .with_acls(zookeeper_client::Acls::anyone_all()),
-                )
-                .await?;
-            paths.push(p);
-        }
-        let b = live();
-        let mut ws = Vec::new();
-        for p in &paths {
-            ws.push(client.check_and_watch_stat(p).await?.1);
-        }
-        println!("zk oneshot watch: {} B", (live() - b) / 1000);
-    }
     let mut held = Vec::with_capacity(n);
     let before = live();
     for _ in 0..n {
