@@ -24,7 +24,7 @@
 //! A wake-up only means "look again", so a spurious one (a reconnect, two paths of one hash)
 //! costs a re-read, never a wrong grant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +36,7 @@ use tracing::debug;
 use zookeeper_client as zk;
 
 use crate::latch::{Reply, Response};
+use crate::parked::Parked;
 use crate::session::Shared;
 use crate::watch::{Follower, Persistent};
 
@@ -88,8 +89,8 @@ pub(crate) struct Deletions {
 struct State {
     /// Each root's watch by znode path.
     roots: HashMap<String, watch::Sender<Armed>>,
-    /// Parked waits: (hash of the awaited node's path, participation) → the wait's request seq.
-    waits: BTreeMap<(u64, u64), u64>,
+    /// Parked waits.
+    waits: Parked,
 }
 
 impl std::fmt::Debug for Deletions {
@@ -133,15 +134,12 @@ impl Deletions {
             Armed::Unsupported => return oneshot_wait(client, path).await,
             Armed::Pending | Armed::Closed => return Response::Watched,
         }
-        let key = (self.hasher.hash_one(&path), participation);
-        self.lock().waits.insert(key, seq);
+        let hash = self.hasher.hash_one(&path);
+        self.lock().waits.park(hash, participation, seq);
         match client.check_stat(&path).await {
             Ok(Some(_)) => Response::Parked,
             Ok(None) | Err(_) => {
-                let mut state = self.lock();
-                if state.waits.get(&key) == Some(&seq) {
-                    state.waits.remove(&key);
-                }
+                self.lock().waits.unpark(participation, Some(seq));
                 Response::Watched
             }
         }
@@ -190,28 +188,23 @@ impl Deletions {
     /// Wakes the waits of `path` (it was deleted).
     fn deleted(&self, path: &str) {
         let hash = self.hasher.hash_one(path);
-        let woken: Vec<((u64, u64), u64)> = {
-            let mut state = self.lock();
-            let keys: Vec<(u64, u64)> = state
-                .waits
-                .range((hash, 0)..=(hash, u64::MAX))
-                .map(|(k, _)| *k)
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| state.waits.remove(&k).map(|seq| (k, seq)))
-                .collect()
-        };
-        for ((_, participation), seq) in woken {
+        let woken = self.lock().waits.take_path(hash);
+        for (participation, seq) in woken {
             self.wake(participation, seq);
         }
     }
 
     /// Wakes every parked wait (a deletion may have gone unseen).
     fn wake_all(&self) {
-        let woken = std::mem::take(&mut self.lock().waits);
-        for ((_, participation), seq) in woken {
+        let woken = self.lock().waits.take_all();
+        for (participation, seq) in woken {
             self.wake(participation, seq);
         }
+    }
+
+    /// Forgets the wait of `participation`, which is over.
+    pub(crate) fn forget(&self, participation: u64) {
+        self.lock().waits.unpark(participation, None);
     }
 
     fn wake(&self, participation: u64, seq: u64) {

@@ -132,6 +132,10 @@ impl LatchIo for Io {
         self.late.take()
     }
 
+    fn forget(&self, participation: u64) {
+        self.deletions.forget(participation);
+    }
+
     fn session(&self) -> watch::Receiver<SessionView> {
         self.view.clone()
     }

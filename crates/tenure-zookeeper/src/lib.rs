@@ -81,6 +81,7 @@ pub mod jaas;
 mod known_dirs;
 pub mod latch;
 mod latch_io;
+mod parked;
 pub mod paths;
 mod sasl;
 mod security;

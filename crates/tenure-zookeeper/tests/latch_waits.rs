@@ -129,3 +129,26 @@ async fn each_latch_root_has_its_own_watch_and_wakes_only_its_waiters() {
     assert_eq!(latch_waits(&a).woken, woken + 1, "one wait woken");
     assert!(rx2.try_recv().is_err(), "the other latch holds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_leaving_while_it_waits_leaves_no_wait_behind() {
+    let f = ZooKeeperFactory::start().await;
+    let a = f.connect_zk().await;
+    let b = f.connect_zk().await;
+    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+    let _leader = a.join_latch("leader/latch", tx_a).await.unwrap();
+    granted(&mut rx_a).await;
+    // b joins and leaves again and again while a's node, which it waits on, stays.
+    for _ in 0..3 {
+        let (tx_b, _rx_b) = mpsc::unbounded_channel();
+        let latch_b = b.join_latch("leader/latch", tx_b).await.unwrap();
+        wait_for_parked(&b, "b waiting on a's node", 1).await;
+        latch_b.close().await.unwrap();
+        wait_for_parked(&b, "b's wait forgotten with its participation", 0).await;
+    }
+    assert_eq!(
+        latch_waits(&b).woken,
+        0,
+        "nothing woke b: its waits were forgotten"
+    );
+}

@@ -135,6 +135,12 @@ pub trait LatchIo: Send + Sync + 'static {
         None
     }
 
+    /// Participation `participation` is over (its recipe said [`RecipeOutput::Done`]): what the
+    /// backend keeps for its waits can go. The default keeps nothing.
+    fn forget(&self, participation: u64) {
+        let _ = participation;
+    }
+
     /// The session as recipes see it.
     fn session(&self) -> watch::Receiver<SessionView>;
 

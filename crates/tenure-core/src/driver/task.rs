@@ -543,6 +543,7 @@ impl<I: LatchIo> Driver<I> {
                 RecipeOutput::Done => {
                     self.left(id);
                     self.participations.remove(&id);
+                    self.io.forget(id);
                 }
             }
         }

@@ -1,0 +1,114 @@
+//! The parked latch waits of one session: which participation waits, with which request, for
+//! which node to be deleted. Found by the node's path hash when a deletion is seen, and by the
+//! participation when it waits again or is over, so a wait never outlives its participation.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// Parked waits, each participation with at most one.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    /// Participation → (hash of the awaited node's path, the wait's request seq).
+    by_participation: HashMap<u64, (u64, u64)>,
+    /// (hash, participation): the waiters of a path.
+    by_path: BTreeSet<(u64, u64)>,
+}
+
+impl Parked {
+    /// Waits parked now.
+    pub(crate) fn len(&self) -> usize {
+        self.by_participation.len()
+    }
+
+    /// Parks request `seq` of `participation` on the path of `hash`, in place of its earlier
+    /// wait.
+    pub(crate) fn park(&mut self, hash: u64, participation: u64, seq: u64) {
+        if let Some((old, _)) = self.by_participation.insert(participation, (hash, seq))
+            && old != hash
+        {
+            self.by_path.remove(&(old, participation));
+        }
+        self.by_path.insert((hash, participation));
+    }
+
+    /// Removes `participation`'s wait if it is request `seq`'s (`None`: whichever); true if one
+    /// was removed.
+    pub(crate) fn unpark(&mut self, participation: u64, seq: Option<u64>) -> bool {
+        match self.by_participation.get(&participation) {
+            Some(&(hash, parked)) if seq.is_none_or(|s| s == parked) => {
+                self.by_participation.remove(&participation);
+                self.by_path.remove(&(hash, participation));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes the waits on the path of `hash`, as (participation, seq).
+    pub(crate) fn take_path(&mut self, hash: u64) -> Vec<(u64, u64)> {
+        let waiters: Vec<u64> = self
+            .by_path
+            .range((hash, 0)..=(hash, u64::MAX))
+            .map(|(_, p)| *p)
+            .collect();
+        waiters
+            .into_iter()
+            .filter_map(|p| {
+                self.by_path.remove(&(hash, p));
+                self.by_participation.remove(&p).map(|(_, seq)| (p, seq))
+            })
+            .collect()
+    }
+
+    /// Takes every wait, as (participation, seq).
+    pub(crate) fn take_all(&mut self) -> Vec<(u64, u64)> {
+        self.by_path.clear();
+        self.by_participation
+            .drain()
+            .map(|(p, (_, seq))| (p, seq))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deletion_takes_exactly_the_waiters_of_its_path() {
+        let mut parked = Parked::default();
+        parked.park(7, 1, 10);
+        parked.park(7, 2, 20);
+        parked.park(8, 3, 30);
+        let mut woken = parked.take_path(7);
+        woken.sort_unstable();
+        assert_eq!(woken, vec![(1, 10), (2, 20)]);
+        assert_eq!(parked.len(), 1);
+        assert!(parked.take_path(7).is_empty(), "taken once");
+        assert_eq!(parked.take_all(), vec![(3, 30)]);
+        assert_eq!(parked.len(), 0);
+    }
+
+    #[test]
+    fn waiting_again_replaces_the_earlier_wait() {
+        let mut parked = Parked::default();
+        parked.park(7, 1, 10);
+        parked.park(8, 1, 11);
+        assert_eq!(parked.len(), 1);
+        assert!(parked.take_path(7).is_empty(), "the old path wakes nobody");
+        assert_eq!(parked.take_path(8), vec![(1, 11)]);
+    }
+
+    #[test]
+    fn unparking_removes_only_the_named_request_or_any() {
+        let mut parked = Parked::default();
+        parked.park(7, 1, 10);
+        assert!(!parked.unpark(1, Some(9)), "a newer wait stays");
+        assert_eq!(parked.len(), 1);
+        assert!(parked.unpark(1, Some(10)));
+        assert_eq!(parked.len(), 0);
+        parked.park(7, 1, 12);
+        assert!(parked.unpark(1, None), "a participation that is over");
+        assert!(parked.take_path(7).is_empty());
+        assert!(!parked.unpark(1, None));
+    }
+}
