@@ -18,8 +18,8 @@
 //! - After a reconnect or in a new session the watch is registered again (zookeeper-client
 //!   0.11.2 does not restore persistent watches), then every parked waiter is woken to look
 //!   again: a deletion while disconnected may have gone unseen.
-//! - A server without persistent watches (before ZooKeeper 3.6) gets the one-shot
-//!   exists-watch per waiter.
+//! - A root whose watch the server refuses (persistent watches came with ZooKeeper 3.6; an ACL
+//!   may forbid it) gets the one-shot exists-watch per waiter.
 //!
 //! A wake-up only means "look again", so a spurious one (a reconnect, two paths of one hash)
 //! costs a re-read, never a wrong grant.
@@ -29,12 +29,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tracing::{debug, warn};
 use zookeeper_client as zk;
 
+use crate::error::is_transient;
 use crate::latch::{Reply, Response};
 use crate::parked::Parked;
 use crate::session::Shared;
@@ -63,6 +65,9 @@ pub fn latch_waits(backend: &crate::ZooKeeperBackend) -> LatchWaits {
         })
 }
 
+/// The pause before registering a root's watch again after an interrupted attempt.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// Whether a root's watch is registered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Armed {
@@ -70,7 +75,7 @@ enum Armed {
     Pending,
     /// Registered in this session generation (or a later one is being registered).
     In(u64),
-    /// The server has no persistent watches: waiters use one-shot exists-watches.
+    /// The server refused the watch: waiters use one-shot exists-watches.
     Unsupported,
     /// The backend closed.
     Closed,
@@ -243,8 +248,9 @@ async fn register(deletions: Weak<Deletions>, root: String) {
     let closed = shared.closed.clone();
     let mut status = shared.subscribe_status();
     drop(shared);
-    // The first registration waits for a connected session; a refusal other than "not
-    // supported" is tried again after the next change of the session.
+    // The first registration waits for a connected session. An interrupted one is tried again
+    // after the next change of the session or a pause; a refusal (an old server, an ACL) leaves
+    // the root to one-shot exists-watches.
     let (watcher, generation) = loop {
         let attempt = match deletions.upgrade().and_then(|d| d.shared.upgrade()) {
             Some(shared) => shared.client_gen().ok(),
@@ -256,19 +262,22 @@ async fn register(deletions: Weak<Deletions>, root: String) {
                 .await
             {
                 Ok(w) => break (w, g),
-                Err(zk::Error::Unimplemented) => {
-                    debug!(%root, "no persistent watches on this server; latch waits use exists-watches");
+                Err(e) if is_transient(&e) => {
+                    debug!(%root, error = %e, "registering the latch watch was interrupted")
+                }
+                Err(e) => {
+                    warn!(%root, error = %e, "no persistent watch of the latch root; latch waits use exists-watches");
                     if let Some(d) = deletions.upgrade() {
                         d.set_armed(&root, Armed::Unsupported);
                     }
                     return;
                 }
-                Err(e) => debug!(%root, error = %e, "registering the latch watch failed"),
             }
         }
         let changed = tokio::select! {
             _ = closed.cancelled() => false,
             changed = status.changed() => changed.is_ok(),
+            () = tokio::time::sleep(RETRY) => true,
         };
         if !changed {
             return stop(&deletions, &root);

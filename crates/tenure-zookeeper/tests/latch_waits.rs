@@ -152,3 +152,39 @@ async fn a_participant_leaving_while_it_waits_leaves_no_wait_behind() {
         "nothing woke b: its waits were forgotten"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latch_root_whose_watch_is_refused_falls_back_to_exists_watches() {
+    let f = ZooKeeperFactory::start().await;
+    // The root may be written below but not read: the server refuses a watch of it.
+    let raw = f.raw_client().await;
+    let root = format!("/flink/{}/guarded", f.cluster_id());
+    let open = tenure_zookeeper::zk::CreateMode::Persistent
+        .with_acls(tenure_zookeeper::zk::Acls::anyone_all());
+    raw.mkdir(&format!("/flink/{}", f.cluster_id()), &open)
+        .await
+        .unwrap();
+    let write_only = tenure_zookeeper::zk::Acl::new(
+        tenure_zookeeper::zk::Permission::CREATE | tenure_zookeeper::zk::Permission::DELETE,
+        tenure_zookeeper::zk::AuthId::new("world", "anyone"),
+    );
+    let acls = [write_only];
+    raw.create(
+        &root,
+        &[],
+        &tenure_zookeeper::zk::CreateMode::Persistent
+            .with_acls(tenure_zookeeper::zk::Acls::new(&acls)),
+    )
+    .await
+    .unwrap();
+    let a = f.connect_zk().await;
+    let b = f.connect_zk().await;
+    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
+    let latch_a = a.join_latch("guarded/latch", tx_a).await.unwrap();
+    granted(&mut rx_a).await;
+    let (tx_b, mut rx_b) = mpsc::unbounded_channel();
+    let _latch_b = b.join_latch("guarded/latch", tx_b).await.unwrap();
+    latch_a.close().await.unwrap();
+    granted(&mut rx_b).await;
+    assert_eq!(latch_waits(&b).parked, 0, "b waited on an exists-watch");
+}
