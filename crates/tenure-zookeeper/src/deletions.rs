@@ -15,11 +15,16 @@
 //!   node's existence is read (`exists`, no watch). ZooKeeper answers a session in order, so a
 //!   deletion after that read arrives as an event, and one before it makes the read say
 //!   missing: the recipe looks again at once.
+//! - A node created while its root's watch was registered is parked for its creator as soon as
+//!   the create's reply comes, before the recipe sees it: its deletion can only come after that
+//!   reply. The leader's wait on its own node is then set without the `exists` (an uncontended
+//!   election is a create and a get-children, nothing more). A registration between the
+//!   create's sending and its reply (a reconnect) voids that: the `exists` is read.
 //! - After a reconnect or in a new session the watch is registered again (zookeeper-client
 //!   0.11.2 does not restore persistent watches), then every parked waiter is woken to look
 //!   again: a deletion while disconnected may have gone unseen.
-//! - A root whose watch the server refuses (persistent watches came with ZooKeeper 3.6; an ACL
-//!   may forbid it) gets the one-shot exists-watch per waiter.
+//! - A root whose watch the server refuses (persistent watches came with ZooKeeper 3.6) gets
+//!   the one-shot exists-watch per waiter.
 //!
 //! A wake-up only means "look again", so a spurious one (a reconnect, two paths of one hash)
 //! costs a re-read, never a wrong grant.
@@ -96,6 +101,9 @@ struct State {
     roots: HashMap<String, watch::Sender<Armed>>,
     /// Parked waits.
     waits: Parked,
+    /// Counts the registrations of roots' watches (a re-registration after a reconnect too), so
+    /// a node created before one is never taken as watched since its creation.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Deletions {
@@ -140,7 +148,16 @@ impl Deletions {
             Armed::Pending | Armed::Closed => return Response::Watched,
         }
         let hash = self.hasher.hash_one(&path);
-        self.lock().waits.park(hash, participation, seq);
+        {
+            let mut state = self.lock();
+            if state.waits.parked_on(participation) == Some(hash) {
+                // Parked on this node already, since its creation or since an `exists` found
+                // it, and neither a deletion of it nor a reconnect was seen since: no read.
+                state.waits.park(hash, participation, seq);
+                return Response::Parked;
+            }
+            state.waits.park(hash, participation, seq);
+        }
         match client.check_stat(&path).await {
             Ok(Some(_)) => Response::Parked,
             Ok(None) | Err(_) => {
@@ -161,18 +178,7 @@ impl Deletions {
     /// Registers `root`'s watch if nobody did, and waits until it is registered in session
     /// `generation` or later (or cannot be).
     async fn armed(self: &Arc<Self>, root: String, generation: u64) -> Armed {
-        let mut rx = {
-            let mut state = self.lock();
-            match state.roots.get(&root) {
-                Some(tx) => tx.subscribe(),
-                None => {
-                    let (tx, rx) = watch::channel(Armed::Pending);
-                    state.roots.insert(root.clone(), tx);
-                    tokio::spawn(register(Arc::downgrade(self), root));
-                    rx
-                }
-            }
-        };
+        let mut rx = self.root(root);
         let armed = rx
             .wait_for(|a| match a {
                 Armed::Pending => false,
@@ -182,6 +188,41 @@ impl Deletions {
             .await
             .map(|a| *a);
         armed.unwrap_or(Armed::Closed)
+    }
+
+    /// `root`'s registration state; the first call starts its registration.
+    fn root(self: &Arc<Self>, root: String) -> watch::Receiver<Armed> {
+        let mut state = self.lock();
+        match state.roots.get(&root) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(Armed::Pending);
+                state.roots.insert(root.clone(), tx);
+                tokio::spawn(register(Arc::downgrade(self), root));
+                rx
+            }
+        }
+    }
+
+    /// Before a node is created in the latch directory `dir` in session `generation`: if the
+    /// watch of its root is registered in that session, the epoch to hand to
+    /// [`Self::created`] (the node is then watched from its creation on).
+    pub(crate) fn before_create(self: &Arc<Self>, dir: &str, generation: u64) -> Option<u64> {
+        let root = self.root_of(dir)?;
+        let armed = *self.root(root).borrow();
+        let state = self.lock();
+        (armed == Armed::In(generation)).then_some(state.epoch)
+    }
+
+    /// Node `path` was created by request `seq` of `participation`, with the root's watch
+    /// registered since `epoch`: its deletion is awaited from now on, so the wait the recipe
+    /// asks for next on it needs no read. Nothing if a registration came in between.
+    pub(crate) fn created(&self, epoch: u64, participation: u64, seq: u64, path: &str) {
+        let hash = self.hasher.hash_one(path);
+        let mut state = self.lock();
+        if state.epoch == epoch {
+            state.waits.park(hash, participation, seq);
+        }
     }
 
     fn set_armed(&self, root: &str, armed: Armed) {
@@ -249,7 +290,7 @@ async fn register(deletions: Weak<Deletions>, root: String) {
     let mut status = shared.subscribe_status();
     drop(shared);
     // The first registration waits for a connected session. An interrupted one is tried again
-    // after the next change of the session or a pause; a refusal (an old server, an ACL) leaves
+    // after the next change of the session or a pause; a refusal (a server before 3.6) leaves
     // the root to one-shot exists-watches.
     let (watcher, generation) = loop {
         let attempt = match deletions.upgrade().and_then(|d| d.shared.upgrade()) {
@@ -284,6 +325,7 @@ async fn register(deletions: Weak<Deletions>, root: String) {
         }
     };
     let Some(d) = deletions.upgrade() else { return };
+    d.lock().epoch += 1;
     d.set_armed(&root, Armed::In(generation));
     let persistent = Persistent {
         shared: d.shared.clone(),
@@ -324,6 +366,9 @@ impl Follower for Waker {
 
     fn registered(&self, generation: u64, again: bool) {
         if let Some(d) = self.deletions.upgrade() {
+            // First the epoch, so a node created before this registration is not parked as
+            // watched after the wake-up below.
+            d.lock().epoch += 1;
             d.set_armed(&self.root, Armed::In(generation));
             if again {
                 d.wake_all();

@@ -87,11 +87,22 @@ impl LatchIo for Io {
             Op::Create { dir, prefix } => {
                 let acls = self.shared.upgrade().map(|s| s.acls());
                 let known = self.known_dirs.clone();
+                let deletions = self.deletions.clone();
+                // Read before the create is sent: the node is watched from its creation on.
+                let watched = deletions.before_create(&dir, generation);
                 Box::pin(async move {
                     let response = match acls {
                         Some(acls) => match create(&client, &dir, &prefix, acls, &known).await {
-                            Ok((name, Some(line))) => Response::Joined(name, line),
-                            Ok((name, None)) => Response::Created(Ok(name)),
+                            Ok((name, line)) => {
+                                if let Some(epoch) = watched {
+                                    let path = child_path(&dir, &name);
+                                    deletions.created(epoch, participation, seq, &path);
+                                }
+                                match line {
+                                    Some(line) => Response::Joined(name, line),
+                                    None => Response::Created(Ok(name)),
+                                }
+                            }
                             Err(e) => Response::Created(Err(e)),
                         },
                         None => Response::Created(Err(zk::Error::ClientClosed)),

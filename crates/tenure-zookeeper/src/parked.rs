@@ -19,6 +19,13 @@ impl Parked {
         self.by_participation.len()
     }
 
+    /// The hash of the path `participation` waits on, if it waits.
+    pub(crate) fn parked_on(&self, participation: u64) -> Option<u64> {
+        self.by_participation
+            .get(&participation)
+            .map(|(hash, _)| *hash)
+    }
+
     /// Parks request `seq` of `participation` on the path of `hash`, in place of its earlier
     /// wait.
     pub(crate) fn park(&mut self, hash: u64, participation: u64, seq: u64) {

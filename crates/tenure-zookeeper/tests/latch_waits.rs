@@ -154,37 +154,24 @@ async fn a_participant_leaving_while_it_waits_leaves_no_wait_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_latch_root_whose_watch_is_refused_falls_back_to_exists_watches() {
+async fn a_leaders_wait_set_at_its_create_sees_its_node_deleted() {
     let f = ZooKeeperFactory::start().await;
-    // The root may be written below but not read: the server refuses a watch of it.
-    let raw = f.raw_client().await;
-    let root = format!("/flink/{}/guarded", f.cluster_id());
-    let open = tenure_zookeeper::zk::CreateMode::Persistent
-        .with_acls(tenure_zookeeper::zk::Acls::anyone_all());
-    raw.mkdir(&format!("/flink/{}", f.cluster_id()), &open)
-        .await
-        .unwrap();
-    let write_only = tenure_zookeeper::zk::Acl::new(
-        tenure_zookeeper::zk::Permission::CREATE | tenure_zookeeper::zk::Permission::DELETE,
-        tenure_zookeeper::zk::AuthId::new("world", "anyone"),
-    );
-    let acls = [write_only];
-    raw.create(
-        &root,
-        &[],
-        &tenure_zookeeper::zk::CreateMode::Persistent
-            .with_acls(tenure_zookeeper::zk::Acls::new(&acls)),
-    )
-    .await
-    .unwrap();
     let a = f.connect_zk().await;
-    let b = f.connect_zk().await;
-    let (tx_a, mut rx_a) = mpsc::unbounded_channel();
-    let latch_a = a.join_latch("guarded/latch", tx_a).await.unwrap();
-    granted(&mut rx_a).await;
-    let (tx_b, mut rx_b) = mpsc::unbounded_channel();
-    let _latch_b = b.join_latch("guarded/latch", tx_b).await.unwrap();
-    latch_a.close().await.unwrap();
-    granted(&mut rx_b).await;
-    assert_eq!(latch_waits(&b).parked, 0, "b waited on an exists-watch");
+    // The first latch of the session starts the watch of the root `leader`.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let first = a.join_latch("leader/latch", tx).await.unwrap();
+    granted(&mut rx).await;
+    wait_for_parked(&a, "the first leader waiting", 1).await;
+    first.close().await.unwrap();
+    wait_for_parked(&a, "its wait gone", 0).await;
+    // A node created now is watched from its creation: the leader's wait needs no read.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _latch = a.join_latch("leader/other", tx).await.unwrap();
+    let t1 = granted(&mut rx).await;
+    wait_for_parked(&a, "the leader waiting on its node", 1).await;
+    let raw = f.raw_client().await;
+    raw.delete(t1.lock(), None).await.unwrap();
+    assert_eq!(next_event(&mut rx).await, LatchEvent::Revoked);
+    let t2 = granted(&mut rx).await;
+    assert!(t2.epoch() > t1.epoch());
 }
