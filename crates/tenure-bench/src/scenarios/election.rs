@@ -20,9 +20,8 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         `leader/latch`, Curator-compatible node names). **floor**: the same ZooKeeper operations \
         made directly with zookeeper-client: one create (ephemeral sequential, protected name) and \
         one get-children sent right behind it without awaiting the create, i.e. one round trip \
-        as in tenure's latch (then, untimed, an `exists` watch on its own node: one request, as \
-        tenure's latch sends one `exists` once it leads before parking its wait on the \
-        session's persistent watch). tenure's and the floor's trials alternate, so both meet the \
+        as in tenure's latch (whose leader then waits for its node's deletion on the session's \
+        persistent watch of the latch root, parked at the create: no request). tenure's and the floor's trials alternate, so both meet the \
         server in the same state. *requests*: ZooKeeper requests of one election, counted by \
         the server (`srvr`) over the untimed warm-up trials (fewest seen). **Curator**: `new LeaderLatch` + `start()` + `await()`. **kazoo**: \
         `Lock.acquire()` (kazoo's `Election` runs the same `Lock`)."
@@ -87,15 +86,13 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         if line.first().and_then(|c| bench::sequence(c)) != Some(seq.into_i64()) {
             bail!("the floor contender is not first: {line:?}");
         }
-        // The leader watches its own node (untimed): one `exists`, as tenure's latch sends once
-        // it leads; the watch stays set until the delete fires it.
+        // No more requests: tenure's leader waits for its node's deletion on the session's
+        // persistent watch of the latch root, parked at the create without a request.
         let node = format!("{prefix}{seq}");
-        let (_, own) = client.check_and_watch_stat(&node).await?;
         if let Some(before) = before {
             floor_requests.add(zk.requests_since(before).await?);
         }
         client.delete(&node, None).await?;
-        own.changed().await;
         if i >= warmup {
             floor_samples.push(us(dt));
         }
@@ -108,7 +105,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     group.rows.push(
         Row::new(
             who::FLOOR,
-            "create ephemeral-sequential + get-children pipelined (+ own-node exists watch, untimed)",
+            "create ephemeral-sequential + get-children pipelined",
             floor_samples,
         )
         .with_requests(floor_requests.get()),

@@ -58,7 +58,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         connection_info, delete leader directory, delete latch node)` → the standby's `exists` \
         watch fires → its get-children \
         confirms it is first (then, untimed, it watches its own node: one `exists`, as tenure's \
-        latch sends before parking its wait on the session's persistent watch). \
+        latch sends before parking a wait on a node it did not just create). \
         **floor (delete + notify only)**: the latch node's delete → the standby's watch fires, \
         and → + get-children; no leader information (the least any recipe does). **Curator**: \
         `LeaderLatch.close()` → the standby's `await()` returns (Curator's latch publishes \
