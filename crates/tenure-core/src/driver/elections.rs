@@ -5,12 +5,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::LatchEvent;
 use crate::election::state::ElectionState;
-use crate::election::{ElectionError, LeaderTerm, Leadership, LeadershipCell};
+use crate::election::{ElectionError, LeadershipCell};
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError, Version};
 use crate::layout::Layout;
@@ -35,7 +34,6 @@ pub(super) struct Participation<R> {
 pub(super) struct Contender {
     pub(super) component: ComponentId,
     pub(super) leadership: Arc<LeadershipCell>,
-    pub(super) term: Option<CancellationToken>,
     /// Errors not yet taken, and who waits for the next; allocated on first use.
     pub(super) errors: Option<Box<Errors>>,
 }
@@ -187,12 +185,7 @@ pub(super) fn finish(
 
 impl Contender {
     pub(super) fn grant(&mut self, session: LeaderSessionId, token: FencingToken) {
-        let cancel = CancellationToken::new();
-        if let Some(old) = self.term.replace(cancel.clone()) {
-            old.cancel();
-        }
-        self.leadership
-            .set(Leadership::Leader(LeaderTerm::new(session, token, cancel)));
+        self.leadership.grant(session, token);
         // Who waited for an error while waiting for this grant looks at the leadership now; no
         // waiter (nor its channel) stays with a granted contender.
         if let Some(mut errors) = self.errors.take() {
@@ -209,9 +202,6 @@ impl Contender {
     }
 
     pub(super) fn revoke(&mut self) {
-        if let Some(term) = self.term.take() {
-            term.cancel();
-        }
-        self.leadership.set(Leadership::NotLeader);
+        self.leadership.revoke();
     }
 }

@@ -164,7 +164,6 @@ impl<I: LatchIo> Driver<I> {
                 e.contenders.push(Contender {
                     component,
                     leadership: cell.clone(),
-                    term: None,
                     errors: None,
                 });
                 let _ = reply.send(Ok(cell));
@@ -253,7 +252,7 @@ impl<I: LatchIo> Driver<I> {
                 {
                     if let Some(err) = c.errors.as_mut().and_then(|e| e.queue.pop_front()) {
                         let _ = reply.send(Some(err));
-                    } else if until_granted && c.term.is_some() {
+                    } else if until_granted && c.leadership.leads() {
                         // Granted before the waiter came: it looks at the leadership.
                         let _ = reply.send(None);
                     } else {

@@ -6,23 +6,39 @@
 //! cell keeps the leadership under a lock and makes a `watch` only for a handle that asks for
 //! one ([`super::LeaderElection::leadership`]); from then on the driver updates both. Waiting
 //! for the grant goes through the driver's error waiter, which the grant answers.
+//!
+//! The end of a term is kept the same way. Every grant numbers its term; the cell holds the
+//! number of the term in force (0: none), so [`LeaderTerm::is_over`] is one atomic load, and a
+//! cancellation token for the term is made only when a holder of the term asks to wait for
+//! its end ([`LeaderTerm::over`], [`LeaderTerm::cancellation`]). The cell cancels it when the
+//! term ends: revoked, superseded, or the driver let go of the contender.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{LeaderTerm, Leadership};
 use crate::ids::LeaderSessionId;
+use crate::kv::FencingToken;
 use crate::sync::lock;
 
 /// One contender's leadership (see the module docs).
 pub(crate) struct LeadershipCell {
     inner: Mutex<Inner>,
+    /// The number of the term in force; 0 when none is.
+    current: AtomicU64,
+    /// The current term's end, once one of its holders waits for it. A lock of its own: a
+    /// holder may ask while it reads the `watch`, which the driver writes under `inner`.
+    end: Mutex<Option<CancellationToken>>,
 }
 
 struct Inner {
     now: Leadership,
+    /// The number of the last term granted.
+    last: u64,
     /// The watch handed out, once a handle asked for one.
     watch: Option<watch::Sender<Leadership>>,
     /// The driver let go of the contender: the leadership changes no more.
@@ -41,26 +57,63 @@ impl LeadershipCell {
         Self {
             inner: Mutex::new(Inner {
                 now: Leadership::NotLeader,
+                last: 0,
                 watch: None,
                 closed: false,
             }),
+            current: AtomicU64::new(0),
+            end: Mutex::new(None),
         }
     }
 
-    /// The driver's change of the leadership.
-    pub(crate) fn set(&self, leadership: Leadership) {
+    /// The driver's grant of a new term; a term in force ends.
+    pub(crate) fn grant(self: &Arc<Self>, session: LeaderSessionId, token: FencingToken) {
         let mut inner = lock(&self.inner);
-        if let Some(w) = &inner.watch {
-            w.send_replace(leadership.clone());
-        }
-        inner.now = leadership;
+        inner.last += 1;
+        let term = TermEnd {
+            cell: Arc::downgrade(self),
+            number: inner.last,
+        };
+        let number = term.number;
+        self.replace(
+            inner,
+            Leadership::Leader(LeaderTerm::new(session, token, term)),
+            number,
+        );
     }
 
-    /// The driver lets go of the contender: a watch handed out sees its sender gone.
+    /// The driver's revocation: the term in force, if any, ends.
+    pub(crate) fn revoke(&self) {
+        self.replace(lock(&self.inner), Leadership::NotLeader, 0);
+    }
+
+    fn replace(&self, mut inner: std::sync::MutexGuard<'_, Inner>, now: Leadership, number: u64) {
+        self.current.store(number, Ordering::Release);
+        if let Some(w) = &inner.watch {
+            w.send_replace(now.clone());
+        }
+        inner.now = now;
+        drop(inner);
+        self.end_term();
+    }
+
+    /// Cancels the ended term's token, if one was made. Runs after `current` changed, so a
+    /// token made from now on is for the new term or born cancelled.
+    fn end_term(&self) {
+        if let Some(end) = lock(&self.end).take() {
+            end.cancel();
+        }
+    }
+
+    /// The driver lets go of the contender: a term in force ends, and a watch handed out sees
+    /// its sender gone.
     pub(crate) fn close(&self) {
         let mut inner = lock(&self.inner);
         inner.closed = true;
         inner.watch = None;
+        self.current.store(0, Ordering::Release);
+        drop(inner);
+        self.end_term();
     }
 
     /// The leadership now.
@@ -73,12 +126,17 @@ impl LeadershipCell {
         lock(&self.inner).now.term().cloned()
     }
 
+    /// Whether a term is in force.
+    pub(crate) fn leads(&self) -> bool {
+        self.current.load(Ordering::Acquire) != 0
+    }
+
     /// Whether `session` is the current term.
     pub(crate) fn has(&self, session: LeaderSessionId) -> bool {
         lock(&self.inner)
             .now
             .term()
-            .is_some_and(|t| t.session_id == session)
+            .is_some_and(|t| t.session_id == session && !t.is_over())
     }
 
     /// A `watch` of the leadership, made on the first call. Once the driver let go, a fresh
@@ -96,32 +154,60 @@ impl LeadershipCell {
     }
 }
 
+/// Which term of which cell a [`LeaderTerm`] is: its end is the cell's to tell. Weak, since
+/// the cell holds its current term.
+#[derive(Clone)]
+pub(crate) struct TermEnd {
+    cell: Weak<LeadershipCell>,
+    number: u64,
+}
+
+impl TermEnd {
+    /// Whether the term is over: another term (or none) is in force, or the cell is gone.
+    pub(crate) fn is_over(&self) -> bool {
+        self.cell
+            .upgrade()
+            .is_none_or(|cell| cell.current.load(Ordering::Acquire) != self.number)
+    }
+
+    /// A token that is cancelled when the term is over (already, if it is).
+    pub(crate) fn token(&self) -> CancellationToken {
+        if let Some(cell) = self.cell.upgrade() {
+            let mut end = lock(&cell.end);
+            // Read under `end`: an ending term changes `current` before it takes `end`.
+            if cell.current.load(Ordering::Acquire) == self.number {
+                return end.get_or_insert_with(CancellationToken::new).clone();
+            }
+        }
+        let over = CancellationToken::new();
+        over.cancel();
+        over
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::FencingToken;
-    use tokio_util::sync::CancellationToken;
 
-    fn leader(session: LeaderSessionId) -> Leadership {
-        Leadership::Leader(LeaderTerm::new(
-            session,
+    fn granted(cell: &Arc<LeadershipCell>) -> LeaderTerm {
+        cell.grant(
+            LeaderSessionId::new_random(),
             FencingToken::new("/latch/n", 1),
-            CancellationToken::new(),
-        ))
+        );
+        cell.term().expect("granted")
     }
 
     #[test]
     fn a_watch_made_later_starts_at_the_current_leadership_and_follows_it() {
-        let cell = LeadershipCell::new();
-        let session = LeaderSessionId::new_random();
-        cell.set(leader(session));
+        let cell = Arc::new(LeadershipCell::new());
+        let term = granted(&cell);
         let mut rx = cell.watch();
         assert!(rx.borrow_and_update().term().is_some());
-        assert!(cell.has(session));
-        cell.set(Leadership::NotLeader);
+        assert!(cell.has(term.session_id));
+        cell.revoke();
         assert!(rx.has_changed().unwrap());
         assert!(rx.borrow_and_update().term().is_none());
-        assert!(!cell.has(session));
+        assert!(!cell.has(term.session_id));
         assert!(cell.term().is_none());
     }
 
@@ -134,5 +220,53 @@ mod tests {
         let after = cell.watch();
         assert!(after.has_changed().is_err(), "a later watch is closed too");
         assert!(after.borrow().term().is_none());
+    }
+
+    #[test]
+    fn a_term_ends_at_its_revocation_at_the_next_grant_and_at_close() {
+        let cell = Arc::new(LeadershipCell::new());
+        let first = granted(&cell);
+        let waiting = first.cancellation();
+        assert!(!first.is_over() && !waiting.is_cancelled());
+        let second = granted(&cell);
+        assert!(first.is_over(), "superseded by the next grant");
+        assert!(waiting.is_cancelled(), "a token made before the end fires");
+        assert!(
+            first.cancellation().is_cancelled(),
+            "one made after is born cancelled"
+        );
+        assert!(!second.is_over());
+        let waiting = second.cancellation();
+        cell.revoke();
+        assert!(second.is_over() && waiting.is_cancelled(), "revoked");
+        let third = granted(&cell);
+        let waiting = third.cancellation();
+        cell.close();
+        assert!(
+            third.is_over() && waiting.is_cancelled(),
+            "the driver let go"
+        );
+        assert!(!cell.leads());
+    }
+
+    #[test]
+    fn a_term_outliving_its_cell_is_over() {
+        let cell = Arc::new(LeadershipCell::new());
+        let term = granted(&cell);
+        drop(cell);
+        assert!(term.is_over());
+        assert!(term.cancellation().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_end_wakes_at_the_revocation() {
+        let cell = Arc::new(LeadershipCell::new());
+        let term = granted(&cell);
+        let over = term.over();
+        let revoker = cell.clone();
+        tokio::spawn(async move { revoker.revoke() });
+        tokio::time::timeout(std::time::Duration::from_secs(10), over)
+            .await
+            .expect("the end is seen");
     }
 }

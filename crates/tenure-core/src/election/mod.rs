@@ -7,7 +7,7 @@
 //!
 //! Two shapes of the same thing:
 //! - Rust shape: [`LeaderElection::leadership`] is a `watch` of [`Leadership`]; each
-//!   [`LeaderTerm`] carries a cancellation token that fires when the term ends.
+//!   [`LeaderTerm`] tells when it ends ([`LeaderTerm::over`], a cancellation token).
 //! - Flink shape: [`LeaderElection::run_contender`] drives a [`LeaderContender`] with
 //!   `grant_leadership` / `revoke_leadership` / `handle_error` callbacks.
 //!
@@ -39,9 +39,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 pub(crate) use cell::LeadershipCell;
+use cell::TermEnd;
 pub use contender::{ContenderHandle, LeaderContender};
 pub use publish::{publish_leader_info, unpublish_leader_info};
 
@@ -93,36 +94,32 @@ pub struct LeaderTerm {
     /// The token that fences the term's store writes; used by
     /// [`HaServices::leader_stores`](crate::services::HaServices::leader_stores).
     pub fencing_token: FencingToken,
-    cancelled: CancellationToken,
+    end: TermEnd,
 }
 
 impl LeaderTerm {
-    pub(crate) fn new(
-        session_id: LeaderSessionId,
-        fencing_token: FencingToken,
-        cancelled: CancellationToken,
-    ) -> Self {
+    fn new(session_id: LeaderSessionId, fencing_token: FencingToken, end: TermEnd) -> Self {
         Self {
             session_id,
             fencing_token,
-            cancelled,
+            end,
         }
     }
 
-    /// Whether the term is over (revoked, stopped or superseded).
+    /// Whether the term is over (revoked, stopped, superseded, or its election gone).
     pub fn is_over(&self) -> bool {
-        self.cancelled.is_cancelled()
+        self.end.is_over()
     }
 
-    /// Completes when the term is over.
-    pub fn over(&self) -> WaitForCancellationFuture<'_> {
-        self.cancelled.cancelled()
+    /// Completes when the term is over (at once if it is).
+    pub fn over(&self) -> WaitForCancellationFutureOwned {
+        self.end.token().cancelled_owned()
     }
 
-    /// A cancellation token that fires when the term is over; hand it to work that must stop
-    /// with leadership.
+    /// A cancellation token that fires when the term is over (cancelled already if it is);
+    /// hand it to work that must stop with leadership. Cancelling it does not end the term.
     pub fn cancellation(&self) -> CancellationToken {
-        self.cancelled.child_token()
+        self.end.token().child_token()
     }
 }
 
