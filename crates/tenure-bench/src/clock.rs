@@ -21,6 +21,12 @@ pub fn us_between(from: u64, to: u64) -> f64 {
     to.saturating_sub(from) as f64 / 1_000.0
 }
 
+/// Microseconds from `from` to `to` (both [`mono_ns`]), negative if `to` came first: for two
+/// observers' moments, either of which may be seen first.
+pub fn us_signed(from: u64, to: u64) -> f64 {
+    (i128::from(to) - i128::from(from)) as f64 / 1_000.0
+}
+
 /// A duration in microseconds.
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6

@@ -10,7 +10,7 @@ use tenure::services::ElectionMode;
 
 use crate::bench::{self, Ctx, Zk, cluster_id, wait_children, znode};
 use crate::child::{Spawned, raw_latch_dir};
-use crate::clock::{mono_ns, us_between};
+use crate::clock::{mono_ns, us_between, us_signed};
 use crate::peers::PeerResult;
 use crate::results::{Group, Row, ScenarioResult, who};
 
@@ -49,7 +49,7 @@ impl Crashes {
             .map(|t| t - self.negotiated_ms)
             .collect();
         let total = crate::stats::summarize(&self.totals_ms);
-        let expiries = observer.expiries(&self.grants);
+        let expiries = observer.deletions_after(&self.kills);
         let mut server = Vec::new();
         let mut reactions = Vec::new();
         for (i, e) in expiries.iter().enumerate() {
@@ -57,7 +57,7 @@ impl Crashes {
             if let Some(k) = self.kills.get(i) {
                 server.push(us_between(*k, e) / 1e3 - self.negotiated_ms);
             }
-            reactions.push(us_between(e, self.grants[i]));
+            reactions.push(us_signed(e, self.grants[i]));
         }
         let server = crate::stats::summarize(&server);
         let excess = Row::new(implementation, what, excess)
@@ -108,8 +108,10 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         (200 ms here), so 0–200 ms of the excess is the server's, spread at random and the same \
         for everyone: with few trials it dominates the comparison. The **reaction** table takes \
         it out: an observer session (a persistent watch on the latch, in the measuring process) \
-        records when the server deletes the dead leader's node, and the reaction is the time from \
-        that moment to the standby knowing it leads (notification + the recipe's re-check). \
+        records when the server deletes the dead leader's node (the first deletion after the \
+        kill), and the reaction is the time from that moment to the standby knowing it leads \
+        (notification + the recipe's re-check); negative when the standby led before the \
+        observer's own notification came. \
         **tenure**: `tenure-bench child leader --impl tenure` (HA services, dispatcher \
         election) and a tenure standby. **floor**: a raw-client leader child and a raw standby \
         that watches its predecessor and re-reads the line when notified. **Curator** / \

@@ -11,7 +11,10 @@ use tenure_zookeeper::zk;
 use tokio::sync::watch;
 
 use crate::bench::{self, Ctx, Fewest, Zk, cluster_id, wait_children, znode};
-use crate::clock::{mono_ns, us_between};
+use crate::clock::{mono_ns, us_between, us_signed};
+
+/// How long a trial waits for the observer to report the leader's node deleted.
+const OBSERVER_PATIENCE: Duration = Duration::from_secs(5);
 use crate::results::{Group, Row, ScenarioResult, who};
 
 use super::observer::Observer;
@@ -68,7 +71,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         tenure's and the same-requests floor's handover where an observer session (a persistent \
         watch on the latch) sees the leader's node deleted: the leader's part (stop → latch \
         node deleted, including the unpublish) and the standby's part (notification → re-check \
-        → leads)."
+        → leads; negative when the standby led before the observer's own notification came)."
         .into();
     let n = ctx.sizes.handover;
     let warmup = ctx.sizes.warmup;
@@ -146,14 +149,14 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         } else {
             handover.await?
         };
-        let deleted = observer.expiries(&[t1])[0];
+        let deleted = observer.deletion_after(t0, OBSERVER_PATIENCE).await;
         standby.stop().await?;
         wait_children(&raw, &latch_dir, 0).await?;
         if i >= warmup {
             samples.push(us_between(t0, t1));
             if let Some(d) = deleted {
                 leader_side.push(us_between(t0, d));
-                standby_side.push(us_between(d, t1));
+                standby_side.push(us_signed(d, t1));
             }
         }
 
@@ -161,13 +164,15 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         if let Some(count) = t.requests {
             floor_requests.add(count);
         }
-        let deleted = floor_observer.expiries(&[t.leader])[0];
+        let deleted = floor_observer
+            .deletion_after(t.start, OBSERVER_PATIENCE)
+            .await;
         floor.cleanup(t.standby_node).await?;
         if i >= warmup {
             same.push(us_between(t.start, t.leader));
             if let Some(d) = deleted {
                 floor_leader_side.push(us_between(t.start, d));
-                floor_standby_side.push(us_between(d, t.leader));
+                floor_standby_side.push(us_signed(d, t.leader));
             }
         }
     }

@@ -3,13 +3,17 @@
 //! apart from when the next leader notices).
 //!
 //! The observer runs on a thread of its own with its own runtime and client, so the work of the
-//! contenders being measured (on the harness's runtime) does not delay its timestamps.
+//! contenders being measured (on the harness's runtime) does not delay its timestamps. Its
+//! notification is not always the server's first: a standby watching the same node can lead
+//! before the observer hears of the deletion. So a trial's deletion is the first one seen after
+//! the trial began (the kill or the stop), never "the last one before the grant", which would
+//! then be an earlier trial's.
 
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tenure_zookeeper::zk;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::bench::{self, Zk};
 use crate::clock::mono_ns;
@@ -17,7 +21,7 @@ use crate::clock::mono_ns;
 /// Records when znodes below a path are deleted.
 #[derive(Debug)]
 pub struct Observer {
-    deletions: Arc<Mutex<Vec<u64>>>,
+    deletions: watch::Receiver<Vec<u64>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -27,8 +31,7 @@ impl Observer {
     pub async fn start(zk: &Zk, path: &str) -> anyhow::Result<Self> {
         let connect = zk.connect_string();
         let path = path.to_owned();
-        let deletions = Arc::new(Mutex::new(Vec::new()));
-        let sink = deletions.clone();
+        let (sink, deletions) = watch::channel(Vec::new());
         let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -69,7 +72,7 @@ impl Observer {
                         };
                         if event.event_type == zk::EventType::NodeDeleted {
                             let t = mono_ns();
-                            tenure_core::sync::lock(&sink).push(t);
+                            sink.send_modify(|d| d.push(t));
                         } else if event.event_type == zk::EventType::Session
                             && event.session_state.is_terminated()
                         {
@@ -87,13 +90,32 @@ impl Observer {
         })
     }
 
-    /// For each moment of `grants`, the last deletion seen before it (the previous leader's node).
-    pub fn expiries(&self, grants: &[u64]) -> Vec<Option<u64>> {
-        let deletions = tenure_core::sync::lock(&self.deletions);
-        grants
+    /// For each trial begun at `starts[i]`, the first deletion seen at or after it and before
+    /// the next trial began; it may come after the trial's grant (see the module docs).
+    pub fn deletions_after(&self, starts: &[u64]) -> Vec<Option<u64>> {
+        let deletions = self.deletions.borrow();
+        starts
             .iter()
-            .map(|g| deletions.iter().copied().filter(|d| d <= g).max())
+            .enumerate()
+            .map(|(i, &from)| {
+                let until = starts.get(i + 1).copied().unwrap_or(u64::MAX);
+                deletions.iter().copied().find(|&d| d >= from && d < until)
+            })
             .collect()
+    }
+
+    /// The first deletion seen at or after `from`, waiting up to `patience` for the observer's
+    /// notification; `None` if none came.
+    pub async fn deletion_after(&self, from: u64, patience: Duration) -> Option<u64> {
+        let mut rx = self.deletions.clone();
+        let seen = tokio::time::timeout(patience, rx.wait_for(|d| d.iter().any(|&t| t >= from)))
+            .await
+            .ok()?
+            .ok()?
+            .iter()
+            .copied()
+            .find(|&t| t >= from)?;
+        Some(seen)
     }
 }
 
@@ -105,5 +127,49 @@ impl Drop for Observer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observer_with(deletions: Vec<u64>) -> (watch::Sender<Vec<u64>>, Observer) {
+        let (tx, rx) = watch::channel(deletions);
+        let observer = Observer {
+            deletions: rx,
+            stop: None,
+            thread: None,
+        };
+        (tx, observer)
+    }
+
+    #[test]
+    fn a_trial_pairs_with_the_first_deletion_after_it_began_not_an_earlier_trials() {
+        // Trial 0 began at 100; its node went at 150. Trial 1 began at 300 and its standby
+        // led at 320, before the observer heard of the deletion (330); trial 2 (at 500) saw none.
+        let (_tx, observer) = observer_with(vec![150, 200, 330, 400]);
+        assert_eq!(
+            observer.deletions_after(&[100, 300, 500]),
+            vec![Some(150), Some(330), None]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deletion_reported_late_is_waited_for() {
+        let (tx, observer) = observer_with(vec![10]);
+        let late = tokio::spawn(async move {
+            tx.send_modify(|d| d.push(40));
+            tx
+        });
+        assert_eq!(
+            observer.deletion_after(20, Duration::from_secs(10)).await,
+            Some(40)
+        );
+        let _tx = late.await.unwrap();
+        assert_eq!(
+            observer.deletion_after(50, Duration::from_millis(1)).await,
+            None
+        );
     }
 }
