@@ -10,8 +10,9 @@
 //! The end of a term is kept the same way. Every grant numbers its term; the cell holds the
 //! number of the term in force (0: none), so [`LeaderTerm::is_over`] is one atomic load, and a
 //! cancellation token for the term is made only when a holder of the term asks to wait for
-//! its end ([`LeaderTerm::over`], [`LeaderTerm::cancellation`]). The cell cancels it when the
-//! term ends: revoked, superseded, or the driver let go of the contender.
+//! its end ([`LeaderTerm::over`], [`LeaderTerm::cancellation`]); it is kept with the term's
+//! number, so a token can only be the one of its own term. The cell cancels it when the term
+//! ends: revoked, superseded, or the driver let go of the contender.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +31,10 @@ pub(crate) struct LeadershipCell {
     inner: Mutex<Inner>,
     /// The number of the term in force; 0 when none is.
     current: AtomicU64,
-    /// The current term's end, once one of its holders waits for it. A lock of its own: a
-    /// holder may ask while it reads the `watch`, which the driver writes under `inner`.
-    end: Mutex<Option<CancellationToken>>,
+    /// A term's end, with the term's number, once one of its holders waits for it. A lock of
+    /// its own: a holder may ask while it reads the `watch`, which the driver writes under
+    /// `inner`.
+    end: Mutex<Option<(u64, CancellationToken)>>,
 }
 
 struct Inner {
@@ -97,11 +99,16 @@ impl LeadershipCell {
         self.end_term();
     }
 
-    /// Cancels the ended term's token, if one was made. Runs after `current` changed, so a
-    /// token made from now on is for the new term or born cancelled.
+    /// Cancels the token of a term no longer in force, if one was made. Runs after `current`
+    /// changed; a holder of the new term may have made the new term's token in between, which
+    /// stays.
     fn end_term(&self) {
-        if let Some(end) = lock(&self.end).take() {
-            end.cancel();
+        let mut end = lock(&self.end);
+        let current = self.current.load(Ordering::Acquire);
+        if end.as_ref().is_some_and(|(number, _)| *number != current)
+            && let Some((_, token)) = end.take()
+        {
+            token.cancel();
         }
     }
 
@@ -176,7 +183,18 @@ impl TermEnd {
             let mut end = lock(&cell.end);
             // Read under `end`: an ending term changes `current` before it takes `end`.
             if cell.current.load(Ordering::Acquire) == self.number {
-                return end.get_or_insert_with(CancellationToken::new).clone();
+                if let Some((number, token)) = end.as_ref()
+                    && *number == self.number
+                {
+                    return token.clone();
+                }
+                // The slot holds an ended term's token whose `end_term` has not run yet.
+                if let Some((_, ended)) = end.take() {
+                    ended.cancel();
+                }
+                let token = CancellationToken::new();
+                *end = Some((self.number, token.clone()));
+                return token;
             }
         }
         let over = CancellationToken::new();
@@ -256,6 +274,27 @@ mod tests {
         drop(cell);
         assert!(term.is_over());
         assert!(term.cancellation().is_cancelled());
+    }
+
+    #[test]
+    fn a_new_terms_token_made_before_the_old_ones_end_ran_survives_it() {
+        // The window between a grant changing `current` and its `end_term`: the old term's
+        // token is still in the slot when a holder of the new term asks for its own.
+        let cell = Arc::new(LeadershipCell::new());
+        let first = granted(&cell);
+        let first_end = first.cancellation();
+        let second = TermEnd {
+            cell: Arc::downgrade(&cell),
+            number: 2,
+        };
+        cell.current.store(2, Ordering::Release);
+        let second_end = second.token();
+        assert!(first_end.is_cancelled(), "the old term's token ends");
+        assert!(!second_end.is_cancelled());
+        cell.end_term();
+        assert!(!second_end.is_cancelled(), "the new term's token stays");
+        assert!(!second.is_over());
+        assert!(first.is_over());
     }
 
     #[tokio::test]
