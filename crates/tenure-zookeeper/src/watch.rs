@@ -125,6 +125,17 @@ pub(crate) struct Persistent {
     pub path: String,
 }
 
+/// The pause before registering a watch again after a failed re-registration.
+const REREGISTER_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next event of `w`, or `None` if the client dropped the watch without a terminal event
 /// (the client panics in that case; treat it as the session's end).
 async fn next_event(w: &mut zk::PersistentWatcher) -> Option<zk::WatchedEvent> {
@@ -143,26 +154,45 @@ impl Persistent {
         loop {
             // Follow one session's watch until that session ends.
             let mut disconnected = false;
+            // When to try a failed re-registration again (still connected).
+            let mut retry: Option<tokio::time::Instant> = None;
             loop {
                 let event = tokio::select! {
                     _ = self.closed.cancelled() => return,
                     _ = follower.unwanted() => return,
                     ev = next_event(&mut watcher) => ev,
+                    () = sleep_until(retry) => {
+                        retry = None;
+                        if disconnected {
+                            self.reregister_or_retry(
+                                &mut watcher, &mut disconnected, &mut retry, generation, &follower,
+                            )
+                            .await;
+                        }
+                        continue;
+                    }
                 };
                 let Some(event) = event else { break };
                 match event.event_type {
                     zk::EventType::Session => match event.session_state {
-                        zk::SessionState::Disconnected => disconnected = true,
+                        zk::SessionState::Disconnected => {
+                            disconnected = true;
+                            retry = None;
+                        }
                         zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                             // zookeeper-client 0.11.2 leaves persistent watches out of the
                             // `SetWatches` it sends on reconnect, so the server forgot this
                             // one: register it again (the old local watcher is dropped after
                             // the new one exists, so the server-side watch is never removed).
-                            // If that fails the next reconnect tries again.
-                            if disconnected && let Some(w) = self.reregister().await {
-                                watcher = w;
-                                disconnected = false;
-                                follower.registered(generation, true);
+                            if disconnected {
+                                self.reregister_or_retry(
+                                    &mut watcher,
+                                    &mut disconnected,
+                                    &mut retry,
+                                    generation,
+                                    &follower,
+                                )
+                                .await;
                             }
                         }
                         // Terminal: the watch is gone with the session; never poll it again.
@@ -181,6 +211,27 @@ impl Persistent {
                 }
                 None => return,
             }
+        }
+    }
+
+    /// Registers the watch again after a reconnect and tells `follower`; if that fails while
+    /// the connection stays up, it is tried again after [`REREGISTER_RETRY`] (no later
+    /// reconnect may come to try it, and until it succeeds the follower misses events).
+    async fn reregister_or_retry<F: Follower>(
+        &self,
+        watcher: &mut zk::PersistentWatcher,
+        disconnected: &mut bool,
+        retry: &mut Option<tokio::time::Instant>,
+        generation: u64,
+        follower: &F,
+    ) {
+        match self.reregister().await {
+            Some(w) => {
+                *watcher = w;
+                *disconnected = false;
+                follower.registered(generation, true);
+            }
+            None => *retry = Some(tokio::time::Instant::now() + REREGISTER_RETRY),
         }
     }
 

@@ -72,6 +72,13 @@ async fn after_a_reconnect_a_deletion_still_wakes_the_waiter() {
     let (tx_b, mut rx_b) = mpsc::unbounded_channel();
     let _latch_b = b.join_latch("leader/latch", tx_b).await.unwrap();
     wait_for_parked(&b, "b waiting on a's node", 1).await;
+    // A wait is parked before it reads its node: cut during that read, the read fails and the
+    // wait looks again by itself, woken by nobody. Cut only once the wait is set for good.
+    let driver = b.driver().unwrap();
+    tenure_testkit::wait_until("b's wait read its node", DEADLINE, || async {
+        driver.stats().await.is_some_and(|s| s.in_flight == 0)
+    })
+    .await;
 
     // b's connection drops and comes back in the same session: the server forgot its
     // persistent watch, so it is registered again and b looks again.
