@@ -477,7 +477,7 @@ async fn supervise(weak: Weak<Shared>, closed: CancellationToken, mut sw: zk::St
 }
 
 /// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

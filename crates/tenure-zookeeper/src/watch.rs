@@ -28,7 +28,7 @@ use zookeeper_client as zk;
 
 use crate::ZooKeeperBackend;
 use crate::error::map_read;
-use crate::session::Shared;
+use crate::session::{Shared, sleep_until};
 
 /// A watch of the keys below `prefix`, on the session's shared ZooKeeper watch of it.
 pub(crate) async fn start(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
@@ -127,14 +127,6 @@ pub(crate) struct Persistent {
 
 /// The pause before registering a watch again after a failed re-registration.
 const REREGISTER_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// The next event of `w`, or `None` if the client dropped the watch without a terminal event
 /// (the client panics in that case; treat it as the session's end).
