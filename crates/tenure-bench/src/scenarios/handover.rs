@@ -12,12 +12,12 @@ use tokio::sync::watch;
 
 use crate::bench::{self, Ctx, Fewest, Zk, cluster_id, wait_children, znode};
 use crate::clock::{mono_ns, us_between, us_signed};
-
-/// How long a trial waits for the observer to report the leader's node deleted.
-const OBSERVER_PATIENCE: Duration = Duration::from_secs(5);
 use crate::results::{Group, Row, ScenarioResult, who};
 
 use super::observer::Observer;
+
+/// How long a trial waits for the observer to report the leader's node deleted.
+const OBSERVER_PATIENCE: Duration = Duration::from_secs(5);
 use super::peer_row_us;
 
 /// Waits (in a task) until `rx` shows a live term and returns when that was seen

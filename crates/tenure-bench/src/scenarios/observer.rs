@@ -98,8 +98,11 @@ impl Observer {
             .iter()
             .enumerate()
             .map(|(i, &from)| {
-                let until = starts.get(i + 1).copied().unwrap_or(u64::MAX);
-                deletions.iter().copied().find(|&d| d >= from && d < until)
+                first_between(
+                    &deletions,
+                    from,
+                    starts.get(i + 1).copied().unwrap_or(u64::MAX),
+                )
             })
             .collect()
     }
@@ -108,15 +111,20 @@ impl Observer {
     /// notification; `None` if none came.
     pub async fn deletion_after(&self, from: u64, patience: Duration) -> Option<u64> {
         let mut rx = self.deletions.clone();
-        let seen = tokio::time::timeout(patience, rx.wait_for(|d| d.iter().any(|&t| t >= from)))
-            .await
-            .ok()?
-            .ok()?
-            .iter()
-            .copied()
-            .find(|&t| t >= from)?;
-        Some(seen)
+        let seen = tokio::time::timeout(
+            patience,
+            rx.wait_for(|d| first_between(d, from, u64::MAX).is_some()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        first_between(&seen, from, u64::MAX)
     }
+}
+
+/// The first of `deletions` (in the order seen) at or after `from` and before `until`.
+fn first_between(deletions: &[u64], from: u64, until: u64) -> Option<u64> {
+    deletions.iter().copied().find(|&d| d >= from && d < until)
 }
 
 impl Drop for Observer {

@@ -9,7 +9,7 @@ use tenure::services::ElectionMode;
 
 use crate::bench::{Ctx, cluster_id};
 use crate::child::Spawned;
-use crate::clock::{mono_ns, us_between};
+use crate::clock::{mono_ns, us_between, us_signed};
 use crate::results::{Group, Row, ScenarioResult, who};
 use crate::scenarios::handover::{granted_at, join_granted};
 
@@ -49,7 +49,7 @@ impl Crashes {
         for ((k, d), g) in self.kills.iter().zip(&self.deletions).zip(&self.grants) {
             if let Some(d) = d {
                 server.push(us_between(*k, *d) / 1e3 - ttl_ms);
-                reactions.push(us_between(*d, *g));
+                reactions.push(us_signed(*d, *g));
             }
         }
         let mut excess =
@@ -122,7 +122,8 @@ pub async fn run(
         500 ms, so up to ~500 ms of the excess is the server's, spread at random and the same \
         for everyone; the **server's share** column is kill → an observer connection sees the \
         key deleted, minus the TTL. The **reaction** table takes it out: from that deletion to \
-        the standby knowing it leads (watch event + the recipe's range read). **tenure**: \
+        the standby knowing it leads (watch event + the recipe's range read; negative when the \
+        standby heard of the deletion before the observer). **tenure**: \
         `tenure-bench etcd-child --impl tenure` (HA services, dispatcher election) and a \
         tenure standby. **floor**: a raw-client leader child (the same join and read) and a \
         raw standby watching its predecessor and reading the line when it is deleted. \

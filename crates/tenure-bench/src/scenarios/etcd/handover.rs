@@ -8,7 +8,7 @@ use tenure_core::ids::ComponentId;
 use tenure_core::layout::Layout;
 
 use crate::bench::{Ctx, cluster_id};
-use crate::clock::{mono_ns, us_between};
+use crate::clock::{mono_ns, us_between, us_signed};
 use crate::results::{Group, Row, ScenarioResult, who};
 use crate::scenarios::handover::{granted_at, join_granted};
 
@@ -33,7 +33,7 @@ impl Split {
         self.total.push(us_between(start, granted));
         if let Some(d) = observer.wait_at(key).await {
             self.leader.push(us_between(start, d));
-            self.standby.push(us_between(d, granted));
+            self.standby.push(us_signed(d, granted));
         }
     }
 
@@ -69,7 +69,8 @@ pub async fn run(
         the time is from the signal to the standby's first output line arriving on our pipe \
         (no process start in it). The second table splits each handover where an observer \
         connection (a watch of the latch, in the measuring process) sees the leader's key \
-        deleted. *requests*: gRPC messages the server received during one handover, every \
+        deleted (the standby's part is negative when it heard of the deletion before the \
+        observer). *requests*: gRPC messages the server received during one handover, every \
         connection together, keep-alives left out (warm-up trials, fewest seen)."
         .into();
     let n = ctx.sizes.handover;
