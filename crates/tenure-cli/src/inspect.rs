@@ -138,19 +138,19 @@ impl LeaderSnapshot {
                         place,
                     ));
                 }
-                HaKey::LeaderDir(c) | HaKey::LeaderInfo(c) => {
-                    let name = era.component_name(&c);
-                    let slot = (rank(&c), name.clone());
-                    let key = era.leader_info(&c);
+                HaKey::LeaderDir(ref c) | HaKey::LeaderInfo(ref c) => {
+                    let name = era.component_name(c);
+                    let slot = (rank(c), name.clone());
+                    let key = era.leader_info(c);
                     let job = match c {
                         ComponentId::JobMaster(job) => Some(job.to_string()),
                         _ => None,
                     };
                     let current = comps
                         .entry(slot)
-                        .or_insert_with(|| no_leader(&name, kind(&c), job.clone(), key.clone()));
+                        .or_insert_with(|| no_leader(&name, kind(c), job.clone(), key.clone()));
                     if matches!(parsed, HaKey::LeaderInfo(_)) {
-                        *current = decode(&name, kind(&c), job, key, &e.value);
+                        *current = decode(&name, kind(c), job, key, &e.value);
                     }
                 }
                 _ => {}

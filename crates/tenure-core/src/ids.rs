@@ -21,6 +21,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -247,15 +248,11 @@ const SERVICE_NAME_RULE: &str = "a service name is 1 to 63 lower-case ASCII lett
 /// master's Kubernetes lock ConfigMap). Flink's components are the other variants of
 /// [`ComponentId`], which [`ComponentId::parse`] returns for their names.
 ///
-/// The name is stored inline, so a [`ComponentId`] stays `Copy`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceName {
-    /// The name's bytes, then zeros (no name contains a zero byte, so the order of the array
-    /// is the order of the names).
-    bytes: [u8; MAX_SERVICE_NAME],
-    /// How many bytes of `bytes` are the name.
-    len: u8,
-}
+/// The name is shared (`Arc<str>`), so a [`ComponentId`] is 24 bytes and a clone of it costs a
+/// reference count, not a copy of the name: every election keeps its component in the caller's
+/// handle, the session driver and the election's state machine.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName(Arc<str>);
 
 impl ServiceName {
     /// Validates `name`; the error names it and the rule it breaks.
@@ -284,19 +281,12 @@ impl ServiceName {
         if let Some(why) = reserved(name) {
             return Err(err(format!("it is reserved: {why}")));
         }
-        let mut bytes = [0u8; MAX_SERVICE_NAME];
-        bytes[..name.len()].copy_from_slice(name.as_bytes());
-        Ok(Self {
-            bytes,
-            // At most 63: checked above.
-            len: name.len() as u8,
-        })
+        Ok(Self(name.into()))
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        // Validated ASCII: the conversion cannot fail.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        &self.0
     }
 }
 
@@ -353,7 +343,7 @@ impl TryFrom<&str> for ServiceName {
 
 /// A component that is elected and whose leader is retrieved: one of Flink's, or any service
 /// by name.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ComponentId {
     /// The resource manager.
     ResourceManager,

@@ -339,17 +339,17 @@ impl Layout {
 
     /// A per-component election's latch directory.
     pub fn component_latch(&self, component: &ComponentId) -> String {
-        self.key(&HaKey::LeaderLatch(*component))
+        self.key(&HaKey::LeaderLatch(component.clone()))
     }
 
     /// The component's leader directory (deleted when its election ends).
     pub fn leader_dir(&self, component: &ComponentId) -> String {
-        self.key(&HaKey::LeaderDir(*component))
+        self.key(&HaKey::LeaderDir(component.clone()))
     }
 
     /// The key holding the component's published leader information.
     pub fn leader_info(&self, component: &ComponentId) -> String {
-        self.key(&HaKey::LeaderInfo(*component))
+        self.key(&HaKey::LeaderInfo(component.clone()))
     }
 
     /// Parses `leader/<component>/connection_info` back into the component (either era's names).
@@ -577,12 +577,15 @@ mod tests {
             assert_eq!(l.leader_info(&cron), "leader/my-cron/connection_info");
             assert_eq!(
                 l.parse("leader/my-cron/latch/_c_x-latch-0000000001"),
-                Some(HaKey::LeaderLatchNode(cron, "_c_x-latch-0000000001".into()))
+                Some(HaKey::LeaderLatchNode(
+                    cron.clone(),
+                    "_c_x-latch-0000000001".into()
+                ))
             );
         }
         assert_eq!(
             Layout::parse_any_era("leader/my-cron/connection_info"),
-            Some((l2, HaKey::LeaderInfo(cron)))
+            Some((l2, HaKey::LeaderInfo(cron.clone())))
         );
         assert_eq!(HaKey::LeaderInfo(cron).job(), None);
         for bad in [

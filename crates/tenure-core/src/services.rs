@@ -306,9 +306,12 @@ impl HaServices {
         &self,
         component: ComponentId,
     ) -> Result<LeaderElection, ElectionError> {
-        if let ComponentId::Named(name) = component {
+        if let ComponentId::Named(name) = &component {
             // A named service always campaigns on its own latch, in either mode.
-            return self.named_election_service(name).register(component).await;
+            return self
+                .named_election_service(name.clone())
+                .register(component)
+                .await;
         }
         match self.inner.options.election_mode {
             ElectionMode::ProcessWide => self.cluster_election().register(component).await,

@@ -67,7 +67,7 @@ impl HaServices {
     /// [`ElectionError::InvalidName`].
     pub async fn election(&self, name: &str) -> Result<LeaderElection, ElectionError> {
         let service = ServiceName::new(name)?;
-        self.named_election_service(service)
+        self.named_election_service(service.clone())
             .register(ComponentId::Named(service))
             .await
     }

@@ -18,6 +18,7 @@
 //! `Recipe` decides, `latch_io::Io` performs its requests; the session driver of `tenure-core`
 //! runs every latch of the session on one task.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
@@ -104,7 +105,7 @@ type Out = Vec<RecipeOutput<Request>>;
 impl Recipe {
     /// A participation in the latch whose directory is the etcd key prefix `dir`.
     pub(crate) fn new(
-        dir: String,
+        dir: Arc<str>,
         policy: SuspendedPolicy,
         retry: RetryPolicy,
         leave_wait: Duration,

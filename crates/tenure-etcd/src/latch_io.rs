@@ -28,13 +28,13 @@ pub(crate) struct Io {
 impl LatchIo for Io {
     type Recipe = Recipe;
 
-    fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
+    fn recipe(&self, latch: &Arc<str>) -> Result<Recipe, KvError> {
         validate_key(latch)?;
         let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
         shared.client()?;
         let ttl = shared.settings.lease_ttl;
         Ok(Recipe::new(
-            shared.keys.etcd_key(latch),
+            shared.keys.etcd_key(latch).into(),
             shared.settings.suspended_policy,
             RetryPolicy::new(Duration::from_millis(100), ttl.max(Duration::from_secs(1))),
             shared.settings.request_timeout,

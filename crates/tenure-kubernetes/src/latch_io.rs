@@ -26,7 +26,7 @@ pub(crate) struct Io {
 impl LatchIo for Io {
     type Recipe = Recipe;
 
-    fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
+    fn recipe(&self, latch: &Arc<str>) -> Result<Recipe, KvError> {
         let sh = self.shared.upgrade().ok_or(KvError::Closed)?;
         sh.check_open()?;
         sh.check_writable("joining a leader latch", latch)?;

@@ -40,7 +40,7 @@ use uuid::Uuid;
 use zookeeper_client as zk;
 
 use crate::error::is_transient;
-use crate::paths::{child_path, latch_node_prefix, protected_prefix};
+use crate::paths::{Paths, child_path, latch_node_prefix, protected_prefix};
 use tenure_core::retry::RetryPolicy;
 
 /// A request of the recipe, performed in session `generation` (a request for an older session
@@ -127,13 +127,23 @@ enum Asked {
     DeleteProtected,
 }
 
+/// What every participation of one session shares, kept once per session so that each of
+/// thousands of per-job participations holds a pointer, not a copy.
+#[derive(Debug)]
+pub(crate) struct RecipeSettings {
+    /// Where a latch key's directory is.
+    pub paths: Paths,
+    pub policy: SuspendedPolicy,
+    /// Pauses after a failed request (`retry-wait` doubling up to `max-retry-wait`).
+    pub retry: RetryPolicy,
+    /// How long leaving waits for the node's deletion before contenders go on.
+    pub leave_wait: Duration,
+}
+
 /// One participation in a latch.
 #[derive(Debug)]
 pub(crate) struct Recipe {
-    policy: SuspendedPolicy,
-    /// Pauses after a failed request (`retry-wait` doubling up to `max-retry-wait`).
-    retry: RetryPolicy,
-    leave_wait: Duration,
+    settings: Arc<RecipeSettings>,
     session: SessionView,
     /// Life, wait, current request and leadership (shared with etcd's recipe).
     p: Participation,
@@ -143,25 +153,20 @@ pub(crate) struct Recipe {
     /// What the request awaited was.
     asked: Asked,
     failures: u32,
-    /// Keys to delete in the same write as the node when leaving.
-    unpublish: Vec<String>,
+    /// Keys to delete in the same write as the node when leaving (a boxed slice: no capacity
+    /// word, and nothing allocated while empty).
+    unpublish: Box<[String]>,
 }
 
 type Out = Vec<RecipeOutput<Request>>;
 
 impl Recipe {
-    /// A participation in the latch directory `dir` (an absolute znode path).
-    pub(crate) fn new(
-        dir: String,
-        policy: SuspendedPolicy,
-        retry: RetryPolicy,
-        leave_wait: Duration,
-    ) -> Self {
+    /// A participation in the latch `latch` (a layout key; its directory is
+    /// `settings.paths.path(latch)`).
+    pub(crate) fn new(latch: Arc<str>, settings: Arc<RecipeSettings>) -> Self {
         Self {
-            p: Participation::new(dir),
-            policy,
-            retry,
-            leave_wait,
+            p: Participation::new(latch),
+            settings,
             session: SessionView {
                 state: ConnectionState::Suspended,
                 generation: 0,
@@ -172,8 +177,14 @@ impl Recipe {
             need_reset: false,
             asked: Asked::Watch,
             failures: 0,
-            unpublish: Vec::new(),
+            unpublish: Box::default(),
         }
+    }
+
+    /// The latch directory's znode path (made per request: a participation keeps only the
+    /// latch key, which its election shares).
+    fn dir(&self) -> String {
+        self.settings.paths.path(self.p.dir())
     }
 
     fn connected(&self) -> bool {
@@ -209,7 +220,7 @@ impl Recipe {
     /// Bookkeeping for a session change (revocations happen here, at once).
     fn on_session(&mut self, view: SessionView, out: &mut Out) {
         if view.suspensions != self.session.suspensions
-            && self.policy == SuspendedPolicy::RevokeOnSuspended
+            && self.settings.policy == SuspendedPolicy::RevokeOnSuspended
             && self.session.generation != 0
         {
             self.revoke(out);
@@ -255,7 +266,7 @@ impl Recipe {
                 );
             }
             if let Some(p) = self.pending {
-                let dir = self.p.dir().to_string();
+                let dir = self.dir();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::DeleteProtected { dir, prefix }, out);
             }
@@ -267,7 +278,7 @@ impl Recipe {
             if p.generation != generation {
                 self.pending = None;
             } else {
-                let dir = self.p.dir().to_string();
+                let dir = self.dir();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::Find { dir, prefix }, out);
             }
@@ -278,11 +289,11 @@ impl Recipe {
                 protection,
                 generation,
             });
-            let prefix = latch_node_prefix(self.p.dir(), &protection);
-            let dir = self.p.dir().to_string();
+            let dir = self.dir();
+            let prefix = latch_node_prefix(&dir, &protection);
             return self.request(Op::Create { dir, prefix }, out);
         }
-        let dir = self.p.dir().to_string();
+        let dir = self.dir();
         self.request(Op::List { dir }, out);
     }
 
@@ -293,14 +304,14 @@ impl Recipe {
             if node.generation == generation {
                 let path = self.node_path(&node);
                 // Kept until the delete lands: a retry deletes them too.
-                let also = self.unpublish.clone();
+                let also = self.unpublish.to_vec();
                 return self.request(Op::Delete { path, also }, out);
             }
             self.node = None;
         }
         if let Some(p) = self.pending {
             if p.generation == generation {
-                let dir = self.p.dir().to_string();
+                let dir = self.dir();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::DeleteProtected { dir, prefix }, out);
             }
@@ -349,29 +360,27 @@ impl Recipe {
         self.failures = self.failures.saturating_add(1);
         let pause = if is_transient(&e) {
             // An interrupted request is retried soon: the connection is usually back at once.
-            debug!(dir = %self.p.dir(), error = %e, "latch step interrupted; retrying");
+            debug!(latch = %self.p.dir(), error = %e, "latch step interrupted; retrying");
             RetryPolicy::new(
-                self.retry.base.min(Duration::from_millis(200)),
-                self.retry.max_wait.min(Duration::from_secs(5)),
+                self.settings.retry.base.min(Duration::from_millis(200)),
+                self.settings.retry.max_wait.min(Duration::from_secs(5)),
             )
             .wait(attempt)
         } else {
-            warn!(dir = %self.p.dir(), error = %e, "latch step failed; retrying");
-            self.retry.wait(attempt)
+            warn!(latch = %self.p.dir(), error = %e, "latch step failed; retrying");
+            self.settings.retry.wait(attempt)
         };
         self.p.pause(pause, out);
     }
 
     fn take_node(&mut self, name: &str, how: &str) -> Result<(), zk::Error> {
+        let path = child_path(&self.dir(), name);
         let seq = latch_sequence(name).ok_or_else(|| {
-            zk::Error::UnexpectedError(format!(
-                "latch node {} has no sequence",
-                child_path(self.p.dir(), name)
-            ))
+            zk::Error::UnexpectedError(format!("latch node {path} has no sequence"))
         })?;
-        debug!(node = %child_path(self.p.dir(), name), "{how}");
+        debug!(node = %path, "{how}");
         self.node = Some(Node {
-            path: child_path(self.p.dir(), name).into(),
+            path: path.into(),
             seq,
             generation: self.session.generation,
         });
@@ -438,7 +447,7 @@ impl Recipe {
             }
             (Asked::Delete, Response::Deleted(Ok(()))) => {
                 self.node = None;
-                self.unpublish.clear();
+                self.unpublish = Box::default();
                 Ok(())
             }
             (Asked::DeleteProtected, Response::Deleted(Ok(()))) => {
@@ -485,7 +494,7 @@ impl Recipe {
             }
             Some(i) => {
                 self.revoke(out);
-                let predecessor = child_path(self.p.dir(), line[i - 1].1);
+                let predecessor = child_path(&self.dir(), line[i - 1].1);
                 debug!(%predecessor, "waiting for the predecessor");
                 self.watch(predecessor, out);
             }
@@ -510,7 +519,7 @@ impl LatchRecipe for Recipe {
             self.session.generation,
         );
         if held {
-            self.unpublish = keys;
+            self.unpublish = keys.into_boxed_slice();
         }
         held
     }
@@ -523,7 +532,10 @@ impl LatchRecipe for Recipe {
             }
             RecipeInput::Leave => {
                 // Not connected: the node is deleted once connected again in this session.
-                if self.p.leave(self.connected(), self.leave_wait, out) {
+                if self
+                    .p
+                    .leave(self.connected(), self.settings.leave_wait, out)
+                {
                     self.step(out);
                 }
             }

@@ -46,17 +46,12 @@ impl Io {
 impl LatchIo for Io {
     type Recipe = Recipe;
 
-    fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
+    fn recipe(&self, latch: &Arc<str>) -> Result<Recipe, KvError> {
         validate_key(latch)?;
         let shared = self.shared.upgrade().ok_or(KvError::Closed)?;
         // Fail at once when the session is closed, so the election reports it.
         shared.client()?;
-        Ok(Recipe::new(
-            shared.paths.path(latch),
-            shared.settings.suspended_policy,
-            shared.settings.retry_policy(),
-            shared.settings.connection_timeout,
-        ))
+        Ok(Recipe::new(latch.clone(), shared.recipe.clone()))
     }
 
     fn perform(&self, participation: u64, request: Request) -> BoxFuture<'static, Reply> {

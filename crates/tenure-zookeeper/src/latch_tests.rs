@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tenure_core::connection::{ConnectionState, SuspendedPolicy};
@@ -10,8 +11,11 @@ use tenure_core::kv::{FencingToken, KvError};
 use tenure_core::retry::RetryPolicy;
 use zookeeper_client as zk;
 
-use super::{Op, Recipe, Reply, Request, Response};
+use super::{Op, Recipe, RecipeSettings, Reply, Request, Response};
+use crate::paths::Paths;
 
+const NAMESPACE: &str = "/flink/default";
+const LATCH: &str = "leader/latch";
 const DIR: &str = "/flink/default/leader/latch";
 const LEAVE_WAIT: Duration = Duration::from_secs(3);
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -63,7 +67,15 @@ impl Harness {
 
     fn with_retry(policy: SuspendedPolicy, retry: RetryPolicy) -> Self {
         Self {
-            recipe: Recipe::new(DIR.into(), policy, retry, LEAVE_WAIT),
+            recipe: Recipe::new(
+                LATCH.into(),
+                Arc::new(RecipeSettings {
+                    paths: Paths::new(NAMESPACE),
+                    policy,
+                    retry,
+                    leave_wait: LEAVE_WAIT,
+                }),
+            ),
             asked: Vec::new(),
         }
     }
@@ -540,7 +552,7 @@ fn no_auth_fails_the_latch_and_deletes_its_node() {
     let evs = h.reply(Response::Names(Err(zk::Error::NoAuth)));
     assert_eq!(evs.len(), 2, "{evs:?}");
     assert!(
-        matches!(&evs[0], Ev::Failed(KvError::Unauthorized { key, .. }) if key == DIR),
+        matches!(&evs[0], Ev::Failed(KvError::Unauthorized { key, .. }) if key == LATCH),
         "{evs:?}"
     );
     assert_eq!(evs[1], Ev::Delete(path(&name)));

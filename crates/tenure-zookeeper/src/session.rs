@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// TLS and SASL of every session, prepared at connect.
     security: Security,
     pub paths: Paths,
+    /// What every latch participation of this backend shares.
+    pub recipe: Arc<crate::latch::RecipeSettings>,
     slot: RwLock<Option<Current>>,
     status: watch::Sender<Status>,
     conn: watch::Sender<ConnectionState>,
@@ -147,8 +149,16 @@ impl Shared {
             suspensions: 0,
         });
         let (conn, _) = watch::channel(ConnectionState::Connected);
+        let paths = Paths::new(&settings.namespace).with_job_graphs_dir(&settings.job_graphs_dir);
+        let recipe = Arc::new(crate::latch::RecipeSettings {
+            paths: paths.clone(),
+            policy: settings.suspended_policy,
+            retry: settings.retry_policy(),
+            leave_wait: settings.connection_timeout,
+        });
         let shared = Arc::new(Shared {
-            paths: Paths::new(&settings.namespace).with_job_graphs_dir(&settings.job_graphs_dir),
+            paths,
+            recipe,
             settings,
             security,
             slot: RwLock::new(Some(Current {

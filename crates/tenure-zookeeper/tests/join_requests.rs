@@ -24,11 +24,11 @@ async fn requests_of_one_election(
     f: &ZooKeeperFactory,
     backend: &Arc<ZooKeeperBackend>,
     service: &ElectionService,
-    component: ComponentId,
+    component: &ComponentId,
     latch: &str,
 ) -> u64 {
     let before = received(f, backend).await;
-    let mut e = service.register(component).await.unwrap();
+    let mut e = service.register(component.clone()).await.unwrap();
     e.wait_for_leadership().await.unwrap();
     wait_for_parked(backend, "the leader's wait on its own node", 1).await;
     let requests = received(f, backend).await - before;
@@ -44,7 +44,7 @@ async fn fewest_of_three(
     f: &ZooKeeperFactory,
     backend: &Arc<ZooKeeperBackend>,
     service: &ElectionService,
-    component: ComponentId,
+    component: &ComponentId,
     latch: &str,
 ) -> u64 {
     let mut fewest = u64::MAX;
@@ -63,8 +63,8 @@ async fn joining_a_latch_that_exists_is_a_create_and_a_read() {
     let latch = layout.cluster_latch();
     let service = ElectionService::new(a.clone(), layout, latch.clone());
     // The first election makes the latch directory; later ones find it.
-    requests_of_one_election(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
-    let fewest = fewest_of_three(&f, &a, &service, ComponentId::Dispatcher, &latch).await;
+    requests_of_one_election(&f, &a, &service, &ComponentId::Dispatcher, &latch).await;
+    let fewest = fewest_of_three(&f, &a, &service, &ComponentId::Dispatcher, &latch).await;
     // The leader's wait on its own node was set at its create: no `exists`.
     assert_eq!(fewest, 2, "create, get-children");
 }
@@ -79,7 +79,7 @@ async fn a_new_jobs_latch_is_made_by_one_write_without_a_failed_create() {
         let job = ComponentId::JobMaster(JobId::new_random());
         let latch = layout.component_latch(&job);
         let service = ElectionService::new(a.clone(), layout, latch.clone());
-        let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
+        let n = requests_of_one_election(&f, &a, &service, &job, &latch).await;
         fewest = fewest.min(n);
     }
     assert_eq!(
@@ -98,10 +98,10 @@ async fn a_latch_made_by_another_process_costs_one_failed_write_once() {
     let latch = layout.component_latch(&job);
     // `b` makes the job's latch directory; `a` has never seen it.
     let service_b = ElectionService::new(b.clone(), layout, latch.clone());
-    requests_of_one_election(&f, &b, &service_b, job, &latch).await;
+    requests_of_one_election(&f, &b, &service_b, &job, &latch).await;
     let service_a = ElectionService::new(a.clone(), layout, latch.clone());
-    let first = requests_of_one_election(&f, &a, &service_a, job, &latch).await;
-    let fewest = fewest_of_three(&f, &a, &service_a, job, &latch).await;
+    let first = requests_of_one_election(&f, &a, &service_a, &job, &latch).await;
+    let fewest = fewest_of_three(&f, &a, &service_a, &job, &latch).await;
     assert!(
         first >= 4,
         "the wrong guess is a failed multi, then create, get-children and (the session's \
@@ -122,7 +122,7 @@ async fn a_latch_directory_removed_after_it_was_seen_is_made_again() {
     let latch = layout.component_latch(&job);
     let service = ElectionService::new(a.clone(), layout, latch.clone());
     // The session has seen the job's latch directory exist...
-    requests_of_one_election(&f, &a, &service, job, &latch).await;
+    requests_of_one_election(&f, &a, &service, &job, &latch).await;
     // ...then someone removes it with its parent (a cleanup of the job).
     let raw = f.raw_client().await;
     let latch_path = format!("/flink/{}/{latch}", f.cluster_id());
@@ -130,11 +130,11 @@ async fn a_latch_directory_removed_after_it_was_seen_is_made_again() {
     raw.delete(&latch_path, None).await.unwrap();
     raw.delete(&job_dir, None).await.unwrap();
     // The wrong guess costs a failed create; the directories are made and the election leads.
-    let n = requests_of_one_election(&f, &a, &service, job, &latch).await;
+    let n = requests_of_one_election(&f, &a, &service, &job, &latch).await;
     assert!(
         n >= 4,
         "a failed create (and the read behind it), one multi, get-children: {n}"
     );
-    let fewest = fewest_of_three(&f, &a, &service, job, &latch).await;
+    let fewest = fewest_of_three(&f, &a, &service, &job, &latch).await;
     assert_eq!(fewest, 2, "and the directory is known again");
 }

@@ -165,7 +165,7 @@ async fn stopped_elections_and_dropped_retrievers_leave_nothing_in_the_driver() 
     for _ in 0..20 {
         let job = ComponentId::JobMaster(JobId::new_random());
         let service = ElectionService::new(a.clone(), layout, layout.component_latch(&job));
-        let mut e = service.register(job).await.unwrap();
+        let mut e = service.register(job.clone()).await.unwrap();
         let term = e.wait_for_leadership().await.unwrap();
         assert!(e.confirm(term.session_id, "addr").await.unwrap());
         let retriever = LeaderRetriever::start(a.clone(), layout, job, None);
@@ -212,7 +212,7 @@ async fn a_first_publication_is_one_request() {
     let mut fewest = u64::MAX;
     for _ in 0..3 {
         let job = ComponentId::JobMaster(JobId::new_random());
-        let mut e = service.register(job).await.unwrap();
+        let mut e = service.register(job.clone()).await.unwrap();
         let term = e.wait_for_leadership().await.unwrap();
         assert!(a.get(&layout.leader_dir(&job)).await.unwrap().is_none());
         let before = received(&f, &a).await;

@@ -371,7 +371,7 @@ fn exited(status: &ExitStatus, report: &Reporter) -> u8 {
 /// What `tenure run` elects: `--component` or `--name` (clap makes one of them required and
 /// refuses both); a named service is elected on its own latch only.
 fn elected(args: &RunArgs) -> Result<ComponentId, CliError> {
-    match (args.component, args.name) {
+    match (args.component.clone(), args.name.clone()) {
         (_, Some(name)) if args.scope == Scope::Cluster => Err(CliError::Usage(format!(
             "--scope cluster cannot elect --name {name}: a service elected by name campaigns on \
              its own latch (leader/{name}/latch)"
@@ -411,7 +411,7 @@ pub async fn run(
         format,
         component: name.clone(),
     };
-    let (latch, election) = match (component, args.scope) {
+    let (latch, election) = match (&component, args.scope) {
         (ComponentId::Named(service), _) => (
             layout.component_latch(&component),
             conn.services.election(service.as_str()).await,

@@ -2,8 +2,10 @@
 //! queues of leader-information writes, one in flight per component.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
@@ -80,16 +82,22 @@ pub(super) struct Election {
     pub(super) latch: Arc<str>,
     pub(super) layout: Layout,
     pub(super) state: ElectionState,
-    pub(super) contenders: Vec<Contender>,
+    /// Inline while there is one (most elections: a job's own).
+    pub(super) contenders: SmallVec<[Contender; 1]>,
     /// For a latch joined directly: where its events go.
     pub(super) events: Option<mpsc::UnboundedSender<LatchEvent>>,
-    /// The current participation, if joined.
-    pub(super) participation: Option<u64>,
+    /// The current participation, if joined (ids start at 1).
+    participation: Option<NonZeroU64>,
     pub(super) publications: Vec<PubQueue>,
     /// The state machine asked to leave; the recipe is told once publications are done.
     pub(super) leave_pending: bool,
-    /// Told when the participation being left is left.
-    pub(super) on_left: Vec<oneshot::Sender<()>>,
+    /// Told when the participation being left is left; allocated on first use (most
+    /// elections end without anyone waiting for that).
+    #[expect(
+        clippy::box_collection,
+        reason = "one word per election instead of three while nobody waits"
+    )]
+    on_left: Option<Box<Vec<oneshot::Sender<()>>>>,
     /// Where grants, revocations and publications are reported.
     pub(super) observer: Option<Observer>,
 }
@@ -100,13 +108,45 @@ impl Election {
             latch,
             layout,
             state: ElectionState::default(),
-            contenders: Vec::new(),
+            contenders: SmallVec::new(),
             events: None,
             participation: None,
             publications: Vec::new(),
             leave_pending: false,
-            on_left: Vec::new(),
+            on_left: None,
             observer: None,
+        }
+    }
+
+    /// The current participation, if joined.
+    pub(super) fn participation(&self) -> Option<u64> {
+        self.participation.map(NonZeroU64::get)
+    }
+
+    /// Sets (`Some`: a participation id, never 0) or clears the current participation.
+    pub(super) fn set_participation(&mut self, id: Option<u64>) {
+        self.participation = id.and_then(NonZeroU64::new);
+    }
+
+    /// Takes the current participation, if joined.
+    pub(super) fn take_participation(&mut self) -> Option<u64> {
+        self.participation.take().map(NonZeroU64::get)
+    }
+
+    /// `reply` is told when the participation being left is left.
+    pub(super) fn wait_until_left(&mut self, reply: oneshot::Sender<()>) {
+        self.on_left.get_or_insert_with(Box::default).push(reply);
+    }
+
+    /// Whether someone waits for the participation being left.
+    pub(super) fn waits_until_left(&self) -> bool {
+        self.on_left.is_some()
+    }
+
+    /// Tells whoever waits that the participation being left is left.
+    pub(super) fn left(&mut self) {
+        for reply in self.on_left.take().into_iter().flat_map(|waiters| *waiters) {
+            let _ = reply.send(());
         }
     }
 

@@ -41,8 +41,9 @@ pub enum Life {
 
 /// The shared state of one participation (see the module docs).
 pub struct Participation {
-    /// The latch (its directory or key prefix), for the recipe's requests and log lines.
-    dir: Box<str>,
+    /// The latch (its directory or key prefix), for the recipe's requests and log lines;
+    /// shared with the election where the recipe keeps its latch key.
+    dir: Arc<str>,
     /// Where the participation is in its life.
     pub life: Life,
     /// What the recipe waits for.
@@ -67,9 +68,9 @@ impl fmt::Debug for Participation {
 
 impl Participation {
     /// A participation in the latch `dir` that has not joined yet.
-    pub fn new(dir: String) -> Self {
+    pub fn new(dir: Arc<str>) -> Self {
         Self {
-            dir: dir.into(),
+            dir,
             life: Life::Idle,
             wait: Wait::Nothing,
             expect: 0,

@@ -25,7 +25,7 @@ impl<I: LatchIo> Driver<I> {
             Some(i) => i,
             None => {
                 e.publications.push(PubQueue {
-                    component,
+                    component: component.clone(),
                     busy: None,
                     queue: VecDeque::new(),
                     known: None,
@@ -127,7 +127,7 @@ impl<I: LatchIo> Driver<I> {
                     info!(%component, address = %info.address, "leader information published");
                     if let Some(o) = &e.observer {
                         o.emit(|| HaEvent::LeaderPublished {
-                            component,
+                            component: component.clone(),
                             address: info.address.clone(),
                         });
                     }

@@ -112,7 +112,7 @@ pub trait LatchIo: Send + Sync + 'static {
     type Recipe: LatchRecipe;
 
     /// A new participation in the latch whose directory is `latch` (a layout key).
-    fn recipe(&self, latch: &str) -> Result<Self::Recipe, KvError>;
+    fn recipe(&self, latch: &Arc<str>) -> Result<Self::Recipe, KvError>;
 
     /// Performs one request of participation `participation`. The future owns what it needs
     /// (no borrow of `self`) so the driver can keep any number in flight; it resolves to the

@@ -162,7 +162,7 @@ impl<I: LatchIo> Driver<I> {
                 let cell = Arc::new(LeadershipCell::new());
                 e.contenders.reserve_exact(1);
                 e.contenders.push(Contender {
-                    component,
+                    component: component.clone(),
                     leadership: cell.clone(),
                     errors: None,
                 });
@@ -181,7 +181,7 @@ impl<I: LatchIo> Driver<I> {
                     return;
                 };
                 let leaving = e.state.is_registered(&component) && e.contenders.len() == 1;
-                let outputs = e.state.handle(Input::Unregister(component));
+                let outputs = e.state.handle(Input::Unregister(component.clone()));
                 let mut reply = reply;
                 for output in outputs {
                     match output {
@@ -208,8 +208,8 @@ impl<I: LatchIo> Driver<I> {
                 if let Some(e) = self.elections.get_mut(&election) {
                     e.contenders.retain(|c| c.component != component);
                     if let Some(reply) = reply {
-                        if e.leave_pending || e.participation.is_some() && leaving {
-                            e.on_left.push(reply);
+                        if e.leave_pending || e.participation().is_some() && leaving {
+                            e.wait_until_left(reply);
                         } else {
                             let _ = reply.send(());
                         }
@@ -267,18 +267,21 @@ impl<I: LatchIo> Driver<I> {
                 latch,
                 events,
                 reply,
-            } => match self.io.recipe(&latch) {
-                Ok(recipe) => {
-                    let mut e = Election::new(latch.into(), Layout::default());
-                    e.events = Some(events);
-                    self.elections.insert(election, Box::new(e));
-                    let _ = reply.send(Ok(()));
-                    self.join(election, recipe);
+            } => {
+                let latch: Arc<str> = latch.into();
+                match self.io.recipe(&latch) {
+                    Ok(recipe) => {
+                        let mut e = Election::new(latch, Layout::default());
+                        e.events = Some(events);
+                        self.elections.insert(election, Box::new(e));
+                        let _ = reply.send(Ok(()));
+                        self.join(election, recipe);
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
                 }
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
+            }
             Command::Retrieve {
                 id,
                 key,
@@ -314,10 +317,10 @@ impl<I: LatchIo> Driver<I> {
                     return;
                 };
                 e.events = None;
-                match e.participation {
+                match e.participation() {
                     Some(_) => {
                         if let Some(reply) = reply {
-                            e.on_left.push(reply);
+                            e.wait_until_left(reply);
                         }
                         e.leave_pending = true;
                         self.maybe_leave(election);
@@ -365,7 +368,7 @@ impl<I: LatchIo> Driver<I> {
                 e.leave_pending = false;
                 // A participation still waiting to leave (its publications were in flight)
                 // leaves now; the new campaign is a new participation.
-                if let Some(old) = e.participation.take() {
+                if let Some(old) = e.take_participation() {
                     self.drive(old, RecipeInput::Leave);
                 }
                 let Some(e) = self.elections.get_mut(&election) else {
@@ -392,7 +395,7 @@ impl<I: LatchIo> Driver<I> {
                 if let Some(o) = &e.observer {
                     o.emit(|| HaEvent::LeadershipGranted {
                         latch: e.latch.clone(),
-                        component,
+                        component: component.clone(),
                         session,
                         token: token.clone(),
                     });
@@ -407,7 +410,9 @@ impl<I: LatchIo> Driver<I> {
                     return;
                 };
                 if let Some(o) = &e.observer {
-                    o.emit(|| HaEvent::LeadershipRevoked { component });
+                    o.emit(|| HaEvent::LeadershipRevoked {
+                        component: component.clone(),
+                    });
                 }
                 if let Some(c) = e.contender(&component) {
                     debug!(%component, "revoking");
@@ -449,7 +454,7 @@ impl<I: LatchIo> Driver<I> {
         let id = self.next_participation;
         self.next_participation += 1;
         if let Some(e) = self.elections.get_mut(&election) {
-            e.participation = Some(id);
+            e.set_participation(Some(id));
         }
         self.participations.insert(
             id,
@@ -470,7 +475,7 @@ impl<I: LatchIo> Driver<I> {
             return false;
         };
         let Some(p) = e
-            .participation
+            .participation()
             .and_then(|id| self.participations.get_mut(&id))
         else {
             return false;
@@ -501,14 +506,10 @@ impl<I: LatchIo> Driver<I> {
             return;
         }
         e.leave_pending = false;
-        match e.participation.take() {
+        match e.take_participation() {
             // Until `Left`, the participation still reports to the election (its `on_left`).
             Some(id) => self.drive(id, RecipeInput::Leave),
-            None => {
-                for reply in e.on_left.drain(..) {
-                    let _ = reply.send(());
-                }
-            }
+            None => e.left(),
         }
         self.forget_if_finished(election);
     }
@@ -568,12 +569,10 @@ impl<I: LatchIo> Driver<I> {
             return;
         };
         if let Some(e) = self.elections.get_mut(&election) {
-            if e.participation == Some(id) {
-                e.participation = None;
+            if e.participation() == Some(id) {
+                e.set_participation(None);
             }
-            for reply in e.on_left.drain(..) {
-                let _ = reply.send(());
-            }
+            e.left();
             self.forget_if_finished(election);
         }
     }
@@ -584,18 +583,20 @@ impl<I: LatchIo> Driver<I> {
         let Some(e) = self.elections.get_mut(&election) else {
             return;
         };
-        if e.participation != Some(id) {
+        if e.participation() != Some(id) {
             // A participation being left still reports its revocation, nothing else.
             return;
         }
-        if let Some(events) = &e.events {
+        if e.events.is_some() {
             if let LatchEvent::Failed(_) = event {
-                e.participation = None;
+                e.set_participation(None);
                 if let Some(p) = self.participations.get_mut(&id) {
                     p.owner = Owner::Detached;
                 }
             }
-            let _ = events.send(event);
+            if let Some(events) = &e.events {
+                let _ = events.send(event);
+            }
             return;
         }
         let input = match event {
@@ -610,7 +611,7 @@ impl<I: LatchIo> Driver<I> {
             }
             LatchEvent::Failed(reason) => {
                 warn!(latch = %e.latch, %reason, "latch failed");
-                e.participation = None;
+                e.set_participation(None);
                 if let Some(p) = self.participations.get_mut(&id) {
                     p.owner = Owner::Detached;
                 }
@@ -658,7 +659,7 @@ impl<I: LatchIo> Driver<I> {
         if self
             .elections
             .get(&election)
-            .is_some_and(|e| e.is_finished() && e.on_left.is_empty())
+            .is_some_and(|e| e.is_finished() && !e.waits_until_left())
         {
             self.elections.remove(&election);
         }

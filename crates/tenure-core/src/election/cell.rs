@@ -38,7 +38,10 @@ pub(crate) struct LeadershipCell {
 }
 
 struct Inner {
-    now: Leadership,
+    /// The session and token of the term last granted, while it is not revoked (`None` when no
+    /// term is). Kept as these two rather than as a [`Leadership`]: the term's end is the cell
+    /// itself, added when a [`LeaderTerm`] is handed out.
+    now: Option<(LeaderSessionId, FencingToken)>,
     /// The number of the last term granted.
     last: u64,
     /// The watch handed out, once a handle asked for one.
@@ -49,7 +52,10 @@ struct Inner {
 
 impl fmt::Debug for LeadershipCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("LeadershipCell").field(&self.get()).finish()
+        let inner = lock(&self.inner);
+        f.debug_tuple("LeadershipCell")
+            .field(&inner.now.as_ref().map(|(session, _)| session))
+            .finish()
     }
 }
 
@@ -58,7 +64,7 @@ impl LeadershipCell {
     pub(crate) fn new() -> Self {
         Self {
             inner: Mutex::new(Inner {
-                now: Leadership::NotLeader,
+                now: None,
                 last: 0,
                 watch: None,
                 closed: false,
@@ -72,31 +78,42 @@ impl LeadershipCell {
     pub(crate) fn grant(self: &Arc<Self>, session: LeaderSessionId, token: FencingToken) {
         let mut inner = lock(&self.inner);
         inner.last += 1;
-        let term = TermEnd {
-            cell: Arc::downgrade(self),
-            number: inner.last,
-        };
-        let number = term.number;
-        self.replace(
-            inner,
-            Leadership::Leader(LeaderTerm::new(session, token, term)),
-            number,
-        );
+        let number = inner.last;
+        inner.now = Some((session, token));
+        self.replaced(inner, number);
     }
 
     /// The driver's revocation: the term in force, if any, ends.
-    pub(crate) fn revoke(&self) {
-        self.replace(lock(&self.inner), Leadership::NotLeader, 0);
+    pub(crate) fn revoke(self: &Arc<Self>) {
+        let mut inner = lock(&self.inner);
+        inner.now = None;
+        self.replaced(inner, 0);
     }
 
-    fn replace(&self, mut inner: std::sync::MutexGuard<'_, Inner>, now: Leadership, number: u64) {
+    /// After `inner.now` changed: `number` is in force, the watch (if any) sees the change, and
+    /// an ended term's token is cancelled.
+    fn replaced(self: &Arc<Self>, inner: std::sync::MutexGuard<'_, Inner>, number: u64) {
         self.current.store(number, Ordering::Release);
         if let Some(w) = &inner.watch {
-            w.send_replace(now.clone());
+            w.send_replace(self.leadership(&inner));
         }
-        inner.now = now;
         drop(inner);
         self.end_term();
+    }
+
+    /// `inner`'s leadership as handles see it.
+    fn leadership(self: &Arc<Self>, inner: &Inner) -> Leadership {
+        match &inner.now {
+            Some((session, token)) => Leadership::Leader(LeaderTerm::new(
+                *session,
+                token.clone(),
+                TermEnd {
+                    cell: Arc::downgrade(self),
+                    number: inner.last,
+                },
+            )),
+            None => Leadership::NotLeader,
+        }
     }
 
     /// Cancels the token of a term no longer in force, if one was made. Runs after `current`
@@ -124,13 +141,16 @@ impl LeadershipCell {
     }
 
     /// The leadership now.
-    pub(crate) fn get(&self) -> Leadership {
-        lock(&self.inner).now.clone()
+    pub(crate) fn get(self: &Arc<Self>) -> Leadership {
+        self.leadership(&lock(&self.inner))
     }
 
     /// The current term, if leader.
-    pub(crate) fn term(&self) -> Option<LeaderTerm> {
-        lock(&self.inner).now.term().cloned()
+    pub(crate) fn term(self: &Arc<Self>) -> Option<LeaderTerm> {
+        match self.get() {
+            Leadership::Leader(term) => Some(term),
+            Leadership::NotLeader => None,
+        }
     }
 
     /// Whether a term is in force.
@@ -140,20 +160,19 @@ impl LeadershipCell {
 
     /// Whether `session` is the current term.
     pub(crate) fn has(&self, session: LeaderSessionId) -> bool {
-        lock(&self.inner)
-            .now
-            .term()
-            .is_some_and(|t| t.session_id == session && !t.is_over())
+        let inner = lock(&self.inner);
+        inner.now.as_ref().is_some_and(|(s, _)| *s == session)
+            && self.current.load(Ordering::Acquire) == inner.last
     }
 
     /// A `watch` of the leadership, made on the first call. Once the driver let go, a fresh
     /// closed one: it shows the last leadership and `changed()` fails.
-    pub(crate) fn watch(&self) -> watch::Receiver<Leadership> {
+    pub(crate) fn watch(self: &Arc<Self>) -> watch::Receiver<Leadership> {
         let mut inner = lock(&self.inner);
         if let Some(w) = &inner.watch {
             return w.subscribe();
         }
-        let (tx, rx) = watch::channel(inner.now.clone());
+        let (tx, rx) = watch::channel(self.leadership(&inner));
         if !inner.closed {
             inner.watch = Some(tx);
         }
@@ -231,7 +250,7 @@ mod tests {
 
     #[test]
     fn closing_ends_handed_out_and_later_watches() {
-        let cell = LeadershipCell::new();
+        let cell = Arc::new(LeadershipCell::new());
         let before = cell.watch();
         cell.close();
         assert!(before.has_changed().is_err(), "the sender is gone");

@@ -208,7 +208,7 @@ impl ElectionService {
             latch: self.latch.clone(),
             layout: self.layout,
             observer: self.observer.clone(),
-            component,
+            component: component.clone(),
             reply,
         })?;
         let leadership = rx.await.map_err(|_| ElectionError::Closed)??;
@@ -240,7 +240,7 @@ pub struct LeaderConfirmer {
 impl LeaderConfirmer {
     /// The component.
     pub fn component(&self) -> ComponentId {
-        self.component
+        self.component.clone()
     }
 
     /// Whether `session` is the current term of this component.
@@ -258,7 +258,7 @@ impl LeaderConfirmer {
         let (reply, rx) = oneshot::channel();
         self.driver.send(Command::Confirm {
             election: self.election,
-            component: self.component,
+            component: self.component.clone(),
             session,
             address: address.into(),
             reply,
@@ -283,7 +283,7 @@ impl LeaderConfirmer {
         self.driver
             .send(Command::NextError {
                 election: self.election,
-                component: self.component,
+                component: self.component.clone(),
                 until_granted,
                 reply,
             })
@@ -323,7 +323,7 @@ pub struct LeaderElection {
 impl LeaderElection {
     /// The component.
     pub fn component(&self) -> ComponentId {
-        self.confirmer.component
+        self.confirmer.component.clone()
     }
 
     /// A `watch` of this component's leadership.
@@ -383,7 +383,7 @@ impl LeaderElection {
         let (reply, rx) = oneshot::channel();
         self.confirmer.driver.send(Command::Unregister {
             election: self.confirmer.election,
-            component: self.confirmer.component,
+            component: self.confirmer.component.clone(),
             reply: Some(reply),
         })?;
         rx.await.map_err(|_| ElectionError::Closed)
@@ -400,7 +400,7 @@ impl Drop for LeaderElection {
         if !self.stopped {
             let _ = self.confirmer.driver.send(Command::Unregister {
                 election: self.confirmer.election,
-                component: self.confirmer.component,
+                component: self.confirmer.component.clone(),
                 reply: None,
             });
         }

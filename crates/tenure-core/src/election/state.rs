@@ -5,6 +5,8 @@
 //! just one (per-component election). The session driver ([`crate::driver`]) feeds it backend events and
 //! contender commands and carries out its outputs.
 
+use smallvec::SmallVec;
+
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError};
 use crate::leader_info::LeaderInformation;
@@ -97,8 +99,9 @@ enum LatchState {
 /// The state of one election (one latch).
 #[derive(Clone, Debug)]
 pub struct ElectionState {
-    /// Sorted; a small vector, since most elections (a job's own) have one component.
-    contenders: Vec<ComponentId>,
+    /// Sorted; inline while there is one, since most elections (a job's own) have one
+    /// component.
+    contenders: SmallVec<[ComponentId; 1]>,
     latch: LatchState,
     /// Sorted by component.
     confirmed: Vec<(ComponentId, LeaderInformation)>,
@@ -107,7 +110,7 @@ pub struct ElectionState {
 impl Default for ElectionState {
     fn default() -> Self {
         Self {
-            contenders: Vec::new(),
+            contenders: SmallVec::new(),
             latch: LatchState::Idle,
             confirmed: Vec::new(),
         }
@@ -190,7 +193,7 @@ impl ElectionState {
         let mut out = Vec::new();
         match input {
             Input::Register(component) => {
-                if !self.add_contender(component) {
+                if !self.add_contender(component.clone()) {
                     return out;
                 }
                 match &self.latch {
@@ -200,7 +203,7 @@ impl ElectionState {
                     }
                     LatchState::Campaigning => {}
                     LatchState::Leader { session, token } => out.push(Output::Grant {
-                        component,
+                        component: component.clone(),
                         session: *session,
                         token: token.clone(),
                     }),
@@ -211,7 +214,9 @@ impl ElectionState {
                     return out;
                 }
                 if let LatchState::Leader { token, .. } = &self.latch {
-                    out.push(Output::Revoke { component });
+                    out.push(Output::Revoke {
+                        component: component.clone(),
+                    });
                     if Self::unconfirm(&mut self.confirmed, &component) {
                         out.push(Output::Unpublish {
                             component,
@@ -236,7 +241,7 @@ impl ElectionState {
                 };
                 for component in &self.contenders {
                     out.push(Output::Grant {
-                        component: *component,
+                        component: component.clone(),
                         session,
                         token: token.clone(),
                     });
@@ -264,7 +269,7 @@ impl ElectionState {
                     if *s == session && self.contenders.binary_search(&component).is_ok() =>
                 {
                     let info = LeaderInformation::new(session, address);
-                    Self::confirm(&mut self.confirmed, component, info.clone());
+                    Self::confirm(&mut self.confirmed, component.clone(), info.clone());
                     out.push(Output::Publish {
                         component,
                         info,
@@ -281,7 +286,7 @@ impl ElectionState {
         if matches!(self.latch, LatchState::Leader { .. }) {
             for component in &self.contenders {
                 out.push(Output::Revoke {
-                    component: *component,
+                    component: component.clone(),
                 });
             }
             self.confirmed.clear();
@@ -322,7 +327,7 @@ mod tests {
         // A component registering while leader is granted the current session at once.
         let job = ComponentId::JobMaster(JobId::new_random());
         assert_eq!(
-            s.handle(Input::Register(job)),
+            s.handle(Input::Register(job.clone())),
             vec![Output::Grant {
                 component: job,
                 session,

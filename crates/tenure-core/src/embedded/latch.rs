@@ -118,10 +118,10 @@ pub(crate) struct Io {
 impl LatchIo for Io {
     type Recipe = Recipe;
 
-    fn recipe(&self, latch: &str) -> Result<Recipe, KvError> {
+    fn recipe(&self, latch: &Arc<str>) -> Result<Recipe, KvError> {
         validate_key(latch)?;
         Ok(Recipe {
-            latch: latch.into(),
+            latch: latch.clone(),
             member: None,
             leaving: false,
         })

@@ -112,7 +112,7 @@ impl LeaderRetriever {
 
     /// The component followed.
     pub fn component(&self) -> ComponentId {
-        self.component
+        self.component.clone()
     }
 
     /// A `watch` of the component's leader.

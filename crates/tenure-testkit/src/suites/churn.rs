@@ -24,7 +24,7 @@ async fn rounds(backend: Arc<dyn HaBackend>, shared: ElectionService, task: u32)
         // A per-job election: its own latch; confirm, follow, then stop or drop.
         let job = ComponentId::JobMaster(JobId::new_random());
         let service = ElectionService::new(backend.clone(), layout, layout.component_latch(&job));
-        let mut e = service.register(job).await.expect("register");
+        let mut e = service.register(job.clone()).await.expect("register");
         let term = e.wait_for_leadership().await.expect("granted");
         let retriever = LeaderRetriever::start(backend.clone(), layout, job, None);
         if round % 2 == 0 {

@@ -45,7 +45,7 @@ async fn retriever_sees(
     address: &str,
     session: LeaderSessionId,
 ) {
-    let r = LeaderRetriever::start(backend.clone(), Layout::default(), component, None);
+    let r = LeaderRetriever::start(backend.clone(), Layout::default(), component.clone(), None);
     let mut rx = r.leader();
     wait_for(&mut rx, &format!("{component} leader {address}"), DEADLINE, |s| {
         matches!(s, LeaderState::Leader { address: a, session_id } if a == address && *session_id == session)
@@ -212,8 +212,8 @@ pub async fn process_wide_election_grants_every_component(f: &dyn BackendFactory
         ComponentId::JobMaster(job),
     ];
     let mut elections = Vec::new();
-    for c in components {
-        elections.push(service.register(c).await.expect("register"));
+    for c in &components {
+        elections.push(service.register(c.clone()).await.expect("register"));
     }
     let mut sessions = Vec::new();
     for e in &mut elections {
@@ -231,7 +231,8 @@ pub async fn process_wide_election_grants_every_component(f: &dyn BackendFactory
     );
     let observer = f.connect().await;
     for c in components {
-        retriever_sees(&observer, c, &format!("addr-{c}"), sessions[0]).await;
+        let address = format!("addr-{c}");
+        retriever_sees(&observer, c, &address, sessions[0]).await;
     }
 }
 

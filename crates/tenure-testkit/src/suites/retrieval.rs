@@ -92,7 +92,7 @@ pub async fn job_master_retriever_uses_default_address(f: &dyn BackendFactory) {
     let r = LeaderRetriever::start(
         observer.clone(),
         Layout::default(),
-        job,
+        job.clone(),
         Some("jm:6123".into()),
     );
     let mut rx = r.leader();
@@ -104,7 +104,7 @@ pub async fn job_master_retriever_uses_default_address(f: &dyn BackendFactory) {
     })
     .await;
     let a = f.connect().await;
-    let e = service(&a).register(job).await.expect("register");
+    let e = service(&a).register(job.clone()).await.expect("register");
     let t = wait_leader(&mut e.leadership()).await;
     e.confirm(t.session_id, "jm:7000").await.expect("confirm");
     wait_for(&mut rx, "published job master", DEADLINE, |s| {
