@@ -20,8 +20,9 @@ use crate::observer::Observer;
 
 /// Whom a participation's grants and revocations go to.
 pub(super) enum Owner {
-    /// An election (components registered through an `ElectionService`).
-    Election(u64),
+    /// An election (components registered through an `ElectionService`; its id is never 0,
+    /// so an owner is one word).
+    Election(NonZeroU64),
     /// Nobody any more (left, failed): the recipe only finishes its cleanup.
     Detached,
 }

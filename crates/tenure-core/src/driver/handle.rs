@@ -109,6 +109,16 @@ pub struct SessionDriver {
     read_only: bool,
 }
 
+/// The command channel of a [`SessionDriver`], for a registered contender's handle.
+#[derive(Clone, Debug)]
+pub(crate) struct Commands(mpsc::UnboundedSender<Command>);
+
+impl Commands {
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), ElectionError> {
+        self.0.send(cmd).map_err(|_| ElectionError::Closed)
+    }
+}
+
 impl fmt::Debug for SessionDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionDriver")
@@ -162,6 +172,12 @@ impl SessionDriver {
             return Err(ElectionError::Backend(Self::refused(latch)));
         }
         self.commands.send(cmd).map_err(|_| ElectionError::Closed)
+    }
+
+    /// Where a registered contender sends its commands: the channel alone (a contender's
+    /// handle keeps one, and never registers, which is all a read-only handle refuses).
+    pub(crate) fn commands(&self) -> Commands {
+        Commands(self.commands.clone())
     }
 
     /// What the driver holds right now; `None` once it has ended.

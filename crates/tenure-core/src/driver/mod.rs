@@ -16,7 +16,7 @@ pub mod recipe;
 mod retrieval;
 mod task;
 
-pub(crate) use handle::Command;
+pub(crate) use handle::{Command, Commands};
 pub use handle::{DriverStats, SessionDriver};
 pub use recipe::{LatchIo, LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 

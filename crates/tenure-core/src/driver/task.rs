@@ -9,6 +9,7 @@
 //! per component: one in flight, the rest queued behind it.
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -460,7 +461,7 @@ impl<I: LatchIo> Driver<I> {
             id,
             Box::new(Participation {
                 recipe,
-                owner: Owner::Election(election),
+                owner: NonZeroU64::new(election).map_or(Owner::Detached, Owner::Election),
             }),
         );
         let view = *self.session.borrow();
@@ -521,7 +522,7 @@ impl<I: LatchIo> Driver<I> {
             Some(p) => {
                 p.recipe.handle(input, &mut out);
                 match p.owner {
-                    Owner::Election(e) => Some(e),
+                    Owner::Election(e) => Some(e.get()),
                     Owner::Detached => None,
                 }
             }
@@ -568,6 +569,7 @@ impl<I: LatchIo> Driver<I> {
         let Owner::Election(election) = std::mem::replace(&mut p.owner, Owner::Detached) else {
             return;
         };
+        let election = election.get();
         if let Some(e) = self.elections.get_mut(&election) {
             if e.participation() == Some(id) {
                 e.set_participation(None);

@@ -46,7 +46,7 @@ use cell::TermEnd;
 pub use contender::{ContenderHandle, LeaderContender};
 pub use publish::{publish_leader_info, unpublish_leader_info};
 
-use crate::driver::Command;
+use crate::driver::{Command, Commands};
 use crate::driver::{HaBackend, SessionDriver};
 use crate::ids::{ComponentId, IdError, LeaderSessionId};
 use crate::kv::{FencingToken, KvError};
@@ -216,7 +216,7 @@ impl ElectionService {
             confirmer: LeaderConfirmer {
                 component,
                 election: self.id,
-                driver,
+                driver: driver.commands(),
                 _backend: self.backend.clone(),
                 leadership,
             },
@@ -231,7 +231,7 @@ impl ElectionService {
 pub struct LeaderConfirmer {
     component: ComponentId,
     election: u64,
-    driver: SessionDriver,
+    driver: Commands,
     /// Keeps the session open while the contender lives.
     _backend: Arc<dyn HaBackend>,
     leadership: Arc<LeadershipCell>,
