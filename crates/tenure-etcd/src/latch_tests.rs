@@ -37,7 +37,7 @@ fn key(lease: &str) -> String {
     format!("{DIR}/{lease}")
 }
 
-fn view(state: ConnectionState, generation: u64, suspensions: u64) -> SessionView {
+fn view(state: ConnectionState, generation: u64, suspensions: u32) -> SessionView {
     SessionView {
         state,
         generation,

@@ -206,7 +206,7 @@ impl Shared {
                 return false;
             }
             if state == ConnectionState::Suspended {
-                s.suspensions += 1;
+                s.suspensions = s.suspensions.wrapping_add(1);
             }
             s.state = state;
             true

@@ -27,6 +27,7 @@
 //! `Recipe` decides, `latch_io::Io` performs its `Request`s; the session driver
 //! of `tenure-core` runs every latch of the session on one task.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use tenure_core::driver::participation::{Life, Participation, Wait};
 use tenure_core::driver::{LatchRecipe, RecipeInput, RecipeOutput, SessionView};
 use tenure_core::kv::KvError;
 use tenure_core::latch::{sequence as latch_sequence, sorted_participants};
+use thin_vec::ThinVec;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 use zookeeper_client as zk;
@@ -113,7 +115,9 @@ struct Node {
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     protection: Uuid,
-    generation: u64,
+    /// Sessions count from 1 (0 is the recipe's "no session yet", in which it asks nothing), so
+    /// an `Option<Pending>` needs no tag word.
+    generation: NonZeroU64,
 }
 
 /// The kind of the request asked last.
@@ -153,9 +157,8 @@ pub(crate) struct Recipe {
     /// What the request awaited was.
     asked: Asked,
     failures: u32,
-    /// Keys to delete in the same write as the node when leaving (a boxed slice: no capacity
-    /// word, and nothing allocated while empty).
-    unpublish: Box<[String]>,
+    /// Keys to delete in the same write as the node when leaving.
+    unpublish: ThinVec<String>,
 }
 
 type Out = Vec<RecipeOutput<Request>>;
@@ -177,7 +180,7 @@ impl Recipe {
             need_reset: false,
             asked: Asked::Watch,
             failures: 0,
-            unpublish: Box::default(),
+            unpublish: ThinVec::new(),
         }
     }
 
@@ -275,7 +278,7 @@ impl Recipe {
         if self.node.is_none()
             && let Some(p) = self.pending
         {
-            if p.generation != generation {
+            if p.generation.get() != generation {
                 self.pending = None;
             } else {
                 let dir = self.dir();
@@ -284,6 +287,10 @@ impl Recipe {
             }
         }
         if self.node.is_none() {
+            let Some(generation) = NonZeroU64::new(generation) else {
+                // Not a session (steps run only when connected, in a session counted from 1).
+                return;
+            };
             let protection = Uuid::new_v4();
             self.pending = Some(Pending {
                 protection,
@@ -310,7 +317,7 @@ impl Recipe {
             self.node = None;
         }
         if let Some(p) = self.pending {
-            if p.generation == generation {
+            if p.generation.get() == generation {
                 let dir = self.dir();
                 let prefix = protected_prefix(&p.protection);
                 return self.request(Op::DeleteProtected { dir, prefix }, out);
@@ -447,7 +454,7 @@ impl Recipe {
             }
             (Asked::Delete, Response::Deleted(Ok(()))) => {
                 self.node = None;
-                self.unpublish = Box::default();
+                self.unpublish.clear();
                 Ok(())
             }
             (Asked::DeleteProtected, Response::Deleted(Ok(()))) => {
@@ -519,7 +526,7 @@ impl LatchRecipe for Recipe {
             self.session.generation,
         );
         if held {
-            self.unpublish = keys.into_boxed_slice();
+            self.unpublish = keys.into();
         }
         held
     }

@@ -44,7 +44,7 @@ struct Harness {
     asked: Vec<Request>,
 }
 
-fn view(state: ConnectionState, generation: u64, suspensions: u64) -> SessionView {
+fn view(state: ConnectionState, generation: u64, suspensions: u32) -> SessionView {
     SessionView {
         state,
         generation,

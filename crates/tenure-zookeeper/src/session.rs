@@ -245,7 +245,7 @@ impl Shared {
                 && (s.generation > failed_generation
                     || (!new_session
                         && (before.state != ConnectionState::Connected
-                            || s.suspensions > before.suspensions)))
+                            || s.suspensions != before.suspensions)))
         };
         let mut status = self.status.subscribe();
         let waited = tokio::select! {
@@ -284,7 +284,7 @@ impl Shared {
         self.status.send_modify(|s| {
             s.state = state;
             if suspended {
-                s.suspensions += 1;
+                s.suspensions = s.suspensions.wrapping_add(1);
             }
         });
         self.conn.send_if_modified(|c| {

@@ -6,6 +6,7 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
+use thin_vec::ThinVec;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
@@ -89,16 +90,11 @@ pub(super) struct Election {
     pub(super) events: Option<mpsc::UnboundedSender<LatchEvent>>,
     /// The current participation, if joined (ids start at 1).
     participation: Option<NonZeroU64>,
-    pub(super) publications: Vec<PubQueue>,
+    pub(super) publications: ThinVec<PubQueue>,
     /// The state machine asked to leave; the recipe is told once publications are done.
     pub(super) leave_pending: bool,
-    /// Told when the participation being left is left; allocated on first use (most
-    /// elections end without anyone waiting for that).
-    #[expect(
-        clippy::box_collection,
-        reason = "one word per election instead of three while nobody waits"
-    )]
-    on_left: Option<Box<Vec<oneshot::Sender<()>>>>,
+    /// Told when the participation being left is left.
+    on_left: ThinVec<oneshot::Sender<()>>,
     /// Where grants, revocations and publications are reported.
     pub(super) observer: Option<Observer>,
 }
@@ -112,9 +108,9 @@ impl Election {
             contenders: SmallVec::new(),
             events: None,
             participation: None,
-            publications: Vec::new(),
+            publications: ThinVec::new(),
             leave_pending: false,
-            on_left: None,
+            on_left: ThinVec::new(),
             observer: None,
         }
     }
@@ -136,17 +132,17 @@ impl Election {
 
     /// `reply` is told when the participation being left is left.
     pub(super) fn wait_until_left(&mut self, reply: oneshot::Sender<()>) {
-        self.on_left.get_or_insert_with(Box::default).push(reply);
+        self.on_left.push(reply);
     }
 
     /// Whether someone waits for the participation being left.
     pub(super) fn waits_until_left(&self) -> bool {
-        self.on_left.is_some()
+        !self.on_left.is_empty()
     }
 
     /// Tells whoever waits that the participation being left is left.
     pub(super) fn left(&mut self) {
-        for reply in self.on_left.take().into_iter().flat_map(|waiters| *waiters) {
+        for reply in std::mem::take(&mut self.on_left) {
             let _ = reply.send(());
         }
     }

@@ -114,6 +114,12 @@ pub struct SessionDriver {
 pub(crate) struct Commands(mpsc::UnboundedSender<Command>);
 
 impl Commands {
+    /// A channel nobody reads: every send fails. A stopped election's handle keeps it, so
+    /// its drop sends nothing.
+    pub(crate) fn closed() -> Self {
+        Self(mpsc::unbounded_channel().0)
+    }
+
     pub(crate) fn send(&self, cmd: Command) -> Result<(), ElectionError> {
         self.0.send(cmd).map_err(|_| ElectionError::Closed)
     }

@@ -24,9 +24,10 @@ pub struct SessionView {
     /// Increases with every new backend session (a ZooKeeper session, a Kubernetes client):
     /// what a latch held in an older generation is gone.
     pub generation: u64,
-    /// Increases every time the connection is suspended, so a quick suspend and reconnect
-    /// between two observations is never missed.
-    pub suspensions: u64,
+    /// Changes (counting up, wrapping) every time the connection is suspended, so a quick
+    /// suspend and reconnect between two observations is never missed. 32 bits: compared for
+    /// equality only, and the view is kept by every participation.
+    pub suspensions: u32,
 }
 
 impl SessionView {

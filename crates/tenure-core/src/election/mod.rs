@@ -220,7 +220,6 @@ impl ElectionService {
                 _backend: self.backend.clone(),
                 leadership,
             },
-            stopped: false,
         })
     }
 }
@@ -316,8 +315,9 @@ impl LeaderConfirmer {
 /// ```
 #[derive(Debug)]
 pub struct LeaderElection {
+    /// Once stopped, its channel is a closed one ([`Commands::closed`]): the drop that follows
+    /// sends nothing.
     confirmer: LeaderConfirmer,
-    stopped: bool,
 }
 
 impl LeaderElection {
@@ -379,9 +379,9 @@ impl LeaderElection {
     /// Stops the contender: revokes its term, removes its published leader information and, if
     /// it was the last component on the latch, leaves the latch so the next contender is granted.
     pub async fn stop(mut self) -> Result<(), ElectionError> {
-        self.stopped = true;
+        let driver = std::mem::replace(&mut self.confirmer.driver, Commands::closed());
         let (reply, rx) = oneshot::channel();
-        self.confirmer.driver.send(Command::Unregister {
+        driver.send(Command::Unregister {
             election: self.confirmer.election,
             component: self.confirmer.component.clone(),
             reply: Some(reply),
@@ -397,12 +397,10 @@ impl LeaderElection {
 
 impl Drop for LeaderElection {
     fn drop(&mut self) {
-        if !self.stopped {
-            let _ = self.confirmer.driver.send(Command::Unregister {
-                election: self.confirmer.election,
-                component: self.confirmer.component.clone(),
-                reply: None,
-            });
-        }
+        let _ = self.confirmer.driver.send(Command::Unregister {
+            election: self.confirmer.election,
+            component: self.confirmer.component.clone(),
+            reply: None,
+        });
     }
 }

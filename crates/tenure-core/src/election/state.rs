@@ -6,6 +6,7 @@
 //! contender commands and carries out its outputs.
 
 use smallvec::SmallVec;
+use thin_vec::ThinVec;
 
 use crate::ids::{ComponentId, LeaderSessionId};
 use crate::kv::{FencingToken, KvError};
@@ -104,7 +105,7 @@ pub struct ElectionState {
     contenders: SmallVec<[ComponentId; 1]>,
     latch: LatchState,
     /// Sorted by component.
-    confirmed: Vec<(ComponentId, LeaderInformation)>,
+    confirmed: ThinVec<(ComponentId, LeaderInformation)>,
 }
 
 impl Default for ElectionState {
@@ -112,7 +113,7 @@ impl Default for ElectionState {
         Self {
             contenders: SmallVec::new(),
             latch: LatchState::Idle,
-            confirmed: Vec::new(),
+            confirmed: ThinVec::new(),
         }
     }
 }
@@ -161,7 +162,7 @@ impl ElectionState {
 
     /// Records `component`'s confirmed information (replacing an earlier one).
     fn confirm(
-        confirmed: &mut Vec<(ComponentId, LeaderInformation)>,
+        confirmed: &mut ThinVec<(ComponentId, LeaderInformation)>,
         component: ComponentId,
         info: LeaderInformation,
     ) {
@@ -176,7 +177,7 @@ impl ElectionState {
 
     /// Forgets `component`'s confirmed information; whether there was any.
     fn unconfirm(
-        confirmed: &mut Vec<(ComponentId, LeaderInformation)>,
+        confirmed: &mut ThinVec<(ComponentId, LeaderInformation)>,
         component: &ComponentId,
     ) -> bool {
         match confirmed.binary_search_by(|(c, _)| c.cmp(component)) {
