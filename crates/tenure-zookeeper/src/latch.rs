@@ -137,6 +137,7 @@ enum Asked {
 pub(crate) struct RecipeSettings {
     /// Where a latch key's directory is.
     pub paths: Paths,
+    /// Whether a suspended connection revokes leadership (and re-joins the latch after it).
     pub policy: SuspendedPolicy,
     /// Pauses after a failed request (`retry-wait` doubling up to `max-retry-wait`).
     pub retry: RetryPolicy,
