@@ -57,7 +57,7 @@ pub(crate) enum Command {
     /// Joins a latch directly (no components): its events go to `events`.
     JoinLatch {
         election: u64,
-        latch: String,
+        latch: Arc<str>,
         events: mpsc::UnboundedSender<LatchEvent>,
         reply: oneshot::Sender<Result<(), KvError>>,
     },
@@ -102,7 +102,7 @@ pub struct DriverStats {
 /// direct latch participations ([`super::HaBackend::join_latch`]) send it commands.
 #[derive(Clone)]
 pub struct SessionDriver {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Commands,
     ids: Arc<AtomicU64>,
     /// A handle for reading only: it follows leaders but registers no contender and joins no
     /// latch ([`SessionDriver::read_only`]).
@@ -128,7 +128,7 @@ impl Commands {
 impl fmt::Debug for SessionDriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionDriver")
-            .field("running", &!self.commands.is_closed())
+            .field("running", &!self.commands.0.is_closed())
             .finish()
     }
 }
@@ -141,7 +141,7 @@ impl SessionDriver {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(Driver::new(io).run(rx));
         Self {
-            commands: tx,
+            commands: Commands(tx),
             ids: Arc::new(AtomicU64::new(1)),
             read_only: false,
         }
@@ -177,13 +177,13 @@ impl SessionDriver {
         {
             return Err(ElectionError::Backend(Self::refused(latch)));
         }
-        self.commands.send(cmd).map_err(|_| ElectionError::Closed)
+        self.commands.send(cmd)
     }
 
     /// Where a registered contender sends its commands: the channel alone (a contender's
     /// handle keeps one, and never registers, which is all a read-only handle refuses).
     pub(crate) fn commands(&self) -> Commands {
-        Commands(self.commands.clone())
+        self.commands.clone()
     }
 
     /// What the driver holds right now; `None` once it has ended.
@@ -208,7 +208,7 @@ impl SessionDriver {
         let (reply, rx) = oneshot::channel();
         self.send(Command::JoinLatch {
             election,
-            latch: latch.to_owned(),
+            latch: latch.into(),
             events,
             reply,
         })

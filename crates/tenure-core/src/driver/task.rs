@@ -268,21 +268,18 @@ impl<I: LatchIo> Driver<I> {
                 latch,
                 events,
                 reply,
-            } => {
-                let latch: Arc<str> = latch.into();
-                match self.io.recipe(&latch) {
-                    Ok(recipe) => {
-                        let mut e = Election::new(latch, Layout::default());
-                        e.events = Some(events);
-                        self.elections.insert(election, Box::new(e));
-                        let _ = reply.send(Ok(()));
-                        self.join(election, recipe);
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err));
-                    }
+            } => match self.io.recipe(&latch) {
+                Ok(recipe) => {
+                    let mut e = Election::new(latch, Layout::default());
+                    e.events = Some(events);
+                    self.elections.insert(election, Box::new(e));
+                    let _ = reply.send(Ok(()));
+                    self.join(election, recipe);
                 }
-            }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
             Command::Retrieve {
                 id,
                 key,
