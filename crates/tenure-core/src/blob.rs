@@ -4,12 +4,21 @@
 //! Built on the `object_store` crate: one API for a local path (`file://`, always available) and
 //! S3 / GCS / Azure (`s3://`, `gs://`, `az://`, behind the `s3`, `gcs` and `azure` features), the
 //! same crate the Rust data ecosystem (DataFusion, delta-rs) relies on, with atomic local writes.
+//!
+//! One write bypasses it on a local directory: [`BlobStore::put_new_in_place`], for blobs that
+//! nothing reads before a pointer to them (with their size and checksum) is committed. It writes
+//! the file under its final name with one exclusive create, where `object_store`'s atomic write
+//! makes three metadata changes (a staging file, a hard link, the staging name removed). With 16
+//! concurrent writers of 16 KiB blobs it takes half the time of the atomic write on the
+//! benchmark machine (`cargo run --release -p tenure-bench --example blob_probe`).
 
 use std::fmt;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -62,8 +71,11 @@ pub struct BlobStore {
 /// What a [`BlobStore`]'s blobs are kept in.
 #[derive(Clone)]
 enum Backing {
-    /// An object store (a local directory, a remote store, or memory).
+    /// An object store (a remote store, or memory).
     Store(Arc<dyn ObjectStore>),
+    /// A local directory, kept as its concrete type so that [`BlobStore::put_new_in_place`] can
+    /// find a blob's file.
+    Local(Arc<LocalFileSystem>),
     /// Nothing: every operation fails with [`BlobError::Unavailable`] and this reason.
     Unavailable(Arc<str>),
 }
@@ -120,13 +132,14 @@ impl BlobStore {
 
     /// Whether blobs can be kept here at all (`false` for [`unavailable`](Self::unavailable)).
     pub fn is_available(&self) -> bool {
-        matches!(self.backing, Backing::Store(_))
+        !matches!(self.backing, Backing::Unavailable(_))
     }
 
     /// The object store, or [`BlobError::Unavailable`] for an operation on `name`.
-    fn store(&self, name: &str) -> Result<&Arc<dyn ObjectStore>, BlobError> {
+    fn store(&self, name: &str) -> Result<&dyn ObjectStore, BlobError> {
         match &self.backing {
-            Backing::Store(store) => Ok(store),
+            Backing::Store(store) => Ok(store.as_ref()),
+            Backing::Local(store) => Ok(store.as_ref()),
             Backing::Unavailable(reason) => Err(BlobError::Unavailable {
                 name: name.to_owned(),
                 reason: reason.to_string(),
@@ -167,12 +180,23 @@ impl BlobStore {
                 "{e} (remote stores need tenure's s3 / gcs / azure features)"
             ))
         })?;
+        let backing = if url.scheme() == "file" {
+            // The same store `parse_url` makes for a file URL (no prefix: the URL's path is the
+            // base), as its concrete type.
+            Backing::Local(Arc::new(LocalFileSystem::new()))
+        } else {
+            Backing::Store(Arc::from(store))
+        };
         let mut base = path;
         for seg in sub.split('/').filter(|s| !s.is_empty()) {
             base = base.clone().join(seg);
         }
         let location = format!("{}/{}", dir.trim_end_matches('/'), sub.trim_matches('/'));
-        Ok(Self::new(Arc::from(store), base, location))
+        Ok(Self {
+            backing,
+            base,
+            location,
+        })
     }
 
     /// Where the blobs live, for messages.
@@ -239,6 +263,37 @@ impl BlobStore {
             })
     }
 
+    /// Writes the new blob `name`, failing with [`BlobError::AlreadyExists`] if it exists, with
+    /// fewer file-system changes than [`put_new`](Self::put_new) on a local directory: the file
+    /// is created under its final name and written there.
+    ///
+    /// Only for a blob that nothing reads before a pointer to it is committed, and whose reader
+    /// checks what it reads (the stores' payload pointers carry the size and checksum): while
+    /// the write runs, and after a crash during it, the file can be partly written. A failed
+    /// write removes the file it created. Elsewhere (remote stores, memory) this is
+    /// [`put_new`](Self::put_new).
+    pub async fn put_new_in_place(&self, name: &str, data: Bytes) -> Result<(), BlobError> {
+        let Backing::Local(fs) = &self.backing else {
+            return self.put_new(name, data).await;
+        };
+        let file = fs
+            .path_to_filesystem(&self.path(name))
+            .map_err(|e| Self::err(name, e))?;
+        let written = tokio::task::spawn_blocking(move || write_new_file(&file, &data))
+            .await
+            .map_err(|e| BlobError::Store {
+                name: name.to_owned(),
+                reason: format!("the write's blocking task failed: {e}"),
+            })?;
+        written.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => BlobError::AlreadyExists(name.to_owned()),
+            _ => BlobError::Store {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            },
+        })
+    }
+
     /// Reads the blob `name`.
     pub async fn get(&self, name: &str) -> Result<Bytes, BlobError> {
         let r = self
@@ -299,6 +354,33 @@ impl BlobStore {
     }
 }
 
+/// Creates `path` (never replacing a file; its directory is made if missing) and writes `data`
+/// to it; a failed write removes the file it created.
+fn write_new_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    let mut file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            open()?
+        }
+        other => other?,
+    };
+    if let Err(e) = file.write_all(data) {
+        drop(file);
+        // The file is this call's own (created exclusively above).
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -334,6 +416,59 @@ mod tests {
         store.delete("x").await.unwrap();
         assert!(!dir.path().join("default/x").exists());
         exercise(store).await;
+    }
+
+    #[tokio::test]
+    async fn an_in_place_write_lands_where_the_store_reads_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        // A cluster id with characters `object_store` escapes: the in-place write must find the
+        // same file the store's reads do.
+        let store = BlobStore::open(dir.path().to_str().unwrap(), "odd id/%41 b").unwrap();
+        store
+            .put_new_in_place("jobs/graph-1", Bytes::from_static(b"graph"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("jobs/graph-1").await.unwrap(),
+            Bytes::from_static(b"graph")
+        );
+        assert_eq!(store.list("").await.unwrap(), vec!["jobs/graph-1"]);
+        let again = store
+            .put_new_in_place("jobs/graph-1", Bytes::from_static(b"decoy"))
+            .await;
+        assert_eq!(again, Err(BlobError::AlreadyExists("jobs/graph-1".into())));
+        assert_eq!(
+            store.get("jobs/graph-1").await.unwrap(),
+            Bytes::from_static(b"graph")
+        );
+        // A blob written by `put_new` is refused alike, and the other way round.
+        store.put_new("b", Bytes::from_static(b"1")).await.unwrap();
+        assert!(matches!(
+            store.put_new_in_place("b", Bytes::from_static(b"2")).await,
+            Err(BlobError::AlreadyExists(_))
+        ));
+        store.delete("jobs/graph-1").await.unwrap();
+        store.delete("b").await.unwrap();
+        exercise(store).await;
+    }
+
+    #[tokio::test]
+    async fn an_in_place_write_elsewhere_is_a_put_new() {
+        let store = BlobStore::in_memory();
+        store
+            .put_new_in_place("x", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        assert_eq!(store.get("x").await.unwrap(), Bytes::from_static(b"1"));
+        assert!(matches!(
+            store.put_new_in_place("x", Bytes::from_static(b"2")).await,
+            Err(BlobError::AlreadyExists(_))
+        ));
+        let none = BlobStore::unavailable("no storage directory");
+        assert!(matches!(
+            none.put_new_in_place("x", Bytes::from_static(b"1")).await,
+            Err(BlobError::Unavailable { .. })
+        ));
     }
 
     #[tokio::test]

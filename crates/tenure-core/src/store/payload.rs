@@ -216,7 +216,9 @@ impl PayloadCodec {
             size: data.len() as u64,
             checksum: fnv1a64(&data),
         };
-        self.blobs.put_new(&name, data).await?;
+        // In place: nothing reads the blob before the pointer returned here is committed, and
+        // `load` checks the size and checksum the pointer carries.
+        self.blobs.put_new_in_place(&name, data).await?;
         Ok(pointer.encode())
     }
 
