@@ -327,6 +327,29 @@ mod tests {
         assert!(err.to_string().contains("expected 5"), "{err}");
     }
 
+    #[tokio::test]
+    async fn a_partly_written_local_blob_is_reported_corrupt_never_read() {
+        // A local directory: the blob is written in place, so a crash mid-write leaves a short
+        // file under the blob's own name. Its pointer's size and checksum catch it.
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path().to_str().unwrap(), "cluster").unwrap();
+        let codec = PayloadCodec::new(blobs).with_threshold(0);
+        let data = Bytes::from(vec![42u8; 4096]);
+        let ptr = codec.store("graph-", data.clone()).await.unwrap();
+        assert_eq!(codec.load("jobs/x", &ptr).await.unwrap(), data);
+        let Payload::Blob { name, .. } = Payload::decode("k", &ptr).unwrap() else {
+            panic!("not a blob")
+        };
+        let file = dir.path().join("cluster").join(&name);
+        std::fs::write(&file, &data[..1000]).unwrap();
+        let err = codec.load("jobs/x", &ptr).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { key, .. } if key == "jobs/x"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("expected 4096"), "{err}");
+    }
+
     #[test]
     fn pointer_golden_bytes() {
         let p = Payload::Blob {
