@@ -270,8 +270,9 @@ impl BlobStore {
     /// Only for a blob that nothing reads before a pointer to it is committed, and whose reader
     /// checks what it reads (the stores' payload pointers carry the size and checksum): while
     /// the write runs, and after a crash during it, the file can be partly written. A failed
-    /// write removes the file it created. Elsewhere (remote stores, memory) this is
-    /// [`put_new`](Self::put_new).
+    /// write removes the file it created. On any other store (remote stores, memory, or a store
+    /// handed to [`new`](Self::new) rather than opened from a local path with
+    /// [`open`](Self::open)) this is [`put_new`](Self::put_new).
     pub async fn put_new_in_place(&self, name: &str, data: Bytes) -> Result<(), BlobError> {
         let Backing::Local(fs) = &self.backing else {
             return self.put_new(name, data).await;
