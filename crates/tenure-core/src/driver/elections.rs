@@ -120,9 +120,14 @@ impl Election {
         self.participation.map(NonZeroU64::get)
     }
 
-    /// Sets (`Some`: a participation id, never 0) or clears the current participation.
-    pub(super) fn set_participation(&mut self, id: Option<u64>) {
-        self.participation = id.and_then(NonZeroU64::new);
+    /// Sets the current participation.
+    pub(super) fn set_participation(&mut self, id: NonZeroU64) {
+        self.participation = Some(id);
+    }
+
+    /// Clears the current participation.
+    pub(super) fn clear_participation(&mut self) {
+        self.participation = None;
     }
 
     /// Takes the current participation, if joined.

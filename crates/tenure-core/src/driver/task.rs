@@ -52,7 +52,9 @@ pub(crate) struct Driver<I: LatchIo> {
     pub(super) elections: HashMap<u64, Box<Election>>,
     pub(super) retrievals: HashMap<u64, Retrieval>,
     pub(super) participations: HashMap<u64, Box<Participation<I::Recipe>>>,
-    pub(super) next_participation: u64,
+    /// The id the next participation gets (ids start at 1, so an election keeps its
+    /// participation in an `Option<NonZeroU64>` of one word).
+    pub(super) next_participation: NonZeroU64,
     pub(super) inflight: FuturesUnordered<InFlight<ResponseOf<I>>>,
     pub(super) scratch: Vec<RecipeOutput<super::recipe::RequestOf<I>>>,
     /// Responses the backend delivers after their request's future (see
@@ -70,7 +72,7 @@ impl<I: LatchIo> Driver<I> {
             elections: HashMap::new(),
             retrievals: HashMap::new(),
             participations: HashMap::new(),
-            next_participation: 1,
+            next_participation: NonZeroU64::MIN,
             inflight: FuturesUnordered::new(),
             scratch: Vec::new(),
             late,
@@ -449,11 +451,12 @@ impl<I: LatchIo> Driver<I> {
 
     /// Starts a new participation of `election` with `recipe`.
     fn join(&mut self, election: u64, recipe: I::Recipe) {
-        let id = self.next_participation;
-        self.next_participation += 1;
+        let next = self.next_participation;
+        self.next_participation = next.saturating_add(1);
         if let Some(e) = self.elections.get_mut(&election) {
-            e.set_participation(Some(id));
+            e.set_participation(next);
         }
+        let id = next.get();
         self.participations.insert(
             id,
             Box::new(Participation {
@@ -569,7 +572,7 @@ impl<I: LatchIo> Driver<I> {
         let election = election.get();
         if let Some(e) = self.elections.get_mut(&election) {
             if e.participation() == Some(id) {
-                e.set_participation(None);
+                e.clear_participation();
             }
             e.left();
             self.forget_if_finished(election);
@@ -588,7 +591,7 @@ impl<I: LatchIo> Driver<I> {
         }
         if e.events.is_some() {
             if let LatchEvent::Failed(_) = event {
-                e.set_participation(None);
+                e.clear_participation();
                 if let Some(p) = self.participations.get_mut(&id) {
                     p.owner = Owner::Detached;
                 }
@@ -610,7 +613,7 @@ impl<I: LatchIo> Driver<I> {
             }
             LatchEvent::Failed(reason) => {
                 warn!(latch = %e.latch, %reason, "latch failed");
-                e.set_participation(None);
+                e.clear_participation();
                 if let Some(p) = self.participations.get_mut(&id) {
                     p.owner = Owner::Detached;
                 }
