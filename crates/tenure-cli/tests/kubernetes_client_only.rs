@@ -86,17 +86,25 @@ async fn leaders_watch_follows_by_configmap_name_without_a_session() {
     let factory = KubernetesFactory::start().await;
     let (setup, election, _) = common::kubernetes::rest_server_leader(&factory).await;
 
-    let mut cmd = tokio::process::Command::from(setup.command(env!("CARGO_BIN_EXE_tenure")));
-    let child = cmd
+    let mut child = setup
+        .command(env!("CARGO_BIN_EXE_tenure"))
         .args([
             "leaders", "--watch", "--count", "1", "--output", "json", "--config",
         ])
         .arg(&setup.config)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("start tenure leaders --watch");
+    let mut watch = common::Running {
+        stdout: common::Lines::new(child.stdout.take().expect("stdout")),
+        stderr: common::Lines::new(child.stderr.take().expect("stderr")),
+        child,
+    };
+    // The snapshot line comes after the CLI's watch is open and its first read is done: a
+    // change made before it could be in that read, and so never printed as a change.
+    tokio::task::block_in_place(|| watch.stdout.wait_event("snapshot"));
     let server = factory.server();
     tenure_testkit::wait_until(
         "the CLI's watch is open",
@@ -111,15 +119,11 @@ async fn leaders_watch_follows_by_configmap_name_without_a_session() {
     .await;
     // A change for the watch to print: the leader steps down.
     election.stop().await.expect("stop");
-    let out = tokio::time::timeout(tenure_testkit::DEADLINE, child.wait_with_output())
-        .await
-        .expect("tenure leaders --watch ends after one change")
-        .expect("output");
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `--count 1`: it ends after printing one change.
+    let code = tokio::task::block_in_place(|| watch.wait());
+    assert_eq!(code, Some(0), "stderr: {}", watch.stderr.drain().join("\n"));
+    let lines = tokio::task::block_in_place(|| watch.stdout.drain());
+    assert_eq!(lines.len(), 2, "the snapshot and one change: {lines:?}");
     let cluster_cm = format!("{}-cluster-config-map", factory.settings().cluster_id);
     for w in server.watches() {
         if w.watch.user_agent.contains("(client-only)") {
