@@ -206,7 +206,7 @@ impl Shared {
                 return false;
             }
             if state == ConnectionState::Suspended {
-                s.suspensions = s.suspensions.wrapping_add(1);
+                s.count_suspension();
             }
             s.state = state;
             true

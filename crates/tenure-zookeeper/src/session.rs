@@ -284,7 +284,7 @@ impl Shared {
         self.status.send_modify(|s| {
             s.state = state;
             if suspended {
-                s.suspensions = s.suspensions.wrapping_add(1);
+                s.count_suspension();
             }
         });
         self.conn.send_if_modified(|c| {

@@ -37,6 +37,12 @@ impl SessionView {
         generation: 1,
         suspensions: 0,
     };
+
+    /// Counts one more suspension of the connection (wrapping: the count is compared for
+    /// equality only). Every backend's session calls it when its connection becomes suspended.
+    pub fn count_suspension(&mut self) {
+        self.suspensions = self.suspensions.wrapping_add(1);
+    }
 }
 
 /// An observation fed to a recipe.
@@ -148,4 +154,21 @@ pub trait LatchIo: Send + Sync + 'static {
     /// The session's KV, for the driver's leader-information writes; [`KvError::Closed`] once
     /// the session is gone.
     fn kv(&self) -> Result<Arc<dyn VersionedKv>, KvError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspension_always_changes_the_count_even_where_it_wraps() {
+        let mut view = SessionView::CONNECTED;
+        view.count_suspension();
+        assert_eq!(view.suspensions, 1);
+        view.suspensions = u32::MAX;
+        let before = view;
+        view.count_suspension();
+        assert_eq!(view.suspensions, 0);
+        assert_ne!(view, before);
+    }
 }

@@ -153,7 +153,7 @@ impl SessionInner {
         self.connection.send_replace(state);
         self.view.send_modify(|v| {
             if state == ConnectionState::Suspended && v.state != state {
-                v.suspensions = v.suspensions.wrapping_add(1);
+                v.count_suspension();
             }
             v.state = state;
         });
