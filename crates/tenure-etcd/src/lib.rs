@@ -96,7 +96,7 @@
 //! Nothing else is needed: granting, renewing and revoking the process's lease needs no
 //! permission of its own (etcd checks a revoke against write permission on the lease's keys,
 //! which all lie below the prefix). Tested on etcd 3.4 with a user holding only that role
-//! (`tests/security.rs`), including that a write outside the prefix is refused.
+//! (`tests/suite/security.rs`), including that a write outside the prefix is refused.
 //!
 //! Auth tokens: etcd's simple tokens expire after `--auth-token-ttl` (300 s) without use, and
 //! after a server restart. The client authenticates again when a request is refused for its

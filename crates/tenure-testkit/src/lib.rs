@@ -4,7 +4,7 @@
 //! process to one test cluster, crash one) and invoke [`conformance_tests!`] in a test file.
 //!
 //! ```text
-//! // tests/embedded.rs of a backend crate:
+//! // a test module of a backend crate (e.g. tests/suite/embedded.rs):
 //! tenure_testkit::conformance_tests!(tenure_testkit::EmbeddedFactory::new());
 //! ```
 

@@ -41,7 +41,7 @@
 //! sent, by object name).
 //!
 //! The fake is checked against request/response pairs transcribed from the Kubernetes API
-//! reference (`kube_fake/fixtures/*.json`, run by `tests/kubernetes_fake.rs`), so it is not
+//! reference (`kube_fake/fixtures/*.json`, run by `tests/suite/kubernetes_fake.rs`), so it is not
 //! tuned to one client.
 
 mod factory;
