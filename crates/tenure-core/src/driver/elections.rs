@@ -84,12 +84,14 @@ pub(super) struct Election {
     pub(super) latch: Arc<str>,
     pub(super) layout: Layout,
     pub(super) state: ElectionState,
-    /// Inline while there is one (most elections: a job's own).
-    pub(super) contenders: SmallVec<[Contender; 1]>,
+    /// Sorted by component, so a process-wide election with thousands of job masters finds
+    /// one by binary search; inline while there is one (most elections: a job's own).
+    contenders: SmallVec<[Contender; 1]>,
     /// For a latch joined directly: where its events go.
     pub(super) events: Option<mpsc::UnboundedSender<LatchEvent>>,
     /// The current participation, if joined (ids start at 1).
     participation: Option<NonZeroU64>,
+    /// Sorted by component, like the contenders.
     pub(super) publications: ThinVec<PubQueue>,
     /// The state machine asked to leave; the recipe is told once publications are done.
     pub(super) leave_pending: bool,
@@ -152,10 +154,47 @@ impl Election {
         }
     }
 
+    /// The contender registered for `component`.
     pub(super) fn contender(&mut self, component: &ComponentId) -> Option<&mut Contender> {
-        self.contenders
-            .iter_mut()
-            .find(|c| c.component == *component)
+        let i = self
+            .contenders
+            .binary_search_by(|c| c.component.cmp(component))
+            .ok()?;
+        Some(&mut self.contenders[i])
+    }
+
+    /// Adds a contender (its component is not registered yet).
+    pub(super) fn add_contender(&mut self, contender: Contender) {
+        let (Ok(i) | Err(i)) = self
+            .contenders
+            .binary_search_by(|c| c.component.cmp(&contender.component));
+        self.contenders.insert(i, contender);
+    }
+
+    /// Removes `component`'s contender, if registered.
+    pub(super) fn remove_contender(&mut self, component: &ComponentId) {
+        if let Ok(i) = self
+            .contenders
+            .binary_search_by(|c| c.component.cmp(component))
+        {
+            self.contenders.remove(i);
+        }
+    }
+
+    /// The registered contenders.
+    pub(super) fn contenders_mut(&mut self) -> impl Iterator<Item = &mut Contender> {
+        self.contenders.iter_mut()
+    }
+
+    /// How many contenders are registered.
+    pub(super) fn contender_count(&self) -> usize {
+        self.contenders.len()
+    }
+
+    /// Where `component`'s publication queue is (`Ok`), or would go (`Err`).
+    pub(super) fn publication_index(&self, component: &ComponentId) -> Result<usize, usize> {
+        self.publications
+            .binary_search_by(|p| p.component.cmp(component))
     }
 
     pub(super) fn is_finished(&self) -> bool {
@@ -245,5 +284,73 @@ impl Contender {
 
     pub(super) fn revoke(&mut self) {
         self.leadership.revoke();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::JobId;
+
+    fn contender(component: &ComponentId) -> Contender {
+        Contender {
+            component: component.clone(),
+            leadership: Arc::new(LeadershipCell::new()),
+            errors: None,
+        }
+    }
+
+    #[test]
+    fn contenders_registered_in_any_order_are_found_and_removed_by_component() {
+        let mut e = Election::new(Arc::from("leader/latch"), Layout::default());
+        let mut components: Vec<ComponentId> = (0..200)
+            .map(|_| ComponentId::JobMaster(JobId::new_random()))
+            .collect();
+        components.extend([
+            ComponentId::RestServer,
+            ComponentId::ResourceManager,
+            ComponentId::Dispatcher,
+        ]);
+        for c in &components {
+            e.add_contender(contender(c));
+        }
+        assert_eq!(e.contender_count(), components.len());
+        for c in &components {
+            assert_eq!(e.contender(c).map(|x| x.component.clone()), Some(c.clone()));
+        }
+
+        let gone = components.swap_remove(17);
+        e.remove_contender(&gone);
+        e.remove_contender(&gone);
+        assert!(e.contender(&gone).is_none());
+        assert_eq!(e.contender_count(), components.len());
+        for c in &components {
+            assert!(e.contender(c).is_some(), "{c} lost");
+        }
+    }
+
+    #[test]
+    fn publication_queues_are_looked_up_by_component() {
+        let mut e = Election::new(Arc::from("leader/latch"), Layout::default());
+        assert_eq!(e.publication_index(&ComponentId::Dispatcher), Err(0));
+        for c in [ComponentId::RestServer, ComponentId::ResourceManager] {
+            let Err(i) = e.publication_index(&c) else {
+                panic!("{c} queued before it was added");
+            };
+            e.publications.insert(
+                i,
+                PubQueue {
+                    component: c,
+                    busy: None,
+                    queue: VecDeque::new(),
+                    known: None,
+                },
+            );
+        }
+        for c in [ComponentId::RestServer, ComponentId::ResourceManager] {
+            let i = e.publication_index(&c).unwrap();
+            assert_eq!(e.publications[i].component, c);
+        }
+        assert!(e.publication_index(&ComponentId::Dispatcher).is_err());
     }
 }

@@ -21,16 +21,23 @@ impl<I: LatchIo> Driver<I> {
         let Some(e) = self.elections.get_mut(&election) else {
             return;
         };
-        let idx = match e.publications.iter().position(|p| p.component == component) {
-            Some(i) => i,
-            None => {
-                e.publications.push(PubQueue {
-                    component: component.clone(),
-                    busy: None,
-                    queue: VecDeque::new(),
-                    known: None,
-                });
-                e.publications.len() - 1
+        let idx = match e.publication_index(&component) {
+            Ok(i) => i,
+            Err(i) => {
+                if e.publications.is_empty() {
+                    // Most elections publish one component: no spare capacity.
+                    e.publications.reserve_exact(1);
+                }
+                e.publications.insert(
+                    i,
+                    PubQueue {
+                        component: component.clone(),
+                        busy: None,
+                        queue: VecDeque::new(),
+                        known: None,
+                    },
+                );
+                i
             }
         };
         e.publications[idx].queue.push_back(op);
@@ -46,9 +53,10 @@ impl<I: LatchIo> Driver<I> {
             return;
         };
         let layout = e.layout;
-        let Some(q) = e.publications.iter_mut().find(|p| p.component == component) else {
+        let Ok(i) = e.publication_index(&component) else {
             return;
         };
+        let q = &mut e.publications[i];
         if q.busy.is_some() {
             return;
         }
@@ -98,7 +106,7 @@ impl<I: LatchIo> Driver<I> {
         let Some(e) = self.elections.get_mut(&election) else {
             return;
         };
-        if let Some(i) = e.publications.iter().position(|p| p.component == component) {
+        if let Ok(i) = e.publication_index(&component) {
             let q = e.publications.remove(i);
             for op in q.busy.into_iter().chain(q.queue) {
                 finish(op, Err(err.clone()), None);
@@ -116,7 +124,7 @@ impl<I: LatchIo> Driver<I> {
         let Some(e) = self.elections.get_mut(&election) else {
             return;
         };
-        let Some(i) = e.publications.iter().position(|p| p.component == component) else {
+        let Ok(i) = e.publication_index(&component) else {
             return;
         };
         let q = &mut e.publications[i];

@@ -122,7 +122,7 @@ impl<I: LatchIo> Driver<I> {
             );
         }
         for (_, mut e) in self.elections.drain() {
-            for c in &mut e.contenders {
+            for c in e.contenders_mut() {
                 c.revoke();
             }
             if let Some(events) = &e.events {
@@ -163,8 +163,7 @@ impl<I: LatchIo> Driver<I> {
                     return;
                 }
                 let cell = Arc::new(LeadershipCell::new());
-                e.contenders.reserve_exact(1);
-                e.contenders.push(Contender {
+                e.add_contender(Contender {
                     component: component.clone(),
                     leadership: cell.clone(),
                     errors: None,
@@ -183,7 +182,7 @@ impl<I: LatchIo> Driver<I> {
                     }
                     return;
                 };
-                let leaving = e.state.is_registered(&component) && e.contenders.len() == 1;
+                let leaving = e.state.is_registered(&component) && e.contender_count() == 1;
                 let outputs = e.state.handle(Input::Unregister(component.clone()));
                 let mut reply = reply;
                 for output in outputs {
@@ -209,7 +208,7 @@ impl<I: LatchIo> Driver<I> {
                     }
                 }
                 if let Some(e) = self.elections.get_mut(&election) {
-                    e.contenders.retain(|c| c.component != component);
+                    e.remove_contender(&component);
                     if let Some(reply) = reply {
                         if e.leave_pending || e.participation().is_some() && leaving {
                             e.wait_until_left(reply);

@@ -142,7 +142,8 @@ impl ElectionState {
         match self.contenders.binary_search(&component) {
             Ok(_) => false,
             Err(i) => {
-                self.contenders.reserve_exact(1);
+                // The first is inline; past it the vector grows by doubling, so thousands of
+                // job masters registering one by one are not a reallocation each.
                 self.contenders.insert(i, component);
                 true
             }
@@ -169,7 +170,10 @@ impl ElectionState {
         match confirmed.binary_search_by(|(c, _)| c.cmp(&component)) {
             Ok(i) => confirmed[i].1 = info,
             Err(i) => {
-                confirmed.reserve_exact(1);
+                if confirmed.is_empty() {
+                    // Most elections confirm one component: no spare capacity for it.
+                    confirmed.reserve_exact(1);
+                }
                 confirmed.insert(i, (component, info));
             }
         }
