@@ -21,8 +21,9 @@
 //! - The fencing token is `(<latch node path>, <sequence>)`; fenced writes check that node.
 //! - Joining a latch whose directory exists is one round trip: the get-children that reads the
 //!   line is sent right behind the create, and ZooKeeper answers a session's requests in order,
-//!   so that line holds the node. A new latch's directories are made in the node's own `multi`
-//!   (see `latch_io::create`).
+//!   so that line holds the node. A new latch's directories are made in the node's own `multi`,
+//!   and then the line is known without a read: the node alone, the first child of a directory
+//!   made in the same transaction (see `latch_io::create`).
 //!
 //! `Recipe` decides, `latch_io::Io` performs its `Request`s; the session driver
 //! of `tenure-core` runs every latch of the session on one task.
@@ -91,7 +92,8 @@ pub(crate) enum Op {
 pub(crate) enum Response {
     /// The created node's name (the line was not read with it).
     Created(Result<String, zk::Error>),
-    /// The created node's name and the latch's children, read right behind the create.
+    /// The created node's name and the latch's children, read right behind the create (or
+    /// known from it: the node alone in the directory its `multi` made).
     Joined(String, Vec<String>),
     /// The names found, or the children listed (no directory: empty).
     Names(Result<Vec<String>, zk::Error>),

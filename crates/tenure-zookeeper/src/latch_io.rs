@@ -227,6 +227,13 @@ type Joined = (String, Option<Vec<String>>);
 /// then both and the node are created in one multi. Which create goes first is guessed from
 /// `known` (directories this session saw exist); a wrong guess costs one failed write, and after
 /// both guesses failed the directories are made one by one.
+///
+/// A multi that succeeded made the latch directory in the same transaction as the node, so the
+/// line is known without a read: the node was the directory's first child, and every later one
+/// gets a higher sequence number (ZooKeeper numbers a directory's sequential children from its
+/// own count of child changes, which only grows while the directory exists, and the directory
+/// cannot go while the node is in it). The line returned is the node alone, exactly what a
+/// get-children right behind the multi would have read; a per-job election is one request.
 async fn create(
     client: &zk::Client,
     dir: &str,
@@ -245,8 +252,13 @@ async fn create(
         w.add_create(prefix, &[], &node)?;
         Ok(w)
     };
+    // The node and the line of the directory the multi made: the node alone (see above).
     let created_by_multi = |results: Vec<zk::MultiWriteResult>| match results.into_iter().last() {
-        Some(zk::MultiWriteResult::Create { path, .. }) => Ok(name_of(&path)),
+        Some(zk::MultiWriteResult::Create { path, .. }) => {
+            let name = name_of(&path);
+            let line = vec![name.clone()];
+            Ok((name, Some(line)))
+        }
         _ => Err(zk::Error::UnexpectedError(
             "a multi create returned no created node".into(),
         )),
@@ -257,7 +269,7 @@ async fn create(
         match multi(parent)?.commit().await {
             Ok(results) => {
                 known.insert(dir);
-                return Ok((created_by_multi(results)?, None));
+                return created_by_multi(results);
             }
             Err(zk::MultiWriteError::OperationFailed { .. }) => {}
             Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
@@ -276,7 +288,7 @@ async fn create(
         match multi(parent)?.commit().await {
             Ok(results) => {
                 known.insert(dir);
-                return Ok((created_by_multi(results)?, None));
+                return created_by_multi(results);
             }
             Err(zk::MultiWriteError::OperationFailed { .. }) => {}
             Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),

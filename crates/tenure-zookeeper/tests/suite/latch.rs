@@ -252,3 +252,40 @@ async fn fenced_create_makes_missing_parents_and_stays_atomic() {
     assert!(matches!(err, KvError::NotLeader { .. }), "{err}");
     assert!(b.get("other/new/key").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_racing_to_make_a_new_latch_elect_one() {
+    // The session whose multi makes a new latch's directories leads without reading the line;
+    // the other's multi fails, and it joins behind with a create and a read.
+    let f = ZooKeeperFactory::start().await;
+    let raw = f.raw_client().await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    raw.mkdir(&format!("/flink/{}/leader", f.cluster_id()), &open)
+        .await
+        .unwrap();
+    let (a, b) = (f.connect_zk().await, f.connect_zk().await);
+    let key = "leader/new-job/latch";
+    let ((tx_a, mut rx_a), (tx_b, mut rx_b)) =
+        (mpsc::unbounded_channel(), mpsc::unbounded_channel());
+    let (latch_a, latch_b) = tokio::join!(a.join_latch(key, tx_a), b.join_latch(key, tx_b));
+    let (latch_a, latch_b) = (latch_a.unwrap(), latch_b.unwrap());
+    // Each session parks one wait: the leader on its own node, the other on the leader's.
+    wait_for_parked(&a, "a's wait", 1).await;
+    wait_for_parked(&b, "b's wait", 1).await;
+    let (first, mut second_rx, leader_latch) = match (rx_a.try_recv(), rx_b.try_recv()) {
+        (Ok(LatchEvent::Granted(t)), Err(_)) => (t, rx_b, latch_a),
+        (Err(_), Ok(LatchEvent::Granted(t))) => (t, rx_a, latch_b),
+        other => panic!("exactly one grant expected, got {other:?}"),
+    };
+    assert_eq!(
+        first.epoch(),
+        0,
+        "the leader's node is the new directory's first"
+    );
+    let dir = format!("/flink/{}/{key}", f.cluster_id());
+    assert_eq!(raw.list_children(&dir).await.unwrap().len(), 2);
+    // The leader leaves; the other leads with the next node.
+    leader_latch.close().await.unwrap();
+    let next = granted(&mut second_rx).await;
+    assert_eq!(next.epoch(), 1);
+}
