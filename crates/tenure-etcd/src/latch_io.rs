@@ -4,8 +4,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use etcd_client::{
-    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp as EtcdOp,
-    TxnOpResponse, WatchOptions,
+    Compare, CompareOp, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp as EtcdOp, TxnOpResponse,
 };
 use futures::future::BoxFuture;
 use tenure_core::driver::{LatchIo, SessionView};
@@ -14,6 +13,7 @@ use tenure_core::retry::RetryPolicy;
 use tokio::sync::watch;
 
 use crate::EtcdBackend;
+use crate::deletions::Deletions;
 use crate::keys::{is_latch_participant, latch_node, range_end};
 use crate::latch::{Op, Recipe, Reply, Request, Response};
 use crate::session::Shared;
@@ -23,6 +23,8 @@ use crate::store::until_sent;
 pub(crate) struct Io {
     pub shared: Weak<Shared>,
     pub view: watch::Receiver<SessionView>,
+    /// The session's latch waits, on one etcd watch stream.
+    pub deletions: Arc<Deletions>,
 }
 
 impl LatchIo for Io {
@@ -54,19 +56,23 @@ impl LatchIo for Io {
                 return Box::pin(async move { Reply { seq, response } });
             }
         };
+        if let Op::Watch { key, revision } = op {
+            // Parked at once on the session's stream; the future holds the wait alone.
+            drop(shared);
+            let deleted = self.deletions.wait(key, revision);
+            return Box::pin(async move {
+                deleted.await;
+                Reply {
+                    seq,
+                    response: Response::Watched,
+                }
+            });
+        }
         Box::pin(async move {
             let response = match op {
                 Op::Join { dir } => Response::Joined(join(&shared, &dir).await),
                 Op::List { dir } => Response::Listed(list(&shared, &dir).await),
-                Op::Watch { key, revision } => {
-                    let client = shared.client();
-                    let bound = shared.settings.request_timeout;
-                    drop(shared);
-                    if let Ok(client) = client {
-                        deleted(client, key, revision, bound).await;
-                    }
-                    Response::Watched
-                }
+                Op::Watch { .. } => Response::Watched,
                 Op::Delete { key, also } => Response::Deleted(delete(&shared, &key, &also).await),
             };
             Reply { seq, response }
@@ -164,33 +170,6 @@ async fn list(shared: &Shared, dir: &str) -> Result<(Vec<(String, i64)>, i64), S
         })
         .collect();
     Ok((line, revision))
-}
-
-/// Resolves once `key` is deleted after `revision`, or the watch ends or cannot be opened.
-async fn deleted(client: etcd_client::Client, key: String, revision: i64, bound: Duration) {
-    // A watch routed to a node that is down is opened again on another (within the request
-    // timeout), not reported as "look again" at once: that would spin on list + watch while
-    // the node is down.
-    let opened = until_sent(client, |mut c| {
-        let key = key.clone();
-        let options = WatchOptions::new().with_start_revision(revision + 1);
-        async move { c.watch(key, Some(options)).await }
-    });
-    let Ok(Ok(mut stream)) = tokio::time::timeout(bound, opened).await else {
-        return;
-    };
-    while let Ok(Some(resp)) = stream.message().await {
-        if resp.canceled() || resp.compact_revision() > 0 {
-            return;
-        }
-        if resp
-            .events()
-            .iter()
-            .any(|e| e.event_type() == EventType::Delete)
-        {
-            return;
-        }
-    }
 }
 
 async fn delete(shared: &Shared, key: &str, also: &[String]) -> Result<(), String> {

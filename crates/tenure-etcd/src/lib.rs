@@ -107,6 +107,7 @@
 
 pub mod auth;
 mod client_only;
+mod deletions;
 mod error;
 pub mod keys;
 pub mod latch;
@@ -130,6 +131,7 @@ use tenure_core::kv::{KvError, VersionedKv};
 use tokio::sync::watch as tokio_watch;
 
 pub use auth::Credentials;
+pub use deletions::{LatchWaits, latch_waits};
 /// The etcd client crate this backend is built on.
 pub use etcd_client;
 pub use settings::EtcdSettings;
@@ -227,6 +229,7 @@ impl HaBackend for EtcdBackend {
                 SessionDriver::spawn(latch_io::Io {
                     shared: Arc::downgrade(&self.shared),
                     view: self.shared.subscribe_status(),
+                    deletions: self.shared.deletions().clone(),
                 })
             })
             .clone();

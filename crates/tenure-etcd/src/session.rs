@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::auth;
+use crate::deletions::Deletions;
 use crate::keys::Keys;
 use crate::settings::EtcdSettings;
 use crate::store::is_unsent;
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub driver: OnceLock<SessionDriver>,
     /// The session's KV watches, one etcd watch per prefix (see `watch.rs`).
     pub watch_hub: OnceLock<WatchHub>,
+    /// The session's latch waits, on one etcd watch stream (see `deletions.rs`).
+    latch_waits: OnceLock<Arc<Deletions>>,
 }
 
 impl Drop for Shared {
@@ -159,6 +162,7 @@ impl Shared {
             closed: CancellationToken::new(),
             driver: OnceLock::new(),
             watch_hub: OnceLock::new(),
+            latch_waits: OnceLock::new(),
         });
         let (weak, closed) = (Arc::downgrade(&shared), shared.closed.clone());
         if shared.settings.client_only {
@@ -167,6 +171,12 @@ impl Shared {
             tokio::spawn(keep_alive(weak, closed));
         }
         Ok(shared)
+    }
+
+    /// The session's latch waits (made on first use).
+    pub(crate) fn deletions(self: &Arc<Self>) -> &Arc<Deletions> {
+        self.latch_waits
+            .get_or_init(|| Arc::new(Deletions::new(Arc::downgrade(self))))
     }
 
     /// A client handle (cheap clone), or [`KvError::Closed`] once closed.

@@ -6,6 +6,7 @@
 
 mod client_only;
 mod keepalive;
+mod latch_waits;
 mod security;
 mod session;
 mod session_cluster;

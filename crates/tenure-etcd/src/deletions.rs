@@ -1,0 +1,350 @@
+//! The latch waits of one session, all on one etcd watch stream.
+//!
+//! A waiting participant waits for one key to be deleted: its predecessor's, or, leading, its
+//! own (so a deletion by anyone revokes it at once). An etcd watch per wait on a stream of its
+//! own costs an HTTP/2 stream with its buffers (about 44 KiB of heap per election measured by
+//! `tenure-bench etcd scale`) and a server-side stream per election. etcd multiplexes watches:
+//! here every wait of the session is one watch (its own id, chosen by us) on one shared stream,
+//! created from the revision after the line read that decided the wait, so a deletion between
+//! that read and the watch's creation is still reported. A wait is then a map entry and a
+//! oneshot channel.
+//!
+//! - A delete event of a wait's watch wakes the wait and cancels that watch on the server (a
+//!   latch key is named by its lease and comes back when the same lease joins again, so a
+//!   watch left behind would outlive its wait).
+//! - A wait whose future is dropped (the participation left, the request was overtaken) cancels
+//!   its watch.
+//! - A watch the server cancels (its start revision was compacted, a permission refused) wakes
+//!   its wait: the recipe reads the line again and waits from the new revision.
+//! - When the stream breaks (the connection or the node went), every wait is woken to look
+//!   again; the next wait opens a new stream. Waits are not moved across streams: a new line
+//!   read gives each its new revision.
+//!
+//! A wake-up only means "look again"; the recipe decides from a fresh line read.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::session::Shared;
+use crate::store::until_sent;
+
+/// The latch waits of one session.
+#[derive(Debug)]
+pub(crate) struct Deletions {
+    shared: Weak<Shared>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Commands to the task that owns the stream; `None` before the first wait, or once that
+    /// task ended (the backend closed).
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    /// Parked waits by their watch id.
+    waits: HashMap<i64, oneshot::Sender<()>>,
+    /// The last watch id given (ids start at 1: 0 asks the server to choose).
+    last_id: i64,
+}
+
+/// What the stream's task is asked to send.
+#[derive(Debug)]
+enum Command {
+    /// Watch `key` for deletions from `revision` + 1 on, as watch `id`.
+    Create { id: i64, key: String, revision: i64 },
+    /// Cancel watch `id`.
+    Cancel(i64),
+}
+
+/// The latch waits of one session (see [`latch_waits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatchWaits {
+    /// Waits parked now, each a watch on the session's latch-wait stream: one per waiting
+    /// participant and per leader of the session.
+    pub parked: usize,
+}
+
+/// The latch waits of `backend`'s session.
+pub fn latch_waits(backend: &crate::EtcdBackend) -> LatchWaits {
+    backend.shared.deletions().waits()
+}
+
+impl Deletions {
+    /// The waits of `shared`'s latches.
+    pub(crate) fn new(shared: Weak<Shared>) -> Self {
+        Self {
+            shared,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        tenure_core::sync::lock(&self.state)
+    }
+
+    /// What is parked now.
+    pub(crate) fn waits(&self) -> LatchWaits {
+        LatchWaits {
+            parked: self.lock().waits.len(),
+        }
+    }
+
+    /// Resolves once `key` is deleted after `revision`, or when the wait must look again (the
+    /// stream broke, the server cancelled the watch, the backend closed).
+    pub(crate) fn wait(
+        self: &Arc<Self>,
+        key: String,
+        revision: i64,
+    ) -> impl Future<Output = ()> + use<> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut state = self.lock();
+            state.last_id += 1;
+            let id = state.last_id;
+            state.waits.insert(id, tx);
+            let command = Command::Create { id, key, revision };
+            let sent = match &state.commands {
+                Some(commands) => commands.send(command),
+                None => Err(mpsc::error::SendError(command)),
+            };
+            if let Err(mpsc::error::SendError(command)) = sent {
+                // No task follows a stream yet (or it ended): start one with this command.
+                let (commands, queue) = mpsc::unbounded_channel();
+                let _ = commands.send(command);
+                state.commands = Some(commands);
+                tokio::spawn(follow(Arc::downgrade(self), self.shared.clone(), queue));
+            }
+            id
+        };
+        let guard = Forget {
+            deletions: Arc::downgrade(self),
+            id,
+        };
+        async move {
+            let _guard = guard;
+            let _ = rx.await;
+        }
+    }
+
+    /// Wakes wait `id` if it is still parked; true if it was.
+    fn wake(&self, id: i64) -> bool {
+        match self.lock().waits.remove(&id) {
+            Some(tx) => {
+                let _ = tx.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes every parked wait (their watches are gone with the stream).
+    fn wake_all(&self) {
+        let waits: Vec<_> = self.lock().waits.drain().collect();
+        for (_, tx) in waits {
+            let _ = tx.send(());
+        }
+    }
+
+    fn is_parked(&self, id: i64) -> bool {
+        self.lock().waits.contains_key(&id)
+    }
+}
+
+/// Removes a wait whose future ended or was dropped, and cancels its watch if it was parked.
+struct Forget {
+    deletions: Weak<Deletions>,
+    id: i64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let Some(d) = self.deletions.upgrade() else {
+            return;
+        };
+        let mut state = d.lock();
+        if state.waits.remove(&self.id).is_some()
+            && let Some(commands) = &state.commands
+        {
+            let _ = commands.send(Command::Cancel(self.id));
+        }
+    }
+}
+
+/// The pause before a new stream after one could not be opened.
+const REOPEN_WAIT: Duration = Duration::from_millis(200);
+
+/// Owns the session's latch-wait stream: opens it with the first wait's watch, sends the later
+/// creates and cancels on it, and wakes waits by the responses. Ends when the backend closes or
+/// the waits are gone.
+async fn follow(
+    deletions: Weak<Deletions>,
+    shared: Weak<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Command>,
+) {
+    let Some(closed) = shared.upgrade().map(|s| s.closed.clone()) else {
+        return wake_all(&deletions);
+    };
+    loop {
+        // The first create of a wait still parked opens the stream.
+        let (id, key, revision) = loop {
+            let command = tokio::select! {
+                () = closed.cancelled() => return wake_all(&deletions),
+                c = queue.recv() => c,
+            };
+            match command {
+                Some(Command::Create { id, key, revision }) if parked(&deletions, id) => {
+                    break (id, key, revision);
+                }
+                Some(_) => {}
+                None => return,
+            }
+        };
+        let opened = tokio::select! {
+            () = closed.cancelled() => return wake_all(&deletions),
+            s = open(&shared, id, &key, revision) => s,
+        };
+        let Some(stream) = opened else {
+            // Waits look again (their line reads fail or succeed on their own); a pause keeps a
+            // node that is down from being asked in a loop.
+            wake_all(&deletions);
+            tokio::select! {
+                () = closed.cancelled() => return,
+                () = tokio::time::sleep(REOPEN_WAIT) => {}
+            }
+            continue;
+        };
+        let (mut sender, responses) = stream.split();
+        // Responses are read by a task of their own, so a send that waits for the server (a
+        // burst of creates) never keeps the responses that would let the server go on unread.
+        let (cancels, mut to_cancel) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read(deletions.clone(), responses, cancels));
+        loop {
+            let sent = tokio::select! {
+                () = closed.cancelled() => {
+                    reader.abort();
+                    return wake_all(&deletions);
+                }
+                id = to_cancel.recv() => match id {
+                    Some(id) => sender.cancel(id).await,
+                    // The reader ended: the stream broke.
+                    None => break,
+                },
+                command = queue.recv() => match command {
+                    Some(Command::Create { id, key, revision }) if parked(&deletions, id) => {
+                        sender.watch(key, Some(options(id, revision))).await
+                    }
+                    Some(Command::Create { .. }) => Ok(()),
+                    Some(Command::Cancel(id)) => sender.cancel(id).await,
+                    None => {
+                        reader.abort();
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = sent {
+                debug!(error = %e, "the latch-wait stream refused a request");
+                break;
+            }
+        }
+        reader.abort();
+        // The stream's watches are gone with it: every wait looks again.
+        wake_all(&deletions);
+    }
+}
+
+/// Reads the stream's responses until it ends: wakes the waits whose key was deleted (their
+/// watches go to `cancels`) or whose watch the server cancelled.
+async fn read(
+    deletions: Weak<Deletions>,
+    mut responses: etcd_client::WatchResponseStream,
+    cancels: mpsc::UnboundedSender<i64>,
+) {
+    loop {
+        match responses.message().await {
+            Ok(Some(resp)) => {
+                if let Some(id) = deleted(&deletions, &resp) {
+                    let _ = cancels.send(id);
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                debug!(error = %e, "the latch-wait stream broke");
+                return;
+            }
+        }
+    }
+}
+
+/// Acts on one response of the stream; the id of a watch to cancel on the server (its key was
+/// deleted and its wait woken).
+fn deleted(deletions: &Weak<Deletions>, resp: &WatchResponse) -> Option<i64> {
+    let d = deletions.upgrade()?;
+    let id = resp.watch_id();
+    if resp.canceled() || resp.compact_revision() > 0 {
+        debug!(
+            id,
+            reason = resp.cancel_reason(),
+            "etcd cancelled a latch wait's watch; looking again"
+        );
+        d.wake(id);
+        return None;
+    }
+    let gone = resp
+        .events()
+        .iter()
+        .any(|e| e.event_type() == EventType::Delete);
+    (gone && d.wake(id)).then_some(id)
+}
+
+fn parked(deletions: &Weak<Deletions>, id: i64) -> bool {
+    deletions.upgrade().is_some_and(|d| d.is_parked(id))
+}
+
+fn wake_all(deletions: &Weak<Deletions>) {
+    if let Some(d) = deletions.upgrade() {
+        d.wake_all();
+    }
+}
+
+/// A watch of one key's deletions from `revision` + 1 on, as watch `id` (puts are filtered out
+/// by the server).
+fn options(id: i64, revision: i64) -> WatchOptions {
+    WatchOptions::new()
+        .with_watch_id(id)
+        .with_start_revision(revision + 1)
+        .with_filters([WatchFilterType::NoPut])
+}
+
+/// Opens the stream with watch `id` of `key` as its first, within the request timeout (a
+/// stream routed to a node that is down is opened again on another).
+async fn open(
+    shared: &Weak<Shared>,
+    id: i64,
+    key: &str,
+    revision: i64,
+) -> Option<etcd_client::WatchStream> {
+    let shared = shared.upgrade()?;
+    let client = shared.client().ok()?;
+    let bound = shared.settings.request_timeout;
+    drop(shared);
+    let opened = until_sent(client, |mut c| {
+        let key = key.to_owned();
+        async move { c.watch(key, Some(options(id, revision))).await }
+    });
+    match tokio::time::timeout(bound, opened).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            debug!(error = %e, "the latch-wait stream could not be opened");
+            None
+        }
+        Err(_) => {
+            debug!(?bound, "the latch-wait stream was not opened in time");
+            None
+        }
+    }
+}

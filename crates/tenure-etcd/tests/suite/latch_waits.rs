@@ -1,0 +1,99 @@
+//! The latch waits of an etcd session share one watch stream: many elections open one stream
+//! between them, each wait is one watch on it, and a wait that ends (its key deleted, its
+//! election stopped) cancels its watch on the server, so none is left behind.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use tenure_core::election::{ElectionService, LeaderElection};
+use tenure_core::ids::{ComponentId, JobId};
+use tenure_core::layout::Layout;
+use tenure_etcd::{EtcdBackend, latch_waits};
+use tenure_testkit::etcd::EtcdFactory;
+use tenure_testkit::{DEADLINE, wait_until};
+
+const STREAMS_OPENED: &str = "grpc_server_started_total{grpc_method=\"Watch\"";
+const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+
+/// Per-job elections of the session `backend`.
+async fn elect(backend: &Arc<EtcdBackend>, job: &ComponentId) -> LeaderElection {
+    let layout = Layout::default();
+    let service = ElectionService::new(backend.clone(), layout, layout.component_latch(job));
+    service.register(job.clone()).await.unwrap()
+}
+
+async fn wait_parked(backend: &EtcdBackend, what: &str, parked: usize) {
+    wait_until(what, DEADLINE, || async {
+        latch_waits(backend).parked == parked
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elections_of_a_session_wait_on_one_stream_and_cancel_their_watches() {
+    const N: usize = 40;
+    let f = EtcdFactory::start().await;
+    let a = Arc::new(f.connect_etcd().await);
+    let b = Arc::new(f.connect_etcd().await);
+    let server = f.server();
+    let watchers = || async { server.counter(WATCHERS).await as usize };
+    let (streams0, watchers0) = (server.counter(STREAMS_OPENED).await, watchers().await);
+
+    let jobs: Vec<ComponentId> = (0..N)
+        .map(|_| ComponentId::JobMaster(JobId::new_random()))
+        .collect();
+    let mut leaders = Vec::new();
+    for job in &jobs {
+        let mut e = elect(&a, job).await;
+        tokio::time::timeout(DEADLINE, e.wait_for_leadership())
+            .await
+            .unwrap()
+            .unwrap();
+        leaders.push(e);
+    }
+    // Every leader waits for its own key's deletion: N watches on one stream.
+    wait_parked(&a, "every leader's wait parked", N).await;
+    assert_eq!(
+        server.counter(STREAMS_OPENED).await - streams0,
+        1.0,
+        "one watch stream for the session's {N} waits"
+    );
+    wait_until("a watch per wait on the server", DEADLINE, || async {
+        watchers().await == watchers0 + N
+    })
+    .await;
+
+    // A standby of the first job in another session waits on the leader's key; the leader
+    // stops, its key's delete wakes the standby, and both sessions cancel the spent watches.
+    let mut standby = elect(&b, &jobs[0]).await;
+    wait_parked(&b, "the standby's wait parked", 1).await;
+    leaders.remove(0).stop().await.unwrap();
+    tokio::time::timeout(DEADLINE, standby.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_parked(&a, "the stopped leader's wait gone", N - 1).await;
+    wait_parked(&b, "the new leader waits on its own key", 1).await;
+    wait_until("spent watches cancelled", DEADLINE, || async {
+        watchers().await == watchers0 + N
+    })
+    .await;
+
+    for e in leaders {
+        e.stop().await.unwrap();
+    }
+    wait_parked(&a, "no wait left in the stopped session", 0).await;
+    wait_until(
+        "every stopped election's watch cancelled",
+        DEADLINE,
+        || async { watchers().await == watchers0 + 1 },
+    )
+    .await;
+    assert_eq!(
+        server.counter(STREAMS_OPENED).await - streams0,
+        2.0,
+        "one stream per session"
+    );
+    standby.stop().await.unwrap();
+}
