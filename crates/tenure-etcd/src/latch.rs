@@ -5,7 +5,9 @@
 //!   it after a lost reply finds the same key, so nothing is left behind.
 //! - The participant whose key has the lowest create revision leads. Every other participant
 //!   watches only its predecessor's key for deletion (no herd effect), from the revision of the
-//!   listing it decided on, so no deletion is missed. The leader watches its own key.
+//!   listing it decided on, so no deletion is missed. The leader watches its own key. Every
+//!   such watch of a session is one watch on the session's one latch-wait stream
+//!   (`deletions.rs`), not a stream of its own.
 //! - The fencing token is `(<etcd key of the participant's key>, <its create revision>)`; every
 //!   fenced write compares that key's create revision in the same transaction.
 //! - Connection suspended (renewals failing inside the TTL): under

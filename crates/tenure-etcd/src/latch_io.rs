@@ -72,6 +72,7 @@ impl LatchIo for Io {
             let response = match op {
                 Op::Join { dir } => Response::Joined(join(&shared, &dir).await),
                 Op::List { dir } => Response::Listed(list(&shared, &dir).await),
+                // Parked above, before this future.
                 Op::Watch { .. } => Response::Watched,
                 Op::Delete { key, also } => Response::Deleted(delete(&shared, &key, &also).await),
             };
