@@ -1,10 +1,12 @@
 //! The latch waits of an etcd session share one watch stream: many elections open one stream
 //! between them, each wait is one watch on it, and a wait that ends (its key deleted, its
-//! election stopped) cancels its watch on the server, so none is left behind.
+//! election stopped) cancels its watch on the server, so none is left behind. A stream broken
+//! by a server restart wakes its waits, which wait again on a new one.
 
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tenure_core::election::{ElectionService, LeaderElection};
 use tenure_core::ids::{ComponentId, JobId};
@@ -95,5 +97,49 @@ async fn elections_of_a_session_wait_on_one_stream_and_cancel_their_watches() {
         2.0,
         "one stream per session"
     );
+    standby.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_wait_again_on_a_new_stream_after_the_server_restarts() {
+    let mut f = EtcdFactory::start().await;
+    // A lease that outlives the restart: the same keys, the same line.
+    let settings = f.settings().with_lease_ttl(Duration::from_secs(15));
+    let a = Arc::new(f.connect_with(settings.clone()).await);
+    let b = Arc::new(f.connect_with(settings).await);
+    let job = ComponentId::JobMaster(JobId::new_random());
+    let mut leader = elect(&a, &job).await;
+    tokio::time::timeout(DEADLINE, leader.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut standby = elect(&b, &job).await;
+    wait_parked(&a, "the leader's wait", 1).await;
+    wait_parked(&b, "the standby's wait", 1).await;
+
+    f.server_mut().stop();
+    f.server_mut().restart().await;
+    // The restarted server's watchers are the waits set again on new streams: the leader's on
+    // its own key, the standby's on the leader's key, nothing left of the broken streams.
+    let server = f.server();
+    wait_until("both waits watched again", DEADLINE, || async {
+        server.counter(WATCHERS).await as usize == 2
+    })
+    .await;
+    tokio::time::timeout(DEADLINE, leader.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The delete still reaches the standby through its new watch.
+    leader.stop().await.unwrap();
+    tokio::time::timeout(DEADLINE, standby.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_until("the spent watches cancelled", DEADLINE, || async {
+        server.counter(WATCHERS).await as usize == 1
+    })
+    .await;
     standby.stop().await.unwrap();
 }
