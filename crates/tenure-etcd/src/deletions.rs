@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse};
 use tokio::sync::{mpsc, oneshot};
@@ -33,6 +32,7 @@ use tracing::debug;
 
 use crate::session::Shared;
 use crate::store::until_sent;
+use crate::watch::REOPEN_WAIT;
 
 /// The latch waits of one session.
 #[derive(Debug)]
@@ -174,9 +174,6 @@ impl Drop for Forget {
         }
     }
 }
-
-/// The pause before a new stream after one could not be opened.
-const REOPEN_WAIT: Duration = Duration::from_millis(200);
 
 /// Owns the session's latch-wait stream: opens it with the first wait's watch, sends the later
 /// creates and cancels on it, and wakes waits by the responses. Ends when the backend closes or

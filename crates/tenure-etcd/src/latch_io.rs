@@ -56,24 +56,17 @@ impl LatchIo for Io {
                 return Box::pin(async move { Reply { seq, response } });
             }
         };
-        if let Op::Watch { key, revision } = op {
-            // Parked at once on the session's stream; the future holds the wait alone.
-            drop(shared);
-            let deleted = self.deletions.wait(key, revision);
-            return Box::pin(async move {
-                deleted.await;
-                Reply {
-                    seq,
-                    response: Response::Watched,
-                }
-            });
-        }
+        let deletions = self.deletions.clone();
         Box::pin(async move {
             let response = match op {
                 Op::Join { dir } => Response::Joined(join(&shared, &dir).await),
                 Op::List { dir } => Response::Listed(list(&shared, &dir).await),
-                // Parked above, before this future.
-                Op::Watch { .. } => Response::Watched,
+                Op::Watch { key, revision } => {
+                    // The wait holds a watch on the session's stream, not the session.
+                    drop(shared);
+                    deletions.wait(key, revision).await;
+                    Response::Watched
+                }
                 Op::Delete { key, also } => Response::Deleted(delete(&shared, &key, &also).await),
             };
             Reply { seq, response }

@@ -25,7 +25,7 @@ use crate::session::Shared;
 use crate::store::{entry, is_unsent};
 
 /// How long a broken watch waits before it is opened again.
-const REOPEN_WAIT: Duration = Duration::from_millis(200);
+pub(crate) const REOPEN_WAIT: Duration = Duration::from_millis(200);
 
 /// A watch of the keys below `prefix`, on the session's shared etcd watch of it.
 pub(crate) async fn start(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
