@@ -6,8 +6,13 @@
 //! process-wide latch, a component's latch); one it never saw usually does not (a new job's own
 //! election). The set is bounded, so thousands of per-job latches cost it nothing per election;
 //! a directory deleted since (a cleanup) only makes the next create take the slower path.
+//!
+//! Each entry keeps its path's hash beside it: a burst of new jobs looks up and inserts a
+//! directory per election, and the paths of one namespace share a long prefix and often a
+//! length, so comparing the strings first cost a long `memcmp` per entry.
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use tenure_core::sync::lock;
@@ -18,19 +23,25 @@ const CAPACITY: usize = 64;
 /// A bounded set of znode paths known to exist.
 #[derive(Debug, Default)]
 pub(crate) struct KnownDirs {
-    dirs: Mutex<VecDeque<Box<str>>>,
+    /// (hash of the path, path), the most recently seen last.
+    dirs: Mutex<VecDeque<(u64, Box<str>)>>,
+    hasher: RandomState,
 }
 
 impl KnownDirs {
     /// Whether `dir` was seen to exist lately.
     pub fn contains(&self, dir: &str) -> bool {
-        lock(&self.dirs).iter().any(|d| &**d == dir)
+        let hash = self.hasher.hash_one(dir);
+        lock(&self.dirs)
+            .iter()
+            .any(|(h, d)| *h == hash && &**d == dir)
     }
 
     /// Remembers that `dir` exists, forgetting the oldest directory beyond the capacity.
     pub fn insert(&self, dir: &str) {
+        let hash = self.hasher.hash_one(dir);
         let mut dirs = lock(&self.dirs);
-        if let Some(i) = dirs.iter().position(|d| &**d == dir) {
+        if let Some(i) = dirs.iter().position(|(h, d)| *h == hash && &**d == dir) {
             // Most recently seen last, so a busy latch is never the one forgotten.
             if let Some(d) = dirs.remove(i) {
                 dirs.push_back(d);
@@ -40,7 +51,7 @@ impl KnownDirs {
         if dirs.len() == CAPACITY {
             dirs.pop_front();
         }
-        dirs.push_back(dir.into());
+        dirs.push_back((hash, dir.into()));
     }
 }
 

@@ -85,7 +85,7 @@ impl Paths {
 
     /// The znode path of a (validated) key.
     pub fn path(&self, key: &str) -> String {
-        format!("{}/{}", self.base, self.node_key(key))
+        concat(&[&self.base, "/", &self.node_key(key)])
     }
 
     /// The znode path of a list/watch prefix (`""` is the namespace itself).
@@ -127,10 +127,20 @@ fn split_first(key: &str) -> (&str, &str) {
 /// Joins a parent znode path and a child name.
 pub fn child_path(parent: &str, child: &str) -> String {
     if parent == "/" {
-        format!("/{child}")
+        concat(&["/", child])
     } else {
-        format!("{parent}/{child}")
+        concat(&[parent, "/", child])
     }
+}
+
+/// `parts` joined, in one allocation of the exact size: paths are built on every election's
+/// way, and `format!` grows its string step by step.
+fn concat(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        out.push_str(p);
+    }
+    out
 }
 
 /// The parent of a znode path (`None` for `/` and top-level nodes' parent is `/`).
@@ -146,16 +156,19 @@ pub fn parent_path(path: &str) -> Option<&str> {
 /// The path prefix of a new latch node in Curator's protected mode:
 /// `<latch dir>/_c_<uuid>-latch-`; the server appends the 10-digit sequence.
 pub fn latch_node_prefix(latch_dir: &str, protection_id: &uuid::Uuid) -> String {
-    child_path(
-        latch_dir,
-        &format!("{}{LATCH_LOCK_NAME}", protected_prefix(protection_id)),
-    )
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = protection_id.hyphenated().encode_lower(&mut id);
+    let dir = if latch_dir == "/" { "" } else { latch_dir };
+    concat(&[dir, "/", PROTECTED_MARK, id, "-", LATCH_LOCK_NAME])
 }
 
 /// Curator's protected-mode name prefix `_c_<uuid>-`, identifying the nodes of one create call.
 pub fn protected_prefix(protection_id: &uuid::Uuid) -> String {
-    format!("_c_{}-", protection_id.hyphenated())
+    format!("{PROTECTED_MARK}{}-", protection_id.hyphenated())
 }
+
+/// What Curator's protected mode puts before the create call's id.
+const PROTECTED_MARK: &str = "_c_";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -242,6 +255,12 @@ mod tests {
         assert_eq!(
             latch_node_prefix("/flink/c/leader/latch", &id),
             "/flink/c/leader/latch/_c_00000000-0000-0000-0000-000000000000-latch-"
+        );
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(
+            latch_node_prefix("/", &id),
+            format!("/{}{LATCH_LOCK_NAME}", protected_prefix(&id)),
+            "a latch at the root, and the name's id as the protected prefix writes it"
         );
         let name = format!(
             "{}0000000012",
