@@ -345,3 +345,7 @@ async fn open(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "deletions_tests.rs"]
+mod tests;
