@@ -22,7 +22,7 @@ async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
     let mut raw = etcd_client::Client::connect([server.endpoint()], None)
         .await
         .unwrap();
-    let key = "/flink/compacted/leader/latch/decoy";
+    let key = "/flink/compacted/leader/latch/awaited";
     let read_at = raw
         .put(key, "x", None)
         .await
