@@ -245,35 +245,36 @@ async fn create(
     let dirs = zk::CreateMode::Persistent.with_acls(acls);
     let name_of = |path: &str| path.rsplit('/').next().unwrap_or_default().to_owned();
     let parent = parent_path(dir).filter(|p| *p != "/");
-    let multi = |parent: &str| -> Result<zk::MultiWriter<'_>, zk::Error> {
+    // The multi making `parent`, the directory and the node: the node and its line (the node
+    // alone, see above), or `None` when one of its creates failed (a directory was there, or
+    // the parent's parent was not).
+    let with_dirs = async |parent: &str| -> Result<Option<Joined>, zk::Error> {
         let mut w = client.new_multi_writer();
         w.add_create(parent, &[], &dirs)?;
         w.add_create(dir, &[], &dirs)?;
         w.add_create(prefix, &[], &node)?;
-        Ok(w)
-    };
-    // The node and the line of the directory the multi made: the node alone (see above).
-    let created_by_multi = |results: Vec<zk::MultiWriteResult>| match results.into_iter().last() {
-        Some(zk::MultiWriteResult::Create { path, .. }) => {
-            let name = name_of(&path);
-            let line = vec![name.clone()];
-            Ok((name, Some(line)))
+        match w.commit().await {
+            Ok(results) => match results.into_iter().last() {
+                Some(zk::MultiWriteResult::Create { path, .. }) => {
+                    known.insert(dir);
+                    let name = name_of(&path);
+                    let line = vec![name.clone()];
+                    Ok(Some((name, Some(line))))
+                }
+                _ => Err(zk::Error::UnexpectedError(
+                    "a multi create returned no created node".into(),
+                )),
+            },
+            Err(zk::MultiWriteError::OperationFailed { .. }) => Ok(None),
+            Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
         }
-        _ => Err(zk::Error::UnexpectedError(
-            "a multi create returned no created node".into(),
-        )),
     };
     let multi_first = parent.is_some() && !known.contains(dir);
-    if let Some(parent) = parent.filter(|_| multi_first) {
-        // No read behind a guess: a wrong one then costs the failed write alone.
-        match multi(parent)?.commit().await {
-            Ok(results) => {
-                known.insert(dir);
-                return created_by_multi(results);
-            }
-            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
-            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
-        }
+    // No read behind a guess: a wrong one then costs the failed write alone.
+    if let Some(parent) = parent.filter(|_| multi_first)
+        && let Some(joined) = with_dirs(parent).await?
+    {
+        return Ok(joined);
     }
     let (written, line) = join(client.create(prefix, &[], &node), client.list_children(dir)).await;
     match written {
@@ -284,15 +285,10 @@ async fn create(
         Err(zk::Error::NoNode) => {}
         Err(e) => return Err(e),
     }
-    if let Some(parent) = parent.filter(|_| !multi_first) {
-        match multi(parent)?.commit().await {
-            Ok(results) => {
-                known.insert(dir);
-                return created_by_multi(results);
-            }
-            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
-            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
-        }
+    if let Some(parent) = parent.filter(|_| !multi_first)
+        && let Some(joined) = with_dirs(parent).await?
+    {
+        return Ok(joined);
     }
     match client.mkdir(dir, &dirs).await {
         Ok(()) | Err(zk::Error::NodeExists) => {}
