@@ -134,14 +134,18 @@ impl JobId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         s.parse()
     }
+
+    /// Writes the 32 lowercase hex characters into `buf` and returns them: the one encoder of
+    /// `Display` and of the component names, without a formatter call per byte (a job's name
+    /// is built on every per-job election's way).
+    fn encode<'b>(&self, buf: &'b mut [u8; 32]) -> &'b str {
+        Uuid::from_bytes(self.0).simple().encode_lower(buf)
+    }
 }
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(self.encode(&mut [0; 32]))
     }
 }
 
@@ -365,7 +369,12 @@ impl ComponentId {
             ComponentId::ResourceManager => "resource_manager".into(),
             ComponentId::Dispatcher => "dispatcher".into(),
             ComponentId::RestServer => "rest_server".into(),
-            ComponentId::JobMaster(job) => format!("job-{job}"),
+            ComponentId::JobMaster(job) => {
+                let mut name = String::with_capacity(4 + 32);
+                name.push_str("job-");
+                name.push_str(job.encode(&mut [0; 32]));
+                name
+            }
             ComponentId::Named(service) => service.as_str().to_owned(),
         }
     }
@@ -438,6 +447,16 @@ mod tests {
         let id: JobId = "58C7B669261B7BE65FA686CC039885B6".parse().unwrap();
         assert_eq!(id.to_string(), "58c7b669261b7be65fa686cc039885b6");
         assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
+        let small = JobId::from_bytes([0x0a; 16]);
+        assert_eq!(
+            small.to_string(),
+            "0a".repeat(16),
+            "each byte is two digits"
+        );
+        assert_eq!(
+            ComponentId::JobMaster(small).name(),
+            format!("job-{}", "0a".repeat(16))
+        );
     }
 
     #[test]
