@@ -26,8 +26,12 @@
 //! - A root whose watch the server refuses (persistent watches came with ZooKeeper 3.6) gets
 //!   the one-shot exists-watch per waiter.
 //!
-//! A wake-up only means "look again", so a spurious one (a reconnect, two paths of one hash)
-//! costs a re-read, never a wrong grant.
+//! A wake-up after a reconnect means "look again". A deletion's wake-up names the deleted path
+//! ([`Response::Gone`]): waiters are found by a hash of the path, so a waiter of another path
+//! with the same hash may be woken too. The recipe acts on the name only when the node it
+//! waits for was the first of the line and the name is a latch node of its own directory
+//! numbered before its own (in the line it read, only that node was); otherwise it reads the
+//! line. A spurious wake-up costs a re-read, never a wrong grant.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -231,20 +235,20 @@ impl Deletions {
         }
     }
 
-    /// Wakes the waits of `path` (it was deleted).
+    /// Wakes the waits of `path` (it was deleted), telling them which path went.
     fn deleted(&self, path: &str) {
         let hash = self.hasher.hash_one(path);
         let woken = self.lock().waits.take_path(hash);
         for (participation, seq) in woken {
-            self.wake(participation, seq);
+            self.wake(participation, seq, Response::Gone(path.to_owned()));
         }
     }
 
-    /// Wakes every parked wait (a deletion may have gone unseen).
+    /// Wakes every parked wait to look again (a deletion may have gone unseen).
     fn wake_all(&self) {
         let woken = self.lock().waits.take_all();
         for (participation, seq) in woken {
-            self.wake(participation, seq);
+            self.wake(participation, seq, Response::Watched);
         }
     }
 
@@ -253,15 +257,9 @@ impl Deletions {
         self.lock().waits.unpark(participation, None);
     }
 
-    fn wake(&self, participation: u64, seq: u64) {
+    fn wake(&self, participation: u64, seq: u64, response: Response) {
         self.woken.fetch_add(1, Ordering::Relaxed);
-        let _ = self.late.send((
-            participation,
-            Reply {
-                seq,
-                response: Response::Watched,
-            },
-        ));
+        let _ = self.late.send((participation, Reply { seq, response }));
     }
 }
 

@@ -8,8 +8,10 @@
 //!   `latch-`, not by name) leads; children that are not well-formed latch nodes are never in
 //!   line ([`tenure_core::latch`] is the rule, shared with the tools). Every other participant
 //!   waits only for its predecessor's deletion, so a change wakes one participant (no herd
-//!   effect). The leader waits for its own node's deletion, so a deletion by anyone is noticed
-//!   at once. A wait is an `exists` and then an entry parked on the session's persistent
+//!   effect). The second of the line leads as soon as the first's deletion is seen, without
+//!   reading the line again (numbers only grow: no node made later comes before it); others
+//!   read the line when their predecessor goes. The leader waits for its own node's deletion,
+//!   so a deletion by anyone is noticed at once. A wait is an `exists` and then an entry parked on the session's persistent
 //!   recursive watch of the latch root (`deletions.rs`), not a watch per participant.
 //! - Connection suspended: under [`SuspendedPolicy::RevokeOnSuspended`] leadership is revoked
 //!   at once and, on reconnect, the old node is deleted and a new one created (Curator's
@@ -99,6 +101,9 @@ pub(crate) enum Response {
     Names(Result<Vec<String>, zk::Error>),
     /// The watched node changed or was missing, or the watch failed: look again.
     Watched,
+    /// A deletion seen on the latch root's watch, of the node at this path: the wait on that
+    /// path is over (with a 64-bit hash match, so the recipe checks the path before it acts).
+    Gone(String),
     /// The wait is set; [`Response::Watched`] follows as a late response when the node goes.
     Parked,
     /// Deleted (or already missing).
@@ -160,6 +165,9 @@ pub(crate) struct Recipe {
     /// What the request awaited was.
     asked: Asked,
     failures: u32,
+    /// The node awaited is the first of the line, just before this one: its deletion makes
+    /// this node the first (numbers only grow), with no line to read.
+    predecessor_first: bool,
     /// Keys to delete in the same write as the node when leaving.
     unpublish: ThinVec<String>,
 }
@@ -183,6 +191,7 @@ impl Recipe {
             need_reset: false,
             asked: Asked::Watch,
             failures: 0,
+            predecessor_first: false,
             unpublish: ThinVec::new(),
         }
     }
@@ -408,11 +417,18 @@ impl Recipe {
             // The wake-up comes later, with this request's seq.
             return;
         }
-        if let Response::Watched = r {
-            // A watch's reply only means "look again" (also when it failed).
+        if let Response::Watched | Response::Gone(_) = r {
+            // A watch's reply means "look again" (also when it failed), unless it is the
+            // deletion of the first of the line, just before this node.
             if self.p.wait == Wait::Watching {
                 self.p.wait = Wait::Nothing;
-                self.step(out);
+                let first = match &r {
+                    Response::Gone(path) => self.now_first(path, out),
+                    _ => false,
+                };
+                if !first {
+                    self.step(out);
+                }
             }
             return;
         }
@@ -498,23 +514,54 @@ impl Recipe {
                 self.revoke(out);
                 self.node = None;
             }
-            Some(0) => {
-                self.p.grant(node.path.clone(), node.seq, out);
-                self.watch(self.node_path(&node), out);
-            }
+            Some(0) => self.lead(&node, out),
             Some(i) => {
                 self.revoke(out);
                 let predecessor = child_path(&self.dir(), line[i - 1].1);
                 debug!(%predecessor, "waiting for the predecessor");
                 self.watch(predecessor, out);
+                self.predecessor_first = i == 1;
             }
         }
+    }
+
+    /// Leads with `node` (the first of the line) and waits for its deletion.
+    fn lead(&mut self, node: &Node, out: &mut Out) {
+        self.p.grant(node.path.clone(), node.seq, out);
+        self.watch(self.node_path(node), out);
+    }
+
+    /// On the deletion of `path` while waiting: when the node awaited was the first of the
+    /// line read last, just before this one, and `path` is that node (in this latch's
+    /// directory, numbered before this node), this node is now the first, and leads without
+    /// reading the line again. Numbers in a directory only grow, so no node made after that
+    /// read can come before it. Curator's recipe reads the line here; the leader's deletion
+    /// costs its successor no round trip. False if it does not apply (the line is read).
+    fn now_first(&mut self, path: &str, out: &mut Out) -> bool {
+        let applies = self.predecessor_first
+            && self.p.life == Life::Campaigning
+            && !self.need_reset
+            && self.connected();
+        let Some(node) = self.node.clone().filter(|_| applies) else {
+            return false;
+        };
+        let Some((dir, name)) = path.rsplit_once('/') else {
+            return false;
+        };
+        let before = latch_sequence(name).is_some_and(|seq| seq < node.seq);
+        if !before || node.generation != self.session.generation || dir != self.dir() {
+            return false;
+        }
+        debug!(predecessor = %path, "the first of the line is gone");
+        self.lead(&node, out);
+        true
     }
 
     /// Watches `path`; the next step comes with the watch's response.
     fn watch(&mut self, path: String, out: &mut Out) {
         self.request(Op::Watch { path }, out);
         self.p.wait = Wait::Watching;
+        self.predecessor_first = false;
     }
 }
 

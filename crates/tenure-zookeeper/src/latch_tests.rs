@@ -800,3 +800,6 @@ fn a_line_read_with_the_create_before_a_reset_grants_nothing() {
         "granted from a line read before the reset: {evs:?}"
     );
 }
+
+#[path = "latch_successor_tests.rs"]
+mod successor;

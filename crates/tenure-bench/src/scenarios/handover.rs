@@ -59,19 +59,20 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         latch node in one multi (the node's delete fences the others). **floor (same \
         requests)**: the same request made directly with zookeeper-client: `multi(delete \
         connection_info, delete leader directory, delete latch node)` → the standby's `exists` \
-        watch fires → its get-children \
-        confirms it is first (then, untimed, it watches its own node: one `exists`, as tenure's \
-        latch sends before parking a wait on a node it did not just create). \
+        watch fires, and it leads: like tenure's latch, it knows it is first without a read, \
+        since its predecessor was the first of the line it read (sequence numbers only grow) \
+        (then, untimed, it watches its own node: one `exists`, as tenure's latch sends before \
+        parking a wait on a node it did not just create). \
         **floor (delete + notify only)**: the latch node's delete → the standby's watch fires, \
-        and → + get-children; no leader information (the least any recipe does). **Curator**: \
+        and → + get-children (what Curator's recipe reads there); no leader information. **Curator**: \
         `LeaderLatch.close()` → the standby's `await()` returns (Curator's latch publishes \
         nothing). **kazoo**: `Lock.release()` → the waiting `acquire()` returns. *requests*: the \
         ZooKeeper requests of one handover, both sessions together, counted by the server \
         (`srvr`) over the untimed warm-up trials (fewest seen). The second table splits \
         tenure's and the same-requests floor's handover where an observer session (a persistent \
         watch on the latch) sees the leader's node deleted: the leader's part (stop → latch \
-        node deleted, including the unpublish) and the standby's part (notification → re-check \
-        → leads; negative when the standby led before the observer's own notification came)."
+        node deleted, including the unpublish) and the standby's part (notification → leads, \
+        with no read for the second of the line; negative when the standby led before the observer's own notification came)."
         .into();
     let n = ctx.sizes.handover;
     let warmup = ctx.sizes.warmup;
@@ -160,7 +161,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
             }
         }
 
-        let t = floor.trial(true, (i < warmup).then_some(zk)).await?;
+        let t = floor.trial(true, false, (i < warmup).then_some(zk)).await?;
         if let Some(count) = t.requests {
             floor_requests.add(count);
         }
@@ -211,7 +212,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     let mut recipe = Vec::with_capacity(n);
     let mut bare_requests = Fewest::default();
     for i in 0..n + warmup {
-        let t = floor.trial(false, (i < warmup).then_some(zk)).await?;
+        let t = floor.trial(false, true, (i < warmup).then_some(zk)).await?;
         if let Some(count) = t.requests {
             bare_requests.add(count);
         }
@@ -232,7 +233,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     split.rows.push(
         Row::new(
             who::FLOOR,
-            "standby: node deleted → notification → get-children",
+            "standby: node deleted → notification",
             floor_standby_side,
         )
         .paired("standby"),
@@ -240,8 +241,7 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
     group.rows.push(
         Row::new(
             who::FLOOR,
-            "same requests: multi(delete info, delete dir, delete latch node) → notification → \
-             get-children",
+            "same requests: multi(delete info, delete dir, delete latch node) → notification",
             same,
         )
         .with_requests(floor_requests.get()),
@@ -310,7 +310,8 @@ struct FloorTrial {
     start: u64,
     /// The standby's watch fired.
     notified: u64,
-    /// The standby's get-children showed it first.
+    /// The standby knew it leads: at the notification, or when its get-children showed it
+    /// first.
     leader: u64,
     /// The standby's node, with the watch it keeps on it while it leads.
     standby_node: (String, zk::OneshotWatcher),
@@ -321,10 +322,15 @@ struct FloorTrial {
 impl Floor<'_> {
     /// One handover: A leads (and, with `publish`, has published its leader information), B
     /// waits on A's node; A stops (with `publish`: removing the information and its directory
-    /// in the multi that deletes the node, as tenure's `stop()` does); B is notified and
-    /// re-checks the line. With `count`, the server's
-    /// request counter is read right before and after the handover (untimed reads).
-    async fn trial(&self, publish: bool, count: Option<&Zk>) -> anyhow::Result<FloorTrial> {
+    /// in the multi that deletes the node, as tenure's `stop()` does); B is notified and leads
+    /// (with `reread`: after reading the line again). With `count`, the server's request
+    /// counter is read right before and after the handover (untimed reads).
+    async fn trial(
+        &self,
+        publish: bool,
+        reread: bool,
+        count: Option<&Zk>,
+    ) -> anyhow::Result<FloorTrial> {
         let (ca, cb, dir) = (self.ca, self.cb, self.dir);
         let (_, sa) = ca
             .create(&self.prefix_a, &[], &bench::ephemeral_sequential())
@@ -369,6 +375,10 @@ impl Floor<'_> {
         let waiter = tokio::spawn(async move {
             watcher.changed().await;
             let t_notify = mono_ns();
+            if !reread {
+                // Second behind the first of the line: first now.
+                return anyhow::Ok((t_notify, t_notify));
+            }
             let line = bench::sorted_line(cb2.list_children(&dir2).await?);
             let t_leader = mono_ns();
             if line.first().and_then(|c| bench::sequence(c)) != Some(b_seq) {

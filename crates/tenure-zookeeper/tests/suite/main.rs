@@ -8,6 +8,7 @@ mod common;
 
 mod client_only;
 mod client_options;
+mod handover_requests;
 mod job_graphs_path;
 mod join_requests;
 mod kerberos;

@@ -265,7 +265,7 @@ impl Scenario {
     }
 
     /// Ends the scenario: resumes stopped contenders, stops every running one with SIGTERM
-    /// (each must exit cleanly), merges the histories, recovers the retained checkpoint ids
+    /// (each must exit cleanly; those that do not lead first, so the end grants no term), merges the histories, recovers the retained checkpoint ids
     /// through a fresh connection to `quorum` and checks the HA invariants; panics with the
     /// report and the histories unless they hold.
     pub async fn finish(&self, contenders: &mut [&mut Contender], quorum: &str) -> Finished {
@@ -274,17 +274,22 @@ impl Scenario {
                 c.sigcont();
             }
         }
-        let running: Vec<usize> = (0..contenders.len())
+        // Standbys first, then whoever leads: a leader leaving while a standby still runs
+        // would grant it a term the test did not make (how often depends only on which
+        // process handles its SIGTERM first).
+        let (standbys, leaders): (Vec<usize>, Vec<usize>) = (0..contenders.len())
             .filter(|&i| !contenders[i].ended)
-            .collect();
-        for &i in &running {
-            contenders[i].signal("-TERM");
-        }
+            .partition(|&i| !contenders[i].history().leads());
         let mut unclean = Vec::new();
-        for &i in &running {
-            let status = contenders[i].wait_exit().await;
-            if status.code() != Some(0) {
-                unclean.push(format!("{} exited with {status}", contenders[i].name));
+        for phase in [standbys, leaders] {
+            for &i in &phase {
+                contenders[i].signal("-TERM");
+            }
+            for &i in &phase {
+                let status = contenders[i].wait_exit().await;
+                if status.code() != Some(0) {
+                    unclean.push(format!("{} exited with {status}", contenders[i].name));
+                }
             }
         }
         let views: Vec<&Contender> = contenders.iter().map(|c| &**c).collect();
