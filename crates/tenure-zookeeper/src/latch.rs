@@ -11,8 +11,9 @@
 //!   effect). The second of the line leads as soon as the first's deletion is seen, without
 //!   reading the line again (numbers only grow: no node made later comes before it); others
 //!   read the line when their predecessor goes. The leader waits for its own node's deletion,
-//!   so a deletion by anyone is noticed at once. A wait is an `exists` and then an entry parked on the session's persistent
-//!   recursive watch of the latch root (`deletions.rs`), not a watch per participant.
+//!   so a deletion by anyone is noticed at once. A wait is an `exists` and then an entry
+//!   parked on the session's persistent recursive watch of the latch root (`deletions.rs`),
+//!   not a watch per participant.
 //! - Connection suspended: under [`SuspendedPolicy::RevokeOnSuspended`] leadership is revoked
 //!   at once and, on reconnect, the old node is deleted and a new one created (Curator's
 //!   `reset()`); under [`SuspendedPolicy::TolerateSuspended`] leadership is kept until the session
@@ -80,7 +81,8 @@ pub(crate) enum Op {
     /// The children of `dir`.
     List { dir: String },
     /// Resolve once `path` is deleted (or at once if it does not exist): at once with
-    /// [`Response::Parked`] and later with [`Response::Watched`].
+    /// [`Response::Parked`] and later with [`Response::Gone`] (or [`Response::Watched`] to
+    /// look again after a reconnect).
     Watch { path: String },
     /// Delete `path` (missing is fine); with `also` (keys of leader information), those first
     /// in the same multi, as far as they exist and are empty.
@@ -104,7 +106,7 @@ pub(crate) enum Response {
     /// A deletion seen on the latch root's watch, of the node at this path: the wait on that
     /// path is over (with a 64-bit hash match, so the recipe checks the path before it acts).
     Gone(String),
-    /// The wait is set; [`Response::Watched`] follows as a late response when the node goes.
+    /// The wait is set; [`Response::Gone`] follows as a late response when the node goes.
     Parked,
     /// Deleted (or already missing).
     Deleted(Result<(), zk::Error>),
