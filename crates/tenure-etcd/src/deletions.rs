@@ -20,7 +20,9 @@
 //!   again; the next wait opens a new stream. Waits are not moved across streams: a new line
 //!   read gives each its new revision.
 //!
-//! A wake-up only means "look again"; the recipe decides from a fresh line read.
+//! A wake-up tells whether the watched key was deleted (a delete event of its own watch, which
+//! watches that one key) or the wait must look again (every other wake-up); the recipe
+//! decides which needs a fresh line read.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,7 +49,8 @@ struct State {
     /// task ended (the backend closed).
     commands: Option<mpsc::UnboundedSender<Command>>,
     /// Parked waits by their watch id.
-    waits: HashMap<i64, oneshot::Sender<()>>,
+    /// Each is sent whether its key was deleted (or else, the wait must look again).
+    waits: HashMap<i64, oneshot::Sender<bool>>,
     /// The last watch id given (ids start at 1: 0 asks the server to choose).
     last_id: i64,
 }
@@ -94,13 +97,13 @@ impl Deletions {
         }
     }
 
-    /// Resolves once `key` is deleted after `revision`, or when the wait must look again (the
-    /// stream broke, the server cancelled the watch, the backend closed).
+    /// Resolves to true once `key` is deleted after `revision`, or to false when the wait must
+    /// look again (the stream broke, the server cancelled the watch, the backend closed).
     pub(crate) fn wait(
         self: &Arc<Self>,
         key: String,
         revision: i64,
-    ) -> impl Future<Output = ()> + use<> {
+    ) -> impl Future<Output = bool> + use<> {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut state = self.lock();
@@ -127,26 +130,27 @@ impl Deletions {
         };
         async move {
             let _guard = guard;
-            let _ = rx.await;
+            rx.await.unwrap_or(false)
         }
     }
 
-    /// Wakes wait `id` if it is still parked; true if it was.
-    fn wake(&self, id: i64) -> bool {
+    /// Wakes wait `id` if it is still parked, telling it whether its key was `deleted`; true if
+    /// it was parked.
+    fn wake(&self, id: i64, deleted: bool) -> bool {
         match self.lock().waits.remove(&id) {
             Some(tx) => {
-                let _ = tx.send(());
+                let _ = tx.send(deleted);
                 true
             }
             None => false,
         }
     }
 
-    /// Wakes every parked wait (their watches are gone with the stream).
+    /// Wakes every parked wait to look again (their watches are gone with the stream).
     fn wake_all(&self) {
         let waits: Vec<_> = self.lock().waits.drain().collect();
         for (_, tx) in waits {
-            let _ = tx.send(());
+            let _ = tx.send(false);
         }
     }
 
@@ -288,14 +292,14 @@ fn deleted(deletions: &Weak<Deletions>, resp: &WatchResponse) -> Option<i64> {
             reason = resp.cancel_reason(),
             "etcd cancelled a latch wait's watch; looking again"
         );
-        d.wake(id);
+        d.wake(id, false);
         return None;
     }
     let gone = resp
         .events()
         .iter()
         .any(|e| e.event_type() == EventType::Delete);
-    (gone && d.wake(id)).then_some(id)
+    (gone && d.wake(id, true)).then_some(id)
 }
 
 fn parked(deletions: &Weak<Deletions>, id: i64) -> bool {

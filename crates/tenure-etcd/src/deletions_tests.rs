@@ -39,9 +39,10 @@ async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
     raw.compact(last, None).await.unwrap();
 
     let woken = backend.shared.deletions().wait(key.to_owned(), read_at);
-    tokio::time::timeout(DEADLINE, woken)
+    let deleted = tokio::time::timeout(DEADLINE, woken)
         .await
         .expect("a wait on a compacted revision must be woken, not left waiting");
+    assert!(!deleted, "woken to look again, not told of a deletion");
     assert_eq!(
         raw.get(key, None).await.unwrap().kvs().len(),
         1,
@@ -62,7 +63,8 @@ async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
         .revision();
     let wait = backend.shared.deletions().wait(key.to_owned(), now);
     raw.delete(key, None).await.unwrap();
-    tokio::time::timeout(DEADLINE, wait)
+    let deleted = tokio::time::timeout(DEADLINE, wait)
         .await
         .expect("a delete after a current revision wakes the wait");
+    assert!(deleted, "the wait is told its key was deleted");
 }

@@ -5,7 +5,10 @@
 //!   it after a lost reply finds the same key, so nothing is left behind.
 //! - The participant whose key has the lowest create revision leads. Every other participant
 //!   watches only its predecessor's key for deletion (no herd effect), from the revision of the
-//!   listing it decided on, so no deletion is missed. The leader watches its own key. Every
+//!   listing it decided on, so no deletion is missed. The second of the line leads as soon as
+//!   the first's key is deleted, without reading the line again (create revisions only grow:
+//!   no key made after that listing comes before it); others read the line when their
+//!   predecessor goes. The leader watches its own key. Every
 //!   such watch of a session is one watch on the session's one latch-wait stream
 //!   (`deletions.rs`), not a stream of its own.
 //! - The fencing token is `(<etcd key of the participant's key>, <its create revision>)`; every
@@ -72,8 +75,11 @@ pub(crate) enum Response {
     Joined(Result<(String, i64), String>),
     /// `(key, create revision)` of every participant, and the revision of the read.
     Listed(Result<(Vec<(String, i64)>, i64), String>),
-    /// The watched key was deleted, or the watch ended: look again.
+    /// The watch ended without seeing a deletion (the stream broke, the server cancelled the
+    /// watch): look again.
     Watched,
+    /// The watched key was deleted after the revision the watch started from.
+    Gone,
     /// Deleted (or already gone).
     Deleted(Result<(), String>),
 }
@@ -98,6 +104,10 @@ pub(crate) struct Recipe {
     node: Option<Node>,
     /// Revoked while suspended: the line must be read again before leading.
     recheck: bool,
+    /// While waiting for the first of the line, just before this key: the revision of that
+    /// listing. The first's deletion makes this key the first (create revisions only grow),
+    /// with no line to read.
+    predecessor_first: Option<i64>,
     failures: u32,
     unpublish: Vec<String>,
 }
@@ -124,6 +134,7 @@ impl Recipe {
             },
             node: None,
             recheck: false,
+            predecessor_first: None,
             failures: 0,
             unpublish: Vec::new(),
         }
@@ -134,6 +145,7 @@ impl Recipe {
     }
 
     fn request(&mut self, op: Op, out: &mut Out) {
+        self.predecessor_first = None;
         let seq = self.p.next_request(matches!(op, Op::Watch { .. }));
         out.push(RecipeOutput::Request(Request {
             generation: self.session.generation,
@@ -214,10 +226,13 @@ impl Recipe {
             return;
         }
         match reply.response {
-            Response::Watched => {
+            r @ (Response::Watched | Response::Gone) => {
                 if self.p.wait == Wait::Watching {
                     self.p.wait = Wait::Nothing;
-                    self.step(out);
+                    let first = matches!(r, Response::Gone) && self.now_first(out);
+                    if !first {
+                        self.step(out);
+                    }
                 }
             }
             _ if self.p.wait != Wait::Response => {}
@@ -280,16 +295,7 @@ impl Recipe {
                 self.node = None;
                 self.step(out);
             }
-            Some(0) => {
-                self.p.grant(node.key.as_str(), node.revision, out);
-                self.request(
-                    Op::Watch {
-                        key: node.key,
-                        revision,
-                    },
-                    out,
-                );
-            }
+            Some(0) => self.lead(node, revision, out),
             Some(i) => {
                 self.revoke(out);
                 let predecessor = line[i - 1].0.clone();
@@ -301,7 +307,44 @@ impl Recipe {
                     },
                     out,
                 );
+                if i == 1 {
+                    self.predecessor_first = Some(revision);
+                }
             }
+        }
+    }
+
+    /// Leads with `node` (the first of the line read at `revision`) and watches its key for
+    /// deletions after that read.
+    fn lead(&mut self, node: Node, revision: i64, out: &mut Out) {
+        self.p.grant(node.key.as_str(), node.revision, out);
+        self.request(
+            Op::Watch {
+                key: node.key,
+                revision,
+            },
+            out,
+        );
+    }
+
+    /// On the deletion of the key awaited: when it was the first of the line, just before this
+    /// one, this key is now the first and leads without reading the line again (create
+    /// revisions only grow, so no key made after that read comes before it). Its own key's
+    /// watch starts from that read, so a deletion of it since then is still seen. Curator's
+    /// and etcd's own election recipes read the line here. False if it does not apply (the
+    /// line is read).
+    fn now_first(&mut self, out: &mut Out) -> bool {
+        let Some(revision) = self.predecessor_first.take() else {
+            return false;
+        };
+        let applies = self.p.life == Life::Campaigning && !self.recheck && self.connected();
+        match self.node.clone() {
+            Some(node) if applies && node.generation == self.session.generation => {
+                debug!(key = %node.key, "the first of the line is gone");
+                self.lead(node, revision, out);
+                true
+            }
+            _ => false,
         }
     }
 }

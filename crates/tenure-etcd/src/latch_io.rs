@@ -63,11 +63,12 @@ impl LatchIo for Io {
             drop(shared);
             let deleted = self.deletions.wait(key, revision);
             return Box::pin(async move {
-                deleted.await;
-                Reply {
-                    seq,
-                    response: Response::Watched,
-                }
+                let response = if deleted.await {
+                    Response::Gone
+                } else {
+                    Response::Watched
+                };
+                Reply { seq, response }
             });
         }
         Box::pin(async move {

@@ -236,3 +236,6 @@ fn stale_replies_are_ignored() {
     }));
     assert!(ev.is_empty(), "{ev:?}");
 }
+
+#[path = "latch_successor_tests.rs"]
+mod successor;

@@ -5,6 +5,7 @@
 //! in a process of its own. Filter by module, e.g. `-E 'test(/^client_only::/)'`.
 
 mod client_only;
+mod handover_requests;
 mod keepalive;
 mod latch_waits;
 mod security;
