@@ -29,9 +29,10 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
+use crate::ports::server_port;
 use crate::zookeeper::{
-    START_DEADLINE, check_installed, four_letter_word_within, free_port, kill_child, log_tail,
-    signal_pid, spawn_server, wait_answer, zoo_cfg,
+    START_DEADLINE, check_installed, four_letter_word_within, kill_child, log_tail, signal_pid,
+    spawn_server, wait_answer, zoo_cfg,
 };
 
 /// What a server of the ensemble does, as its `srvr` answer says.
@@ -105,9 +106,9 @@ impl ZooKeeperEnsemble {
         for _ in 0..3 {
             ensemble.nodes = (0..size)
                 .map(|_| Node {
-                    client_port: free_port(),
-                    quorum_port: free_port(),
-                    election_port: free_port(),
+                    client_port: server_port(),
+                    quorum_port: server_port(),
+                    election_port: server_port(),
                     child: None,
                 })
                 .collect();

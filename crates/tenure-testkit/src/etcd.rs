@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::BackendFactory;
+use crate::ports::server_port;
 use crate::proxy::FaultProxy;
 use crate::zookeeper::{kill_child, log_tail, signal_pid};
 
@@ -50,22 +51,6 @@ pub(crate) fn check_installed() {
     }
 }
 
-/// A free loopback port below the kernel's ephemeral range (which starts at 32768 by default).
-///
-/// etcd nodes dial each other's peer ports while some are not listening yet; a dial to an
-/// unbound port of the ephemeral range can pick that very port as its source and connect to
-/// itself, and the node that should listen there then fails with "address already in use".
-/// Ports outside the range never collide with a source port.
-pub(crate) fn node_port() -> u16 {
-    for _ in 0..1000 {
-        let candidate = 15_000 + (uuid::Uuid::new_v4().as_u128() % 17_000) as u16;
-        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, candidate)).is_ok() {
-            return candidate;
-        }
-    }
-    panic!("no free loopback port between 15000 and 32000");
-}
-
 /// The ports and name of one node of a cluster.
 #[derive(Clone, Debug)]
 pub(crate) struct Member {
@@ -78,8 +63,8 @@ impl Member {
     pub(crate) fn new(index: usize) -> Self {
         Self {
             name: format!("n{index}"),
-            client_port: node_port(),
-            peer_port: node_port(),
+            client_port: server_port(),
+            peer_port: server_port(),
         }
     }
 

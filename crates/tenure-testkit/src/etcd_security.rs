@@ -26,7 +26,8 @@ use tenure_etcd::etcd_client::{
     Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions,
 };
 
-use crate::etcd::{EtcdServer, Member, check_installed, initial_cluster, new_token, node_port};
+use crate::etcd::{EtcdServer, Member, check_installed, initial_cluster, new_token};
+use crate::ports::server_port;
 
 /// Test certificates as PEM files in a temporary directory.
 #[derive(Debug)]
@@ -233,7 +234,7 @@ impl EtcdServer {
             let cluster = initial_cluster(std::slice::from_ref(&member));
             let mut server = Self::new(member, cluster, new_token());
             server.security = Security {
-                health_port: options.tls.as_ref().map(|_| node_port()),
+                health_port: options.tls.as_ref().map(|_| server_port()),
                 options: options.clone(),
             };
             match server.launch().await {

@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod etcd_security;
 pub mod history;
 pub mod kube_fake;
+mod ports;
 pub mod proxy;
 pub mod refused_port;
 pub mod suites;

@@ -20,7 +20,7 @@
 
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::BackendFactory;
+use crate::ports::server_port;
 use crate::proxy::FaultProxy;
 
 pub mod pki;
@@ -161,12 +162,6 @@ pub(crate) fn check_installed() {
             if java { "is" } else { "is not" },
         );
     }
-}
-
-/// A loopback port that was free a moment ago.
-pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// The last `max` bytes of a log file, for failure messages.
@@ -364,9 +359,9 @@ impl ZooKeeperServer {
         let mut last = String::new();
         // The free port may be taken by someone else before the JVM binds it: try another.
         for _ in 0..3 {
-            server.port = free_port();
+            server.port = server_port();
             if server.security.tls.is_some() {
-                server.secure_port = Some(free_port());
+                server.secure_port = Some(server_port());
             }
             match server.launch().await {
                 Ok(()) => return server,
