@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::faults::{
     HistoryExt, PROOF_WRITES, Scenario, Settings, assert_term_holds, assert_terms_disjoint, figure,
-    now_ms, terminate_standbys, wait_acked_since, wait_leading,
+    now_ms, wait_acked_since, wait_leading,
 };
 use tenure_testkit::etcd::EtcdCluster;
 use tenure_testkit::history::EventKind;
@@ -71,7 +71,6 @@ async fn losing_the_raft_leader_keeps_one_leader_and_the_writes_going() {
     let back = now_ms();
     wait_acked_since(&[&a, &b], back, PROOF_WRITES).await;
 
-    terminate_standbys(&mut [&mut a, &mut b]).await;
     let done = s.finish(&mut [&mut a, &mut b], &quorum).await;
     assert!(done.report.terms <= 2);
     assert_terms_disjoint(&[&a, &b], &done.histories);
@@ -113,7 +112,6 @@ async fn losing_a_follower_changes_nothing() {
     assert_term_holds(&[&a, &b], &grant, back, Duration::from_secs(1)).await;
     assert_eq!(cluster.raft_leader_index().await, raft_leader);
 
-    terminate_standbys(&mut [&mut a, &mut b]).await;
     let done = s.finish(&mut [&mut a, &mut b], &quorum).await;
     assert_eq!(done.report.terms, 1);
     for id in done.merged.acknowledged_ids() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::faults::{
     HistoryExt, Scenario, Settings, assert_term_holds, assert_terms_disjoint, figure, now_ms,
-    terminate_standbys, wait_histories, wait_leading,
+    wait_histories, wait_leading,
 };
 use tenure_testkit::etcd::EtcdServer;
 use tenure_testkit::history::EventKind;
@@ -205,7 +205,6 @@ async fn a_short_partition_revokes_and_regrants_the_leader_under_the_default_pol
     assert_eq!(a.stderr_count(LOST) + a.stderr_count(GONE), 0);
     assert_eq!(s.etcd_latch(&endpoint).await, before, "the latch changed");
 
-    terminate_standbys(&mut [&mut a, &mut b]).await;
     let done = s.finish(&mut [&mut a, &mut b], &endpoint).await;
     assert_eq!(done.report.terms, 2, "a's two terms only");
     assert!(
@@ -253,7 +252,6 @@ async fn a_short_partition_keeps_the_term_when_suspension_is_tolerated() {
     .await;
     assert_eq!(a.stderr_count(LOST) + a.stderr_count(GONE), 0);
 
-    terminate_standbys(&mut [&mut a, &mut b]).await;
     let done = s.finish(&mut [&mut a, &mut b], &endpoint).await;
     assert_eq!(done.report.terms, 1);
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::faults::{
     Contender, HistoryExt, PROOF_WRITES, Scenario, Settings, assert_terms_disjoint, etcd_lease_ttl,
-    figure, now_ms, terminate_standbys, wait_acked_since, wait_any_leading, wait_leading,
+    figure, now_ms, wait_acked_since, wait_any_leading, wait_leading,
 };
 use tenure_testkit::etcd::EtcdServer;
 use tenure_testkit::history::EventKind;
@@ -118,7 +118,6 @@ async fn a_restart_within_the_ttl_keeps_the_leases_and_the_data() {
         );
     }
 
-    terminate_standbys(&mut [&mut a, &mut b]).await;
     let done = s.finish(&mut [&mut a, &mut b], &endpoint).await;
     assert!(
         done.histories.of("b").last_grant().is_none(),
@@ -184,7 +183,6 @@ async fn a_server_down_past_the_ttl_keeps_the_old_leases_until_a_ttl_after_the_r
         "checkpoint {first_new} written after the restart, {before} before"
     );
 
-    terminate_standbys(&mut [&mut a, &mut b]).await;
     let done = s.finish(&mut [&mut a, &mut b], &endpoint).await;
     assert_eq!(done.report.terms, 2);
     assert_terms_disjoint(&[&a, &b], &done.histories);

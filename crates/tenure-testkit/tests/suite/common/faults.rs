@@ -901,14 +901,3 @@ pub async fn etcd_lease_ttl(endpoint: &str, lease: i64) -> i64 {
         .await
         .map_or(-1, |r| r.ttl())
 }
-
-/// Stops (SIGTERM, clean exit) every running contender that does not lead now, so that the
-/// leader leaving at the end of the test grants nobody: the histories then hold exactly the
-/// terms the test made.
-pub async fn terminate_standbys(contenders: &mut [&mut Contender]) {
-    for c in contenders.iter_mut() {
-        if !c.ended && !c.history().leads() {
-            c.terminate().await;
-        }
-    }
-}
