@@ -32,6 +32,13 @@
 //! waits for was the first of the line and the name is a latch node of its own directory
 //! numbered before its own (in the line it read, only that node was); otherwise it reads the
 //! line. A spurious wake-up costs a re-read, never a wrong grant.
+//!
+//! Leading on that name alone takes the waiter's own node to be there. So a wait for the first
+//! of the line names the waiter's own node too, and the deletion of either ends it: one whose
+//! node someone deleted reads the line (and joins again) instead of leading without a node
+//! beside the one who joined after it. Its own node is parked on since its create, so this
+//! costs no read; after a reconnect, its `exists` goes with the predecessor's, in the same
+//! round trip.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -133,8 +140,9 @@ impl Deletions {
     }
 
     /// Waits (request `seq` of `participation`, in session `generation`) until `path` is
-    /// deleted: [`Response::Parked`] once the wait is set (the wake-up comes late),
-    /// [`Response::Watched`] if the node is missing or the wait could not be set (look again).
+    /// deleted, or `also` (the waiter's own node) is: [`Response::Parked`] once the wait is set
+    /// (the wake-up comes late), [`Response::Watched`] if a node is missing or the wait could
+    /// not be set (look again).
     pub(crate) async fn wait(
         self: Arc<Self>,
         client: zk::Client,
@@ -142,6 +150,7 @@ impl Deletions {
         participation: u64,
         seq: u64,
         path: String,
+        also: Option<String>,
     ) -> Response {
         let Some(root) = self.root_of(&path) else {
             return oneshot_wait(client, path).await;
@@ -152,22 +161,36 @@ impl Deletions {
             Armed::Pending | Armed::Closed => return Response::Watched,
         }
         let hash = self.hasher.hash_one(&path);
-        {
+        let also_hash = also.as_ref().map(|a| self.hasher.hash_one(a));
+        let also = {
             let mut state = self.lock();
-            if state.waits.parked_on(participation) == Some(hash) {
-                // Parked on this node already, since its creation or since an `exists` found
-                // it, and neither a deletion of it nor a reconnect was seen since: no read.
-                state.waits.park(hash, participation, seq);
+            let on = state.waits.parked_on(participation);
+            let also_on = state.waits.also_on(participation);
+            state.waits.park(hash, also_hash, participation, seq);
+            if on == Some(hash) && also_on == also_hash {
+                // Parked on these nodes already, since their creation or since an `exists`
+                // found them, and neither a deletion of one nor a reconnect was seen since: no
+                // read.
                 return Response::Parked;
             }
-            state.waits.park(hash, participation, seq);
-        }
-        match client.check_stat(&path).await {
-            Ok(Some(_)) => Response::Parked,
-            Ok(None) | Err(_) => {
-                self.lock().waits.unpark(participation, Some(seq));
-                Response::Watched
-            }
+            // The waiter's own node, parked on by the wait before this one (since its create),
+            // needs no read either: its deletion since would have ended that wait.
+            also.filter(|_| on != also_hash)
+        };
+        let exists = |path| {
+            let client = client.clone();
+            async move { matches!(client.check_stat(path).await, Ok(Some(_))) }
+        };
+        // Both reads in one round trip (the client pipelines them).
+        let (found, also_found) = match &also {
+            Some(a) => tokio::join!(exists(&path), exists(a)),
+            None => (exists(&path).await, true),
+        };
+        if found && also_found {
+            Response::Parked
+        } else {
+            self.lock().waits.unpark(participation, Some(seq));
+            Response::Watched
         }
     }
 
@@ -225,7 +248,7 @@ impl Deletions {
         let hash = self.hasher.hash_one(path);
         let mut state = self.lock();
         if state.epoch == epoch {
-            state.waits.park(hash, participation, seq);
+            state.waits.park(hash, None, participation, seq);
         }
     }
 

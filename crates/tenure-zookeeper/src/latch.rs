@@ -82,8 +82,9 @@ pub(crate) enum Op {
     List { dir: String },
     /// Resolve once `path` is deleted (or at once if it does not exist): at once with
     /// [`Response::Parked`] and later with [`Response::Gone`] (or [`Response::Watched`] to
-    /// look again after a reconnect).
-    Watch { path: String },
+    /// look again after a reconnect). With `also` (this participation's own node, while
+    /// `path` is the first of the line), once either is deleted.
+    Watch { path: String, also: Option<String> },
     /// Delete `path` (missing is fine); with `also` (keys of leader information), those first
     /// in the same multi, as far as they exist and are empty.
     Delete { path: String, also: Vec<String> },
@@ -521,8 +522,11 @@ impl Recipe {
                 self.revoke(out);
                 let predecessor = child_path(&self.dir(), line[i - 1].1);
                 debug!(%predecessor, "waiting for the predecessor");
-                self.watch(predecessor, out);
-                self.predecessor_first = i == 1;
+                // Waiting for the first of the line, this node leads on its deletion without a
+                // read: a deletion of this node, too, must end the wait.
+                let first = i == 1;
+                self.watch(predecessor, first.then(|| self.node_path(&node)), out);
+                self.predecessor_first = first;
             }
         }
     }
@@ -530,7 +534,7 @@ impl Recipe {
     /// Leads with `node` (the first of the line) and waits for its deletion.
     fn lead(&mut self, node: &Node, out: &mut Out) {
         self.p.grant(node.path.clone(), node.seq, out);
-        self.watch(self.node_path(node), out);
+        self.watch(self.node_path(node), None, out);
     }
 
     /// On the deletion of `path` while waiting: when the node awaited was the first of the
@@ -559,9 +563,9 @@ impl Recipe {
         true
     }
 
-    /// Watches `path`; the next step comes with the watch's response.
-    fn watch(&mut self, path: String, out: &mut Out) {
-        self.request(Op::Watch { path }, out);
+    /// Watches `path` (and `also`); the next step comes with the watch's response.
+    fn watch(&mut self, path: String, also: Option<String>, out: &mut Out) {
+        self.request(Op::Watch { path, also }, out);
         self.p.wait = Wait::Watching;
         self.predecessor_first = false;
     }

@@ -70,11 +70,11 @@ impl LatchIo for Io {
             }
         };
         match op {
-            Op::Watch { path } => {
+            Op::Watch { path, also } => {
                 let deletions = self.deletions.clone();
                 Box::pin(async move {
                     let response = deletions
-                        .wait(client, generation, participation, seq, path)
+                        .wait(client, generation, participation, seq, path, also)
                         .await;
                     Reply { seq, response }
                 })
@@ -118,6 +118,9 @@ impl LatchIo for Io {
                 Reply { seq, response }
             }),
             Op::Delete { path, also } => {
+                // A request in place of the wait ends it, here before the node's deletion can
+                // wake it (a standby's wait names its own node too).
+                self.deletions.forget(participation);
                 let also: Vec<String> = match self.shared.upgrade() {
                     Some(s) => also.iter().map(|k| s.paths.path(k)).collect(),
                     None => Vec::new(),

@@ -16,7 +16,20 @@ fn second(policy: SuspendedPolicy) -> (Harness, String) {
         h.reply(Response::Names(Ok(line))),
         vec![Ev::Watch(path(FIRST))]
     );
+    assert_eq!(
+        also(&h),
+        Some(path(&ours)),
+        "its own node ends the wait too"
+    );
     (h, ours)
+}
+
+/// The second node of the last wait asked for.
+fn also(h: &Harness) -> Option<String> {
+    match &h.last().op {
+        Op::Watch { also, .. } => also.clone(),
+        op => panic!("the last request is {op:?}, not a wait"),
+    }
 }
 
 fn led(ours: &str) -> Vec<Ev> {
@@ -30,6 +43,7 @@ fn led(ours: &str) -> Vec<Ev> {
 fn the_second_of_the_line_leads_when_the_first_is_gone_with_no_read() {
     let (mut h, ours) = second(SuspendedPolicy::RevokeOnSuspended);
     assert_eq!(h.reply(Response::Gone(path(FIRST))), led(&ours));
+    assert_eq!(also(&h), None, "the leader waits for its own node alone");
     assert!(
         !h.asked
             .iter()
@@ -50,6 +64,7 @@ fn the_third_of_the_line_reads_the_line_when_its_predecessor_is_gone() {
         h.reply(Response::Names(Ok(line))),
         vec![Ev::Watch(path(FIRST))]
     );
+    assert_eq!(also(&h), None, "behind a node that is not the first");
     // `FIRST` (2) waits behind `before` (1): its deletion leaves `before` first.
     assert_eq!(h.reply(Response::Gone(path(FIRST))), vec![Ev::List]);
     let line = vec![before.clone(), ours.clone()];
@@ -57,6 +72,7 @@ fn the_third_of_the_line_reads_the_line_when_its_predecessor_is_gone() {
         h.reply(Response::Names(Ok(line))),
         vec![Ev::Watch(path(&before))]
     );
+    assert_eq!(also(&h), Some(path(&ours)));
     // Now second: `before`'s deletion grants at once.
     assert_eq!(h.reply(Response::Gone(path(&before))), led(&ours));
 }

@@ -101,7 +101,7 @@ impl Harness {
                             assert_eq!(dir, DIR);
                             Ev::List
                         }
-                        Op::Watch { path } => Ev::Watch(path.clone()),
+                        Op::Watch { path, .. } => Ev::Watch(path.clone()),
                         Op::Delete { path, .. } => Ev::Delete(path.clone()),
                         Op::DeleteProtected { dir, prefix } => {
                             assert_eq!(dir, DIR);

@@ -289,3 +289,72 @@ async fn two_sessions_racing_to_make_a_new_latch_elect_one() {
     let next = granted(&mut second_rx).await;
     assert_eq!(next.epoch(), 1);
 }
+
+/// The latch nodes of `dir` owned by `session`.
+async fn nodes_of(raw: &zk::Client, dir: &str, session: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for child in raw.list_children(dir).await.unwrap() {
+        let path = format!("{dir}/{child}");
+        if let Ok((_, stat)) = raw.get_data(&path).await
+            && stat.ephemeral_owner == session
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Someone deletes the node of the second of the line (an operator's mistake), a third
+/// contender joins behind the leader, and the leader leaves: one of the two leads, never both.
+/// The second must not take the leader's deletion as its turn: its own node is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_node_was_deleted_is_not_granted_when_the_leader_leaves() {
+    let f = ZooKeeperFactory::start().await;
+    let raw = f.raw_client().await;
+    let dir = format!("/flink/{}/leader/latch", f.cluster_id());
+    let join = || async {
+        let b = f.connect_zk().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let latch = b.join_latch("leader/latch", tx).await.unwrap();
+        (b, latch, rx)
+    };
+    let (_l, leader, mut leader_rx) = join().await;
+    granted(&mut leader_rx).await;
+    let (s, _s_latch, mut s_rx) = join().await;
+    wait_for_parked(&s, "the second waiting on the leader's node", 1).await;
+    let s_session = s.session_info().unwrap().id().0;
+    let s_nodes = nodes_of(&raw, &dir, s_session).await;
+    assert_eq!(s_nodes.len(), 1, "{s_nodes:?}");
+    raw.delete(&s_nodes[0], None).await.unwrap();
+
+    let (t, _t_latch, mut t_rx) = join().await;
+    wait_for_parked(&t, "the third waiting", 1).await;
+    leader.close().await.unwrap();
+
+    // Every grant and revocation of both, until the line settles: one leader, the other
+    // waiting on it, two nodes.
+    let t_session = t.session_info().unwrap().id().0;
+    tenure_testkit::wait_until("the line settled", tenure_testkit::DEADLINE, || async {
+        let s_n = nodes_of(&raw, &dir, s_session).await.len();
+        let t_n = nodes_of(&raw, &dir, t_session).await.len();
+        s_n == 1
+            && t_n == 1
+            && raw.list_children(&dir).await.unwrap().len() == 2
+            && latch_waits(&s).parked == 1
+            && latch_waits(&t).parked == 1
+    })
+    .await;
+    let drain = |rx: &mut mpsc::UnboundedReceiver<LatchEvent>| {
+        let mut grants = 0;
+        while let Ok(e) = rx.try_recv() {
+            grants += usize::from(matches!(e, LatchEvent::Granted(_)));
+        }
+        grants
+    };
+    let (s_grants, t_grants) = (drain(&mut s_rx), drain(&mut t_rx));
+    assert_eq!(
+        s_grants + t_grants,
+        1,
+        "one grant after the leader left: second {s_grants}, third {t_grants}"
+    );
+}

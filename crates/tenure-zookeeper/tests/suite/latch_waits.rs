@@ -57,7 +57,9 @@ async fn a_leaders_node_deleted_while_it_was_disconnected_revokes_it_after_the_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_reconnect_a_deletion_still_wakes_the_waiter() {
-    let f = ZooKeeperFactory::start().await;
+    // Under the tolerate policy b keeps its node and its wait through the suspension (under
+    // the revoke policy it would delete the node, which ends the wait, and join again).
+    let f = ZooKeeperFactory::start_with_policy(SuspendedPolicy::TolerateSuspended).await;
     let proxy = f.start_proxy().await;
     let a = f.connect_zk().await;
     let b = f
