@@ -23,6 +23,12 @@
 //! A wake-up tells whether the watched key was deleted (a delete event of its own watch, which
 //! watches that one key) or the wait must look again (every other wake-up); the recipe
 //! decides which needs a fresh line read.
+//!
+//! A wait for the first of the line also watches the waiter's own key, from the same revision:
+//! told of the first's deletion, the waiter leads without reading the line, which takes its
+//! own key to be there. A deletion of its own key (by someone else) wakes the wait to look
+//! again instead, and it joins again rather than lead beside whoever joined after it. The two
+//! watches of such a wait are cancelled together.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,6 +57,9 @@ struct State {
     /// Parked waits by their watch id.
     /// Each is sent whether its key was deleted (or else, the wait must look again).
     waits: HashMap<i64, oneshot::Sender<bool>>,
+    /// The two watches of each wait that has two, both ways: the watch of the awaited key (in
+    /// `waits`) and the watch of the waiter's own key.
+    pairs: HashMap<i64, i64>,
     /// The last watch id given (ids start at 1: 0 asks the server to choose).
     last_id: i64,
 }
@@ -98,11 +107,13 @@ impl Deletions {
     }
 
     /// Resolves to true once `key` is deleted after `revision`, or to false when the wait must
-    /// look again (the stream broke, the server cancelled the watch, the backend closed).
+    /// look again (the stream broke, the server cancelled the watch, the backend closed, or
+    /// `also`, the waiter's own key, was deleted after `revision`).
     pub(crate) fn wait(
         self: &Arc<Self>,
         key: String,
         revision: i64,
+        also: Option<String>,
     ) -> impl Future<Output = bool> + use<> {
         let (tx, rx) = oneshot::channel();
         let id = {
@@ -110,17 +121,18 @@ impl Deletions {
             state.last_id += 1;
             let id = state.last_id;
             state.waits.insert(id, tx);
-            let command = Command::Create { id, key, revision };
-            let sent = match &state.commands {
-                Some(commands) => commands.send(command),
-                None => Err(mpsc::error::SendError(command)),
-            };
-            if let Err(mpsc::error::SendError(command)) = sent {
-                // No task follows a stream yet (or it ended): start one with this command.
-                let (commands, queue) = mpsc::unbounded_channel();
-                let _ = commands.send(command);
-                state.commands = Some(commands);
-                tokio::spawn(follow(Arc::downgrade(self), self.shared.clone(), queue));
+            self.create(&mut state, Command::Create { id, key, revision });
+            if let Some(also) = also {
+                state.last_id += 1;
+                let second = state.last_id;
+                state.pairs.insert(id, second);
+                state.pairs.insert(second, id);
+                let command = Command::Create {
+                    id: second,
+                    key: also,
+                    revision,
+                };
+                self.create(&mut state, command);
             }
             id
         };
@@ -134,28 +146,70 @@ impl Deletions {
         }
     }
 
-    /// Wakes wait `id` if it is still parked, telling it whether its key was `deleted`; true if
-    /// it was parked.
-    fn wake(&self, id: i64, deleted: bool) -> bool {
-        match self.lock().waits.remove(&id) {
-            Some(tx) => {
-                let _ = tx.send(deleted);
-                true
-            }
-            None => false,
+    /// Sends `command` to the task that follows the stream, starting one if none does.
+    fn create(self: &Arc<Self>, state: &mut State, command: Command) {
+        let sent = match &state.commands {
+            Some(commands) => commands.send(command),
+            None => Err(mpsc::error::SendError(command)),
+        };
+        if let Err(mpsc::error::SendError(command)) = sent {
+            // No task follows a stream yet (or it ended): start one with this command.
+            let (commands, queue) = mpsc::unbounded_channel();
+            let _ = commands.send(command);
+            state.commands = Some(commands);
+            tokio::spawn(follow(Arc::downgrade(self), self.shared.clone(), queue));
         }
+    }
+
+    /// Wakes the wait of watch `id` if it is still parked, telling it whether its key was
+    /// `deleted` (a deletion seen by the second watch of a wait, of the waiter's own key, says
+    /// look again); true if it was parked. The other watch of a wait with two is cancelled.
+    fn wake(&self, id: i64, deleted: bool) -> bool {
+        let mut state = self.lock();
+        let other = state.unpair(id);
+        let (tx, deleted) = match state.waits.remove(&id) {
+            Some(tx) => (tx, deleted),
+            None => match other.and_then(|o| state.waits.remove(&o)) {
+                Some(tx) => (tx, false),
+                None => return false,
+            },
+        };
+        if let (Some(other), Some(commands)) = (other, &state.commands) {
+            let _ = commands.send(Command::Cancel(other));
+        }
+        drop(state);
+        let _ = tx.send(deleted);
+        true
     }
 
     /// Wakes every parked wait to look again (their watches are gone with the stream).
     fn wake_all(&self) {
-        let waits: Vec<_> = self.lock().waits.drain().collect();
+        let waits: Vec<_> = {
+            let mut state = self.lock();
+            state.pairs.clear();
+            state.waits.drain().collect()
+        };
         for (_, tx) in waits {
             let _ = tx.send(false);
         }
     }
 
+    /// Whether watch `id` belongs to a parked wait.
     fn is_parked(&self, id: i64) -> bool {
-        self.lock().waits.contains_key(&id)
+        let state = self.lock();
+        state.waits.contains_key(&id) || state.pairs.contains_key(&id)
+    }
+}
+
+impl State {
+    /// Forgets the pairing of watch `id`; the other watch of its wait, if it has one.
+    fn unpair(&mut self, id: i64) -> Option<i64> {
+        if self.pairs.is_empty() {
+            return None;
+        }
+        let other = self.pairs.remove(&id)?;
+        self.pairs.remove(&other);
+        Some(other)
     }
 }
 
@@ -171,10 +225,14 @@ impl Drop for Forget {
             return;
         };
         let mut state = d.lock();
+        let other = state.unpair(self.id);
         if state.waits.remove(&self.id).is_some()
             && let Some(commands) = &state.commands
         {
             let _ = commands.send(Command::Cancel(self.id));
+            if let Some(other) = other {
+                let _ = commands.send(Command::Cancel(other));
+            }
         }
     }
 }

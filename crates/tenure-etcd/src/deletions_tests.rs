@@ -38,7 +38,10 @@ async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
     }
     raw.compact(last, None).await.unwrap();
 
-    let woken = backend.shared.deletions().wait(key.to_owned(), read_at);
+    let woken = backend
+        .shared
+        .deletions()
+        .wait(key.to_owned(), read_at, None);
     let deleted = tokio::time::timeout(DEADLINE, woken)
         .await
         .expect("a wait on a compacted revision must be woken, not left waiting");
@@ -61,10 +64,72 @@ async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
         .header()
         .unwrap()
         .revision();
-    let wait = backend.shared.deletions().wait(key.to_owned(), now);
+    let wait = backend.shared.deletions().wait(key.to_owned(), now, None);
     raw.delete(key, None).await.unwrap();
     let deleted = tokio::time::timeout(DEADLINE, wait)
         .await
         .expect("a delete after a current revision wakes the wait");
     assert!(deleted, "the wait is told its key was deleted");
+}
+
+/// A wait for the first of the line also watches the waiter's own key: a deletion of that key
+/// wakes it to look again, a deletion of the awaited key tells it so, and either way (or when
+/// the wait is dropped) both of its watches are cancelled on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_with_a_second_key_ends_on_either_and_cancels_both_watches() {
+    const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+    let server = EtcdServer::start().await;
+    let settings = EtcdSettings::new(vec![server.endpoint()], "/flink", "pair")
+        .with_request_timeout(Duration::from_secs(5));
+    let backend = EtcdBackend::connect(settings).await.unwrap();
+    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let (first, own) = ("/flink/pair/leader/latch/a", "/flink/pair/leader/latch/b");
+    let base = server.counter(WATCHERS).await;
+    let watchers = |n: f64| {
+        let server = &server;
+        async move {
+            wait_until("the server's watchers", DEADLINE, || async {
+                server.counter(WATCHERS).await == base + n
+            })
+            .await;
+        }
+    };
+    for own_deleted in [true, false] {
+        raw.put(first, "", None).await.unwrap();
+        let put = raw.put(own, "", None).await.unwrap();
+        let read_at = put.header().unwrap().revision();
+        let wait = backend
+            .shared
+            .deletions()
+            .wait(first.to_owned(), read_at, Some(own.to_owned()));
+        watchers(2.0).await;
+        assert_eq!(crate::latch_waits(&backend).parked, 1, "one wait");
+        raw.delete(if own_deleted { own } else { first }, None)
+            .await
+            .unwrap();
+        let deleted = tokio::time::timeout(DEADLINE, wait).await.unwrap();
+        assert_eq!(
+            deleted, !own_deleted,
+            "the awaited key's deletion is told as such; the own key's says look again"
+        );
+        watchers(0.0).await;
+        assert_eq!(crate::latch_waits(&backend).parked, 0);
+    }
+    // A wait dropped (its participation left) cancels both watches too.
+    let read_at = raw
+        .put(own, "", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let wait = backend
+        .shared
+        .deletions()
+        .wait(first.to_owned(), read_at, Some(own.to_owned()));
+    watchers(2.0).await;
+    drop(wait);
+    watchers(0.0).await;
 }

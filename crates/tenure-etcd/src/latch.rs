@@ -61,8 +61,14 @@ pub(crate) enum Op {
     Join { dir: String },
     /// The participants' keys below `dir` with their create revisions, and the revision read at.
     List { dir: String },
-    /// Resolve once `key` is deleted after `revision` (or the watch fails: look again).
-    Watch { key: String, revision: i64 },
+    /// Resolve once `key` is deleted after `revision` (or the watch fails: look again). With
+    /// `also` (this participant's own key, while `key` is the first of the line), a deletion
+    /// of that key after `revision` ends the wait too, as "look again".
+    Watch {
+        key: String,
+        revision: i64,
+        also: Option<String>,
+    },
     /// Delete `key` and, in the same transaction while `key` still exists, the layout keys
     /// `also` (the leader's published information).
     Delete { key: String, also: Vec<String> },
@@ -300,14 +306,18 @@ impl Recipe {
                 self.revoke(out);
                 let predecessor = line[i - 1].0.clone();
                 debug!(%predecessor, "waiting for the predecessor");
+                // Waiting for the first of the line, this key leads on its deletion without a
+                // read: a deletion of this key, too, must end the wait.
+                let first = i == 1;
                 self.request(
                     Op::Watch {
                         key: predecessor,
                         revision,
+                        also: first.then(|| node.key.clone()),
                     },
                     out,
                 );
-                if i == 1 {
+                if first {
                     self.predecessor_first = Some(revision);
                 }
             }
@@ -322,6 +332,7 @@ impl Recipe {
             Op::Watch {
                 key: node.key,
                 revision,
+                also: None,
             },
             out,
         );

@@ -56,31 +56,39 @@ impl LatchIo for Io {
                 return Box::pin(async move { Reply { seq, response } });
             }
         };
-        if let Op::Watch { key, revision } = op {
-            // A future of its own: a wait can last as long as a term, and the future below is
-            // as large as its largest etcd call (about 14 KiB per parked wait when waits shared
-            // it, by `tenure-bench etcd scale`); this one holds the wait alone.
-            drop(shared);
-            let deleted = self.deletions.wait(key, revision);
-            return Box::pin(async move {
-                let response = if deleted.await {
-                    Response::Gone
-                } else {
-                    Response::Watched
-                };
+        // Each operation is boxed on its own: a wait can last as long as a term, and a future
+        // shared by all would be as large as the largest etcd call (about 14 KiB per parked
+        // wait, by `tenure-bench etcd scale`); a wait's holds the wait alone.
+        match op {
+            Op::Watch {
+                key,
+                revision,
+                also,
+            } => {
+                drop(shared);
+                let deleted = self.deletions.wait(key, revision, also);
+                Box::pin(async move {
+                    let response = if deleted.await {
+                        Response::Gone
+                    } else {
+                        Response::Watched
+                    };
+                    Reply { seq, response }
+                })
+            }
+            Op::Join { dir } => Box::pin(async move {
+                let response = Response::Joined(join(&shared, &dir).await);
                 Reply { seq, response }
-            });
+            }),
+            Op::List { dir } => Box::pin(async move {
+                let response = Response::Listed(list(&shared, &dir).await);
+                Reply { seq, response }
+            }),
+            Op::Delete { key, also } => Box::pin(async move {
+                let response = Response::Deleted(delete(&shared, &key, &also).await);
+                Reply { seq, response }
+            }),
         }
-        Box::pin(async move {
-            let response = match op {
-                Op::Join { dir } => Response::Joined(join(&shared, &dir).await),
-                Op::List { dir } => Response::Listed(list(&shared, &dir).await),
-                // Answered above, without this future.
-                Op::Watch { .. } => Response::Watched,
-                Op::Delete { key, also } => Response::Deleted(delete(&shared, &key, &also).await),
-            };
-            Reply { seq, response }
-        })
     }
 
     fn session(&self) -> watch::Receiver<SessionView> {

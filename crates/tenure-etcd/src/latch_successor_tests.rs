@@ -11,7 +11,16 @@ fn second(policy: SuspendedPolicy) -> Harness {
         h.reply(Response::Listed(Ok((line, 12)))),
         [Ev::Watch(key("a"), 12)]
     );
+    assert_eq!(also(&h), Some(key("c")), "its own key ends the wait too");
     h
+}
+
+/// The second key of the last wait asked for.
+fn also(h: &Harness) -> Option<String> {
+    match &h.asked.last().unwrap().op {
+        Op::Watch { also, .. } => also.clone(),
+        op => panic!("the last request is {op:?}, not a wait"),
+    }
 }
 
 fn led() -> [Ev; 2] {
@@ -26,6 +35,7 @@ fn led() -> [Ev; 2] {
 fn the_second_of_the_line_leads_when_the_first_is_gone_with_no_read() {
     let mut h = second(SuspendedPolicy::RevokeOnSuspended);
     assert_eq!(h.reply(Response::Gone), led());
+    assert_eq!(also(&h), None, "the leader waits for its own key alone");
 }
 
 #[test]
@@ -36,6 +46,7 @@ fn the_third_of_the_line_reads_the_line_when_its_predecessor_is_gone() {
         h.reply(Response::Listed(Ok((line, 10)))),
         [Ev::Watch(key("b"), 10)]
     );
+    assert_eq!(also(&h), None, "behind a key that is not the first");
     // `b` waited behind `a`: its deletion leaves `a` first.
     assert_eq!(h.reply(Response::Gone), [Ev::List]);
     let line = vec![(key("a"), 3), (key("c"), 9)];

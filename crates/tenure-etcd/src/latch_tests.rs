@@ -68,7 +68,7 @@ impl Harness {
                             Ev::Join
                         }
                         Op::List { .. } => Ev::List,
-                        Op::Watch { key, revision } => Ev::Watch(key.clone(), *revision),
+                        Op::Watch { key, revision, .. } => Ev::Watch(key.clone(), *revision),
                         Op::Delete { key, also } => Ev::Delete(key.clone(), also.clone()),
                     };
                     self.asked.push(r);

@@ -13,6 +13,7 @@
 pub mod ensemble;
 pub mod etcd;
 pub mod etcd_security;
+mod grants;
 pub mod history;
 pub mod kube_fake;
 mod ports;
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 use tenure_core::driver::HaBackend;
 use tenure_core::embedded::{EmbeddedCluster, EmbeddedSession};
 
+pub use grants::grants_until_settled;
 pub use wait::{DEADLINE, wait_for, wait_until};
 
 /// Connects simulated processes to one test cluster of a backend.

@@ -120,10 +120,11 @@ async fn waits_wait_again_on_a_new_stream_after_the_server_restarts() {
     f.server_mut().stop();
     f.server_mut().restart().await;
     // The restarted server's watchers are the waits set again on new streams: the leader's on
-    // its own key, the standby's on the leader's key, nothing left of the broken streams.
+    // its own key, the standby's on the leader's key and its own (the leader is the first of
+    // the line), nothing left of the broken streams.
     let server = f.server();
     wait_until("both waits watched again", DEADLINE, || async {
-        server.counter(WATCHERS).await as usize == 2
+        server.counter(WATCHERS).await as usize == 3
     })
     .await;
     tokio::time::timeout(DEADLINE, leader.wait_for_leadership())
@@ -142,4 +143,79 @@ async fn waits_wait_again_on_a_new_stream_after_the_server_restarts() {
     })
     .await;
     standby.stop().await.unwrap();
+}
+
+/// Someone deletes the key of the second of the line (an operator's mistake), a third
+/// contender joins behind the leader, and the leader leaves: one of the two leads, never both.
+/// The second must not take the leader's deletion as its turn: its own key is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_key_was_deleted_is_not_granted_when_the_leader_leaves() {
+    use tenure_core::driver::{HaBackend, LatchEvent};
+    use tokio::sync::mpsc;
+
+    let f = EtcdFactory::start().await;
+    let mut raw = etcd_client::Client::connect([f.server().endpoint()], None)
+        .await
+        .unwrap();
+    let dir = format!("/flink/{}/leader/latch/", f.cluster_id());
+    let join = || async {
+        let b = f.connect_etcd().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let latch = b.join_latch("leader/latch", tx).await.unwrap();
+        (b, latch, rx)
+    };
+    let (_l, leader, mut leader_rx) = join().await;
+    let first = tokio::time::timeout(DEADLINE, leader_rx.recv()).await;
+    assert!(
+        matches!(first, Ok(Some(LatchEvent::Granted(_)))),
+        "{first:?}"
+    );
+    let (s, _s_latch, mut s_rx) = join().await;
+    wait_parked(&s, "the second waiting on the leader's key", 1).await;
+    let s_key = format!("{dir}{:x}", s.lease_id());
+    let deleted = raw.delete(s_key.clone(), None).await.unwrap();
+    assert_eq!(deleted.deleted(), 1, "{s_key}");
+
+    let (t, _t_latch, mut t_rx) = join().await;
+    wait_parked(&t, "the third waiting", 1).await;
+    leader.close().await.unwrap();
+
+    // Every grant of both, from the leader's leaving until the line settles: one leader, the
+    // other waiting on it, two keys.
+    let keys = {
+        let raw = raw.clone();
+        let dir = dir.clone();
+        move || {
+            let (mut raw, dir) = (raw.clone(), dir.clone());
+            async move {
+                let opts = etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only();
+                let resp = raw.get(dir, Some(opts)).await.unwrap();
+                let mut keys: Vec<String> = resp
+                    .kvs()
+                    .iter()
+                    .map(|kv| kv.key_str().unwrap().to_owned())
+                    .collect();
+                keys.sort();
+                keys
+            }
+        }
+    };
+    let mut want = vec![
+        format!("{dir}{:x}", s.lease_id()),
+        format!("{dir}{:x}", t.lease_id()),
+    ];
+    want.sort();
+    let grants = tenure_testkit::grants_until_settled(&mut s_rx, &mut t_rx, || async {
+        keys().await == want && latch_waits(&s).parked == 1 && latch_waits(&t).parked == 1
+    })
+    .await;
+    assert_eq!(
+        grants[0] + grants[1],
+        1,
+        "one grant after the leader left: second {}, third {}",
+        grants[0],
+        grants[1]
+    );
 }

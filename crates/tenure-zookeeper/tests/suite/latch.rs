@@ -331,30 +331,22 @@ async fn a_standby_whose_node_was_deleted_is_not_granted_when_the_leader_leaves(
     wait_for_parked(&t, "the third waiting", 1).await;
     leader.close().await.unwrap();
 
-    // Every grant and revocation of both, until the line settles: one leader, the other
-    // waiting on it, two nodes.
+    // Every grant of both, from the leader's leaving until the line settles: one leader, the
+    // other waiting on it, two nodes.
     let t_session = t.session_info().unwrap().id().0;
-    tenure_testkit::wait_until("the line settled", tenure_testkit::DEADLINE, || async {
-        let s_n = nodes_of(&raw, &dir, s_session).await.len();
-        let t_n = nodes_of(&raw, &dir, t_session).await.len();
-        s_n == 1
-            && t_n == 1
+    let grants = tenure_testkit::grants_until_settled(&mut s_rx, &mut t_rx, || async {
+        nodes_of(&raw, &dir, s_session).await.len() == 1
+            && nodes_of(&raw, &dir, t_session).await.len() == 1
             && raw.list_children(&dir).await.unwrap().len() == 2
             && latch_waits(&s).parked == 1
             && latch_waits(&t).parked == 1
     })
     .await;
-    let drain = |rx: &mut mpsc::UnboundedReceiver<LatchEvent>| {
-        let mut grants = 0;
-        while let Ok(e) = rx.try_recv() {
-            grants += usize::from(matches!(e, LatchEvent::Granted(_)));
-        }
-        grants
-    };
-    let (s_grants, t_grants) = (drain(&mut s_rx), drain(&mut t_rx));
     assert_eq!(
-        s_grants + t_grants,
+        grants[0] + grants[1],
         1,
-        "one grant after the leader left: second {s_grants}, third {t_grants}"
+        "one grant after the leader left: second {}, third {}",
+        grants[0],
+        grants[1]
     );
 }

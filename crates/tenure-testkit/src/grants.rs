@@ -1,0 +1,40 @@
+//! Counting the grants of two contenders of one latch, for tests that assert at most one of
+//! them leads after some event.
+
+use tenure_core::driver::LatchEvent;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::{DEADLINE, wait_until};
+
+/// The grants two contenders received, as `[a, b]`: waits until at least one of them is
+/// granted, then until `settled` holds (the line is quiet again: each waits where it will
+/// stay), then counts every event left in both channels. Panics if nobody is granted within
+/// [`DEADLINE`].
+pub async fn grants_until_settled<F, Fut>(
+    a: &mut UnboundedReceiver<LatchEvent>,
+    b: &mut UnboundedReceiver<LatchEvent>,
+    settled: F,
+) -> [usize; 2]
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let granted = |e: Option<LatchEvent>| usize::from(matches!(e, Some(LatchEvent::Granted(_))));
+    let mut grants = [0, 0];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while grants == [0, 0] {
+        tokio::select! {
+            e = a.recv() => grants[0] += granted(e),
+            e = b.recv() => grants[1] += granted(e),
+            () = tokio::time::sleep_until(deadline) => panic!("nobody was granted within {DEADLINE:?}"),
+        }
+    }
+    wait_until("the line settled", DEADLINE, settled).await;
+    while let Ok(e) = a.try_recv() {
+        grants[0] += granted(Some(e));
+    }
+    while let Ok(e) = b.try_recv() {
+        grants[1] += granted(Some(e));
+    }
+    grants
+}
