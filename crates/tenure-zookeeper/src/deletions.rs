@@ -197,9 +197,9 @@ impl Deletions {
     /// The znode path of the root `path` is below: the namespace's child on its way.
     fn root_of(&self, path: &str) -> Option<String> {
         let shared = self.shared.upgrade()?;
-        let key = shared.paths.key(path)?;
+        let key = shared.paths().key(path)?;
         let first = key.split('/').next().filter(|s| !s.is_empty())?;
-        Some(shared.paths.path(first))
+        Some(shared.paths().path(first))
     }
 
     /// Registers `root`'s watch if nobody did, and waits until it is registered in session

@@ -122,7 +122,7 @@ impl LatchIo for Io {
                 // wake it (a standby's wait names its own node too).
                 self.deletions.forget(participation);
                 let also: Vec<String> = match self.shared.upgrade() {
-                    Some(s) => also.iter().map(|k| s.paths.path(k)).collect(),
+                    Some(s) => also.iter().map(|k| s.paths().path(k)).collect(),
                     None => Vec::new(),
                 };
                 Box::pin(async move {

@@ -123,7 +123,7 @@ impl fmt::Debug for ZooKeeperBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZooKeeperBackend")
             .field("quorum", &self.shared.settings.quorum)
-            .field("namespace", &self.shared.paths.namespace())
+            .field("namespace", &self.shared.paths().namespace())
             .field("session", &format_args!("{:#x}", self.shared.session_id()))
             .finish()
     }
@@ -153,13 +153,13 @@ impl ZooKeeperBackend {
 
     /// The namespace znode (`/flink/<cluster-id>`).
     pub fn namespace(&self) -> &str {
-        self.shared.paths.namespace()
+        self.shared.paths().namespace()
     }
 
     /// The znode path of a key.
     pub fn znode_path(&self, key: &str) -> Result<String, KvError> {
         validate_key(key)?;
-        Ok(self.shared.paths.path(key))
+        Ok(self.shared.paths().path(key))
     }
 
     /// The current session's client, for tools and tests that need raw znode access. Holding

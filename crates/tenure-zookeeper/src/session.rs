@@ -43,8 +43,7 @@ pub(crate) struct Shared {
     pub settings: ZooKeeperSettings,
     /// TLS and SASL of every session, prepared at connect.
     security: Security,
-    pub paths: Paths,
-    /// What every latch participation of this backend shares.
+    /// What every latch participation of this backend shares, with the session's znode paths.
     pub recipe: Arc<crate::latch::RecipeSettings>,
     slot: RwLock<Option<Current>>,
     status: watch::Sender<Status>,
@@ -70,6 +69,11 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// The session's znode paths (kept once, with the latch recipes' settings).
+    pub fn paths(&self) -> &Paths {
+        &self.recipe.paths
+    }
+
     /// Opens the first session and starts the supervisor. The whole first connect is bounded by
     /// the connection timeout (`high-availability.zookeeper.client.connection-timeout`): attempts
     /// (each trying every server in turn) are retried `retry_wait` (doubling) apart, up to
@@ -151,13 +155,12 @@ impl Shared {
         let (conn, _) = watch::channel(ConnectionState::Connected);
         let paths = Paths::new(&settings.namespace).with_job_graphs_dir(&settings.job_graphs_dir);
         let recipe = Arc::new(crate::latch::RecipeSettings {
-            paths: paths.clone(),
+            paths,
             policy: settings.suspended_policy,
             retry: settings.retry_policy(),
             leave_wait: settings.connection_timeout,
         });
         let shared = Arc::new(Shared {
-            paths,
             recipe,
             settings,
             security,

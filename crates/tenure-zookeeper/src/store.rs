@@ -160,7 +160,7 @@ pub(crate) async fn commit(
 
 impl ZooKeeperBackend {
     fn path(&self, key: &str) -> String {
-        self.shared.paths.path(key)
+        self.shared.paths().path(key)
     }
 
     async fn current_version(&self, client: &zk::Client, key: &str) -> Option<Version> {
@@ -290,7 +290,7 @@ impl ZooKeeperBackend {
         fence: Option<&FencingToken>,
     ) -> Result<(), KvError> {
         if let Some(token) = fence {
-            fence_path(&self.shared.paths, token)?;
+            fence_path(self.shared.paths(), token)?;
         }
         let mut last_err = None;
         for _ in 0..PARENT_RACE_ATTEMPTS {
@@ -320,7 +320,7 @@ impl ZooKeeperBackend {
             let mut retry = false;
             for (i, batch) in batches.into_iter().enumerate() {
                 let last = i + 1 == n;
-                let result = commit(client, &self.shared.paths, fence, |w| {
+                let result = commit(client, self.shared.paths(), fence, |w| {
                     if let Some(v) = expected {
                         w.add_check_version(path, v)?;
                     }
@@ -380,7 +380,7 @@ impl ZooKeeperBackend {
     /// path belongs to whoever configured it, and a namespace node holding data is not ours.
     pub(crate) async fn remove_namespace_node(&self) -> Result<Vec<String>, KvError> {
         let client = self.client()?;
-        let ns = self.shared.paths.namespace().to_owned();
+        let ns = self.shared.paths().namespace().to_owned();
         if ns == "/" {
             return Ok(Vec::new());
         }
@@ -450,7 +450,7 @@ impl VersionedKv for ZooKeeperBackend {
         for _ in 0..PARENT_RACE_ATTEMPTS {
             let result = match fence {
                 None => client.create(&path, &value, &create_opts).await.map(|_| ()),
-                Some(token) => fenced(&client, &self.shared.paths, token, |w| {
+                Some(token) => fenced(&client, self.shared.paths(), token, |w| {
                     w.add_create(&path, &value, &create_opts)
                 })
                 .await?
@@ -492,7 +492,7 @@ impl VersionedKv for ZooKeeperBackend {
         };
         let result = match fence {
             None => client.set_data(&path, &value, Some(v)).await,
-            Some(token) => fenced(&client, &self.shared.paths, token, |w| {
+            Some(token) => fenced(&client, self.shared.paths(), token, |w| {
                 w.add_set_data(&path, &value, Some(v))
             })
             .await?
@@ -536,7 +536,7 @@ impl VersionedKv for ZooKeeperBackend {
         }
         let result = match opts.fence.as_ref() {
             None => client.delete(&path, expected).await,
-            Some(token) => fenced(&client, &self.shared.paths, token, |w| {
+            Some(token) => fenced(&client, self.shared.paths(), token, |w| {
                 w.add_delete(&path, expected)
             })
             .await?
@@ -573,8 +573,8 @@ impl ZooKeeperBackend {
     /// Every key below `prefix`, read with `client`: the prefix's children, then their data
     /// and children level by level (znodes deleted meanwhile are skipped).
     async fn list_once(&self, client: zk::Client, prefix: &str) -> Result<Vec<Entry>, zk::Error> {
-        let root = self.shared.paths.prefix_path(prefix);
-        let paths = &self.shared.paths;
+        let root = self.shared.paths().prefix_path(prefix);
+        let paths = self.shared.paths();
         let mut out = Vec::new();
         let mut frontier: Vec<String> = match client.list_children(&root).await {
             Ok(children) => children.iter().map(|c| child_path(&root, c)).collect(),

@@ -90,7 +90,7 @@ impl ZooKeeperBackend {
         let persistent = zk::CreateMode::Persistent.with_acls(acls);
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(acls);
         for _ in 0..PARENT_RACE_ATTEMPTS {
-            let result = commit(&client, &self.shared.paths, txn.fence.as_ref(), |w| {
+            let result = commit(&client, self.shared.paths(), txn.fence.as_ref(), |w| {
                 for (op, path) in txn.ops.iter().zip(&paths) {
                     match op {
                         TxnOp::CheckVersion { .. } | TxnOp::CheckExists { .. } => {

@@ -85,7 +85,7 @@ impl WatchSource for Source {
 /// [`KvEvent`]s; dropping the returned watch ends the task and removes the server-side watch.
 async fn open(shared: &Arc<Shared>, prefix: &str) -> Result<KvWatch, KvError> {
     let (client, generation) = shared.client_gen()?;
-    let path = shared.paths.prefix_path(prefix);
+    let path = shared.paths().prefix_path(prefix);
     let watcher = client
         .watch(&path, zk::AddWatchMode::PersistentRecursive)
         .await
@@ -314,7 +314,7 @@ impl Pump {
 
     fn key(&self, path: &str) -> Option<String> {
         let shared = self.shared.upgrade()?;
-        let key = shared.paths.key(path)?;
+        let key = shared.paths().key(path)?;
         is_below(&self.prefix, &key).then(|| key.into_owned())
     }
 
