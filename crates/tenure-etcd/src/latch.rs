@@ -7,10 +7,11 @@
 //!   watches only its predecessor's key for deletion (no herd effect), from the revision of the
 //!   listing it decided on, so no deletion is missed. The second of the line leads as soon as
 //!   the first's key is deleted, without reading the line again (create revisions only grow:
-//!   no key made after that listing comes before it); others read the line when their
-//!   predecessor goes. The leader watches its own key. Every
-//!   such watch of a session is one watch on the session's one latch-wait stream
-//!   (`deletions.rs`), not a stream of its own.
+//!   no key made after that listing comes before it), so it also watches its own key from that
+//!   listing (a deletion of it ends the wait: it reads the line, and joins again); others read
+//!   the line when their predecessor goes. The leader watches its own key. Every such watch of a
+//!   session is one watch on the session's one latch-wait stream (`deletions.rs`), not a stream
+//!   of its own.
 //! - The fencing token is `(<etcd key of the participant's key>, <its create revision>)`; every
 //!   fenced write compares that key's create revision in the same transaction.
 //! - Connection suspended (renewals failing inside the TTL): under

@@ -9,7 +9,8 @@
 //!   line ([`tenure_core::latch`] is the rule, shared with the tools). Every other participant
 //!   waits only for its predecessor's deletion, so a change wakes one participant (no herd
 //!   effect). The second of the line leads as soon as the first's deletion is seen, without
-//!   reading the line again (numbers only grow: no node made later comes before it); others
+//!   reading the line again (numbers only grow: no node made later comes before it), so its
+//!   wait ends on its own node's deletion too (then it reads the line, and joins again); others
 //!   read the line when their predecessor goes. The leader waits for its own node's deletion,
 //!   so a deletion by anyone is noticed at once. A wait is an `exists` and then an entry
 //!   parked on the session's persistent recursive watch of the latch root (`deletions.rs`),
