@@ -20,6 +20,13 @@ pub fn latch_node(lease: i64) -> String {
     format!("{lease:x}")
 }
 
+/// The lease a latch participant's key named `name` belongs to (the inverse of [`latch_node`]),
+/// if `name` is such a name.
+pub fn latch_lease(name: &str) -> Option<i64> {
+    let lease = i64::from_str_radix(name, 16).ok()?;
+    (lease != 0 && latch_node(lease) == name).then_some(lease)
+}
+
 /// Whether the latch key named `name`, attached to `lease` (0: none), is a participant of the
 /// latch recipe: it is named by the lease it is attached to. Anything else in a latch
 /// directory is foreign and never leads.
@@ -123,6 +130,26 @@ mod tests {
         assert!(sibling >= end.as_slice());
         assert_eq!(k.range_below("").0, b"/flink/default/");
         assert_eq!(range_end(&[b'a', 0xff]), b"b");
+    }
+
+    #[test]
+    fn a_participants_lease_is_read_back_from_its_name_only_in_its_own_spelling() {
+        for lease in [1, 0x1a, 0x694d_7f2a_11c0_3b05, i64::MAX] {
+            assert_eq!(latch_lease(&latch_node(lease)), Some(lease));
+        }
+        for name in [
+            "0",
+            "01a",
+            "1A",
+            "-1",
+            "+1a",
+            "zz",
+            "",
+            "1a/b",
+            "10000000000000000",
+        ] {
+            assert_eq!(latch_lease(name), None, "{name:?}");
+        }
     }
 
     #[test]

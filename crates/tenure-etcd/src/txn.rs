@@ -22,13 +22,14 @@ use etcd_client::{
 };
 use tenure_core::kv::{FencingToken, KvError, Txn, TxnOp, TxnResult, Version};
 
-use crate::keys::Keys;
+use crate::keys::{Keys, latch_lease};
 
 /// What one compare checks, to explain its failure.
 #[derive(Clone, Debug)]
 enum Check {
-    /// The fence: the lock key's create revision is the epoch.
-    Fence(FencingToken),
+    /// The fence: the lock key's create revision is the epoch, and the key is attached to the
+    /// lease it is named by (this lease).
+    Fence(FencingToken, i64),
     /// Operation `op`'s key is at `mod_revision` `version`.
     Version { op: usize, version: Version },
     /// Operation `op`'s key exists.
@@ -77,10 +78,13 @@ enum Known {
 }
 
 /// The etcd key of a token's lock, if it is a key of this namespace.
-fn fence_key(keys: &Keys, token: &FencingToken) -> Option<String> {
+/// The lock key of `token` and the lease it is named by: a latch participant's key of this
+/// namespace, or nothing (no fence of this backend).
+fn fence_key(keys: &Keys, token: &FencingToken) -> Option<(String, i64)> {
     keys.key_of(token.lock().as_bytes())
-        .filter(|k| tenure_core::kv::validate_key(k).is_ok())
-        .map(|_| token.lock().to_owned())
+        .filter(|k| tenure_core::kv::validate_key(k).is_ok())?;
+    let lease = token.lock().rsplit('/').next().and_then(latch_lease)?;
+    Some((token.lock().to_owned(), lease))
 }
 
 impl Plan {
@@ -90,14 +94,21 @@ impl Plan {
         txn.validate()?;
         let mut compares = Vec::new();
         if let Some(token) = &txn.fence {
-            let Some(lock) = fence_key(keys, token) else {
+            let Some((lock, lease)) = fence_key(keys, token) else {
                 return Err(KvError::NotLeader {
                     token: token.clone(),
                 });
             };
+            // The create revision alone would pass a key someone put again without its lease:
+            // that key is no participant any more, and another contender may lead.
             compares.push((
                 Compare::create_revision(lock.clone(), CompareOp::Equal, token.epoch()),
-                Check::Fence(token.clone()),
+                Check::Fence(token.clone(), lease),
+                EtcdOp::get(lock.clone(), None),
+            ));
+            compares.push((
+                Compare::lease(lock.clone(), CompareOp::Equal, lease),
+                Check::Fence(token.clone(), lease),
                 EtcdOp::get(lock, None),
             ));
         }
@@ -301,8 +312,10 @@ impl Plan {
             };
             let kv = get.kvs().first();
             let cause = match check {
-                Check::Fence(token) => match kv {
-                    Some(kv) if kv.create_revision() == token.epoch() => None,
+                Check::Fence(token, lease) => match kv {
+                    Some(kv) if kv.create_revision() == token.epoch() && kv.lease() == *lease => {
+                        None
+                    }
                     _ => {
                         return KvError::NotLeader {
                             token: token.clone(),

@@ -130,3 +130,43 @@ async fn a_fence_outside_the_namespace_is_not_leader() {
         .unwrap_err();
     assert!(matches!(err, KvError::NotLeader { .. }), "{err}");
 }
+
+/// Someone overwrites the leader's latch key without its lease (`etcdctl put` by hand): the key
+/// keeps its create revision, but it is no participant any more (a key is one only while
+/// attached to the lease it is named by), so a contender reading the line can lead. The old
+/// leader's fence must fail from then on: it compares the key's lease too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latch_key_overwritten_without_its_lease_fences_its_leader_out() {
+    use tenure_core::driver::{HaBackend, LatchEvent};
+    use tokio::sync::mpsc;
+
+    let f = EtcdFactory::start().await;
+    let kv = f.connect_etcd().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _latch = kv.join_latch("leader/latch", tx).await.unwrap();
+    let Some(LatchEvent::Granted(token)) = rx.recv().await else {
+        panic!("the only contender leads");
+    };
+    let fenced = |key: &str| kv.txn(Txn::new(Some(token.clone())).op(create(key, b"1")));
+    fenced("f/before").await.unwrap();
+
+    let mut raw = etcd_client::Client::connect([f.server().endpoint()], None)
+        .await
+        .unwrap();
+    raw.put(token.lock(), "", None).await.unwrap();
+    let now = raw.get(token.lock(), None).await.unwrap();
+    let key = &now.kvs()[0];
+    assert_eq!(
+        key.create_revision(),
+        token.epoch(),
+        "the create revision stays"
+    );
+    assert_eq!(key.lease(), 0, "no lease any more");
+
+    let err = fenced("f/after").await.unwrap_err();
+    assert!(matches!(err, KvError::NotLeader { .. }), "{err}");
+    assert!(
+        kv.get("f/after").await.unwrap().is_none(),
+        "nothing written"
+    );
+}
