@@ -11,7 +11,9 @@
 //!
 //! - A delete event of a wait's watch wakes the wait and cancels that watch on the server (a
 //!   latch key is named by its lease and comes back when the same lease joins again, so a
-//!   watch left behind would outlive its wait).
+//!   watch left behind would outlive its wait). A put does the same but wakes it to look again:
+//!   nothing puts a latch key after its join but a hand, and a key put again without its lease
+//!   is no participant any more (its fence fails too).
 //! - A wait whose future is dropped (the participation left, the request was overtaken) cancels
 //!   its watch.
 //! - A watch the server cancels (its start revision was compacted, a permission refused) wakes
@@ -34,7 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 
-use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse};
+use etcd_client::{EventType, WatchOptions, WatchResponse};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
@@ -339,8 +341,8 @@ async fn read(
     }
 }
 
-/// Acts on one response of the stream; the id of a watch to cancel on the server (its key was
-/// deleted and its wait woken).
+/// Acts on one response of the stream; the id of a watch to cancel on the server (its key
+/// changed and its wait was woken).
 fn deleted(deletions: &Weak<Deletions>, resp: &WatchResponse) -> Option<i64> {
     let d = deletions.upgrade()?;
     let id = resp.watch_id();
@@ -353,11 +355,15 @@ fn deleted(deletions: &Weak<Deletions>, resp: &WatchResponse) -> Option<i64> {
         d.wake(id, false);
         return None;
     }
-    let gone = resp
-        .events()
-        .iter()
-        .any(|e| e.event_type() == EventType::Delete);
-    (gone && d.wake(id, true)).then_some(id)
+    let events = resp.events();
+    if events.is_empty() {
+        // The watch's creation (or a progress notice): nothing changed.
+        return None;
+    }
+    // A put wakes the wait to look again: only a hand puts a latch key after its join, and the
+    // key may have left its lease (no participant then, and its fence fails).
+    let gone = events.iter().any(|e| e.event_type() == EventType::Delete);
+    d.wake(id, gone).then_some(id)
 }
 
 fn parked(deletions: &Weak<Deletions>, id: i64) -> bool {
@@ -370,13 +376,12 @@ fn wake_all(deletions: &Weak<Deletions>) {
     }
 }
 
-/// A watch of one key's deletions from `revision` + 1 on, as watch `id` (puts are filtered out
-/// by the server).
+/// A watch of one key's changes from `revision` + 1 on, as watch `id`: its deletion, or a put
+/// (see [`deleted`]).
 fn options(id: i64, revision: i64) -> WatchOptions {
     WatchOptions::new()
         .with_watch_id(id)
         .with_start_revision(revision + 1)
-        .with_filters([WatchFilterType::NoPut])
 }
 
 /// Opens the stream with watch `id` of `key` as its first, within the request timeout (a

@@ -219,3 +219,31 @@ async fn a_standby_whose_key_was_deleted_is_not_granted_when_the_leader_leaves()
         grants[1]
     );
 }
+
+/// Someone puts the leader's latch key again without its lease (`etcdctl put` by hand): the key
+/// is no participant any more, and its fence fails. The leader's wait sees the put, reads the
+/// line and gives its leadership up instead of leading on unaware.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_key_is_put_again_without_its_lease_is_revoked() {
+    use tenure_core::driver::{HaBackend, LatchEvent};
+    use tokio::sync::mpsc;
+
+    let f = EtcdFactory::start().await;
+    let l = f.connect_etcd().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _latch = l.join_latch("leader/latch", tx).await.unwrap();
+    let first = tokio::time::timeout(DEADLINE, rx.recv()).await;
+    let Ok(Some(LatchEvent::Granted(token))) = first else {
+        panic!("the only contender leads: {first:?}");
+    };
+    wait_parked(&l, "the leader's wait on its own key", 1).await;
+    let mut raw = etcd_client::Client::connect([f.server().endpoint()], None)
+        .await
+        .unwrap();
+    raw.put(token.lock(), "", None).await.unwrap();
+    let next = tokio::time::timeout(DEADLINE, rx.recv()).await;
+    assert!(
+        matches!(next, Ok(Some(LatchEvent::Revoked))),
+        "revoked: {next:?}"
+    );
+}
