@@ -29,7 +29,8 @@ pub async fn run(
         lease). **floor**: the same requests made directly with etcd-client: the join \
         transaction (`create_revision(key) == 0` ⇒ put under the lease + get, else get) and \
         the keys-only range read of the latch (then, untimed, a watch of its own key from the \
-        read's revision, which tenure's latch opens once it leads). **etcdctl**: `etcdctl \
+        read's revision, which tenure's latch opens once it leads). tenure's and the floor's \
+        trials alternate, so both meet the server in the same state. **etcdctl**: `etcdctl \
         elect` cannot be timed from inside: the rows give the time from spawning the process \
         to its first output line (process start, connection, lease grant, campaign, the read \
         it prints), next to `etcdctl get` of one key (process start, connection, one read) as \
@@ -44,19 +45,23 @@ pub async fn run(
     let warmup = ctx.sizes.warmup;
     let mut group = Group::new("etcd-election", "Uncontended election on etcd", "µs").with_cdf();
 
-    ctx.progress.begin("etcd election: tenure");
+    ctx.progress
+        .begin("etcd election: tenure and floor, alternating");
     let cid = cluster_id("etcd-election");
     let (services, _backend) = etcd
         .services(&cid, ElectionMode::ProcessWide, ctx.blob_dir.path())
         .await?;
+    let session = RawSession::open(&etcd.endpoint(), SESSION_TTL).await?;
+    let dir = etcd_key(&cluster_id("etcd-election-floor"), "raw/latch");
     let mut samples = Vec::with_capacity(n);
     let mut requests = FewestRequests::default();
+    let mut floor_samples = Vec::with_capacity(n);
+    let mut floor_requests = FewestRequests::default();
+    // tenure's and the floor's trials alternate, so a drift of the shared machine weighs on
+    // both alike.
     for i in 0..n + warmup {
-        ctx.progress.detail(&format!(
-            "etcd election: tenure trial {}/{}",
-            i + 1,
-            n + warmup
-        ));
+        ctx.progress
+            .detail(&format!("etcd election: trial {}/{}", i + 1, n + warmup));
         let campaign = async {
             let t0 = Instant::now();
             let mut election = services.dispatcher_leader_election().await?;
@@ -74,21 +79,7 @@ pub async fn run(
         if i >= warmup {
             samples.push(us(dt));
         }
-    }
-    services.close().await?;
-    group.rows.push(requests.on(Row::new(
-        who::TENURE,
-        "register + wait_for_leadership",
-        samples,
-    )));
-    ctx.progress.end();
 
-    ctx.progress.begin("etcd election: floor");
-    let session = RawSession::open(&etcd.endpoint(), SESSION_TTL).await?;
-    let dir = etcd_key(&cluster_id("etcd-election-floor"), "raw/latch");
-    let mut samples = Vec::with_capacity(n);
-    let mut requests = FewestRequests::default();
-    for i in 0..n + warmup {
         let trial = async {
             let t0 = Instant::now();
             let c = session.campaign(&dir).await?;
@@ -102,7 +93,7 @@ pub async fn run(
         };
         let (c, own, dt) = if i < warmup {
             let (out, count) = etcd.counted(trial).await?;
-            requests.add(count);
+            floor_requests.add(count);
             out
         } else {
             trial.await?
@@ -110,14 +101,20 @@ pub async fn run(
         session.leave(&c.key, &[]).await?;
         drop(own);
         if i >= warmup {
-            samples.push(us(dt));
+            floor_samples.push(us(dt));
         }
     }
+    services.close().await?;
     session.revoke().await;
     group.rows.push(requests.on(Row::new(
+        who::TENURE,
+        "register + wait_for_leadership",
+        samples,
+    )));
+    group.rows.push(floor_requests.on(Row::new(
         who::FLOOR,
         "join txn + range read of the line (+ own-key watch, untimed)",
-        samples,
+        floor_samples,
     )));
     ctx.progress.end();
 

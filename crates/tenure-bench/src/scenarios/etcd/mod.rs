@@ -42,7 +42,8 @@ pub fn dir(out: &Path) -> PathBuf {
 pub fn steps(ctx: &Ctx, etcdctl: bool, scenario: &str) -> u64 {
     let peer = u64::from(etcdctl);
     match scenario {
-        "election" | "handover" => 2 + peer,
+        "election" => 1 + peer,
+        "handover" => 2 + peer,
         "failover" => {
             let with_peer = u64::from(etcdctl && ctx.sizes.etcdctl_crash > 0);
             (2 + with_peer) * ctx.sizes.etcd_crash.len() as u64
