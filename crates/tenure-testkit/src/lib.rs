@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use tenure_core::driver::HaBackend;
 use tenure_core::embedded::{EmbeddedCluster, EmbeddedSession};
 
-pub use grants::grants_until_settled;
+pub use grants::{grants_until_settled, join, lead_alone};
 pub use wait::{DEADLINE, wait_for, wait_until};
 
 /// Connects simulated processes to one test cluster of a backend.

@@ -150,9 +150,6 @@ async fn waits_wait_again_on_a_new_stream_after_the_server_restarts() {
 /// The second must not take the leader's deletion as its turn: its own key is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_whose_key_was_deleted_is_not_granted_when_the_leader_leaves() {
-    use tenure_core::driver::{HaBackend, LatchEvent};
-    use tokio::sync::mpsc;
-
     let f = EtcdFactory::start().await;
     let mut raw = etcd_client::Client::connect([f.server().endpoint()], None)
         .await
@@ -160,16 +157,11 @@ async fn a_standby_whose_key_was_deleted_is_not_granted_when_the_leader_leaves()
     let dir = format!("/flink/{}/leader/latch/", f.cluster_id());
     let join = || async {
         let b = f.connect_etcd().await;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let latch = b.join_latch("leader/latch", tx).await.unwrap();
+        let (latch, rx) = tenure_testkit::join(&b, "leader/latch").await;
         (b, latch, rx)
     };
-    let (_l, leader, mut leader_rx) = join().await;
-    let first = tokio::time::timeout(DEADLINE, leader_rx.recv()).await;
-    assert!(
-        matches!(first, Ok(Some(LatchEvent::Granted(_)))),
-        "{first:?}"
-    );
+    let l = f.connect_etcd().await;
+    let (leader, _leader_events, _) = tenure_testkit::lead_alone(&l, "leader/latch").await;
     let (s, _s_latch, mut s_rx) = join().await;
     wait_parked(&s, "the second waiting on the leader's key", 1).await;
     let s_key = format!("{dir}{:x}", s.lease_id());
@@ -225,17 +217,11 @@ async fn a_standby_whose_key_was_deleted_is_not_granted_when_the_leader_leaves()
 /// line and gives its leadership up instead of leading on unaware.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_key_is_put_again_without_its_lease_is_revoked() {
-    use tenure_core::driver::{HaBackend, LatchEvent};
-    use tokio::sync::mpsc;
+    use tenure_core::driver::LatchEvent;
 
     let f = EtcdFactory::start().await;
     let l = f.connect_etcd().await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let _latch = l.join_latch("leader/latch", tx).await.unwrap();
-    let first = tokio::time::timeout(DEADLINE, rx.recv()).await;
-    let Ok(Some(LatchEvent::Granted(token))) = first else {
-        panic!("the only contender leads: {first:?}");
-    };
+    let (_latch, mut rx, token) = tenure_testkit::lead_alone(&l, "leader/latch").await;
     wait_parked(&l, "the leader's wait on its own key", 1).await;
     let mut raw = etcd_client::Client::connect([f.server().endpoint()], None)
         .await

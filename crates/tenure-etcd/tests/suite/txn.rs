@@ -137,16 +137,9 @@ async fn a_fence_outside_the_namespace_is_not_leader() {
 /// leader's fence must fail from then on: it compares the key's lease too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_latch_key_overwritten_without_its_lease_fences_its_leader_out() {
-    use tenure_core::driver::{HaBackend, LatchEvent};
-    use tokio::sync::mpsc;
-
     let f = EtcdFactory::start().await;
     let kv = f.connect_etcd().await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let _latch = kv.join_latch("leader/latch", tx).await.unwrap();
-    let Some(LatchEvent::Granted(token)) = rx.recv().await else {
-        panic!("the only contender leads");
-    };
+    let (_latch, _events, token) = tenure_testkit::lead_alone(&kv, "leader/latch").await;
     let fenced = |key: &str| kv.txn(Txn::new(Some(token.clone())).op(create(key, b"1")));
     fenced("f/before").await.unwrap();
 

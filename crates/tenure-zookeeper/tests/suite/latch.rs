@@ -314,12 +314,11 @@ async fn a_standby_whose_node_was_deleted_is_not_granted_when_the_leader_leaves(
     let dir = format!("/flink/{}/leader/latch", f.cluster_id());
     let join = || async {
         let b = f.connect_zk().await;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let latch = b.join_latch("leader/latch", tx).await.unwrap();
+        let (latch, rx) = tenure_testkit::join(&b, "leader/latch").await;
         (b, latch, rx)
     };
-    let (_l, leader, mut leader_rx) = join().await;
-    granted(&mut leader_rx).await;
+    let l = f.connect_zk().await;
+    let (leader, _leader_events, _) = tenure_testkit::lead_alone(&l, "leader/latch").await;
     let (s, _s_latch, mut s_rx) = join().await;
     wait_for_parked(&s, "the second waiting on the leader's node", 1).await;
     let s_session = s.session_info().unwrap().id().0;
