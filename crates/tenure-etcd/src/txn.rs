@@ -28,7 +28,7 @@ use crate::keys::{Keys, latch_lease};
 #[derive(Clone, Debug)]
 enum Check {
     /// The fence: the lock key's create revision is the epoch, and the key is attached to the
-    /// lease it is named by (this lease).
+    /// lease it is named by (the second field).
     Fence(FencingToken, i64),
     /// Operation `op`'s key is at `mod_revision` `version`.
     Version { op: usize, version: Version },
@@ -77,7 +77,6 @@ enum Known {
     Absent,
 }
 
-/// The etcd key of a token's lock, if it is a key of this namespace.
 /// The lock key of `token` and the lease it is named by: a latch participant's key of this
 /// namespace, or nothing (no fence of this backend).
 fn fence_key(keys: &Keys, token: &FencingToken) -> Option<(String, i64)> {

@@ -45,7 +45,10 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let granted = |e: Option<LatchEvent>| usize::from(matches!(e, Some(LatchEvent::Granted(_))));
+    let granted = |e: Option<LatchEvent>| match e {
+        Some(e) => usize::from(matches!(e, LatchEvent::Granted(_))),
+        None => panic!("a contender's latch is gone"),
+    };
     let mut grants = [0, 0];
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while grants == [0, 0] {
