@@ -13,7 +13,8 @@
 //!   session is one watch on the session's one latch-wait stream (`deletions.rs`), not a stream
 //!   of its own.
 //! - The fencing token is `(<etcd key of the participant's key>, <its create revision>)`; every
-//!   fenced write compares that key's create revision in the same transaction.
+//!   fenced write compares that key's create revision, and its lease with the lease it is named
+//!   by, in the same transaction.
 //! - Connection suspended (renewals failing inside the TTL): under
 //!   [`SuspendedPolicy::RevokeOnSuspended`] leadership is revoked at once and the line is read
 //!   again once connected (the key lives on with the lease). Lease lost: revoked; the key is gone

@@ -24,8 +24,8 @@
 //! - You want failover bounded by one number: a crashed leader's lease expires after
 //!   `high-availability.etcd.lease-ttl` (default 15 s; the fault tests run at 2 s and a standby
 //!   led 1.7–2.1 s after SIGKILL or SIGSTOP of the leader), and its keys go with it.
-//! - Every fenced write is one etcd transaction comparing the leader key's create revision,
-//!   checked by the raft leader in the same commit as the write: no window between a check and
+//! - Every fenced write is one etcd transaction comparing the leader key's create revision and
+//!   lease, checked by the raft leader in the same commit as the write: no window between a check and
 //!   the write, on one node or a 3-node cluster.
 //!
 //! Prefer ZooKeeper when Flink processes must share the HA data (Flink has no etcd HA
@@ -48,7 +48,8 @@
 //! - Ephemeral keys are put under the process's lease;
 //!   [`Entry::ephemeral_owner`](tenure_core::kv::Entry::ephemeral_owner) is that lease id.
 //! - Every write is one etcd transaction: checks are `Compare`s, a fence compares the leader
-//!   key's create revision with the token's epoch (see the `txn` module).
+//!   key's create revision with the token's epoch and its lease with the lease the key is named
+//!   by (see the `txn` module).
 //! - Connection state: see the `session` module; `Suspended` while renewals of the lease
 //!   fail inside its TTL, `Lost` once the lease is gone (a new lease follows).
 //!
