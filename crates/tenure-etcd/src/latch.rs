@@ -63,9 +63,9 @@ pub(crate) enum Op {
     Join { dir: String },
     /// The participants' keys below `dir` with their create revisions, and the revision read at.
     List { dir: String },
-    /// Resolve once `key` is deleted after `revision` (or the watch fails: look again). With
-    /// `also` (this participant's own key, while `key` is the first of the line), a deletion
-    /// of that key after `revision` ends the wait too, as "look again".
+    /// Resolve once `key` is deleted after `revision` (or put again, or the watch fails: look
+    /// again). With `also` (this participant's own key, while `key` is the first of the line),
+    /// a deletion or put of that key after `revision` ends the wait too, as "look again".
     Watch {
         key: String,
         revision: i64,
