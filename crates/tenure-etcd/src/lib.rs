@@ -25,8 +25,8 @@
 //!   `high-availability.etcd.lease-ttl` (default 15 s; the fault tests run at 2 s and a standby
 //!   led 1.7–2.1 s after SIGKILL or SIGSTOP of the leader), and its keys go with it.
 //! - Every fenced write is one etcd transaction comparing the leader key's create revision and
-//!   lease, checked by the raft leader in the same commit as the write: no window between a check and
-//!   the write, on one node or a 3-node cluster.
+//!   lease, checked by the raft leader in the same commit as the write: no window between a
+//!   check and the write, on one node or a 3-node cluster.
 //!
 //! Prefer ZooKeeper when Flink processes must share the HA data (Flink has no etcd HA
 //! service), and the Kubernetes mode when the cluster runs on Kubernetes without an etcd of

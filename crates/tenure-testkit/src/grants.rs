@@ -55,7 +55,9 @@ where
         tokio::select! {
             e = a.recv() => grants[0] += granted(e),
             e = b.recv() => grants[1] += granted(e),
-            () = tokio::time::sleep_until(deadline) => panic!("nobody was granted within {DEADLINE:?}"),
+            () = tokio::time::sleep_until(deadline) => {
+                panic!("nobody was granted within {DEADLINE:?}")
+            }
         }
     }
     wait_until("the line settled", DEADLINE, settled).await;

@@ -110,13 +110,13 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         it out: an observer session (a persistent watch on the latch, in the measuring process) \
         records when the server deletes the dead leader's node (the first deletion after the \
         kill), and the reaction is the time from that moment to the standby knowing it leads \
-        (notification, and a re-read of the line where the recipe needs one); negative when the standby led before the \
-        observer's own notification came. \
+        (notification, and a re-read of the line where the recipe needs one); negative when \
+        the standby led before the observer's own notification came. \
         **tenure**: `tenure-bench child leader --impl tenure` (HA services, dispatcher \
         election) and a tenure standby. **floor**: a raw-client leader child and a raw standby \
         that watches its predecessor, the first of the line, and leads when notified (no \
-        read: sequence numbers only grow; tenure's latch does the same, Curator's re-reads). **Curator** / \
-        **kazoo**: their peer programs do the same with a child JVM / Python process \
+        read: sequence numbers only grow; tenure's latch does the same, Curator's re-reads). \
+        **Curator** / **kazoo**: their peer programs do the same with a child JVM / Python process \
         (`destroyForcibly()` / `kill()` = SIGKILL)."
         .into();
     for &(timeout, n) in &ctx.sizes.crash {

@@ -64,15 +64,16 @@ pub async fn run(ctx: &Ctx, zk: &Zk, out: &mut ScenarioResult) -> anyhow::Result
         (then, untimed, it watches its own node: one `exists`, as tenure's latch sends before \
         parking a wait on a node it did not just create). \
         **floor (delete + notify only)**: the latch node's delete → the standby's watch fires, \
-        and → + get-children (what Curator's recipe reads there); no leader information. **Curator**: \
-        `LeaderLatch.close()` → the standby's `await()` returns (Curator's latch publishes \
-        nothing). **kazoo**: `Lock.release()` → the waiting `acquire()` returns. *requests*: the \
-        ZooKeeper requests of one handover, both sessions together, counted by the server \
-        (`srvr`) over the untimed warm-up trials (fewest seen). The second table splits \
+        and → + get-children (what Curator's recipe reads there); no leader information. \
+        **Curator**: `LeaderLatch.close()` → the standby's `await()` returns (Curator's latch \
+        publishes nothing). **kazoo**: `Lock.release()` → the waiting `acquire()` returns. \
+        *requests*: the ZooKeeper requests of one handover, both sessions together, counted by \
+        the server (`srvr`) over the untimed warm-up trials (fewest seen). The second table splits \
         tenure's and the same-requests floor's handover where an observer session (a persistent \
         watch on the latch) sees the leader's node deleted: the leader's part (stop → latch \
         node deleted, including the unpublish) and the standby's part (notification → leads, \
-        with no read for the second of the line; negative when the standby led before the observer's own notification came)."
+        with no read for the second of the line; negative when the standby led before the \
+        observer's own notification came)."
         .into();
     let n = ctx.sizes.handover;
     let warmup = ctx.sizes.warmup;

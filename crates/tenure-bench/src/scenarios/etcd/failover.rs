@@ -122,8 +122,9 @@ pub async fn run(
         500 ms, so up to ~500 ms of the excess is the server's, spread at random and the same \
         for everyone; the **server's share** column is kill → an observer connection sees the \
         key deleted, minus the TTL. The **reaction** table takes it out: from that deletion to \
-        the standby knowing it leads (watch event, and a read of the line where the recipe needs one; negative when the \
-        standby heard of the deletion before the observer). **tenure**: \
+        the standby knowing it leads (watch event, and a read of the line where the recipe \
+        needs one; negative when the standby heard of the deletion before the observer). \
+        **tenure**: \
         `tenure-bench etcd-child --impl tenure` (HA services, dispatcher election) and a \
         tenure standby. **floor**: a raw-client leader child (the same join and read) and a \
         raw standby watching its predecessor, the first of the line, and leading when it is \

@@ -64,15 +64,16 @@ pub async fn run(
         requests)**: that transaction made directly with etcd-client → the standby's watch \
         sees the delete, and it leads: like tenure's latch, it knows it is first without a \
         read, since its predecessor was the first of the line it read (create revisions only \
-        grow) (then, untimed, it watches its own key from that read). **etcdctl**: two long-lived `etcdctl elect` processes on one \
-        election; SIGINT to the leader (it resigns: one transaction deleting its key) → the \
-        standby's `Campaign` returns (a read of the line), it reads its key and prints it; \
-        the time is from the signal to the standby's first output line arriving on our pipe \
-        (no process start in it). The second table splits each handover where an observer \
-        connection (a watch of the latch, in the measuring process) sees the leader's key \
-        deleted (the standby's part is negative when it heard of the deletion before the \
-        observer). *requests*: gRPC messages the server received during one handover, every \
-        connection together, keep-alives left out (warm-up trials, fewest seen)."
+        grow) (then, untimed, it watches its own key from that read). **etcdctl**: two \
+        long-lived `etcdctl elect` processes on one election; SIGINT to the leader (it \
+        resigns: one transaction deleting its key) → the standby's `Campaign` returns (a read \
+        of the line), it reads its key and prints it; the time is from the signal to the \
+        standby's first output line arriving on our pipe (no process start in it). The second \
+        table splits each handover where an observer connection (a watch of the latch, in the \
+        measuring process) sees the leader's key deleted (the standby's part is negative when \
+        it heard of the deletion before the observer). *requests*: gRPC messages the server \
+        received during one handover, every connection together, keep-alives left out \
+        (warm-up trials, fewest seen)."
         .into();
     let n = ctx.sizes.handover;
     let warmup = ctx.sizes.warmup;

@@ -265,9 +265,10 @@ impl Scenario {
     }
 
     /// Ends the scenario: resumes stopped contenders, stops every running one with SIGTERM
-    /// (each must exit cleanly; those that do not lead first, so the end grants no term), merges the histories, recovers the retained checkpoint ids
-    /// through a fresh connection to `quorum` and checks the HA invariants; panics with the
-    /// report and the histories unless they hold.
+    /// (each must exit cleanly; those that do not lead first, so the end grants no term),
+    /// merges the histories, recovers the retained checkpoint ids through a fresh connection to
+    /// `quorum` and checks the HA invariants; panics with the report and the histories unless
+    /// they hold.
     pub async fn finish(&self, contenders: &mut [&mut Contender], quorum: &str) -> Finished {
         for c in contenders.iter_mut() {
             if c.stopped {
