@@ -26,17 +26,22 @@
 //! watches that one key) or the wait must look again (every other wake-up); the recipe
 //! decides which needs a fresh line read.
 //!
-//! A wait for the first of the line also watches the waiter's own key, from the same revision:
+//! A wait for the first of the line also follows the waiter's own key, from the same revision:
 //! told of the first's deletion, the waiter leads without reading the line, which takes its
 //! own key to be there. A deletion of its own key (by someone else) wakes the wait to look
-//! again instead, and it joins again rather than lead beside whoever joined after it. The two
-//! watches of such a wait are cancelled together.
+//! again instead, and it joins again rather than lead beside whoever joined after it. Such a
+//! wait is one watch over the key range from the lower of the two keys to the higher: etcd
+//! reports one watch's events in revision order, so the own key's deletion is seen before a
+//! later deletion of the awaited key. Two watches would not be: a watch created from a past
+//! revision is caught up by a server loop that visits watches in no fixed order, and a watch
+//! already in step gets the later event first. Changes of other keys in the range (other
+//! participants between the two) are passed over.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 
-use etcd_client::{EventType, WatchOptions, WatchResponse};
+use etcd_client::{Event, EventType, WatchOptions, WatchResponse};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
@@ -59,18 +64,33 @@ struct State {
     /// Parked waits by their watch id.
     /// Each is sent whether its key was deleted (or else, the wait must look again).
     waits: HashMap<i64, oneshot::Sender<bool>>,
-    /// The two watches of each wait that has two, both ways: the watch of the awaited key (in
-    /// `waits`) and the watch of the waiter's own key.
-    pairs: HashMap<i64, i64>,
+    /// The keys of each parked wait that also follows the waiter's own key (its watch covers
+    /// the range between the two); waits of one key are not here.
+    ranges: HashMap<i64, Pair>,
     /// The last watch id given (ids start at 1: 0 asks the server to choose).
     last_id: i64,
+}
+
+/// The two keys of a wait for the first of the line.
+#[derive(Debug)]
+struct Pair {
+    /// The first of the line's key, whose deletion the wait is for.
+    awaited: String,
+    /// The waiter's own key: any change of it says look again.
+    own: String,
 }
 
 /// What the stream's task is asked to send.
 #[derive(Debug)]
 enum Command {
-    /// Watch `key` for deletions from `revision` + 1 on, as watch `id`.
-    Create { id: i64, key: String, revision: i64 },
+    /// Watch `key` (up to `end`, exclusive, if given) for changes from `revision` + 1 on, as
+    /// watch `id`.
+    Create {
+        id: i64,
+        key: String,
+        end: Option<Vec<u8>>,
+        revision: i64,
+    },
     /// Cancel watch `id`.
     Cancel(i64),
 }
@@ -123,19 +143,35 @@ impl Deletions {
             state.last_id += 1;
             let id = state.last_id;
             state.waits.insert(id, tx);
-            self.create(&mut state, Command::Create { id, key, revision });
-            if let Some(also) = also {
-                state.last_id += 1;
-                let second = state.last_id;
-                state.pairs.insert(id, second);
-                state.pairs.insert(second, id);
-                let command = Command::Create {
-                    id: second,
-                    key: also,
+            let command = match also {
+                None => Command::Create {
+                    id,
+                    key,
+                    end: None,
                     revision,
-                };
-                self.create(&mut state, command);
-            }
+                },
+                Some(own) => {
+                    // The range from the lower key to just after the higher one (the key
+                    // followed by a zero byte is the next key there can be).
+                    let (low, high) = if key <= own {
+                        (&key, &own)
+                    } else {
+                        (&own, &key)
+                    };
+                    let mut end = high.clone().into_bytes();
+                    end.push(0);
+                    let command = Command::Create {
+                        id,
+                        key: low.clone(),
+                        end: Some(end),
+                        revision,
+                    };
+                    let pair = Pair { awaited: key, own };
+                    state.ranges.insert(id, pair);
+                    command
+                }
+            };
+            self.create(&mut state, command);
             id
         };
         let guard = Forget {
@@ -163,32 +199,46 @@ impl Deletions {
         }
     }
 
-    /// Wakes the wait of watch `id` if it is still parked, telling it whether its key was
-    /// `deleted` (a deletion seen by the second watch of a wait, of the waiter's own key, says
-    /// look again); true if it was parked. The other watch of a wait with two is cancelled.
-    fn wake(&self, id: i64, deleted: bool) -> bool {
-        let mut state = self.lock();
-        let other = state.unpair(id);
-        let (tx, deleted) = match state.waits.remove(&id) {
-            Some(tx) => (tx, deleted),
-            None => match other.and_then(|o| state.waits.remove(&o)) {
-                Some(tx) => (tx, false),
-                None => return false,
-            },
+    /// What `events` (of watch `id`, in revision order) tell its wait: `Some(true)` the
+    /// awaited key was deleted, `Some(false)` look again, `None` nothing that concerns it.
+    /// A wait of one key is told of a deletion if any event is one, and to look again on a
+    /// put. A wait of a range is decided by the first event of either of its keys: the
+    /// awaited key's deletion, or else look again; other keys' events are passed over.
+    fn verdict(&self, id: i64, events: &[Event]) -> Option<bool> {
+        let state = self.lock();
+        let Some(pair) = state.ranges.get(&id) else {
+            let deleted = events.iter().any(|e| e.event_type() == EventType::Delete);
+            return (!events.is_empty()).then_some(deleted);
         };
-        if let (Some(other), Some(commands)) = (other, &state.commands) {
-            let _ = commands.send(Command::Cancel(other));
-        }
-        drop(state);
-        let _ = tx.send(deleted);
-        true
+        events.iter().find_map(|e| {
+            let key = e.kv().map(etcd_client::KeyValue::key)?;
+            if key == pair.awaited.as_bytes() {
+                Some(e.event_type() == EventType::Delete)
+            } else {
+                (key == pair.own.as_bytes()).then_some(false)
+            }
+        })
+    }
+
+    /// Wakes the wait of watch `id` if it is still parked, telling it whether its key was
+    /// `deleted`; true if it was parked.
+    fn wake(&self, id: i64, deleted: bool) -> bool {
+        let tx = {
+            let mut state = self.lock();
+            state.ranges.remove(&id);
+            state.waits.remove(&id)
+        };
+        tx.is_some_and(|tx| {
+            let _ = tx.send(deleted);
+            true
+        })
     }
 
     /// Wakes every parked wait to look again (their watches are gone with the stream).
     fn wake_all(&self) {
         let waits: Vec<_> = {
             let mut state = self.lock();
-            state.pairs.clear();
+            state.ranges.clear();
             state.waits.drain().collect()
         };
         for (_, tx) in waits {
@@ -198,20 +248,7 @@ impl Deletions {
 
     /// Whether watch `id` belongs to a parked wait.
     fn is_parked(&self, id: i64) -> bool {
-        let state = self.lock();
-        state.waits.contains_key(&id) || state.pairs.contains_key(&id)
-    }
-}
-
-impl State {
-    /// Forgets the pairing of watch `id`; the other watch of its wait, if it has one.
-    fn unpair(&mut self, id: i64) -> Option<i64> {
-        if self.pairs.is_empty() {
-            return None;
-        }
-        let other = self.pairs.remove(&id)?;
-        self.pairs.remove(&other);
-        Some(other)
+        self.lock().waits.contains_key(&id)
     }
 }
 
@@ -227,14 +264,11 @@ impl Drop for Forget {
             return;
         };
         let mut state = d.lock();
-        let other = state.unpair(self.id);
+        state.ranges.remove(&self.id);
         if state.waits.remove(&self.id).is_some()
             && let Some(commands) = &state.commands
         {
             let _ = commands.send(Command::Cancel(self.id));
-            if let Some(other) = other {
-                let _ = commands.send(Command::Cancel(other));
-            }
         }
     }
 }
@@ -252,22 +286,25 @@ async fn follow(
     };
     loop {
         // The first create of a wait still parked opens the stream.
-        let (id, key, revision) = loop {
+        let (id, key, end, revision) = loop {
             let command = tokio::select! {
                 () = closed.cancelled() => return wake_all(&deletions),
                 c = queue.recv() => c,
             };
             match command {
-                Some(Command::Create { id, key, revision }) if parked(&deletions, id) => {
-                    break (id, key, revision);
-                }
+                Some(Command::Create {
+                    id,
+                    key,
+                    end,
+                    revision,
+                }) if parked(&deletions, id) => break (id, key, end, revision),
                 Some(_) => {}
                 None => return,
             }
         };
         let opened = tokio::select! {
             () = closed.cancelled() => return wake_all(&deletions),
-            s = open(&shared, id, &key, revision) => s,
+            s = open(&shared, id, &key, end, revision) => s,
         };
         let Some(stream) = opened else {
             // Waits look again (their line reads fail or succeed on their own); a pause keeps a
@@ -296,8 +333,13 @@ async fn follow(
                     None => break,
                 },
                 command = queue.recv() => match command {
-                    Some(Command::Create { id, key, revision }) if parked(&deletions, id) => {
-                        sender.watch(key, Some(options(id, revision))).await
+                    Some(Command::Create {
+                        id,
+                        key,
+                        end,
+                        revision,
+                    }) if parked(&deletions, id) => {
+                        sender.watch(key, Some(options(id, end, revision))).await
                     }
                     Some(Command::Create { .. }) => Ok(()),
                     Some(Command::Cancel(id)) => sender.cancel(id).await,
@@ -355,14 +397,10 @@ fn deleted(deletions: &Weak<Deletions>, resp: &WatchResponse) -> Option<i64> {
         d.wake(id, false);
         return None;
     }
-    let events = resp.events();
-    if events.is_empty() {
-        // The watch's creation (or a progress notice): nothing changed.
-        return None;
-    }
-    // A put wakes the wait to look again: only a hand puts a latch key after its join, and the
-    // key may have left its lease (no participant then, and its fence fails).
-    let gone = events.iter().any(|e| e.event_type() == EventType::Delete);
+    // No events: the watch's creation (or a progress notice), nothing changed. A put wakes the
+    // wait to look again: only a hand puts a latch key after its join, and the key may have
+    // left its lease (no participant then, and its fence fails).
+    let gone = d.verdict(id, resp.events())?;
     d.wake(id, gone).then_some(id)
 }
 
@@ -376,12 +414,16 @@ fn wake_all(deletions: &Weak<Deletions>) {
     }
 }
 
-/// A watch of one key's changes from `revision` + 1 on, as watch `id`: its deletion, or a put
-/// (see [`deleted`]).
-fn options(id: i64, revision: i64) -> WatchOptions {
-    WatchOptions::new()
+/// A watch of one key's changes (or, with `end`, of the keys up to `end`) from `revision` + 1
+/// on, as watch `id`: deletions and puts (see [`Deletions::verdict`]).
+fn options(id: i64, end: Option<Vec<u8>>, revision: i64) -> WatchOptions {
+    let options = WatchOptions::new()
         .with_watch_id(id)
-        .with_start_revision(revision + 1)
+        .with_start_revision(revision + 1);
+    match end {
+        Some(end) => options.with_range(end),
+        None => options,
+    }
 }
 
 /// Opens the stream with watch `id` of `key` as its first, within the request timeout (a
@@ -390,6 +432,7 @@ async fn open(
     shared: &Weak<Shared>,
     id: i64,
     key: &str,
+    end: Option<Vec<u8>>,
     revision: i64,
 ) -> Option<etcd_client::WatchStream> {
     let shared = shared.upgrade()?;
@@ -397,8 +440,8 @@ async fn open(
     let bound = shared.settings.request_timeout;
     drop(shared);
     let opened = until_sent(client, |mut c| {
-        let key = key.to_owned();
-        async move { c.watch(key, Some(options(id, revision))).await }
+        let (key, end) = (key.to_owned(), end.clone());
+        async move { c.watch(key, Some(options(id, end, revision))).await }
     });
     match tokio::time::timeout(bound, opened).await {
         Ok(Ok(stream)) => Some(stream),
