@@ -57,17 +57,19 @@ impl Deletions {
         Ok(Self { seen, task })
     }
 
-    /// When the observer saw `key` deleted, if it did.
+    /// When the observer last saw `key` deleted, if it did.
     pub fn at(&self, key: &str) -> Option<u64> {
         tenure_core::sync::lock(&self.seen).get(key).copied()
     }
 
-    /// When the observer saw `key` deleted, waiting up to a second for its notification (it
-    /// may arrive after the standby's).
-    pub async fn wait_at(&self, key: &str) -> Option<u64> {
+    /// When the observer saw `key` deleted at `since` or later, waiting up to a second for its
+    /// notification (it may arrive after the standby's). A key deleted in every trial (the same
+    /// lease's latch key) keeps the time of the trial before until this trial's notification
+    /// arrives: that one is not this trial's.
+    pub async fn wait_at(&self, key: &str, since: u64) -> Option<u64> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
         loop {
-            if let Some(at) = self.at(key) {
+            if let Some(at) = self.at(key).filter(|&at| at >= since) {
                 return Some(at);
             }
             if tokio::time::Instant::now() > deadline {
@@ -75,5 +77,27 @@ impl Deletions {
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_trial_pairs_with_a_deletion_after_it_began_not_an_earlier_trials() {
+        let seen = Arc::new(Mutex::new(HashMap::from([("k".to_owned(), 150)])));
+        let observer = Deletions {
+            seen: seen.clone(),
+            task: tokio::spawn(async {}),
+        };
+        // Trial 0 began at 100 and the key went at 150; trial 1 began at 300 and its deletion
+        // is heard at 330, after the trial asks.
+        assert_eq!(observer.wait_at("k", 100).await, Some(150));
+        let late = tokio::spawn(async move {
+            tenure_core::sync::lock(&seen).insert("k".to_owned(), 330);
+        });
+        assert_eq!(observer.wait_at("k", 300).await, Some(330));
+        late.await.unwrap();
     }
 }

@@ -246,7 +246,7 @@ async fn tenure_crashes(
         child.kill()?;
         let t1 = join_granted(waiter, grant_timeout).await?;
         child.stop().await;
-        let deletion = observer.wait_at(&format!("{latch}/{lease:x}")).await;
+        let deletion = observer.wait_at(&format!("{latch}/{lease:x}"), t0).await;
         c.push(t0, deletion, t1);
         standby.stop().await?;
         etcd.wait_keys(&latch, 0).await?;
@@ -298,7 +298,7 @@ async fn floor_crashes(ctx: &Ctx, etcd: &Etcd, ttl: Duration, n: usize) -> anyho
             .await
             .context("the floor standby was not granted in time")???;
         child.stop().await;
-        let deletion = observer.wait_at(&predecessor).await;
+        let deletion = observer.wait_at(&predecessor, t0).await;
         c.push(t0, deletion, t1);
         standby.leave(&wait.key, &[]).await?;
     }
@@ -328,7 +328,7 @@ async fn etcdctl_crashes(ctx: &Ctx, etcd: &Etcd, p: &Etcdctl, n: usize) -> anyho
             bail!("the etcdctl standby printed {key_b:?}, not its key");
         }
         a.stop().await;
-        let deletion = observer.wait_at(&key_a).await;
+        let deletion = observer.wait_at(&key_a, t0).await;
         c.push(t0, deletion, t1);
         b.interrupt()?;
         b.exit_within(Duration::from_secs(30)).await;

@@ -31,7 +31,7 @@ impl Split {
     /// deleted.
     async fn record(&mut self, observer: &Deletions, key: &str, start: u64, granted: u64) {
         self.total.push(us_between(start, granted));
-        if let Some(d) = observer.wait_at(key).await {
+        if let Some(d) = observer.wait_at(key, start).await {
             self.leader.push(us_between(start, d));
             self.standby.push(us_signed(d, granted));
         }
