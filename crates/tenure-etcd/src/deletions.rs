@@ -22,9 +22,9 @@
 //!   again; the next wait opens a new stream. Waits are not moved across streams: a new line
 //!   read gives each its new revision.
 //!
-//! A wake-up tells whether the watched key was deleted (a delete event of its own watch, which
-//! watches that one key) or the wait must look again (every other wake-up); the recipe
-//! decides which needs a fresh line read.
+//! A wake-up tells whether the awaited key was deleted (a delete event of that key on the
+//! wait's own watch) or the wait must look again (every other wake-up); the recipe decides
+//! which needs a fresh line read.
 //!
 //! A wait for the first of the line also follows the waiter's own key, from the same revision:
 //! told of the first's deletion, the waiter leads without reading the line, which takes its
