@@ -9,9 +9,9 @@
 //!   the first's key is deleted, without reading the line again (create revisions only grow:
 //!   no key made after that listing comes before it), so its wait follows its own key too,
 //!   from that listing, in the same watch (a change of its key seen first ends the wait: it
-//!   reads the line, and joins again); others read the line when their predecessor goes. The leader watches its own key. Every such watch of a
-//!   session is one watch on the session's one latch-wait stream (`deletions.rs`), not a stream
-//!   of its own.
+//!   reads the line, and joins again); others read the line when their predecessor goes. The
+//!   leader watches its own key. Every such watch of a session is one watch on the session's
+//!   one latch-wait stream (`deletions.rs`), not a stream of its own.
 //! - The fencing token is `(<etcd key of the participant's key>, <its create revision>)`; every
 //!   fenced write compares that key's create revision, and its lease with the lease it is named
 //!   by, in the same transaction.
@@ -344,9 +344,8 @@ impl Recipe {
     /// one, this key is now the first and leads without reading the line again (create
     /// revisions only grow, so no key made after that read comes before it). The wait's watch
     /// covers its own key too, from that read, in revision order: a deletion of it before the
-    /// first's was seen first, and ended the wait as "look again". Curator's
-    /// and etcd's own election recipes read the line here. False if it does not apply (the
-    /// line is read).
+    /// first's was seen first, and ended the wait as "look again". Curator's and etcd's own
+    /// election recipes read the line here. False if it does not apply (the line is read).
     fn now_first(&mut self, out: &mut Out) -> bool {
         let Some(revision) = self.predecessor_first.take() else {
             return false;
