@@ -187,3 +187,39 @@ async fn the_first_change_of_either_key_decides_even_from_the_past() {
         );
     }
 }
+
+/// A put by hand of either key of a wait for the first of the line (the key may have left its
+/// lease) says look again, never "deleted"; a put of a key between the two is passed over, and
+/// the awaited key's deletion after it is still told as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_of_either_key_says_look_again_and_one_between_is_passed_over() {
+    let server = EtcdServer::start().await;
+    let settings = EtcdSettings::new(vec![server.endpoint()], "/flink", "puts")
+        .with_request_timeout(Duration::from_secs(5));
+    let backend = EtcdBackend::connect(settings).await.unwrap();
+    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    let dir = "/flink/puts/leader/latch";
+    let (first, between, own) = (format!("{dir}/a"), format!("{dir}/b"), format!("{dir}/c"));
+    for put_again in [Some(&first), Some(&own), None] {
+        raw.put(first.as_str(), "", None).await.unwrap();
+        let put = raw.put(own.as_str(), "", None).await.unwrap();
+        let read_at = put.header().unwrap().revision();
+        let wait = backend
+            .shared
+            .deletions()
+            .wait(first.clone(), read_at, Some(own.clone()));
+        raw.put(between.as_str(), "decoy", None).await.unwrap();
+        if let Some(key) = put_again {
+            raw.put(key.as_str(), "by hand", None).await.unwrap();
+        }
+        raw.delete(first.as_str(), None).await.unwrap();
+        let deleted = tokio::time::timeout(DEADLINE, wait).await.unwrap();
+        assert_eq!(
+            deleted,
+            put_again.is_none(),
+            "put again: {put_again:?}; a put says look again, the decoy changes nothing"
+        );
+    }
+}
