@@ -9,19 +9,29 @@ use tenure_testkit::{DEADLINE, wait_until};
 
 use crate::{EtcdBackend, EtcdSettings};
 
+/// A server on loopback, a backend of cluster `cluster` under `/flink` on it (with `settings`
+/// applied), and a raw client of the server's for the test's own reads and writes.
+async fn start(
+    cluster: &str,
+    settings: impl FnOnce(EtcdSettings) -> EtcdSettings,
+) -> (EtcdServer, EtcdBackend, etcd_client::Client) {
+    let server = EtcdServer::start().await;
+    let base = EtcdSettings::new(vec![server.endpoint()], "/flink", cluster)
+        .with_request_timeout(Duration::from_secs(5));
+    let backend = EtcdBackend::connect(settings(base)).await.unwrap();
+    let raw = etcd_client::Client::connect([server.endpoint()], None)
+        .await
+        .unwrap();
+    (server, backend, raw)
+}
+
 /// A wait whose watch starts at a revision the server has compacted away would wait forever
 /// for a deletion etcd can no longer report: the server cancels that watch instead, and the
 /// wait is woken so the recipe reads the line again (from a current revision).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
-    let server = EtcdServer::start().await;
-    let settings = EtcdSettings::new(vec![server.endpoint()], "/flink", "compacted")
-        .with_lease_ttl(Duration::from_secs(2))
-        .with_request_timeout(Duration::from_secs(5));
-    let backend = EtcdBackend::connect(settings).await.unwrap();
-    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
-        .await
-        .unwrap();
+    let (_server, backend, mut raw) =
+        start("compacted", |s| s.with_lease_ttl(Duration::from_secs(2))).await;
     let key = "/flink/compacted/leader/latch/awaited";
     let read_at = raw
         .put(key, "x", None)
@@ -78,13 +88,7 @@ async fn a_wait_from_a_compacted_revision_is_woken_to_look_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_with_a_second_key_ends_on_either_and_cancels_its_watch() {
     const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
-    let server = EtcdServer::start().await;
-    let settings = EtcdSettings::new(vec![server.endpoint()], "/flink", "pair")
-        .with_request_timeout(Duration::from_secs(5));
-    let backend = EtcdBackend::connect(settings).await.unwrap();
-    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
-        .await
-        .unwrap();
+    let (server, backend, mut raw) = start("pair", |s| s).await;
     let (first, own) = ("/flink/pair/leader/latch/a", "/flink/pair/leader/latch/b");
     let base = server.counter(WATCHERS).await;
     let watchers = |n: f64| {
@@ -142,13 +146,7 @@ async fn a_wait_with_a_second_key_ends_on_either_and_cancels_its_watch() {
 /// participant between the two keys comes and goes first, and is passed over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_change_of_either_key_decides_even_from_the_past() {
-    let server = EtcdServer::start().await;
-    let settings = EtcdSettings::new(vec![server.endpoint()], "/flink", "order")
-        .with_request_timeout(Duration::from_secs(5));
-    let backend = EtcdBackend::connect(settings).await.unwrap();
-    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
-        .await
-        .unwrap();
+    let (_server, backend, mut raw) = start("order", |s| s).await;
     let dir = "/flink/order/leader/latch";
     // The awaited key below and above the own key, and either deleted first.
     let cases = [
@@ -193,13 +191,7 @@ async fn the_first_change_of_either_key_decides_even_from_the_past() {
 /// the awaited key's deletion after it is still told as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_of_either_key_says_look_again_and_one_between_is_passed_over() {
-    let server = EtcdServer::start().await;
-    let settings = EtcdSettings::new(vec![server.endpoint()], "/flink", "puts")
-        .with_request_timeout(Duration::from_secs(5));
-    let backend = EtcdBackend::connect(settings).await.unwrap();
-    let mut raw = etcd_client::Client::connect([server.endpoint()], None)
-        .await
-        .unwrap();
+    let (_server, backend, mut raw) = start("puts", |s| s).await;
     let dir = "/flink/puts/leader/latch";
     let (first, between, own) = (format!("{dir}/a"), format!("{dir}/b"), format!("{dir}/c"));
     for put_again in [Some(&first), Some(&own), None] {
